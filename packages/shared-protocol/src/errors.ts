@@ -1,0 +1,109 @@
+/**
+ * Error codes are part of the contract (README lists them); messages are not.
+ */
+export type FiletrackerErrorCode =
+  | 'BAD_PATH'
+  | 'UNKNOWN_ENDPOINT'
+  | 'MISSING_DATE'
+  | 'BAD_DATE'
+  | 'BAD_HEADER'
+  | 'BAD_CHECKSUM'
+  | 'CHECKSUM_MISMATCH'
+  | 'SIZE_MISMATCH'
+  | 'BAD_GZIP'
+  | 'INCOMPLETE_BODY'
+  | 'NOT_FOUND'
+  | 'NOT_A_DIRECTORY'
+  | 'PATH_CONFLICT'
+  | 'METHOD_NOT_ALLOWED'
+  | 'INSUFFICIENT_STORAGE'
+  | 'FALLBACK_UNREACHABLE'
+  | 'FALLBACK_TIMEOUT'
+  | 'VERSION_MISMATCH'
+  | 'SERVER_ERROR'
+  | 'PROTOCOL_ERROR';
+
+export interface FiletrackerErrorOptions {
+  code: FiletrackerErrorCode;
+  status: number;
+  cause?: unknown;
+  /** Extra response headers (e.g. `Allow` for 405). */
+  headers?: Record<string, string>;
+}
+
+/**
+ * The one error type of the protocol: a code, the HTTP status it maps to and a one-line
+ * reason. The server maps it to a response; the client raises it from a response.
+ */
+export class FiletrackerError extends Error {
+  readonly code: FiletrackerErrorCode;
+  readonly status: number;
+  readonly headers: Record<string, string>;
+
+  constructor(message: string, options: FiletrackerErrorOptions) {
+    super(oneLine(message), { cause: options.cause });
+    this.name = 'FiletrackerError';
+    this.code = options.code;
+    this.status = options.status;
+    this.headers = options.headers ?? {};
+  }
+
+  /** 4xx messages are the client's to read; 5xx ones may name internals. */
+  get expose(): boolean {
+    return this.status < 500;
+  }
+}
+
+/** A request the server will not carry out as sent (4xx). */
+export class BadRequestError extends FiletrackerError {
+  constructor(code: FiletrackerErrorCode, message: string, cause?: unknown) {
+    super(message, { code, status: 400, cause });
+    this.name = 'BadRequestError';
+  }
+}
+
+export class NotFoundError extends FiletrackerError {
+  constructor(message: string, code: FiletrackerErrorCode = 'NOT_FOUND') {
+    super(message, { code, status: 404 });
+    this.name = 'NotFoundError';
+  }
+}
+
+/** A name needs an existing file to be a directory, or the reverse. */
+export class ConflictError extends FiletrackerError {
+  constructor(message: string, cause?: unknown) {
+    super(message, { code: 'PATH_CONFLICT', status: 409, cause });
+    this.name = 'ConflictError';
+  }
+}
+
+export class MethodNotAllowedError extends FiletrackerError {
+  constructor(method: string, allow: readonly string[]) {
+    super(`Method ${method} is not allowed here`, {
+      code: 'METHOD_NOT_ALLOWED',
+      status: 405,
+      headers: { Allow: allow.join(', ') },
+    });
+    this.name = 'MethodNotAllowedError';
+  }
+}
+
+export class InsufficientStorageError extends FiletrackerError {
+  constructor(message: string, cause?: unknown) {
+    super(message, { code: 'INSUFFICIENT_STORAGE', status: 507, cause });
+    this.name = 'InsufficientStorageError';
+  }
+}
+
+/** The fallback (1.x) server could not be asked (502) or did not answer in time (504). */
+export class FallbackError extends FiletrackerError {
+  constructor(code: 'FALLBACK_UNREACHABLE' | 'FALLBACK_TIMEOUT', message: string, cause?: unknown) {
+    super(message, { code, status: code === 'FALLBACK_TIMEOUT' ? 504 : 502, cause });
+    this.name = 'FallbackError';
+  }
+}
+
+/** Reasons travel in a header: keep them on one latin-1-safe line. */
+export function oneLine(message: string): string {
+  return message.replace(/[\r\n]+/g, ' ').replace(/[^\x20-\x7e]/g, (c) => encodeURIComponent(c));
+}

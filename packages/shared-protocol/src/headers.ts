@@ -1,0 +1,57 @@
+import { BadRequestError } from './errors.js';
+
+/** Header names of the protocol, lowercased as Node presents incoming headers. */
+export const HEADER = {
+  checksum: 'sha256-checksum',
+  logicalSize: 'logical-size',
+  lastModified: 'last-modified',
+  contentEncoding: 'content-encoding',
+  acceptEncoding: 'accept-encoding',
+  exception: 'x-exception',
+} as const;
+
+/** The query parameter that carries a version on PUT, DELETE and list. */
+export const LAST_MODIFIED_PARAM = 'last_modified';
+
+const HEX64 = /^[0-9a-fA-F]{64}$/;
+
+/** `SHA256-Checksum`: 64 hex digits, lowercased; anything else is 400. */
+export function parseChecksumHeader(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const v = value.trim();
+  if (!HEX64.test(v)) {
+    throw new BadRequestError('BAD_CHECKSUM', 'SHA256-Checksum must be 64 hex digits');
+  }
+  return v.toLowerCase();
+}
+
+/** `Logical-Size`: a whole number of bytes. */
+export function parseLogicalSizeHeader(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const v = value.trim();
+  if (!/^\d{1,16}$/.test(v)) {
+    throw new BadRequestError('BAD_HEADER', 'Logical-Size must be a whole number of bytes');
+  }
+  return Number(v);
+}
+
+/** Only exactly `gzip` means a gzip body (PROTOCOL.md); anything else is a plain body. */
+export function isGzipEncoding(value: string | undefined): boolean {
+  return value !== undefined && value.trim().toLowerCase() === 'gzip';
+}
+
+/** Whether an `Accept-Encoding` value allows gzip (q=0 refuses it). */
+export function acceptsGzip(value: string | undefined): boolean {
+  if (!value) return false;
+  for (const part of value.split(',')) {
+    const [coding, ...params] = part.trim().toLowerCase().split(';');
+    if (coding !== 'gzip' && coding !== 'x-gzip' && coding !== '*') continue;
+    const q = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
+    if (q !== undefined && Number(q.slice(2)) === 0) {
+      if (coding === '*') continue;
+      return false;
+    }
+    return true;
+  }
+  return false;
+}

@@ -1,0 +1,4 @@
+export * from './errors.js';
+export * from './headers.js';
+export * from './path.js';
+export * from './dates.js';
