@@ -2,3 +2,5 @@ export * from './errors.js';
 export * from './headers.js';
 export * from './path.js';
 export * from './dates.js';
+export * from './walk.js';
+export * from './cli.js';

@@ -1,0 +1,186 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import Koa, { type Context, type Next } from 'koa';
+import Router from '@koa/router';
+import { pino, type Logger } from 'pino';
+import {
+  BadRequestError,
+  HEADER,
+  LAST_MODIFIED_PARAM,
+  MethodNotAllowedError,
+  NotFoundError,
+  acceptsGzip,
+  encodeName,
+  formatHttpDate,
+  isGzipEncoding,
+  nowVersion,
+  parseChecksumHeader,
+  parseHttpDate,
+  parseLogicalSizeHeader,
+  parseRequestPath,
+  type Endpoint,
+  type RequestTarget,
+} from '@filetracker/shared-protocol';
+import type { Store } from '../store/store.js';
+import { errorHandler } from './errors.js';
+import { requestLogger } from './request-log.js';
+
+export interface AppOptions {
+  logger?: Logger;
+  /** Migration mode: redirect reads of names we lack to this 1.x server (PROTOCOL.md). */
+  fallbackUrl?: string | undefined;
+}
+
+interface State {
+  target: RequestTarget;
+}
+
+type Ctx = Context & { state: State };
+
+/** Methods each endpoint answers; anything else is 405 with this `Allow`. */
+const ALLOWED: Record<Endpoint, readonly string[]> = {
+  files: ['GET', 'HEAD', 'PUT', 'DELETE'],
+  list: ['GET', 'HEAD'],
+  version: ['GET', 'HEAD'],
+  status: ['GET', 'HEAD'],
+};
+
+/** compat, critical: exactly this body; a miss makes clients drop to protocol 1. */
+const VERSION_BODY = '{"protocol_versions": [2]}';
+
+function requiredVersion(ctx: Context): number {
+  const raw = ctx.query[LAST_MODIFIED_PARAM];
+  const value = Array.isArray(raw) ? raw[0] : raw;
+  if (value === undefined || value === '') {
+    throw new BadRequestError('MISSING_DATE', '"?last_modified=" is required');
+  }
+  return parseHttpDate(value);
+}
+
+function optionalVersion(ctx: Context): number | undefined {
+  const raw = ctx.query[LAST_MODIFIED_PARAM];
+  const value = Array.isArray(raw) ? raw[0] : raw;
+  return value === undefined || value === '' ? undefined : parseHttpDate(value);
+}
+
+/** Builds the Koa app over a store; listening is main.ts's job (STYLE.md). */
+export function createApp(store: Store, options: AppOptions = {}): Koa {
+  const logger = options.logger ?? pino({ level: 'silent' });
+  const fallbackUrl = options.fallbackUrl?.replace(/\/+$/, '');
+  const startedAt = Date.now();
+  const app = new Koa();
+  app.silent = true;
+  app.on('error', (err: unknown) => logger.warn({ err }, 'response stream failed'));
+
+  const router = new Router<State>();
+
+  router.get('/version', (ctx) => {
+    ctx.body = VERSION_BODY;
+    ctx.set('Content-Type', 'application/json');
+  });
+
+  // sioworkers probes this; a 4xx would make it start a Python server of its own.
+  router.get('/status', (ctx) => {
+    ctx.body = {
+      status: 'ok',
+      uptimeSeconds: Math.floor((Date.now() - startedAt) / 1000),
+      uploadsInFlight: store.stats.uploadsInFlight,
+    };
+  });
+
+  router.get('/files', async (ctx) => {
+    const { components, name } = ctx.state.target;
+    const head = ctx.method === 'HEAD';
+    const file = head ? await store.stat(components) : await store.openFile(components);
+    if (!file) {
+      if (fallbackUrl !== undefined && components.length > 0) {
+        ctx.status = 307;
+        ctx.set('Location', fallbackUrl + '/files' + encodeName(name));
+        ctx.body = '';
+        return;
+      }
+      throw new NotFoundError('File not found');
+    }
+    const etag = `"${file.digest}"`;
+    ctx.set('Last-Modified', formatHttpDate(file.version));
+    ctx.set('Logical-Size', String(file.logicalSize));
+    ctx.set('ETag', etag);
+    ctx.set('Vary', 'Accept-Encoding');
+    const opened = head ? undefined : (file as Awaited<ReturnType<Store['openFile']>>);
+    if (
+      ctx
+        .get('If-None-Match')
+        .split(/\s*,\s*/)
+        .includes(etag)
+    ) {
+      await opened?.handle?.close();
+      ctx.status = 304;
+      return;
+    }
+    ctx.status = 200;
+    ctx.type = 'application/octet-stream';
+    if (acceptsGzip(ctx.get('Accept-Encoding'))) {
+      ctx.set('Content-Encoding', 'gzip');
+      if (opened) ctx.body = opened.buffer ?? opened.handle!.createReadStream();
+      ctx.length = file.storedSize;
+    } else {
+      if (opened) {
+        const source = opened.buffer
+          ? Readable.from([opened.buffer])
+          : opened.handle!.createReadStream();
+        const gunzip = createGunzip();
+        pipeline(source, gunzip).catch(() => {});
+        ctx.body = gunzip;
+      }
+      ctx.length = file.logicalSize;
+    }
+  });
+
+  router.put('/files', async (ctx) => {
+    const { components } = ctx.state.target;
+    const version = requiredVersion(ctx);
+    const result = await store.put({
+      components,
+      version,
+      body: ctx.req,
+      gzip: isGzipEncoding(ctx.get(HEADER.contentEncoding) || undefined),
+      checksum: parseChecksumHeader(ctx.get(HEADER.checksum) || undefined),
+      logicalSize: parseLogicalSizeHeader(ctx.get(HEADER.logicalSize) || undefined),
+    });
+    ctx.set('Last-Modified', formatHttpDate(result.version));
+    ctx.type = 'text/plain';
+    ctx.body = '';
+  });
+
+  router.delete('/files', async (ctx) => {
+    const { components } = ctx.state.target;
+    const version = requiredVersion(ctx);
+    const result = await store.delete(components, version);
+    if (!result.found) throw new NotFoundError('File not found');
+    ctx.type = 'text/plain';
+    ctx.body = '';
+  });
+
+  router.get('/list', async (ctx) => {
+    const cutoff = optionalVersion(ctx) ?? nowVersion();
+    const lines = await store.list(ctx.state.target.components, cutoff);
+    ctx.type = 'text/plain; charset=utf-8';
+    ctx.body = ctx.method === 'HEAD' ? '' : Readable.from(lines);
+  });
+
+  app.use(requestLogger(logger));
+  app.use(errorHandler(logger));
+  app.use(async (ctx: Ctx, next: Next) => {
+    const target = parseRequestPath(ctx.path);
+    ctx.state.target = target;
+    // Route on the endpoint alone: the name was parsed by the protocol grammar above.
+    if (!ALLOWED[target.endpoint].includes(ctx.method)) {
+      throw new MethodNotAllowedError(ctx.method, ALLOWED[target.endpoint]);
+    }
+    ctx.path = '/' + target.endpoint;
+    await next();
+  });
+  app.use(router.routes());
+  return app;
+}

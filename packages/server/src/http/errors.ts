@@ -1,0 +1,40 @@
+import type { Context, Next } from 'koa';
+import type { Logger } from 'pino';
+import { FiletrackerError } from '@filetracker/shared-protocol';
+
+/**
+ * Maps errors to responses in one place: a FiletrackerError becomes its status with the
+ * one-line reason in the body, `X-Exception` (which the Python client shows) and
+ * `X-Error-Code`; anything else is our fault: 500, and the stack goes to the log.
+ */
+export function errorHandler(logger: Logger) {
+  return async function handleErrors(ctx: Context, next: Next): Promise<void> {
+    try {
+      await next();
+    } catch (err) {
+      let status = 500;
+      let message = 'Internal server error';
+      let code = 'SERVER_ERROR';
+      let headers: Record<string, string> = {};
+      if (err instanceof FiletrackerError) {
+        status = err.status;
+        code = err.code;
+        headers = err.headers;
+        if (err.expose) message = err.message;
+      }
+      if (status >= 500) {
+        logger.error({ err, method: ctx.method, path: ctx.originalUrl }, 'request failed');
+      }
+      if (ctx.headerSent || !ctx.writable) {
+        ctx.req.socket.destroy();
+        return;
+      }
+      ctx.status = status;
+      ctx.set(headers);
+      ctx.set('X-Exception', message);
+      ctx.set('X-Error-Code', code);
+      ctx.type = 'text/plain';
+      ctx.body = message + '\n';
+    }
+  };
+}

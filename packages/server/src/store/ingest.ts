@@ -1,0 +1,165 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip, createGzip } from 'node:zlib';
+import {
+  BadRequestError,
+  FiletrackerError,
+  InsufficientStorageError,
+} from '@filetracker/shared-protocol';
+
+/** What an upload turned out to be once its body was read in full. */
+export interface IngestResult {
+  digest: string;
+  logicalSize: number;
+  /** Size of the gzip bytes written to `tmpPath` (0 when nothing was written). */
+  storedSize: number;
+  /** The gzip file in `ft-tmp/`, or undefined when the body was only verified. */
+  tmpPath: string | undefined;
+}
+
+export interface IngestOptions {
+  /** The body is gzip (Content-Encoding: gzip) and is stored as it came. */
+  gzip: boolean;
+  /** Write the body to `ft-tmp/`; false only verifies it (dedup hit on a claimed digest). */
+  write: boolean;
+  tmpDir: string;
+  /** zlib level for plain bodies. */
+  gzipLevel: number;
+  expectedDigest?: string | undefined;
+  expectedLogicalSize?: number | undefined;
+  signal?: AbortSignal | undefined;
+}
+
+/**
+ * Hashes and counts the uncompressed bytes flowing through; with `gzip`, the bytes passing
+ * through are gzip, inflated on the side for hashing and passed on untouched.
+ */
+class Verifier extends Transform {
+  readonly hash = createHash('sha256');
+  logicalSize = 0;
+  readonly #gunzip: ReturnType<typeof createGunzip> | undefined;
+
+  constructor(gzip: boolean) {
+    super();
+    if (gzip) {
+      const gunzip = createGunzip();
+      gunzip.on('data', (chunk: Buffer) => this.#count(chunk));
+      gunzip.on('error', (err) =>
+        this.destroy(
+          new BadRequestError('BAD_GZIP', 'Body claims gzip but is not valid gzip', err),
+        ),
+      );
+      this.#gunzip = gunzip;
+    }
+  }
+
+  #count(chunk: Buffer): void {
+    this.hash.update(chunk);
+    this.logicalSize += chunk.length;
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    this.push(chunk);
+    const gunzip = this.#gunzip;
+    if (!gunzip) {
+      this.#count(chunk);
+      callback();
+    } else if (gunzip.write(chunk)) {
+      callback();
+    } else {
+      gunzip.once('drain', callback);
+    }
+  }
+
+  override _flush(callback: TransformCallback): void {
+    const gunzip = this.#gunzip;
+    if (!gunzip) return callback();
+    // Inflating ends with the body; a truncated stream errors here (and destroys us).
+    gunzip.once('end', () => callback());
+    gunzip.end();
+  }
+}
+
+/** Counts bytes on their way to the file. */
+class Counter extends Transform {
+  bytes = 0;
+  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    this.bytes += chunk.length;
+    callback(null, chunk);
+  }
+}
+
+const discard = (): Writable =>
+  new Writable({
+    write(_chunk, _enc, callback) {
+      callback();
+    },
+  });
+
+/** Maps a failure while reading a body or writing a blob to the error a client sees. */
+function classify(err: unknown, body: Readable): unknown {
+  if (err instanceof FiletrackerError) return err;
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new InsufficientStorageError('No space left on the store', err);
+  }
+  // The client went away or its connection timed out: the body is short.
+  const failedBody = body.errored !== null || (body.destroyed && !body.readableEnded);
+  if (code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || failedBody) {
+    return new BadRequestError('INCOMPLETE_BODY', 'Request body ended early', err);
+  }
+  return err;
+}
+
+/**
+ * Streams an upload body into `ft-tmp/` as gzip while hashing and counting the uncompressed
+ * bytes, then checks them against the client's claims (DESIGN.md invariants 1 and 3). Memory
+ * is bounded by stream buffers whatever the size. On any failure the temp file is removed.
+ */
+export async function ingest(body: Readable, options: IngestOptions): Promise<IngestResult> {
+  const verifier = new Verifier(options.gzip);
+  const counter = new Counter();
+  let tmpPath: string | undefined;
+  try {
+    if (!options.write) {
+      await pipeline(body, verifier, discard(), { signal: options.signal });
+    } else {
+      tmpPath = path.join(options.tmpDir, `upload-${randomBytes(12).toString('hex')}`);
+      // `flush` fsyncs before the close that pipeline() waits for: once this resolves the
+      // bytes are on disk, and only then may a link point at them (invariant 1).
+      const out = createWriteStream(tmpPath, { flags: 'wx', mode: 0o644, flush: true });
+      const stages: NodeJS.ReadWriteStream[] = [verifier];
+      if (!options.gzip) stages.push(createGzip({ level: options.gzipLevel }));
+      await pipeline([body, ...stages, counter, out], { signal: options.signal });
+    }
+  } catch (err) {
+    if (tmpPath) await unlink(tmpPath).catch(() => {});
+    throw classify(err, body);
+  }
+  const digest = verifier.hash.digest('hex');
+  const result: IngestResult = {
+    digest,
+    logicalSize: verifier.logicalSize,
+    storedSize: counter.bytes,
+    tmpPath,
+  };
+  try {
+    if (options.expectedDigest !== undefined && options.expectedDigest !== digest) {
+      throw new BadRequestError('CHECKSUM_MISMATCH', 'SHA256-Checksum does not match the content');
+    }
+    if (
+      options.expectedLogicalSize !== undefined &&
+      options.expectedLogicalSize !== result.logicalSize
+    ) {
+      throw new BadRequestError('SIZE_MISMATCH', 'Logical-Size does not match the content');
+    }
+  } catch (err) {
+    if (tmpPath) await unlink(tmpPath).catch(() => {});
+    throw err;
+  }
+  return result;
+}

@@ -1,0 +1,50 @@
+import path from 'node:path';
+
+/**
+ * The on-disk layout of DESIGN.md: the Python 2.x layout for `blobs/` and `links/`, plus
+ * our `meta/` (classic-level) and `ft-tmp/` (uploads and links in flight).
+ */
+export interface StoreLayout {
+  root: string;
+  blobs: string;
+  links: string;
+  meta: string;
+  tmp: string;
+}
+
+export function storeLayout(root: string): StoreLayout {
+  const abs = path.resolve(root);
+  return {
+    root: abs,
+    blobs: path.join(abs, 'blobs'),
+    links: path.join(abs, 'links'),
+    meta: path.join(abs, 'meta'),
+    tmp: path.join(abs, 'ft-tmp'),
+  };
+}
+
+/** `blobs/<first 2 hex>/<sha256 hex>`. */
+export function blobPath(layout: StoreLayout, digest: string): string {
+  return path.join(layout.blobs, digest.slice(0, 2), digest);
+}
+
+/** `links/<name>` for a name split into components. */
+export function linkPath(layout: StoreLayout, components: readonly string[]): string {
+  return path.join(layout.links, ...components);
+}
+
+/**
+ * The relative target a link at `links/<components>` gets, as the Python server makes it:
+ * one `../` per directory between the link and the store root.
+ */
+export function linkTarget(components: readonly string[], digest: string): string {
+  return '../'.repeat(components.length) + `blobs/${digest.slice(0, 2)}/${digest}`;
+}
+
+const DIGEST = /^[0-9a-f]{64}$/;
+
+/** The digest a link points at: the basename of its target, relative or absolute. */
+export function digestOfTarget(target: string): string | undefined {
+  const base = target.slice(target.lastIndexOf('/') + 1);
+  return DIGEST.test(base) ? base : undefined;
+}

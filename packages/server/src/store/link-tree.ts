@@ -1,0 +1,102 @@
+import { randomBytes } from 'node:crypto';
+import { lstat, lutimes, mkdir, readlink, rename, symlink, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { ConflictError } from '@filetracker/shared-protocol';
+import { digestOfTarget, linkPath, linkTarget, type StoreLayout } from './layout.js';
+
+/** A name as `links/` records it: which blob, and the link's own mtime as the version. */
+export interface LinkState {
+  digest: string;
+  version: number;
+  /** The link's inode, to tell a replaced link from the one first seen. */
+  ino: number;
+}
+
+export type LinkLookup = LinkState | 'directory' | null;
+
+function isMissing(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+/**
+ * `links/`: one symlink per name, relative to its blob, whose own mtime is the version.
+ * Replacing is atomic (a new symlink made in `ft-tmp/`, then renamed over the old one), so a
+ * reader sees the old link or the new one, never neither (DESIGN.md invariant 2).
+ */
+export class LinkTree {
+  readonly #layout: StoreLayout;
+
+  constructor(layout: StoreLayout) {
+    this.#layout = layout;
+  }
+
+  path(components: readonly string[]): string {
+    return linkPath(this.#layout, components);
+  }
+
+  /**
+   * Reads a link; lstat, readlink and lstat again, so the digest and version come from one
+   * and the same link even while a writer replaces it.
+   */
+  async read(components: readonly string[]): Promise<LinkLookup> {
+    const p = this.path(components);
+    for (let attempt = 0; ; attempt++) {
+      let before;
+      try {
+        before = await lstat(p);
+      } catch (err) {
+        if (isMissing(err)) return null;
+        throw err;
+      }
+      if (before.isDirectory()) return 'directory';
+      if (!before.isSymbolicLink()) return null;
+      let target: string;
+      let after;
+      try {
+        target = await readlink(p);
+        after = await lstat(p);
+      } catch (err) {
+        if (isMissing(err)) return null;
+        throw err;
+      }
+      if (after.ino !== before.ino && attempt < 10) continue;
+      const digest = digestOfTarget(target);
+      if (digest === undefined) return null;
+      return { digest, version: Math.floor(after.mtimeMs / 1000), ino: after.ino };
+    }
+  }
+
+  /** Points `name` at `digest` with `version`, atomically. 409 if the path is in the way. */
+  async replace(components: readonly string[], digest: string, version: number): Promise<void> {
+    const final = this.path(components);
+    try {
+      await mkdir(path.dirname(final), { recursive: true });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOTDIR' || code === 'EEXIST') {
+        throw new ConflictError('A parent of this name is a file', err);
+      }
+      throw err;
+    }
+    const tmp = path.join(this.#layout.tmp, `link-${randomBytes(12).toString('hex')}`);
+    await symlink(linkTarget(components, digest), tmp);
+    try {
+      await lutimes(tmp, version, version);
+      await rename(tmp, final);
+    } catch (err) {
+      await unlink(tmp).catch(() => {});
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EISDIR' || code === 'ENOTEMPTY' || code === 'EEXIST') {
+        throw new ConflictError('This name is a directory', err);
+      }
+      if (code === 'ENOTDIR') throw new ConflictError('A parent of this name is a file', err);
+      throw err;
+    }
+  }
+
+  /** Removes the link of `name`; empty directories stay (compat). */
+  async remove(components: readonly string[]): Promise<void> {
+    await unlink(this.path(components));
+  }
+}

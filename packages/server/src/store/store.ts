@@ -1,0 +1,346 @@
+import { mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { LRUCache } from 'lru-cache';
+import { BadRequestError, FiletrackerError, joinName } from '@filetracker/shared-protocol';
+import { BlobRefs } from './blob-refs.js';
+import { ingest } from './ingest.js';
+import { KeyedMutex } from './keyed-mutex.js';
+import { blobPath, storeLayout, type StoreLayout } from './layout.js';
+import { LinkTree } from './link-tree.js';
+import { listLinks } from './list.js';
+import { MetaDb } from './meta-db.js';
+
+/** What a reader needs to answer for a name. */
+export interface FileEntry {
+  digest: string;
+  version: number;
+  logicalSize: number;
+  /** Size of the stored gzip. */
+  storedSize: number;
+}
+
+/** An open blob: the handle keeps the bytes readable even if a writer drops the blob. */
+export interface OpenedFile extends FileEntry {
+  /** The whole gzip when the blob is small (served from memory), else undefined. */
+  buffer: Buffer | undefined;
+  /** An open handle when `buffer` is undefined; the caller closes it. */
+  handle: FileHandle | undefined;
+}
+
+export interface PutRequest {
+  components: string[];
+  version: number;
+  body: Readable;
+  gzip: boolean;
+  checksum?: string | undefined;
+  logicalSize?: number | undefined;
+  signal?: AbortSignal | undefined;
+}
+
+export interface StoreOptions {
+  /** zlib level for plain uploads (gzip uploads are stored as sent). */
+  gzipLevel?: number;
+  /** Blobs up to this size are read whole and kept in memory. */
+  smallBlobBytes?: number;
+  /** Bytes of small blobs kept in memory. */
+  blobCacheBytes?: number;
+  /** Names whose (digest, version, sizes) stay in memory. */
+  entryCacheSize?: number;
+}
+
+/** Counters a metrics exporter may read; the store keeps them as things happen. */
+export interface StoreStats {
+  dedupHits: number;
+  uploadsInFlight: number;
+}
+
+/**
+ * The store of DESIGN.md: content-addressed gzip blobs, a tree of versioned symlinks and a
+ * refcount database. Knows nothing of HTTP. One writer per name at a time (a keyed mutex);
+ * readers take no lock and never wait for writers.
+ */
+export class Store {
+  readonly layout: StoreLayout;
+  readonly meta: MetaDb;
+  readonly links: LinkTree;
+  readonly blobs: BlobRefs;
+  readonly stats: StoreStats = { dedupHits: 0, uploadsInFlight: 0 };
+  /** Leftovers found in `ft-tmp/` at open (from a crash), now removed. */
+  readonly tmpLeftovers: number;
+  readonly #names = new KeyedMutex();
+  readonly #gzipLevel: number;
+  readonly #smallBlobBytes: number;
+  /**
+   * name -> entry, kept coherent by the writers (who hold the name's lock and update it
+   * after each change). Readers fill it on a miss only if no write happened meanwhile.
+   */
+  readonly #entries: LRUCache<string, FileEntry>;
+  /** digest -> gzip bytes of small blobs; blobs never change, so this is always right. */
+  readonly #blobCache: LRUCache<string, Buffer>;
+  #writeEpoch = 0;
+  #closing: Promise<void> | undefined;
+
+  private constructor(
+    layout: StoreLayout,
+    meta: MetaDb,
+    tmpLeftovers: number,
+    options: StoreOptions,
+  ) {
+    this.layout = layout;
+    this.meta = meta;
+    this.links = new LinkTree(layout);
+    this.blobs = new BlobRefs(layout, meta);
+    this.tmpLeftovers = tmpLeftovers;
+    this.#gzipLevel = options.gzipLevel ?? 6;
+    this.#smallBlobBytes = options.smallBlobBytes ?? 256 * 1024;
+    this.#entries = new LRUCache({ max: options.entryCacheSize ?? 200_000 });
+    this.#blobCache = new LRUCache({
+      maxSize: options.blobCacheBytes ?? 64 * 1024 * 1024,
+      sizeCalculation: (b) => b.length || 1,
+    });
+  }
+
+  /**
+   * Opens (creating if new) the store in `dir`. Refuses a Python-made store (`links/`
+   * without `meta/`) and a store another process holds (LEVEL_LOCKED, invariant 5).
+   */
+  static async open(dir: string, options: StoreOptions = {}): Promise<Store> {
+    const layout = storeLayout(dir);
+    const [hasLinks, hasMeta] = await Promise.all([exists(layout.links), exists(layout.meta)]);
+    if (hasLinks && !hasMeta) {
+      throw new StoreOpenError(
+        'NEEDS_RECOVER',
+        `${layout.root} holds a store without meta/ (made by the Python server?): run \`ft-recover ${layout.root}\` first`,
+      );
+    }
+    await Promise.all(
+      [layout.root, layout.blobs, layout.links, layout.tmp].map((d) =>
+        mkdir(d, { recursive: true }),
+      ),
+    );
+    let meta: MetaDb;
+    try {
+      meta = await MetaDb.open(layout.meta);
+    } catch (err) {
+      const code =
+        (err as { code?: string; cause?: { code?: string } }).cause?.code ??
+        (err as { code?: string }).code;
+      if (code === 'LEVEL_LOCKED') {
+        throw new StoreOpenError(
+          'LOCKED',
+          `${layout.root} is in use by another ft-server or ft-recover`,
+          err,
+        );
+      }
+      throw err;
+    }
+    // Only the lock holder may clear ft-tmp/: what is there was left by a crash.
+    const leftovers = await readdir(layout.tmp);
+    await Promise.all(
+      leftovers.map((f) => rm(`${layout.tmp}/${f}`, { force: true, recursive: true })),
+    );
+    return new Store(layout, meta, leftovers.length, options);
+  }
+
+  /** The current entry of a name, or null (absent, or a directory). */
+  async stat(components: readonly string[]): Promise<FileEntry | null> {
+    const name = joinName(components);
+    const cached = this.#entries.get(name);
+    if (cached) return cached;
+    const epoch = this.#writeEpoch;
+    const entry = await this.#load(components);
+    if (entry && epoch === this.#writeEpoch) this.#entries.set(name, entry);
+    return entry;
+  }
+
+  async #load(components: readonly string[]): Promise<FileEntry | null> {
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const link = await this.links.read(components);
+      if (link === null || link === 'directory') return null;
+      const record = await this.blobs.get(link.digest);
+      if (record) {
+        return {
+          digest: link.digest,
+          version: link.version,
+          logicalSize: record.logicalSize,
+          storedSize: record.storedSize,
+        };
+      }
+      // The link was replaced and its old blob dropped between our two reads: read again.
+    }
+    throw new Error(`link ${joinName(components)} points at a blob with no record`);
+  }
+
+  /**
+   * Opens a name's content for reading. Retries when a concurrent replace dropped the blob
+   * between choosing it and opening it, so a reader sees the old or the new content.
+   */
+  async openFile(components: readonly string[]): Promise<OpenedFile | null> {
+    const name = joinName(components);
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const entry = await this.stat(components);
+      if (!entry) return null;
+      const cachedBlob = this.#blobCache.get(entry.digest);
+      if (cachedBlob) return { ...entry, buffer: cachedBlob, handle: undefined };
+      let handle: FileHandle;
+      try {
+        handle = await open(blobPath(this.layout, entry.digest), 'r');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        if (this.#entries.get(name) === entry) this.#entries.delete(name);
+        continue;
+      }
+      if (entry.storedSize > this.#smallBlobBytes) return { ...entry, buffer: undefined, handle };
+      try {
+        const buffer = await handle.readFile();
+        this.#blobCache.set(entry.digest, buffer);
+        return { ...entry, buffer, handle: undefined };
+      } finally {
+        await handle.close();
+      }
+    }
+    throw new Error(`could not open a stable version of ${name}`);
+  }
+
+  /**
+   * Stores a version of a name. A stored version newer than the request wins and the body is
+   * not read; an equal or older one is replaced. Returns the version stored afterwards.
+   */
+  async put(req: PutRequest): Promise<{ version: number; stored: boolean }> {
+    const name = joinName(req.components);
+    if (req.components.length === 0) throw new BadRequestError('BAD_PATH', 'A file needs a name');
+    const current = await this.stat(req.components);
+    if (current && current.version > req.version)
+      return { version: current.version, stored: false };
+
+    this.stats.uploadsInFlight++;
+    let pinned: string | undefined;
+    try {
+      if (req.checksum !== undefined && (await this.blobs.pinIfStored(req.checksum))) {
+        pinned = req.checksum;
+      }
+      const body = await ingest(req.body, {
+        gzip: req.gzip,
+        write: pinned === undefined,
+        tmpDir: this.layout.tmp,
+        gzipLevel: this.#gzipLevel,
+        expectedDigest: req.checksum,
+        expectedLogicalSize: req.logicalSize,
+        signal: req.signal,
+      });
+      return await this.#names.run(name, async () => {
+        const existing = await this.links.read(req.components);
+        if (existing !== null && existing !== 'directory' && existing.version > req.version) {
+          await discard(body.tmpPath);
+          return { version: existing.version, stored: false };
+        }
+        this.#writeEpoch++;
+        const sameBlob =
+          existing !== null && existing !== 'directory' && existing.digest === body.digest;
+        if (sameBlob) {
+          await discard(body.tmpPath);
+        } else {
+          const { dedup } = await this.blobs.acquire(body.digest, body, body.tmpPath);
+          if (dedup) this.stats.dedupHits++;
+        }
+        try {
+          await this.links.replace(req.components, body.digest, req.version);
+        } catch (err) {
+          if (!sameBlob) await this.blobs.release(body.digest);
+          throw err;
+        }
+        const record = await this.blobs.get(body.digest);
+        this.#entries.set(name, {
+          digest: body.digest,
+          version: req.version,
+          logicalSize: record?.logicalSize ?? body.logicalSize,
+          storedSize: record?.storedSize ?? body.storedSize,
+        });
+        this.#writeEpoch++;
+        if (existing !== null && existing !== 'directory' && !sameBlob) {
+          await this.blobs.release(existing.digest);
+        }
+        return { version: req.version, stored: true };
+      });
+    } finally {
+      this.stats.uploadsInFlight--;
+      if (pinned !== undefined) await this.blobs.unpin(pinned);
+    }
+  }
+
+  /**
+   * Deletes a name unless its stored version is newer than `version`. Returns false when the
+   * name is absent (or a directory). Empty directories stay (compat).
+   */
+  async delete(
+    components: readonly string[],
+    version: number,
+  ): Promise<{ deleted: boolean; found: boolean }> {
+    const name = joinName(components);
+    return this.#names.run(name, async () => {
+      const existing = await this.links.read(components);
+      if (existing === null || existing === 'directory') return { deleted: false, found: false };
+      if (existing.version > version) return { deleted: false, found: true };
+      this.#writeEpoch++;
+      await this.links.remove(components);
+      this.#entries.delete(name);
+      this.#writeEpoch++;
+      await this.blobs.release(existing.digest);
+      return { deleted: true, found: true };
+    });
+  }
+
+  /**
+   * Every file under a directory with a version `<= cutoff`, relative to it, streamed from a
+   * walk of `links/` (never the whole listing in memory).
+   */
+  async list(components: readonly string[], cutoff: number): Promise<AsyncIterable<string>> {
+    const dir = this.links.path(components);
+    const st = await stat(dir).catch(() => null);
+    if (!st?.isDirectory()) {
+      throw new FiletrackerError("Path doesn't exist or is not a directory", {
+        code: 'NOT_A_DIRECTORY',
+        status: 400,
+      });
+    }
+    return listLinks(dir, cutoff);
+  }
+
+  /** Runs `fn` holding a name's writer lock (for tombstones in fallback mode). */
+  withNameLock<T>(components: readonly string[], fn: () => Promise<T>): Promise<T> {
+    return this.#names.run(joinName(components), fn);
+  }
+
+  /** Forgets a cached entry (after a change made outside put/delete). */
+  invalidate(components: readonly string[]): void {
+    this.#writeEpoch++;
+    this.#entries.delete(joinName(components));
+  }
+
+  /** Idempotent: closes the database once; every call returns the same promise. */
+  close(): Promise<void> {
+    this.#closing ??= this.meta.close();
+    return this.#closing;
+  }
+}
+
+/** The store cannot be opened; `code` says why (NEEDS_RECOVER, LOCKED). */
+export class StoreOpenError extends Error {
+  readonly code: 'NEEDS_RECOVER' | 'LOCKED';
+  constructor(code: 'NEEDS_RECOVER' | 'LOCKED', message: string, cause?: unknown) {
+    super(message, { cause });
+    this.name = 'StoreOpenError';
+    this.code = code;
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  return stat(p).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function discard(tmpPath: string | undefined): Promise<void> {
+  if (tmpPath) await rm(tmpPath, { force: true });
+}

@@ -1,0 +1,119 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { createApp, openStore, type Store } from '@filetracker/server';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+
+/** A fresh temp dir; the caller removes it (or use {@link startServer}, which does). */
+export function tempDir(prefix = 'ft-test-'): Promise<string> {
+  return mkdtemp(path.join(tmpdir(), prefix));
+}
+
+export interface TestServer {
+  url: string;
+  port: number;
+  /** The store directory. */
+  dir: string;
+  store: Store;
+  server: Server;
+  /** Stops listening, closes the store and removes the dir unless it was given. */
+  close(): Promise<void>;
+}
+
+/** Starts the app in-process on 127.0.0.1, port 0, over a store in a temp dir. */
+export async function startServer(
+  options: { dir?: string; fallbackUrl?: string } = {},
+): Promise<TestServer> {
+  const dir = options.dir ?? (await tempDir());
+  const store = await openStore(dir);
+  const server = createServer(createApp(store, { fallbackUrl: options.fallbackUrl }).callback());
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    dir,
+    store,
+    server,
+    close() {
+      closing ??= (async () => {
+        server.closeAllConnections();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await store.close();
+        if (!options.dir) await rm(dir, { recursive: true, force: true });
+      })();
+      return closing;
+    },
+  };
+}
+
+export interface RunningProcess {
+  child: ChildProcess;
+  /** From the "listening" log line. */
+  url: string;
+  /** Every stdout line so far. */
+  lines: string[];
+  /** Sends SIGTERM (or `signal`) and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  exited: Promise<number | null>;
+}
+
+/**
+ * Spawns a bin of this repo (e.g. `packages/server/bin/ft-server.mjs`) and waits for its
+ * `listening` JSON log line on stdout. Rejects if it exits first or takes over 15 s.
+ */
+export async function startProcess(
+  bin: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<RunningProcess> {
+  const child = spawn(process.execPath, [path.join(REPO_ROOT, bin), ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: string[] = [];
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => resolve(code)),
+  );
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${bin} did not start in 15 s: ${stderr}`));
+    }, 15_000);
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      lines.push(line);
+      try {
+        const rec = JSON.parse(line) as { msg?: string; url?: string };
+        if (rec.msg === 'listening' && rec.url) {
+          clearTimeout(timer);
+          resolve(rec.url);
+        }
+      } catch {
+        // not JSON: ignore
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`${bin} exited with ${code} before listening: ${stderr}`));
+    });
+  });
+  return {
+    child,
+    url,
+    lines,
+    exited,
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
