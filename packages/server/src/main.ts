@@ -87,6 +87,14 @@ function program(): Command {
     )
     .addOption(
       new Option(
+        '--fallback-timeout <SECONDS>',
+        'migration mode: how long a DELETE of a name only the fallback has waits for its answer (then 504)',
+      )
+        .default(10)
+        .argParser(positive),
+    )
+    .addOption(
+      new Option(
         '--idle-timeout <SECONDS>',
         'drop a connection that sends or accepts nothing for this long (uploads that keep moving are never cut off)',
       )
@@ -105,6 +113,7 @@ interface Flags {
   logConfig?: string;
   workers?: string;
   fallbackUrl?: string;
+  fallbackTimeout: number;
   idleTimeout: number;
 }
 
@@ -141,7 +150,11 @@ export async function main(argv: string[]): Promise<void> {
     );
   }
 
-  const app = createApp(store, { logger, fallbackUrl: flags.fallbackUrl });
+  const app = createApp(store, {
+    logger,
+    fallbackUrl: flags.fallbackUrl,
+    fallbackTimeoutMs: flags.fallbackTimeout * 1000,
+  });
   const server: Server = createServer(app.callback());
   // Slow uploads must not be cut off (Node's default requestTimeout is 5 minutes); idle and
   // stalled connections still are, by the socket inactivity timeout and headersTimeout.

@@ -24,12 +24,15 @@ import {
 } from '@filetracker/shared-protocol';
 import type { Store } from '../store/store.js';
 import { errorHandler } from './errors.js';
+import { fallbackVersion } from './fallback.js';
 import { requestLogger } from './request-log.js';
 
 export interface AppOptions {
   logger?: Logger;
   /** Migration mode: redirect reads of names we lack to this 1.x server (PROTOCOL.md). */
   fallbackUrl?: string | undefined;
+  /** How long a DELETE waits for the fallback's answer before a 504. */
+  fallbackTimeoutMs?: number;
 }
 
 interface State {
@@ -68,6 +71,7 @@ function optionalVersion(ctx: Context): number | undefined {
 export function createApp(store: Store, options: AppOptions = {}): Koa {
   const logger = options.logger ?? pino({ level: 'silent' });
   const fallbackUrl = options.fallbackUrl?.replace(/\/+$/, '');
+  const fallbackTimeoutMs = options.fallbackTimeoutMs ?? 10_000;
   const startedAt = Date.now();
   const app = new Koa();
   app.silent = true;
@@ -94,7 +98,11 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
     const head = ctx.method === 'HEAD';
     const file = head ? await store.stat(components) : await store.openFile(components);
     if (!file) {
-      if (fallbackUrl !== undefined && components.length > 0) {
+      if (
+        fallbackUrl !== undefined &&
+        components.length > 0 &&
+        (await store.tombstone(components)) === undefined
+      ) {
         ctx.status = 307;
         ctx.set('Location', fallbackUrl + '/files' + encodeName(name));
         ctx.body = '';
@@ -147,6 +155,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
       gzip: isGzipEncoding(ctx.get(HEADER.contentEncoding) || undefined),
       checksum: parseChecksumHeader(ctx.get(HEADER.checksum) || undefined),
       logicalSize: parseLogicalSizeHeader(ctx.get(HEADER.logicalSize) || undefined),
+      honorTombstones: fallbackUrl !== undefined,
     });
     ctx.set('Last-Modified', formatHttpDate(result.version));
     ctx.type = 'text/plain';
@@ -156,7 +165,12 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
   router.delete('/files', async (ctx) => {
     const { components } = ctx.state.target;
     const version = requiredVersion(ctx);
-    const result = await store.delete(components, version);
+    const result =
+      fallbackUrl === undefined
+        ? await store.delete(components, version)
+        : await store.deleteWithFallback(components, version, () =>
+            fallbackVersion(fallbackUrl, ctx.state.target.name, fallbackTimeoutMs),
+          );
     if (!result.found) throw new NotFoundError('File not found');
     ctx.type = 'text/plain';
     ctx.body = '';

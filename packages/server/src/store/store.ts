@@ -35,6 +35,11 @@ export interface PutRequest {
   checksum?: string | undefined;
   logicalSize?: number | undefined;
   signal?: AbortSignal | undefined;
+  /**
+   * Migration mode: a tombstone of the name (a 1.x file deleted during migration) makes a
+   * PUT with a version `<=` its version an ignored older write; a newer PUT clears it.
+   */
+  honorTombstones?: boolean;
 }
 
 export interface StoreOptions {
@@ -234,6 +239,11 @@ export class Store {
           await discard(body.tmpPath);
           return { version: existing.version, stored: false };
         }
+        const tombstone = req.honorTombstones ? await this.meta.getTombstone(name) : undefined;
+        if (tombstone !== undefined && existing === null && tombstone >= req.version) {
+          await discard(body.tmpPath);
+          return { version: tombstone, stored: false };
+        }
         this.#writeEpoch++;
         const sameBlob =
           existing !== null && existing !== 'directory' && existing.digest === body.digest;
@@ -257,6 +267,7 @@ export class Store {
           storedSize: record?.storedSize ?? body.storedSize,
         });
         this.#writeEpoch++;
+        if (tombstone !== undefined) await this.meta.deleteTombstone(name);
         if (existing !== null && existing !== 'directory' && !sameBlob) {
           await this.blobs.release(existing.digest);
         }
@@ -276,18 +287,23 @@ export class Store {
     components: readonly string[],
     version: number,
   ): Promise<{ deleted: boolean; found: boolean }> {
-    const name = joinName(components);
-    return this.#names.run(name, async () => {
-      const existing = await this.links.read(components);
-      if (existing === null || existing === 'directory') return { deleted: false, found: false };
-      if (existing.version > version) return { deleted: false, found: true };
-      this.#writeEpoch++;
-      await this.links.remove(components);
-      this.#entries.delete(name);
-      this.#writeEpoch++;
-      await this.blobs.release(existing.digest);
-      return { deleted: true, found: true };
-    });
+    return this.#names.run(joinName(components), () => this.#deleteLocked(components, version));
+  }
+
+  /** Deletes under the name's lock, which the caller holds. */
+  async #deleteLocked(
+    components: readonly string[],
+    version: number,
+  ): Promise<{ deleted: boolean; found: boolean }> {
+    const existing = await this.links.read(components);
+    if (existing === null || existing === 'directory') return { deleted: false, found: false };
+    if (existing.version > version) return { deleted: false, found: true };
+    this.#writeEpoch++;
+    await this.links.remove(components);
+    this.#entries.delete(joinName(components));
+    this.#writeEpoch++;
+    await this.blobs.release(existing.digest);
+    return { deleted: true, found: true };
   }
 
   /**
@@ -306,9 +322,50 @@ export class Store {
     return listLinks(dir, cutoff);
   }
 
-  /** Runs `fn` holding a name's writer lock (for tombstones in fallback mode). */
-  withNameLock<T>(components: readonly string[], fn: () => Promise<T>): Promise<T> {
-    return this.#names.run(joinName(components), fn);
+  /** The tombstone version of a name deleted while only the 1.x fallback had it. */
+  tombstone(components: readonly string[]): Promise<number | undefined> {
+    return this.meta.getTombstone(joinName(components));
+  }
+
+  /**
+   * Migration mode DELETE (DESIGN.md "Online migration"): a name we hold is deleted as
+   * usual. A name we lack is looked up on the fallback (`askFallback`, under the name's lock
+   * so no PUT interleaves); if the fallback has it at a version `<=` the request's, a
+   * tombstone with the **fallback's** version is recorded, so the migrator cannot bring
+   * it back while a re-upload in the same second still can.
+   */
+  async deleteWithFallback(
+    components: readonly string[],
+    version: number,
+    askFallback: () => Promise<number | null>,
+  ): Promise<{ deleted: boolean; found: boolean }> {
+    const name = joinName(components);
+    return this.#names.run(name, async () => {
+      const existing = await this.links.read(components);
+      const held = existing !== null && existing !== 'directory';
+      if (held && existing.version > version) return { deleted: false, found: true };
+      if (!held && (await this.meta.getTombstone(name)) !== undefined) {
+        return { deleted: false, found: false };
+      }
+      // Asked even for a name we hold: if the migrator has not reached it yet, only a
+      // tombstone stops it from bringing the legacy copy back after this delete.
+      const legacyVersion = await askFallback();
+      const legacyDeleted = legacyVersion !== null && legacyVersion <= version;
+      if (!held && !legacyDeleted) return { deleted: false, found: false };
+      if (held) await this.#deleteLocked(components, version);
+      if (legacyDeleted) await this.meta.putTombstone(name, legacyVersion);
+      return { deleted: true, found: true };
+    });
+  }
+
+  /** Removes every tombstone (after migration); returns how many there were. */
+  async purgeTombstones(): Promise<number> {
+    let n = 0;
+    for await (const [name] of this.meta.tombstones()) {
+      await this.meta.deleteTombstone(name);
+      n++;
+    }
+    return n;
   }
 
   /** Forgets a cached entry (after a change made outside put/delete). */
