@@ -28,11 +28,18 @@ export interface TestServer {
 
 /** Starts the app in-process on 127.0.0.1, port 0, over a store in a temp dir. */
 export async function startServer(
-  options: { dir?: string; fallbackUrl?: string } = {},
+  options: { dir?: string; fallbackUrl?: string; fallbackTimeoutMs?: number } = {},
 ): Promise<TestServer> {
   const dir = options.dir ?? (await tempDir());
   const store = await openStore(dir);
-  const server = createServer(createApp(store, { fallbackUrl: options.fallbackUrl }).callback());
+  const server = createServer(
+    createApp(store, {
+      fallbackUrl: options.fallbackUrl,
+      ...(options.fallbackTimeoutMs !== undefined && {
+        fallbackTimeoutMs: options.fallbackTimeoutMs,
+      }),
+    }).callback(),
+  );
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   let closing: Promise<void> | undefined;
