@@ -1,4 +1,5 @@
 export { createApp, type AppOptions } from './http/app.js';
+export { createRequestListener } from './http/fast-path.js';
 export { Store, StoreOpenError, type FileEntry, type StoreOptions } from './store/store.js';
 export {
   storeLayout,

@@ -25,6 +25,7 @@ import {
 import type { Store } from '../store/store.js';
 import { errorHandler } from './errors.js';
 import { fallbackVersion } from './fallback.js';
+import { etagOf, fileHeaders, matchesEtag } from './file-headers.js';
 import { requestLogger } from './request-log.js';
 
 export interface AppOptions {
@@ -110,18 +111,9 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
       }
       throw new NotFoundError('File not found');
     }
-    const etag = `"${file.digest}"`;
-    ctx.set('Last-Modified', formatHttpDate(file.version));
-    ctx.set('Logical-Size', String(file.logicalSize));
-    ctx.set('ETag', etag);
-    ctx.set('Vary', 'Accept-Encoding');
+    ctx.set(fileHeaders(file));
     const opened = head ? undefined : (file as Awaited<ReturnType<Store['openFile']>>);
-    if (
-      ctx
-        .get('If-None-Match')
-        .split(/\s*,\s*/)
-        .includes(etag)
-    ) {
+    if (matchesEtag(ctx.get('If-None-Match'), etagOf(file))) {
       await opened?.handle?.close();
       ctx.status = 304;
       return;

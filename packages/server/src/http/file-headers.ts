@@ -1,0 +1,26 @@
+import { formatHttpDate } from '@filetracker/shared-protocol';
+import type { FileEntry } from '../store/store.js';
+
+/** The strong validator of a file's content: its digest. */
+export function etagOf(entry: FileEntry): string {
+  return `"${entry.digest}"`;
+}
+
+/** Whether an `If-None-Match` value names this entity tag (or `*`). */
+export function matchesEtag(ifNoneMatch: string | undefined, etag: string): boolean {
+  if (!ifNoneMatch) return false;
+  return ifNoneMatch.split(',').some((t) => {
+    const tag = t.trim();
+    return tag === etag || tag === 'W/' + etag || tag === '*';
+  });
+}
+
+/** Headers of every GET/HEAD answer for a file (PROTOCOL.md), whatever its encoding. */
+export function fileHeaders(entry: FileEntry): Record<string, string> {
+  return {
+    'Last-Modified': formatHttpDate(entry.version),
+    'Logical-Size': String(entry.logicalSize),
+    ETag: etagOf(entry),
+    Vary: 'Accept-Encoding',
+  };
+}
