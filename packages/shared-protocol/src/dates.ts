@@ -129,7 +129,11 @@ export function parseHttpDate(value: string): number {
   const sign = offset < 0 ? -1 : 1;
   const abs = Math.abs(offset);
   const offsetSeconds = sign * (Math.floor(abs / 100) * 3600 + (abs % 100) * 60);
-  const ms = Date.UTC(year, month - 1, day, hh, mi, ss);
+  // Not Date.UTC: it reads years 0-99 as 1900-1999.
+  const date = new Date(0);
+  date.setUTCFullYear(year, month - 1, day);
+  date.setUTCHours(hh, mi, ss, 0);
+  const ms = date.getTime();
   if (!Number.isFinite(ms)) throw bad(value);
   return Math.floor(ms / 1000) - offsetSeconds;
 }

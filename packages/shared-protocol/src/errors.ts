@@ -63,8 +63,8 @@ export class BadRequestError extends FiletrackerError {
 }
 
 export class NotFoundError extends FiletrackerError {
-  constructor(message: string, code: FiletrackerErrorCode = 'NOT_FOUND') {
-    super(message, { code, status: 404 });
+  constructor(message: string, code: FiletrackerErrorCode = 'NOT_FOUND', cause?: unknown) {
+    super(message, { code, status: 404, cause });
     this.name = 'NotFoundError';
   }
 }
@@ -105,5 +105,16 @@ export class FallbackError extends FiletrackerError {
 
 /** Reasons travel in a header: keep them on one latin-1-safe line. */
 export function oneLine(message: string): string {
-  return message.replace(/[\r\n]+/g, ' ').replace(/[^\x20-\x7e]/g, (c) => encodeURIComponent(c));
+  // Whole code points (`u`), so a character outside the BMP is one UTF-8 sequence; a lone
+  // surrogate has none and would make encodeURIComponent throw.
+  return message
+    .replace(/[\r\n]+/g, ' ')
+    .replace(/[^\x20-\x7e]/gu, (c) =>
+      c.length === 1 && isSurrogate(c) ? '%EF%BF%BD' : encodeURIComponent(c),
+    );
+}
+
+function isSurrogate(c: string): boolean {
+  const code = c.charCodeAt(0);
+  return code >= 0xd800 && code <= 0xdfff;
 }

@@ -8,6 +8,8 @@ export const HEADER = {
   contentEncoding: 'content-encoding',
   acceptEncoding: 'accept-encoding',
   exception: 'x-exception',
+  /** Ours: the error code (errors.ts) of an error answer; the Python server sends none. */
+  errorCode: 'x-error-code',
 } as const;
 
 /** The query parameter that carries a version on PUT, DELETE and list. */
@@ -29,7 +31,7 @@ export function parseChecksumHeader(value: string | undefined): string | undefin
 export function parseLogicalSizeHeader(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const v = value.trim();
-  if (!/^\d{1,16}$/.test(v)) {
+  if (!/^\d{1,16}$/.test(v) || !Number.isSafeInteger(Number(v))) {
     throw new BadRequestError('BAD_HEADER', 'Logical-Size must be a whole number of bytes');
   }
   return Number(v);
@@ -40,18 +42,19 @@ export function isGzipEncoding(value: string | undefined): boolean {
   return value !== undefined && value.trim().toLowerCase() === 'gzip';
 }
 
-/** Whether an `Accept-Encoding` value allows gzip (q=0 refuses it). */
+/**
+ * Whether an `Accept-Encoding` value allows gzip (q=0 refuses it). An explicit `gzip` or
+ * `x-gzip` entry wins over `*`, wherever it stands (RFC 9110, 12.5.3).
+ */
 export function acceptsGzip(value: string | undefined): boolean {
   if (!value) return false;
+  let star = false;
   for (const part of value.split(',')) {
-    const [coding, ...params] = part.trim().toLowerCase().split(';');
-    if (coding !== 'gzip' && coding !== 'x-gzip' && coding !== '*') continue;
-    const q = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
-    if (q !== undefined && Number(q.slice(2)) === 0) {
-      if (coding === '*') continue;
-      return false;
-    }
-    return true;
+    const [coding, ...params] = part.split(';').map((s) => s.trim().toLowerCase());
+    const q = params.find((p) => p.startsWith('q='));
+    const allowed = q === undefined || Number(q.slice(2)) !== 0;
+    if (coding === 'gzip' || coding === 'x-gzip') return allowed;
+    if (coding === '*') star = allowed;
   }
-  return false;
+  return star;
 }

@@ -4,3 +4,4 @@ export * from './path.js';
 export * from './dates.js';
 export * from './walk.js';
 export * from './cli.js';
+export * from './client.js';

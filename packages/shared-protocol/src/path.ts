@@ -1,7 +1,10 @@
 import { BadRequestError } from './errors.js';
 
-/** The endpoints of protocol version 2, plus `status` probed by sioworkers. */
-export const ENDPOINTS = ['files', 'list', 'version', 'status'] as const;
+/**
+ * The endpoints of protocol version 2, plus `status` (probed by sioworkers) and our
+ * operational `metrics` (Prometheus) and `healthz`.
+ */
+export const ENDPOINTS = ['files', 'list', 'version', 'status', 'metrics', 'healthz'] as const;
 export type Endpoint = (typeof ENDPOINTS)[number];
 
 /** A request path split as the Python server splits it (PROTOCOL.md "Path grammar"). */
@@ -104,7 +107,7 @@ export function parseRequestPath(rawPath: string): RequestTarget {
   if (!(ENDPOINTS as readonly string[]).includes(endpoint)) {
     throw new BadRequestError('UNKNOWN_ENDPOINT', 'Unknown endpoint');
   }
-  const components = endpoint === 'version' || endpoint === 'status' ? [] : splitName(rest);
+  const components = endpoint === 'files' || endpoint === 'list' ? splitName(rest) : [];
   return { endpoint: endpoint as Endpoint, components, name: joinName(components) };
 }
 

@@ -1,0 +1,412 @@
+import http from 'node:http';
+import https from 'node:https';
+import { once } from 'node:events';
+import type { Readable } from 'node:stream';
+import { setTimeout as delay } from 'node:timers/promises';
+import got, { RequestError, TimeoutError, type Got, type Response } from 'got';
+import { formatHttpDate, nowVersion, parseHttpDate } from './dates.js';
+import { FiletrackerError } from './errors.js';
+import { HEADER, LAST_MODIFIED_PARAM, isGzipEncoding, parseLogicalSizeHeader } from './headers.js';
+import { toFiletrackerError } from './http-error.js';
+import { encodeName, normalizeName } from './path.js';
+import { preparePutBody } from './put-body.js';
+import { splitLines } from './split-lines.js';
+
+/** Options of a {@link FiletrackerClient}. */
+export interface ClientOptions {
+  /**
+   * How long any one phase of a request (DNS lookup, connect, waiting for the response
+   * headers, or silence on the socket while sending or receiving) may take, default 60000.
+   * Not a cap on the whole request: a multi-GiB upload that keeps moving is never cut off.
+   */
+  timeoutMs?: number;
+  /**
+   * How many times an idempotent request is retried (got's retry limit), default 2. PUT is
+   * retried only after a connection error before any response, and only from a Buffer or a
+   * file path (a stream cannot be replayed).
+   */
+  retries?: number;
+}
+
+/** What a HEAD of a name tells: its version and uncompressed size. */
+export interface StatResult {
+  version: number;
+  logicalSize: number;
+}
+
+/** Options of {@link FiletrackerClient.put}. */
+export interface PutOptions {
+  /** The version to store, default now ({@link nowVersion}), as the Python client sends. */
+  version?: number;
+  /** Send gzip (the server stores gzip either way), default true. */
+  compress?: boolean;
+  signal?: AbortSignal;
+}
+
+/** Options of {@link FiletrackerClient.get} and {@link FiletrackerClient.getBuffer}. */
+export interface GetOptions {
+  /** Refuse (code `VERSION_MISMATCH`) a file whose `Last-Modified` is another version. */
+  expectedVersion?: number;
+  signal?: AbortSignal;
+}
+
+/** A file being downloaded: its decompressed bytes and what the headers said. */
+export interface GetResult {
+  stream: Readable;
+  version: number;
+  /** `Logical-Size`, else `Content-Length` of a plain answer (a 1.x server), else unknown. */
+  logicalSize: number | undefined;
+}
+
+/** Connection failures after which nothing reached the server's application. */
+const CONNECTION_ERROR_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+  'ENOTFOUND',
+  'ENETUNREACH',
+  'EHOSTUNREACH',
+  'EAI_AGAIN',
+  'EADDRINUSE',
+]);
+
+/** got's timeout phases that end before a request is sent. */
+const CONNECT_TIMEOUT_EVENTS = new Set(['lookup', 'connect', 'secureConnect']);
+
+/** First retry after 500 ms, then 1 s, 2 s... */
+const RETRY_BASE_MS = 500;
+
+/** The latest date `Date` can hold, in seconds. */
+const MAX_VERSION = 8.64e12;
+
+function isConnectionError(err: unknown): boolean {
+  if (!(err instanceof RequestError) || err.response !== undefined) return false;
+  if (err instanceof TimeoutError) return CONNECT_TIMEOUT_EVENTS.has(err.event);
+  return CONNECTION_ERROR_CODES.has(err.code);
+}
+
+function checkVersion(version: number): number {
+  if (!Number.isInteger(version) || Math.abs(version) > MAX_VERSION) {
+    throw new TypeError(`A version is a whole number of seconds, got ${version}`);
+  }
+  return version;
+}
+
+function protocolError(message: string, status: number): FiletrackerError {
+  return new FiletrackerError(message, { code: 'PROTOCOL_ERROR', status });
+}
+
+/** Without redirects followed, got lets a 3xx through as success; it is not one. */
+function checkSuccess(response: Response): void {
+  if (response.statusCode < 200 || response.statusCode > 299) {
+    throw protocolError(`Unexpected answer ${response.statusCode}`, response.statusCode);
+  }
+}
+
+function header(response: Response | http.IncomingMessage, name: string): string | undefined {
+  const value = response.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function lastModified(response: Response): number {
+  const value = header(response, HEADER.lastModified);
+  if (value === undefined) {
+    throw protocolError('The answer has no Last-Modified header', response.statusCode);
+  }
+  try {
+    return parseHttpDate(value);
+  } catch (err) {
+    throw new FiletrackerError('The answer has an unparsable Last-Modified header', {
+      code: 'PROTOCOL_ERROR',
+      status: response.statusCode,
+      cause: err,
+    });
+  }
+}
+
+/** `Logical-Size` if sent; else `Content-Length` unless the body is gzip. */
+function sizeOf(response: Response): number | undefined {
+  try {
+    const logical = parseLogicalSizeHeader(header(response, HEADER.logicalSize));
+    if (logical !== undefined) return logical;
+    if (isGzipEncoding(header(response, HEADER.contentEncoding))) return undefined;
+    return parseLogicalSizeHeader(header(response, 'content-length'));
+  } catch (err) {
+    throw new FiletrackerError('The answer has an unparsable size header', {
+      code: 'PROTOCOL_ERROR',
+      status: response.statusCode,
+      cause: err,
+    });
+  }
+}
+
+/**
+ * A client of filetracker protocol version 2 (PROTOCOL.md), sending what the Python client
+ * 2.3.x sends: percent-encoded names, form-encoded `last_modified` dates, gzip bodies with
+ * `SHA256-Checksum` and `Logical-Size`. Errors answered by the server are
+ * `FiletrackerError`s carrying the code and status; connection failures are got's
+ * `RequestError`s. Keeps connections alive; call {@link close} when done.
+ */
+export class FiletrackerClient {
+  readonly #root: string;
+  readonly #retries: number;
+  readonly #httpAgent = new http.Agent({ keepAlive: true });
+  readonly #httpsAgent = new https.Agent({ keepAlive: true });
+  readonly #got: Got;
+  #closed = false;
+
+  /**
+   * @param baseUrl `http(s)://host:port`, optionally with a path prefix (`/ft`), with or
+   *   without a trailing slash. With a prefix, requests go to `/ft//files/...`, which the
+   *   server's "last `//`" rule serves whether or not a proxy strips the prefix.
+   */
+  constructor(baseUrl: string, options: ClientOptions = {}) {
+    const url = new URL(baseUrl);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      throw new TypeError(`Not an http(s) URL: ${baseUrl}`);
+    }
+    url.search = '';
+    url.hash = '';
+    this.#root = url.pathname === '/' ? url.href.slice(0, -1) : url.href.replace(/\/?$/, '/');
+    const timeoutMs = options.timeoutMs ?? 60_000;
+    this.#retries = options.retries ?? 2;
+    this.#got = got.extend({
+      agent: { http: this.#httpAgent, https: this.#httpsAgent },
+      timeout: {
+        lookup: timeoutMs,
+        connect: timeoutMs,
+        secureConnect: timeoutMs,
+        socket: timeoutMs,
+        response: timeoutMs,
+      },
+      retry: {
+        limit: this.#retries,
+        methods: ['GET', 'HEAD', 'DELETE'],
+        // 502/504 are the fallback server failing, 503 an overloaded proxy; a 500 of ours is
+        // a bug that retrying would only repeat.
+        statusCodes: [408, 429, 502, 503, 504],
+        errorCodes: [...CONNECTION_ERROR_CODES, 'ETIMEDOUT'],
+      },
+      // What the Python client sends; our server answers gzip as stored, 1.x servers plain.
+      headers: { 'accept-encoding': 'gzip, deflate', 'user-agent': 'filetracker-ts' },
+      hooks: { beforeError: [toFiletrackerError] },
+    });
+  }
+
+  /** `GET /version`: the protocol versions the server speaks (`[2]` for a 2.x server). */
+  async version(options: { signal?: AbortSignal } = {}): Promise<number[]> {
+    this.#checkOpen();
+    const response = await this.#got.get(`${this.#root}/version`, {
+      signal: options.signal,
+      responseType: 'text',
+    });
+    let versions: unknown;
+    try {
+      versions = (JSON.parse(response.body) as { protocol_versions?: unknown }).protocol_versions;
+    } catch (err) {
+      throw new FiletrackerError('GET /version did not answer JSON', {
+        code: 'PROTOCOL_ERROR',
+        status: response.statusCode,
+        cause: err,
+      });
+    }
+    if (!Array.isArray(versions) || !versions.every((v) => Number.isInteger(v))) {
+      throw protocolError('GET /version did not list protocol_versions', response.statusCode);
+    }
+    return versions as number[];
+  }
+
+  /**
+   * `PUT /files/{name}`: stores `source` (a Buffer, a file path, or a stream) under `name`
+   * and returns the version stored after the request, which is newer than the one sent
+   * when the server already had a newer one (PROTOCOL.md, PUT).
+   */
+  async put(
+    name: string,
+    source: string | Buffer | NodeJS.ReadableStream,
+    options: PutOptions = {},
+  ): Promise<number> {
+    this.#checkOpen();
+    const { signal } = options;
+    const url = this.#fileUrl(name) + this.#query(options.version ?? nowVersion());
+    const body = await preparePutBody(source, options.compress ?? true, signal);
+    const response = await this.#attempt(body.replayable, signal, () =>
+      this.#got.put(url, {
+        body: body.open(),
+        headers: body.headers,
+        signal,
+        // Retried here instead (#attempt), where the body can be made again.
+        retry: { limit: 0 },
+        followRedirect: false,
+      }),
+    );
+    checkSuccess(response);
+    return lastModified(response);
+  }
+
+  /**
+   * `GET /files/{name}`: resolves once the headers arrive with the decompressed body as a
+   * stream, following a 307 of a server in migration mode. Absent: a `NotFoundError`.
+   */
+  async get(name: string, options: GetOptions = {}): Promise<GetResult> {
+    this.#checkOpen();
+    const { expectedVersion, signal } = options;
+    if (expectedVersion !== undefined) checkVersion(expectedVersion);
+    const url = this.#fileUrl(name);
+    const { stream, response } = await this.#openStream(url, signal);
+    try {
+      const version = lastModified(response);
+      if (expectedVersion !== undefined && version !== expectedVersion) {
+        // 409: the client's precondition failed; the server itself answered 200.
+        throw new FiletrackerError(
+          `Version ${expectedVersion} of ${normalizeName(name)} is not available; the server has ${version}`,
+          { code: 'VERSION_MISMATCH', status: 409 },
+        );
+      }
+      return { stream, version, logicalSize: sizeOf(response) };
+    } catch (err) {
+      stream.destroy();
+      throw err;
+    }
+  }
+
+  /** {@link get}, collected into memory: for small files only. */
+  async getBuffer(
+    name: string,
+    options: GetOptions = {},
+  ): Promise<{ data: Buffer; version: number; logicalSize: number | undefined }> {
+    const { stream, version, logicalSize } = await this.get(name, options);
+    const chunks: Buffer[] = [];
+    for await (const chunk of stream) chunks.push(chunk as Buffer);
+    return { data: Buffer.concat(chunks), version, logicalSize };
+  }
+
+  /**
+   * `HEAD /files/{name}`, following redirects: the version and logical size, or `null` for
+   * exactly 404 (the Python client's `exists()` treats any other status as present). The
+   * size is `Logical-Size` when the answer is gzip, else `Content-Length` (PROTOCOL.md).
+   */
+  async stat(name: string, options: { signal?: AbortSignal } = {}): Promise<StatResult | null> {
+    this.#checkOpen();
+    let response: Response;
+    try {
+      response = await this.#got.head(this.#fileUrl(name), { signal: options.signal });
+    } catch (err) {
+      if (err instanceof FiletrackerError && err.status === 404) return null;
+      throw err;
+    }
+    const gzip = isGzipEncoding(header(response, HEADER.contentEncoding));
+    let logicalSize: number | undefined;
+    try {
+      logicalSize = parseLogicalSizeHeader(
+        header(response, gzip ? HEADER.logicalSize : 'content-length'),
+      );
+    } catch (err) {
+      throw new FiletrackerError('HEAD answered an unparsable size', {
+        code: 'PROTOCOL_ERROR',
+        status: response.statusCode,
+        cause: err,
+      });
+    }
+    if (logicalSize === undefined) {
+      throw protocolError('HEAD answered no size', response.statusCode);
+    }
+    return { version: lastModified(response), logicalSize };
+  }
+
+  /**
+   * `DELETE /files/{name}` unless the stored version is newer than `version` (default now).
+   * Absent: a `NotFoundError` (status 404).
+   */
+  async delete(
+    name: string,
+    version: number = nowVersion(),
+    options: { signal?: AbortSignal } = {},
+  ): Promise<void> {
+    this.#checkOpen();
+    const response = await this.#got.delete(this.#fileUrl(name) + this.#query(version), {
+      signal: options.signal,
+      followRedirect: false,
+    });
+    checkSuccess(response);
+  }
+
+  /**
+   * `GET /list/{dir}`: every file under `dir` (default the whole store) whose version is at
+   * most `cutoff` (default now), relative to `dir` as the server sends them, streamed line
+   * by line. The request is made when iteration starts; stopping early closes it.
+   */
+  async *list(
+    dir = '/',
+    cutoff: number = nowVersion(),
+    options: { signal?: AbortSignal } = {},
+  ): AsyncGenerator<string> {
+    this.#checkOpen();
+    const url = `${this.#root}/list${encodeName(normalizeName(dir))}${this.#query(cutoff)}`;
+    const { stream } = await this.#openStream(url, options.signal);
+    try {
+      yield* splitLines(stream);
+    } finally {
+      stream.destroy();
+    }
+  }
+
+  /** Closes the kept-alive connections; later calls throw a `TypeError`. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#httpAgent.destroy();
+    this.#httpsAgent.destroy();
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new TypeError('FiletrackerClient is closed');
+  }
+
+  #fileUrl(name: string): string {
+    return `${this.#root}/files${encodeName(normalizeName(name))}`;
+  }
+
+  /** `?last_modified=...` form-encoded as the Python client sends it (`+`, `%2C`). */
+  #query(version: number): string {
+    const date = formatHttpDate(checkVersion(version));
+    return `?${new URLSearchParams({ [LAST_MODIFIED_PARAM]: date }).toString()}`;
+  }
+
+  /**
+   * A GET as a stream, resolved when the headers arrive. got does not retry streams, so
+   * connection errors before a response are retried here.
+   */
+  #openStream(
+    url: string,
+    signal: AbortSignal | undefined,
+  ): Promise<{ stream: Readable; response: Response }> {
+    return this.#attempt(true, signal, async () => {
+      const stream = this.#got.stream(url, { signal });
+      try {
+        const [response] = (await once(stream, 'response')) as [Response];
+        return { stream, response };
+      } catch (err) {
+        stream.destroy();
+        throw err;
+      }
+    });
+  }
+
+  /** Runs `request`, again after a connection error before any response if `replayable`. */
+  async #attempt<T>(
+    replayable: boolean,
+    signal: AbortSignal | undefined,
+    request: () => Promise<T>,
+  ): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await request();
+      } catch (err) {
+        if (!replayable || attempt >= this.#retries || !isConnectionError(err)) throw err;
+        signal?.throwIfAborted();
+        await delay(RETRY_BASE_MS * 2 ** attempt, undefined, { signal });
+      }
+    }
+  }
+}

@@ -1,0 +1,118 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { PassThrough, pipeline, type Readable, type Transform } from 'node:stream';
+import { pipeline as pipelineAsync } from 'node:stream/promises';
+import { promisify } from 'node:util';
+import { createGzip, gzip } from 'node:zlib';
+import { HEADER } from './headers.js';
+
+/**
+ * Files below this size are read into memory and sent like a Buffer (gzip, all hints,
+ * `Content-Length`), as the Python client sends everything; larger ones are streamed so
+ * memory stays bounded whatever the size.
+ */
+export const SMALL_FILE_BYTES = 1024 * 1024;
+
+/** zlib's default, and what the Python client uses (`gzip.compress`'s 9 is too slow). */
+const GZIP_LEVEL = 6;
+
+const gzipAsync = promisify(gzip);
+
+/** What one PUT sends, made fresh for every attempt. */
+export interface PutBody {
+  headers: Record<string, string>;
+  /** A new body for one attempt; for a stream source, only the first call is valid. */
+  open(): Buffer | Readable;
+  /** Whether `open()` can be called again after a failed attempt (buffer or file). */
+  replayable: boolean;
+}
+
+/**
+ * Prepares the body of a PUT from a Buffer, a file path or a stream (PROTOCOL.md, PUT):
+ * gzip with `SHA256-Checksum` (of the uncompressed bytes) and `Logical-Size` when the
+ * digest can be known up front, gzip without hints for a stream, plain bytes and no hints
+ * when `compress` is false.
+ */
+export async function preparePutBody(
+  source: string | Buffer | NodeJS.ReadableStream,
+  compress: boolean,
+  signal?: AbortSignal,
+): Promise<PutBody> {
+  if (Buffer.isBuffer(source)) return bufferBody(source, compress);
+  if (typeof source === 'string') return fileBody(source, compress, signal);
+  // A stream can be read once: gzip it on the fly and let the server hash it.
+  const body: Transform = compress ? createGzip({ level: GZIP_LEVEL }) : new PassThrough();
+  let opened = false;
+  return {
+    headers: compress ? { [HEADER.contentEncoding]: 'gzip' } : {},
+    replayable: false,
+    open() {
+      if (opened) throw new TypeError('A stream body can be sent only once');
+      opened = true;
+      // Errors of either side surface as errors of `body`, which got reports.
+      pipeline(source, body, () => {});
+      return body;
+    },
+  };
+}
+
+async function bufferBody(data: Buffer, compress: boolean): Promise<PutBody> {
+  if (!compress) {
+    return {
+      headers: { 'content-length': String(data.length) },
+      replayable: true,
+      open: () => data,
+    };
+  }
+  const gz = await gzipAsync(data, { level: GZIP_LEVEL });
+  return {
+    headers: {
+      ...hints(createHash('sha256').update(data).digest('hex'), data.length),
+      'content-length': String(gz.length),
+    },
+    replayable: true,
+    open: () => gz,
+  };
+}
+
+async function fileBody(path: string, compress: boolean, signal?: AbortSignal): Promise<PutBody> {
+  const info = await stat(path);
+  if (info.size < SMALL_FILE_BYTES) {
+    return bufferBody(await readFile(path, { signal }), compress);
+  }
+  if (!compress) {
+    // Chunked: a Content-Length taken from stat() would break if the file changes size.
+    return { headers: {}, replayable: true, open: () => createReadStream(path) };
+  }
+  // First pass: the digest and size, so the server can verify what it stores.
+  const hash = createHash('sha256');
+  let size = 0;
+  await pipelineAsync(
+    createReadStream(path),
+    async (chunks: AsyncIterable<Buffer>) => {
+      for await (const chunk of chunks) {
+        hash.update(chunk);
+        size += chunk.length;
+      }
+    },
+    { signal },
+  );
+  return {
+    headers: hints(hash.digest('hex'), size),
+    replayable: true,
+    open() {
+      const gz = createGzip({ level: GZIP_LEVEL });
+      pipeline(createReadStream(path), gz, () => {});
+      return gz;
+    },
+  };
+}
+
+function hints(checksum: string, logicalSize: number): Record<string, string> {
+  return {
+    [HEADER.contentEncoding]: 'gzip',
+    [HEADER.checksum]: checksum,
+    [HEADER.logicalSize]: String(logicalSize),
+  };
+}
