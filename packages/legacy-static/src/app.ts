@@ -1,0 +1,119 @@
+import { ReadStream } from 'node:fs';
+import type { ServerResponse } from 'node:http';
+import Koa from 'koa';
+import type { Context } from 'koa';
+import koaStatic from 'koa-static';
+import { pino, type Logger } from 'pino';
+import {
+  MethodNotAllowedError,
+  NotFoundError,
+  encodeName,
+  formatHttpDate,
+} from '@filetracker/shared-protocol';
+import { parseLegacyPath } from './paths.js';
+import { respondError } from './respond-error.js';
+import { RequestStats } from './request-stats.js';
+import { RootGuard } from './root-guard.js';
+
+/** Options of {@link createLegacyApp}. */
+export interface LegacyAppOptions {
+  /** FT_ROOT of a 1.x store; `FT_ROOT/files/{name}` is served. Must exist. */
+  root: string;
+  /** Gets one line per request; silent when omitted. */
+  logger?: Logger;
+}
+
+const ALLOW = ['GET', 'HEAD'] as const;
+
+const CLIENT_GONE = new Set(['ERR_STREAM_PREMATURE_CLOSE', 'ECONNRESET', 'EPIPE']);
+
+/**
+ * Body bytes a response sent: what was read from the file for a file (the client may
+ * hang up early), else its Content-Length.
+ */
+function sentBytes(
+  method: string,
+  body: unknown,
+  length: ReturnType<ServerResponse['getHeader']>,
+): number {
+  if (method === 'HEAD') return 0;
+  if (body instanceof ReadStream) return body.bytesRead;
+  return Number(length ?? 0) || 0;
+}
+
+function notFound(): never {
+  throw new NotFoundError('No such file');
+}
+
+/**
+ * The read-only server of a 1.x store, in place of lighttpd (PROTOCOL.md "Migration
+ * (fallback) mode"): `GET`/`HEAD /files/{name}` give the file's own bytes as
+ * `application/octet-stream` with `Content-Length` and `Last-Modified` = its mtime, and
+ * `GET /status` gives counters. Built apart from listening; `main()` listens.
+ * Throws when `root` cannot be resolved.
+ */
+export function createLegacyApp(options: LegacyAppOptions): Koa {
+  const logger = options.logger ?? pino({ level: 'silent' });
+  const guard = new RootGuard(options.root);
+  const stats = new RequestStats();
+  const serve = koaStatic(guard.realRoot, {
+    // koa-send's defaults do not fit a 1.x store. It would answer `x` with a sibling
+    // `x.gz`/`x.br` (test packages hold both `foo.in` and `foo.in.gz`), hide dotfiles
+    // (lighttpd serves them) and serve index files of directories (a directory is 404).
+    gzip: false,
+    brotli: false,
+    hidden: true,
+    index: false,
+    format: false,
+    extensions: false,
+    maxage: 0,
+    setHeaders(res, _path, fileStats) {
+      // Every file is opaque bytes, whatever its extension, as lighttpd was set up.
+      res.setHeader('Content-Type', 'application/octet-stream');
+      res.setHeader('Last-Modified', formatHttpDate(Math.floor(fileStats.mtimeMs / 1000)));
+    },
+  });
+
+  async function route(ctx: Context): Promise<void> {
+    if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
+      throw new MethodNotAllowedError(ctx.method, ALLOW);
+    }
+    const target = parseLegacyPath(ctx.path);
+    if (target.kind === 'status') {
+      ctx.body = stats.snapshot();
+      return;
+    }
+    if (target.kind === 'none') notFound();
+    if ((await guard.resolve(target.components)) === undefined) notFound();
+    // koa-send decodes the path once more with decodeURIComponent: hand it the name
+    // re-encoded, so `%` in names and `%2F` or `.` in the request are read as we read them.
+    const canonical = '/files/' + encodeName(target.components.join('/'));
+    if (ctx.path !== canonical) ctx.path = canonical;
+    await serve(ctx, notFound);
+  }
+
+  const app = new Koa();
+  // Errors after the headers went out land here. A client that hangs up once it has
+  // Content-Length bytes often does so before our end(): that is no failure.
+  app.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== undefined && CLIENT_GONE.has(err.code)) logger.debug({ err }, 'client gone');
+    else logger.warn({ err }, 'response failed');
+  });
+  app.use(async (ctx) => {
+    const startMs = performance.now();
+    const { method, path, res } = ctx;
+    stats.requests++;
+    res.once('close', () => {
+      const bytes = sentBytes(method, ctx.body, res.getHeader('content-length'));
+      stats.bytesSent += bytes;
+      const ms = Math.round((performance.now() - startMs) * 100) / 100;
+      logger.info({ method, path, status: res.statusCode, bytes, ms }, 'request');
+    });
+    try {
+      await route(ctx);
+    } catch (err) {
+      respondError(ctx, err, logger);
+    }
+  });
+  return app;
+}

@@ -1,0 +1,59 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+
+/** The parsed command line of `ft-legacy-static`. */
+export interface CliOptions {
+  root: string;
+  port: number;
+  host: string;
+  logFile?: string;
+  logLevel: string;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function parsePort(value: string): number {
+  const port = Number(value);
+  if (!/^\d+$/.test(value) || port > 65535) {
+    throw new InvalidArgumentError('a port is a whole number from 0 to 65535.');
+  }
+  return port;
+}
+
+/**
+ * The one option table: it drives both parsing and `--help`. The defaults are those of
+ * the lighttpd setup this replaces (DESIGN.md "Command lines").
+ */
+const OPTIONS: Option[] = [
+  new Option('--root <FT_ROOT>', 'the 1.x store to serve; FT_ROOT/files/{name} is served')
+    .env('FT_LEGACY_STATIC_ROOT')
+    .makeOptionMandatory(),
+  new Option('-p, --port <PORT>', 'TCP port to listen on (0 picks a free one)')
+    .env('FT_LEGACY_STATIC_PORT')
+    .default(59999)
+    .argParser(parsePort),
+  new Option('--host <ADDR>', 'address to listen on')
+    .env('FT_LEGACY_STATIC_HOST')
+    .default('127.0.0.1'),
+  new Option(
+    '-L, --log-file <FILE>',
+    'append JSON log lines to FILE instead of stdout; reopened on SIGHUP',
+  ).env('FT_LEGACY_STATIC_LOG_FILE'),
+  new Option('--log-level <LEVEL>', 'least severe level logged; "silent" logs nothing')
+    .env('FT_LEGACY_STATIC_LOG_LEVEL')
+    .choices(LOG_LEVELS)
+    .default('info'),
+];
+
+/** The `ft-legacy-static` command, ready to parse. */
+export function buildProgram(): Command {
+  const program = new Command('ft-legacy-static')
+    .description(
+      'Serves a filetracker 1.x store read-only, in place of lighttpd, while it is migrated ' +
+        'online: GET/HEAD /files/{name} give FT_ROOT/files/{name}, GET /status gives ' +
+        'counters. SIGTERM/SIGINT stop it after in-flight requests; SIGHUP reopens the log file.',
+    )
+    .helpOption('-h, --help', 'show this help and exit')
+    .allowExcessArguments(false);
+  for (const option of OPTIONS) program.addOption(option);
+  return program;
+}

@@ -1,0 +1,439 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import {
+  mkdir,
+  mkdtemp,
+  readFile,
+  rename,
+  rm,
+  stat,
+  symlink,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
+import { createServer, get, type Server } from 'node:http';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { brotliCompressSync, gzipSync } from 'node:zlib';
+import { createLegacyApp, type StatusSnapshot } from '@filetracker/legacy-static';
+import { encodeName, formatHttpDate } from '@filetracker/shared-protocol';
+import {
+  httpRequest,
+  rawGet,
+  runLegacy,
+  startLegacy,
+  type LegacyProcess,
+} from './helpers/legacy-static.js';
+
+const SECRET = 'TOP SECRET OUTSIDE FT_ROOT';
+const MTIME = 1500000000; // Fri, 14 Jul 2017 02:40:00 GMT, as in the lighttpd capture
+
+/** Files of the 1.x store every test reads: name (under files/) and content. */
+const FILES: Record<string, Buffer> = {
+  '/plain.txt': Buffer.from('plain content\n'),
+  '/empty': Buffer.alloc(0),
+  '/.hidden': Buffer.from('a dotfile lighttpd served\n'),
+  '/dir one/zażółć gęślą.txt': Buffer.from('non-ASCII name\n'),
+  '/sp ace.txt': Buffer.from('space\n'),
+  '/a#b': Buffer.from('hash\n'),
+  '/q?x': Buffer.from('question\n'),
+  '/100%': Buffer.from('percent\n'),
+  '/pct%41': Buffer.from('a literal %41, not A\n'),
+  '/plus+sign': Buffer.from('plus\n'),
+  '/pkg/foo.in': Buffer.from('1 2\n'),
+  '/pkg/foo.in.gz': gzipSync(Buffer.from('not foo.in\n')),
+  '/pkg/bar.in': Buffer.from('3 4\n'),
+  '/pkg/bar.in.br': brotliCompressSync(Buffer.from('not bar.in\n')),
+  '/sub/index.html': Buffer.from('<h1>index</h1>'),
+};
+
+interface Store {
+  dir: string;
+  root: string;
+  outside: string;
+}
+
+/** A temp dir holding FT_ROOT (the 1.x store) and, beside it, a directory outside it. */
+async function makeStore(): Promise<Store> {
+  const dir = await mkdtemp(join(tmpdir(), 'ft-legacy-static-'));
+  const root = join(dir, 'ft_root');
+  const outside = join(dir, 'outside');
+  await mkdir(outside, { recursive: true });
+  await writeFile(join(outside, 'secret.txt'), SECRET);
+  await writeFile(join(dir, 'secret.txt'), SECRET);
+  for (const [name, content] of Object.entries(FILES)) {
+    const path = join(root, 'files', name);
+    await mkdir(join(path, '..'), { recursive: true });
+    await writeFile(path, content);
+    // A fractional mtime: Last-Modified carries whole seconds.
+    await utimes(path, MTIME, MTIME + 0.75);
+  }
+  await writeFile(join(root, 'secret-in-root.txt'), SECRET);
+  await symlink(join(outside, 'secret.txt'), join(root, 'files', 'evil-link'));
+  await symlink(outside, join(root, 'files', 'evil-dir'));
+  await symlink('../../secret.txt', join(root, 'files', 'relative-evil-link'));
+  await symlink('plain.txt', join(root, 'files', 'good-link'));
+  return { dir, root, outside };
+}
+
+function filesPath(name: string): string {
+  return '/files' + encodeName(name);
+}
+
+function assertServed(
+  answer: { status: number; headers: Record<string, unknown> },
+  content: Buffer,
+) {
+  assert.equal(answer.status, 200);
+  assert.equal(answer.headers['content-type'], 'application/octet-stream');
+  assert.equal(answer.headers['content-length'], String(content.length));
+  assert.equal(answer.headers['last-modified'], formatHttpDate(MTIME));
+  assert.equal(answer.headers['content-encoding'], undefined);
+}
+
+async function listen(server: Server): Promise<string> {
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+describe('createLegacyApp over HTTP', () => {
+  let store: Store;
+  let server: Server;
+  let base: string;
+
+  before(async () => {
+    store = await makeStore();
+    server = createServer(createLegacyApp({ root: store.root }).callback());
+    base = await listen(server);
+  });
+  after(async () => {
+    server.closeAllConnections();
+    server.close();
+    await rm(store.dir, { recursive: true, force: true });
+  });
+
+  for (const [name, content] of Object.entries(FILES)) {
+    test(`GET of ${JSON.stringify(name)} serves its own bytes as octet-stream with mtime`, async () => {
+      const answer = await httpRequest(base, filesPath(name));
+      assertServed(answer, content);
+      assert.deepEqual(answer.body, content);
+    });
+  }
+
+  test("GET of foo.in beside foo.in.gz serves foo.in's own bytes, not gzip", async () => {
+    for (const name of ['/pkg/foo.in', '/pkg/bar.in']) {
+      const answer = await httpRequest(base, filesPath(name), {
+        headers: { 'Accept-Encoding': 'gzip, deflate, br' },
+      });
+      assertServed(answer, FILES[name]!);
+      assert.deepEqual(answer.body, FILES[name]);
+    }
+  });
+
+  test('GET of foo.in.gz serves its raw bytes without Content-Encoding', async () => {
+    for (const name of ['/pkg/foo.in.gz', '/pkg/bar.in.br']) {
+      const answer = await httpRequest(base, filesPath(name), {
+        headers: { 'Accept-Encoding': 'gzip, deflate, br' },
+      });
+      assertServed(answer, FILES[name]!);
+      assert.deepEqual(answer.body, FILES[name]);
+    }
+  });
+
+  test('HEAD gives the same headers as GET and no body', async () => {
+    for (const name of ['/plain.txt', '/empty', '/dir one/zażółć gęślą.txt', '/pkg/foo.in']) {
+      const answer = await httpRequest(base, filesPath(name), {
+        method: 'HEAD',
+        headers: { 'Accept-Encoding': 'gzip, br' },
+      });
+      assertServed(answer, FILES[name]!);
+      assert.equal(answer.body.length, 0);
+    }
+  });
+
+  test('a symlink to a file inside FT_ROOT is followed, as lighttpd did', async () => {
+    const answer = await httpRequest(base, '/files/good-link');
+    assertServed(answer, FILES['/plain.txt']!);
+    assert.deepEqual(answer.body, FILES['/plain.txt']);
+  });
+
+  test('%2F and . components in the path are read as separators and dropped', async () => {
+    const answer = await httpRequest(
+      base,
+      '/files/./dir%20one%2Fza%C5%BC%C3%B3%C5%82%C4%87%20g%C4%99%C5%9Bl%C4%85.txt',
+    );
+    assert.equal(answer.status, 200);
+    assert.deepEqual(answer.body, FILES['/dir one/zażółć gęślą.txt']);
+  });
+
+  test('a directory is 404 with no listing and no index file', async () => {
+    for (const path of ['/files/sub', '/files/sub/', '/files/dir%20one', '/files/', '/files']) {
+      const answer = await httpRequest(base, path);
+      assert.equal(answer.status, 404, path);
+      assert.ok(!answer.body.toString().includes('index'), path);
+    }
+  });
+
+  test('a missing file is 404 on GET and HEAD', async () => {
+    for (const method of ['GET', 'HEAD']) {
+      assert.equal((await httpRequest(base, '/files/nope.txt', { method })).status, 404);
+      assert.equal((await httpRequest(base, '/files/plain.txt/x', { method })).status, 404);
+    }
+  });
+
+  test('paths outside /files/ are 404 even for files inside FT_ROOT', async () => {
+    for (const path of ['/', '/secret-in-root.txt', '/FILES/plain.txt', '/list/', '/version']) {
+      const answer = await httpRequest(base, path);
+      assert.equal(answer.status, 404, path);
+      assert.ok(!answer.body.toString().includes(SECRET), path);
+    }
+  });
+
+  test('traversal attempts never return outside content and are 403 or 404', async () => {
+    const targets = [
+      '/files/../../etc/passwd',
+      '/files/../secret-in-root.txt',
+      '/files/../../secret.txt',
+      '/files/../../outside/secret.txt',
+      '/files/%2e%2e/%2e%2e/outside/secret.txt',
+      '/files/.%2E/.%2e/secret.txt',
+      '/files/%2E%2E%2F%2E%2E%2Foutside%2Fsecret.txt',
+      '/files/a%2F..%2F..%2F..%2Foutside%2Fsecret.txt',
+      '/files/..%2f..%2fsecret.txt',
+      '/..%2f..%2fsecret.txt',
+      '/files/..%5C..%5Csecret.txt',
+      `/files/${store.outside}/secret.txt`,
+      `/files/${encodeURIComponent(join(store.outside, 'secret.txt'))}`,
+      '/files/evil-link',
+      '/files/evil-dir/secret.txt',
+      '/files/evil-dir/',
+      '/files/relative-evil-link',
+      '/files/plain.txt%00',
+      '/files/plain.txt%00.gz',
+      '/files/%00',
+      '/files/%C3%28',
+      '/files/%FF',
+      '/files/%ED%A0%80',
+    ];
+    for (const target of targets) {
+      const { status, raw } = await rawGet(base, target);
+      assert.ok(status === 403 || status === 404, `${target}: ${raw}`);
+      assert.ok(!raw.includes(SECRET), target);
+      assert.ok(!raw.includes('root:'), target);
+    }
+  });
+
+  test('PUT, DELETE, POST and others are 405 with Allow: GET, HEAD and change nothing', async () => {
+    for (const method of ['PUT', 'DELETE', 'POST', 'PATCH', 'OPTIONS']) {
+      for (const path of ['/files/plain.txt', '/files/new.txt', '/status']) {
+        const answer = await httpRequest(base, path, { method, body: 'overwritten' });
+        assert.equal(answer.status, 405, `${method} ${path}`);
+        assert.equal(answer.headers.allow, 'GET, HEAD');
+      }
+    }
+    assert.deepEqual(await readFile(join(store.root, 'files', 'plain.txt')), FILES['/plain.txt']);
+    await assert.rejects(stat(join(store.root, 'files', 'new.txt')), { code: 'ENOENT' });
+  });
+
+  test('GET /status counts requests and bytes sent', async () => {
+    const read = async () => {
+      const answer = await httpRequest(base, '/status');
+      assert.equal(answer.status, 200);
+      assert.match(String(answer.headers['content-type']), /^application\/json/);
+      return JSON.parse(answer.body.toString()) as StatusSnapshot;
+    };
+    const first = await read();
+    assert.equal(typeof first.uptimeSeconds, 'number');
+    await httpRequest(base, '/files/plain.txt');
+    // Bytes are counted when a response is done, which may trail the client by a tick.
+    let second = await read();
+    for (
+      let i = 0;
+      i < 50 && second.bytesSent < first.bytesSent + FILES['/plain.txt']!.length;
+      i++
+    ) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      second = await read();
+    }
+    assert.ok(second.requests >= first.requests + 2);
+    assert.ok(second.bytesSent >= first.bytesSent + FILES['/plain.txt']!.length);
+    assert.equal((await httpRequest(base, '/status', { method: 'HEAD' })).status, 200);
+  });
+
+  test('a root whose files/ is a symlink to another disk is served', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'ft-legacy-static-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    await mkdir(join(dir, 'disk', 'files'), { recursive: true });
+    await mkdir(join(dir, 'root'));
+    await writeFile(join(dir, 'disk', 'files', 'x.in'), 'x');
+    await symlink(join(dir, 'disk', 'files'), join(dir, 'root', 'files'));
+    const other = createServer(createLegacyApp({ root: join(dir, 'root') }).callback());
+    t.after(() => {
+      other.closeAllConnections();
+      other.close();
+    });
+    const answer = await httpRequest(await listen(other), '/files/x.in');
+    assert.equal(answer.status, 200);
+    assert.equal(answer.body.toString(), 'x');
+  });
+
+  test('createLegacyApp throws on a missing root', () => {
+    assert.throws(() => createLegacyApp({ root: join(store.dir, 'nope') }), { code: 'ENOENT' });
+  });
+});
+
+describe('ft-legacy-static as a process', () => {
+  let store: Store;
+  const running: LegacyProcess[] = [];
+
+  async function start(args: string[] = []): Promise<LegacyProcess> {
+    const proc = await startLegacy(['--root', store.root, '--port', '0', ...args]);
+    running.push(proc);
+    return proc;
+  }
+
+  before(async () => {
+    store = await makeStore();
+  });
+  after(async () => {
+    await Promise.all(running.map((p) => p.kill()));
+    await rm(store.dir, { recursive: true, force: true });
+  });
+
+  test('serves files and logs one JSON line per request with method, path, status, bytes, ms', async () => {
+    const proc = await start();
+    assert.match(proc.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+    const name = '/dir one/zażółć gęślą.txt';
+    const answer = await httpRequest(proc.url, filesPath(name));
+    assertServed(answer, FILES[name]!);
+    assert.deepEqual(answer.body, FILES[name]);
+    assert.equal((await httpRequest(proc.url, '/files/nope')).status, 404);
+    proc.child.kill('SIGTERM');
+    assert.equal(await proc.exited, 0);
+    const requests = proc.lines.filter((l) => l.msg === 'request');
+    assert.equal(requests.length, 2);
+    const { method, path, status, bytes } = requests[0]!;
+    assert.deepEqual(
+      { method, path, status, bytes },
+      { method: 'GET', path: filesPath(name), status: 200, bytes: FILES[name]!.length },
+    );
+    assert.equal(typeof requests[0]!.ms, 'number');
+    assert.equal(requests[1]!.status, 404);
+  });
+
+  test('-L writes the log to a file and SIGHUP reopens it after a rotation', async (t) => {
+    const logDir = await mkdtemp(join(tmpdir(), 'ft-legacy-static-log-'));
+    t.after(() => rm(logDir, { recursive: true, force: true }));
+    const logFile = join(logDir, 'legacy.log');
+    // With -L nothing goes to stdout, so the listening line is read from the file.
+    const proc = await startLegacy(['--root', store.root, '--port', '0', '-L', logFile], logFile);
+    running.push(proc);
+    await httpRequest(proc.url, '/files/plain.txt');
+    // The line is written when the response is done, which may trail the client.
+    await waitFor(async () => (await readText(logFile)).includes('/files/plain.txt'));
+    await rename(logFile, logFile + '.1');
+    proc.child.kill('SIGHUP');
+    await waitFor(async () => (await readText(logFile)).includes('log reopened'));
+    await httpRequest(proc.url, '/files/empty');
+    proc.child.kill('SIGTERM');
+    assert.equal(await proc.exited, 0);
+    const rotated = await readText(logFile + '.1');
+    const current = await readText(logFile);
+    assert.ok(rotated.includes('"path":"/files/plain.txt"'));
+    assert.ok(current.includes('"path":"/files/empty"'));
+    assert.ok(!current.includes('/files/plain.txt'));
+  });
+
+  test('SIGTERM lets an in-flight download finish, then exits 0', async (t) => {
+    const big = Buffer.alloc(32 * 1024 * 1024, 7);
+    await writeFile(join(store.root, 'files', 'big.bin'), big);
+    t.after(() => rm(join(store.root, 'files', 'big.bin'), { force: true }));
+    const proc = await start();
+    const received = await new Promise<number>((resolve, reject) => {
+      get(`${proc.url}/files/big.bin`, (res) => {
+        // Paused, the download cannot finish before the signal arrives.
+        res.pause();
+        proc.child.kill('SIGTERM');
+        setTimeout(() => {
+          assert.equal(proc.child.exitCode, null);
+          let n = 0;
+          res.on('data', (chunk: Buffer) => (n += chunk.length));
+          res.on('end', () => resolve(n));
+          res.on('error', reject);
+          res.resume();
+        }, 300);
+      }).on('error', reject);
+    });
+    assert.equal(received, big.length);
+    assert.equal(await proc.exited, 0);
+  });
+
+  test('SIGINT exits 0', async () => {
+    const proc = await start();
+    proc.child.kill('SIGINT');
+    assert.equal(await proc.exited, 0);
+  });
+
+  test('--help exits 0 and describes every option', async () => {
+    const { code, stdout } = await runLegacy(['--help']);
+    assert.equal(code, 0);
+    for (const flag of [
+      '--root',
+      '-p, --port',
+      '--host',
+      '-L, --log-file',
+      '--log-level',
+      '--help',
+    ]) {
+      assert.ok(stdout.includes(flag), flag);
+    }
+    assert.ok(stdout.includes('59999'));
+    assert.ok(stdout.includes('127.0.0.1'));
+  });
+
+  test('a missing or non-directory root exits non-zero with one line on stderr', async () => {
+    for (const root of [join(store.dir, 'nope'), join(store.dir, 'secret.txt')]) {
+      const { code, stdout, stderr } = await runLegacy(['--root', root, '--port', '0']);
+      assert.notEqual(code, 0);
+      assert.equal(stderr.trim().split('\n').length, 1, stderr);
+      assert.ok(!stderr.includes('    at '), stderr);
+      assert.ok(!stdout.includes('listening'));
+    }
+  });
+
+  test('no --root or a bad --port exits non-zero', async () => {
+    assert.notEqual((await runLegacy(['--port', '0'])).code, 0);
+    assert.notEqual((await runLegacy(['--root', store.root, '--port', '70000'])).code, 0);
+  });
+
+  test('a port already taken exits non-zero with one line on stderr', async (t) => {
+    const blocker = createNetServer();
+    blocker.listen(0, '127.0.0.1');
+    await once(blocker, 'listening');
+    t.after(() => blocker.close());
+    const port = (blocker.address() as AddressInfo).port;
+    const { code, stderr } = await runLegacy(['--root', store.root, '--port', String(port)]);
+    assert.notEqual(code, 0);
+    assert.equal(stderr.trim().split('\n').length, 1, stderr);
+    assert.ok(!stderr.includes('    at '), stderr);
+  });
+});
+
+async function readText(path: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
