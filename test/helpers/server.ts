@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { createApp, createRequestListener, openStore, type Store } from '@filetracker/server';
+import { createRequestListener, openStore, type Store } from '@filetracker/server';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
@@ -33,15 +33,12 @@ export async function startServer(
   const dir = options.dir ?? (await tempDir());
   const store = await openStore(dir);
   const server = createServer(
-    createRequestListener(
-      createApp(store, {
-        fallbackUrl: options.fallbackUrl,
-        ...(options.fallbackTimeoutMs !== undefined && {
-          fallbackTimeoutMs: options.fallbackTimeoutMs,
-        }),
+    createRequestListener(store, {
+      fallbackUrl: options.fallbackUrl,
+      ...(options.fallbackTimeoutMs !== undefined && {
+        fallbackTimeoutMs: options.fallbackTimeoutMs,
       }),
-      store,
-    ),
+    }),
   );
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;

@@ -1,5 +1,6 @@
 export { createApp, type AppOptions } from './http/app.js';
 export { createRequestListener } from './http/fast-path.js';
+export { ServerMetrics, Telemetry, type RequestRecord } from './http/metrics.js';
 export { Store, StoreOpenError, type FileEntry, type StoreOptions } from './store/store.js';
 export {
   storeLayout,
@@ -18,3 +19,13 @@ import { Store } from './store/store.js';
 export function openStore(dir: string, options?: StoreOptions): Promise<Store> {
   return Store.open(dir, options);
 }
+export {
+  recoverStore,
+  RecoverError,
+  type RecoverOptions,
+  type RecoverProgress,
+  type RecoverNotice,
+  type RecoverPhase,
+} from './recover/recover.js';
+export { isConsistent, summarizeReport, type RecoverReport } from './recover/report.js';
+export { decodeDoubleEncoded } from './recover/double-encoding.js';

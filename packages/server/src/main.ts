@@ -2,7 +2,6 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { expandLongOptionPrefixes } from '@filetracker/shared-protocol';
-import { createApp } from './http/app.js';
 import { createRequestListener } from './http/fast-path.js';
 import { createLogger } from './logger.js';
 import { Store, StoreOpenError } from './store/store.js';
@@ -151,12 +150,13 @@ export async function main(argv: string[]): Promise<void> {
     );
   }
 
-  const app = createApp(store, {
-    logger,
-    fallbackUrl: flags.fallbackUrl,
-    fallbackTimeoutMs: flags.fallbackTimeout * 1000,
-  });
-  const server: Server = createServer(createRequestListener(app, store, logger));
+  const server: Server = createServer(
+    createRequestListener(store, {
+      logger,
+      fallbackUrl: flags.fallbackUrl,
+      fallbackTimeoutMs: flags.fallbackTimeout * 1000,
+    }),
+  );
   // Slow uploads must not be cut off (Node's default requestTimeout is 5 minutes); idle and
   // stalled connections still are, by the socket inactivity timeout and headersTimeout.
   server.requestTimeout = 0;

@@ -27,6 +27,7 @@ import { errorHandler } from './errors.js';
 import { fallbackVersion } from './fallback.js';
 import { etagOf, fileHeaders, matchesEtag } from './file-headers.js';
 import { requestLogger } from './request-log.js';
+import { Telemetry } from './metrics.js';
 
 export interface AppOptions {
   logger?: Logger;
@@ -34,10 +35,14 @@ export interface AppOptions {
   fallbackUrl?: string | undefined;
   /** How long a DELETE waits for the fallback's answer before a 504. */
   fallbackTimeoutMs?: number;
+  /** Request log and metrics; one is made from `logger` when absent. */
+  telemetry?: Telemetry;
 }
 
 interface State {
   target: RequestTarget;
+  /** Body bytes read, for the request log. */
+  bytesIn?: number;
 }
 
 type Ctx = Context & { state: State };
@@ -48,10 +53,17 @@ const ALLOWED: Record<Endpoint, readonly string[]> = {
   list: ['GET', 'HEAD'],
   version: ['GET', 'HEAD'],
   status: ['GET', 'HEAD'],
+  metrics: ['GET', 'HEAD'],
+  healthz: ['GET', 'HEAD'],
 };
 
 /** compat, critical: exactly this body; a miss makes clients drop to protocol 1. */
 const VERSION_BODY = '{"protocol_versions": [2]}';
+
+function header(ctx: Context, name: string): string | undefined {
+  const value = ctx.req.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
 
 function requiredVersion(ctx: Context): number {
   const raw = ctx.query[LAST_MODIFIED_PARAM];
@@ -71,6 +83,7 @@ function optionalVersion(ctx: Context): number | undefined {
 /** Builds the Koa app over a store; listening is main.ts's job (STYLE.md). */
 export function createApp(store: Store, options: AppOptions = {}): Koa {
   const logger = options.logger ?? pino({ level: 'silent' });
+  const telemetry = options.telemetry ?? new Telemetry(logger, store);
   const fallbackUrl = options.fallbackUrl?.replace(/\/+$/, '');
   const fallbackTimeoutMs = options.fallbackTimeoutMs ?? 10_000;
   const startedAt = Date.now();
@@ -92,6 +105,19 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
       uptimeSeconds: Math.floor((Date.now() - startedAt) / 1000),
       uploadsInFlight: store.stats.uploadsInFlight,
     };
+  });
+
+  router.get('/metrics', async (ctx) => {
+    ctx.body = await telemetry.metrics.registry.metrics();
+    ctx.set('Content-Type', telemetry.metrics.registry.contentType);
+  });
+
+  // 200 when the store takes writes; 503 with the reason otherwise (for load balancers).
+  router.get('/healthz', async (ctx) => {
+    const health = await store.health();
+    ctx.status = health.ok ? 200 : 503;
+    ctx.body = health.ok ? 'ok\n' : health.reason + '\n';
+    if (!health.ok) ctx.set('X-Exception', health.reason);
   });
 
   router.get('/files', async (ctx) => {
@@ -144,11 +170,13 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
       components,
       version,
       body: ctx.req,
-      gzip: isGzipEncoding(ctx.get(HEADER.contentEncoding) || undefined),
-      checksum: parseChecksumHeader(ctx.get(HEADER.checksum) || undefined),
-      logicalSize: parseLogicalSizeHeader(ctx.get(HEADER.logicalSize) || undefined),
+      // An absent header is undefined; an empty one is a malformed value (400).
+      gzip: isGzipEncoding(header(ctx, HEADER.contentEncoding)),
+      checksum: parseChecksumHeader(header(ctx, HEADER.checksum)),
+      logicalSize: parseLogicalSizeHeader(header(ctx, HEADER.logicalSize)),
       honorTombstones: fallbackUrl !== undefined,
     });
+    ctx.state.bytesIn = result.receivedBytes;
     ctx.set('Last-Modified', formatHttpDate(result.version));
     ctx.type = 'text/plain';
     ctx.body = '';
@@ -175,7 +203,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
     ctx.body = ctx.method === 'HEAD' ? '' : Readable.from(lines);
   });
 
-  app.use(requestLogger(logger));
+  app.use(requestLogger(telemetry));
   app.use(errorHandler(logger));
   app.use(async (ctx: Ctx, next: Next) => {
     const target = parseRequestPath(ctx.path);

@@ -1,6 +1,6 @@
 import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
-import { FiletrackerError } from '@filetracker/shared-protocol';
+import { FiletrackerError, HEADER } from '@filetracker/shared-protocol';
 
 /**
  * Maps errors to responses in one place: a FiletrackerError becomes its status with the
@@ -31,8 +31,8 @@ export function errorHandler(logger: Logger) {
       }
       ctx.status = status;
       ctx.set(headers);
-      ctx.set('X-Exception', message);
-      ctx.set('X-Error-Code', code);
+      ctx.set(HEADER.exception, message);
+      ctx.set(HEADER.errorCode, code);
       ctx.type = 'text/plain';
       ctx.body = message + '\n';
     }

@@ -1,9 +1,10 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
-import type Koa from 'koa';
-import { pino, type Logger } from 'pino';
+import { pino } from 'pino';
 import { acceptsGzip, parseRequestPath } from '@filetracker/shared-protocol';
 import type { Store } from '../store/store.js';
+import { createApp, type AppOptions } from './app.js';
 import { fileHeaders, etagOf, matchesEtag } from './file-headers.js';
+import { Telemetry } from './metrics.js';
 
 /**
  * The request listener: a lean path for the hot case, everything else through Koa.
@@ -14,14 +15,15 @@ import { fileHeaders, etagOf, matchesEtag } from './file-headers.js';
  * answered right here with the same headers as the Koa route; any other request, and any
  * doubt (a miss, a path the grammar rejects), goes to Koa unchanged.
  */
-export function createRequestListener(
-  app: Koa,
-  store: Store,
-  logger: Logger = pino({ level: 'silent' }),
-): RequestListener {
-  const koa = app.callback();
+export function createRequestListener(store: Store, options: AppOptions = {}): RequestListener {
+  const telemetry =
+    options.telemetry ?? new Telemetry(options.logger ?? pino({ level: 'silent' }), store);
+  const koa = createApp(store, { ...options, telemetry }).callback();
   return function listener(req: IncomingMessage, res: ServerResponse): void {
-    if ((req.method === 'GET' || req.method === 'HEAD') && serveFromMemory(req, res, store, logger))
+    if (
+      (req.method === 'GET' || req.method === 'HEAD') &&
+      serveFromMemory(req, res, store, telemetry)
+    )
       return;
     void koa(req, res);
   };
@@ -31,7 +33,7 @@ function serveFromMemory(
   req: IncomingMessage,
   res: ServerResponse,
   store: Store,
-  logger: Logger,
+  telemetry: Telemetry,
 ): boolean {
   const url = req.url ?? '/';
   const q = url.indexOf('?');
@@ -61,10 +63,12 @@ function serveFromMemory(
     });
     res.end(req.method === 'HEAD' ? undefined : hit.buffer);
   }
-  logger.info({
-    method: req.method,
+  telemetry.record({
+    method: req.method!,
     path: url,
+    endpoint: 'files',
     status,
+    bytesIn: 0,
     bytesOut: req.method === 'HEAD' || status === 304 ? 0 : hit.buffer.length,
     ms: Number(process.hrtime.bigint() - started) / 1e6,
   });

@@ -19,6 +19,8 @@ export interface IngestResult {
   storedSize: number;
   /** The gzip file in `ft-tmp/`, or undefined when the body was only verified. */
   tmpPath: string | undefined;
+  /** Bytes of the request body as received. */
+  receivedBytes: number;
 }
 
 export interface IngestOptions {
@@ -41,6 +43,7 @@ export interface IngestOptions {
 class Verifier extends Transform {
   readonly hash = createHash('sha256');
   logicalSize = 0;
+  receivedBytes = 0;
   readonly #gunzip: ReturnType<typeof createGunzip> | undefined;
 
   constructor(gzip: boolean) {
@@ -63,6 +66,7 @@ class Verifier extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    this.receivedBytes += chunk.length;
     this.push(chunk);
     const gunzip = this.#gunzip;
     if (!gunzip) {
@@ -146,6 +150,7 @@ export async function ingest(body: Readable, options: IngestOptions): Promise<In
     logicalSize: verifier.logicalSize,
     storedSize: counter.bytes,
     tmpPath,
+    receivedBytes: verifier.receivedBytes,
   };
   try {
     if (options.expectedDigest !== undefined && options.expectedDigest !== digest) {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { lstat, lutimes, mkdir, readlink, rename, symlink, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { ConflictError } from '@filetracker/shared-protocol';
+import { BadRequestError, ConflictError } from '@filetracker/shared-protocol';
 import { digestOfTarget, linkPath, linkTarget, type StoreLayout } from './layout.js';
 
 /** A name as `links/` records it: which blob, and the link's own mtime as the version. */
@@ -14,10 +14,15 @@ export interface LinkState {
 
 export type LinkLookup = LinkState | 'directory' | null;
 
+/** A name too long for the file system cannot exist: reads treat it as absent. */
 function isMissing(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException).code;
-  return code === 'ENOENT' || code === 'ENOTDIR';
+  return code === 'ENOENT' || code === 'ENOTDIR' || code === 'ENAMETOOLONG';
 }
+
+/** Linux limits: NAME_MAX bytes per component, PATH_MAX for the whole path. */
+const NAME_MAX = 255;
+const PATH_MAX = 4095;
 
 /**
  * `links/`: one symlink per name, relative to its blob, whose own mtime is the version.
@@ -64,6 +69,16 @@ export class LinkTree {
       const digest = digestOfTarget(target);
       if (digest === undefined) return null;
       return { digest, version: Math.floor(after.mtimeMs / 1000), ino: after.ino };
+    }
+  }
+
+  /** Refuses, before anything is written, a name the file system could not hold. */
+  checkStorable(components: readonly string[]): void {
+    if (components.some((c) => Buffer.byteLength(c) > NAME_MAX)) {
+      throw new BadRequestError('BAD_PATH', `A name component is longer than ${NAME_MAX} bytes`);
+    }
+    if (Buffer.byteLength(this.path(components)) > PATH_MAX) {
+      throw new BadRequestError('BAD_PATH', 'The name is too long');
     }
   }
 

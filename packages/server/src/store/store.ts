@@ -1,5 +1,7 @@
 import { mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { BadRequestError, FiletrackerError, joinName } from '@filetracker/shared-protocol';
 import { BlobRefs } from './blob-refs.js';
@@ -42,6 +44,15 @@ export interface PutRequest {
   honorTombstones?: boolean;
 }
 
+export interface PutResult {
+  /** The version stored under the name afterwards (the request's, or a newer one). */
+  version: number;
+  /** Whether this request's content is what the name now holds. */
+  stored: boolean;
+  /** Body bytes read (0 when an older version was answered without reading it). */
+  receivedBytes: number;
+}
+
 export interface StoreOptions {
   /** zlib level for plain uploads (gzip uploads are stored as sent). */
   gzipLevel?: number;
@@ -53,10 +64,19 @@ export interface StoreOptions {
   entryCacheSize?: number;
 }
 
-/** Counters a metrics exporter may read; the store keeps them as things happen. */
+/**
+ * Counters a metrics exporter may read. The store keeps them as things happen; blob and
+ * tombstone totals start from one pass over meta/ in the background after open (a
+ * snapshot taken before any request, so adding the changes made since is exact).
+ */
 export interface StoreStats {
   dedupHits: number;
   uploadsInFlight: number;
+  blobs: number;
+  blobBytes: number;
+  tombstones: number;
+  /** The background count has finished: blobs, blobBytes and tombstones are totals. */
+  countsReady: boolean;
 }
 
 /**
@@ -69,7 +89,14 @@ export class Store {
   readonly meta: MetaDb;
   readonly links: LinkTree;
   readonly blobs: BlobRefs;
-  readonly stats: StoreStats = { dedupHits: 0, uploadsInFlight: 0 };
+  readonly stats: StoreStats = {
+    dedupHits: 0,
+    uploadsInFlight: 0,
+    blobs: 0,
+    blobBytes: 0,
+    tombstones: 0,
+    countsReady: false,
+  };
   /** Leftovers found in `ft-tmp/` at open (from a crash), now removed. */
   readonly tmpLeftovers: number;
   readonly #names = new KeyedMutex();
@@ -99,6 +126,10 @@ export class Store {
     this.#gzipLevel = options.gzipLevel ?? 6;
     this.#smallBlobBytes = options.smallBlobBytes ?? 256 * 1024;
     this.#entries = new LRUCache({ max: options.entryCacheSize ?? 200_000 });
+    this.blobs.onBlobCountChange = (delta, storedSize) => {
+      this.stats.blobs += delta;
+      this.stats.blobBytes += delta * storedSize;
+    };
     this.#blobCache = new LRUCache({
       maxSize: options.blobCacheBytes ?? 64 * 1024 * 1024,
       sizeCalculation: (b) => b.length || 1,
@@ -144,7 +175,32 @@ export class Store {
     await Promise.all(
       leftovers.map((f) => rm(`${layout.tmp}/${f}`, { force: true, recursive: true })),
     );
-    return new Store(layout, meta, leftovers.length, options);
+    const store = new Store(layout, meta, leftovers.length, options);
+    store.#countTotals();
+    return store;
+  }
+
+  #countTotals(): void {
+    // Both iterators are created here, before any request: their snapshots plus the
+    // changes counted since are the totals.
+    const blobs = this.meta.blobs();
+    const tombstones = this.meta.tombstones();
+    void (async () => {
+      let n = 0;
+      let bytes = 0;
+      for await (const [, record] of blobs) {
+        n++;
+        bytes += record.storedSize;
+      }
+      let t = 0;
+      for await (const _ of tombstones) t++;
+      this.stats.blobs += n;
+      this.stats.blobBytes += bytes;
+      this.stats.tombstones += t;
+      this.stats.countsReady = true;
+    })().catch(() => {
+      // Closed during the count: the numbers no longer matter.
+    });
   }
 
   /** The current entry of a name, or null (absent, or a directory). */
@@ -222,12 +278,13 @@ export class Store {
    * Stores a version of a name. A stored version newer than the request wins and the body is
    * not read; an equal or older one is replaced. Returns the version stored afterwards.
    */
-  async put(req: PutRequest): Promise<{ version: number; stored: boolean }> {
+  async put(req: PutRequest): Promise<PutResult> {
     const name = joinName(req.components);
     if (req.components.length === 0) throw new BadRequestError('BAD_PATH', 'A file needs a name');
+    this.links.checkStorable(req.components);
     const current = await this.stat(req.components);
     if (current && current.version > req.version)
-      return { version: current.version, stored: false };
+      return { version: current.version, stored: false, receivedBytes: 0 };
 
     this.stats.uploadsInFlight++;
     let pinned: string | undefined;
@@ -248,12 +305,12 @@ export class Store {
         const existing = await this.links.read(req.components);
         if (existing !== null && existing !== 'directory' && existing.version > req.version) {
           await discard(body.tmpPath);
-          return { version: existing.version, stored: false };
+          return { version: existing.version, stored: false, receivedBytes: body.receivedBytes };
         }
         const tombstone = req.honorTombstones ? await this.meta.getTombstone(name) : undefined;
         if (tombstone !== undefined && existing === null && tombstone >= req.version) {
           await discard(body.tmpPath);
-          return { version: tombstone, stored: false };
+          return { version: tombstone, stored: false, receivedBytes: body.receivedBytes };
         }
         this.#writeEpoch++;
         const sameBlob =
@@ -278,11 +335,14 @@ export class Store {
           storedSize: record?.storedSize ?? body.storedSize,
         });
         this.#writeEpoch++;
-        if (tombstone !== undefined) await this.meta.deleteTombstone(name);
+        if (tombstone !== undefined) {
+          await this.meta.deleteTombstone(name);
+          this.stats.tombstones--;
+        }
         if (existing !== null && existing !== 'directory' && !sameBlob) {
           await this.blobs.release(existing.digest);
         }
-        return { version: req.version, stored: true };
+        return { version: req.version, stored: true, receivedBytes: body.receivedBytes };
       });
     } finally {
       this.stats.uploadsInFlight--;
@@ -364,7 +424,10 @@ export class Store {
       const legacyDeleted = legacyVersion !== null && legacyVersion <= version;
       if (!held && !legacyDeleted) return { deleted: false, found: false };
       if (held) await this.#deleteLocked(components, version);
-      if (legacyDeleted) await this.meta.putTombstone(name, legacyVersion);
+      if (legacyDeleted) {
+        await this.meta.putTombstone(name, legacyVersion);
+        this.stats.tombstones++;
+      }
       return { deleted: true, found: true };
     });
   }
@@ -374,6 +437,7 @@ export class Store {
     let n = 0;
     for await (const [name] of this.meta.tombstones()) {
       await this.meta.deleteTombstone(name);
+      this.stats.tombstones--;
       n++;
     }
     return n;
@@ -383,6 +447,32 @@ export class Store {
   invalidate(components: readonly string[]): void {
     this.#writeEpoch++;
     this.#entries.delete(joinName(components));
+  }
+
+  /**
+   * Whether the store can take writes: the database is open and a file can be created,
+   * written, fsynced and removed in ft-tmp/. The reason says what failed.
+   */
+  async health(): Promise<{ ok: true } | { ok: false; reason: string }> {
+    if (!this.meta.isOpen) return { ok: false, reason: 'database is not open' };
+    const probe = path.join(this.layout.tmp, `health-${randomBytes(8).toString('hex')}`);
+    try {
+      const handle = await open(probe, 'w');
+      try {
+        await handle.writeFile('ok');
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rm(probe, { force: true });
+      return { ok: true };
+    } catch (err) {
+      await rm(probe, { force: true }).catch(() => {});
+      return {
+        ok: false,
+        reason: `store is not writable (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+      };
+    }
   }
 
   /** Idempotent: closes the database once; every call returns the same promise. */

@@ -1,0 +1,115 @@
+import { Command, Option } from 'commander';
+import { expandLongOptionPrefixes } from '@filetracker/shared-protocol';
+import { recoverStore, RecoverError } from './recover/recover.js';
+import { isConsistent, summarizeReport, type RecoverReport } from './recover/report.js';
+
+/** The option table: parsing and --help come from this one list (STYLE.md). */
+function program(): Command {
+  return new Command('ft-recover')
+    .description(
+      'Brings a filetracker 2.x store back to a consistent state (after a crash, a full disk ' +
+        'or hand edits) and adopts a store made by the Python server; a drop-in for the ' +
+        'Python filetracker-recover. Stop the server first: a store in use is refused.',
+    )
+    .argument('<DIR>', 'the store directory (what ft-server got as -d)')
+    .addOption(new Option('-s, --silent', 'print only errors: no progress lines, no summary'))
+    .addOption(
+      new Option(
+        '-f, --full',
+        'also decompress every linked blob: recompute its logical size and re-hash it against ' +
+          'its name. A corrupt blob is reported on stderr and left in place with its links ' +
+          '(restore it or re-upload those names), and the exit status is 1',
+      ),
+    )
+    .addOption(
+      new Option(
+        '--check',
+        'change nothing: report what would be fixed and exit 1 if anything is inconsistent ' +
+          '(dangling links, non-links in links/, wrong or missing or extra records, orphan ' +
+          'blobs, ft-tmp/ leftovers, no meta/), 0 if the store is consistent',
+      ),
+    )
+    .addOption(
+      new Option(
+        '--purge-tombstones',
+        'also remove every tombstone (deletes remembered during an online migration); run it ' +
+          'once the migration is over',
+      ).conflicts('check'),
+    )
+    .addHelpText(
+      'after',
+      `
+Without --check it removes links that do not point at a stored blob and anything in links/
+that is not a link, rewrites link targets to the relative form (keeping each link's mtime,
+the version), recounts references, adds missing records (logical sizes from the gzip
+trailer, or by decompressing), drops records of missing blobs, removes blobs no link uses
+and empties ft-tmp/. A store without meta/ (made by the Python 2.x server) is adopted: meta/
+is built, double-encoded non-ASCII names are renamed to their real UTF-8 names, db/ and
+locks/ are left alone; nothing is re-uploaded.
+
+Progress goes to stderr every 2 s, a one-line summary to stdout.
+Exit status: 0 done (or, with --check, consistent); 1 otherwise.`,
+    )
+    .showHelpAfterError('(run ft-recover --help for usage)');
+}
+
+interface Flags {
+  silent?: boolean;
+  full?: boolean;
+  check?: boolean;
+  purgeTombstones?: boolean;
+}
+
+/** Parses flags and runs the recovery; sets the exit code. */
+export async function main(argv: string[]): Promise<void> {
+  const cmd = program();
+  const longNames = cmd.options.map((o) => o.long).filter((n): n is string => n !== undefined);
+  cmd.parse([...argv.slice(0, 2), ...expandLongOptionPrefixes(argv.slice(2), longNames)]);
+  const flags = cmd.opts<Flags>();
+  const dir = cmd.args[0]!;
+
+  // A second signal kills at once; the first stops between two items (a rerun finishes).
+  const abort = new AbortController();
+  const onSignal = (): void => abort.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  let report: RecoverReport;
+  try {
+    report = await recoverStore(dir, {
+      check: flags.check,
+      full: flags.full,
+      purgeTombstones: flags.purgeTombstones,
+      signal: abort.signal,
+      onProgress: flags.silent
+        ? undefined
+        : (p) =>
+            console.error(
+              `ft-recover: ${p.phase}: ${p.done} ${p.unit} (${p.ratePerSecond}/s, ${Math.round(p.elapsedMs / 1000)} s)`,
+            ),
+      onNotice: (n) => {
+        if (n.level === 'error' || !flags.silent) console.error(`ft-recover: ${n.message}`);
+      },
+    });
+  } catch (err) {
+    if (err instanceof RecoverError) {
+      console.error(`ft-recover: ${err.message}`);
+    } else if (abort.signal.aborted) {
+      console.error(`ft-recover: interrupted; run ft-recover ${dir} again to finish`);
+    } else {
+      console.error(
+        `ft-recover: recovering ${dir} failed: ${(err as Error).message}; fix the cause and run ft-recover again`,
+      );
+    }
+    process.exitCode = 1;
+    return;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  const ok = flags.check === true ? isConsistent(report) : report.corruptBlobs === 0;
+  const summary = summarizeReport(report);
+  if (!flags.silent) console.log(summary);
+  else if (!ok) console.error(summary);
+  if (!ok) process.exitCode = 1;
+}
