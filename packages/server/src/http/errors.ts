@@ -16,7 +16,11 @@ export function errorHandler(logger: Logger) {
       let message = 'Internal server error';
       let code = 'SERVER_ERROR';
       let headers: Record<string, string> = {};
-      if (err instanceof FiletrackerError) {
+      if (isDiskFull(err)) {
+        status = 507;
+        code = 'INSUFFICIENT_STORAGE';
+        message = 'No space left on the store';
+      } else if (err instanceof FiletrackerError) {
         status = err.status;
         code = err.code;
         headers = err.headers;
@@ -37,4 +41,16 @@ export function errorHandler(logger: Logger) {
       ctx.body = message + '\n';
     }
   };
+}
+
+/**
+ * A full disk can surface anywhere a write happens (a blob, a link in ft-tmp/, a LevelDB
+ * log): all of it is 507, not our fault. LevelDB reports it only in its message.
+ */
+function isDiskFull(err: unknown): boolean {
+  if (err instanceof FiletrackerError) return err.code === 'INSUFFICIENT_STORAGE';
+  const e = err as { code?: string; message?: string; cause?: unknown } | undefined;
+  if (e?.code === 'ENOSPC' || e?.code === 'EDQUOT') return true;
+  if (typeof e?.message === 'string' && /No space left on device/i.test(e.message)) return true;
+  return e?.cause !== undefined && e.cause !== err && isDiskFull(e.cause);
 }
