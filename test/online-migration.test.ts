@@ -1,0 +1,206 @@
+/**
+ * The seed's online procedure end to end, through real processes (issue: online migration):
+ * a 1.x tree served by ft-legacy-static, ft-server in front of it with --fallback-url, a
+ * migration running while clients read, write and delete, then the switch-over.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import { FiletrackerClient, nowVersion, walkTree } from '@filetracker/shared-protocol';
+import { startProcess, tempDir, type RunningProcess } from './helpers/server.js';
+
+const SERVER_BIN = 'packages/server/bin/ft-server.mjs';
+const LEGACY_BIN = 'packages/legacy-static/bin/ft-legacy-static.mjs';
+
+interface LegacyFile {
+  name: string;
+  content: Buffer;
+  mtime: number;
+}
+
+/** A deterministic pseudo-random generator, so a failure can be replayed. */
+function prng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+function legacyFiles(): LegacyFile[] {
+  const rand = prng(20261125);
+  const files: LegacyFile[] = [];
+  const add = (name: string, content: Buffer): void => {
+    files.push({ name, content, mtime: 1_400_000_000 + Math.floor(rand() * 200_000_000) });
+  };
+  for (let i = 0; i < 260; i++) {
+    const depth = 1 + (i % 4);
+    const dirs = Array.from({ length: depth }, (_, d) => `d${d}-${i % (3 + d)}`);
+    add(`/${dirs.join('/')}/test${i}.in`, Buffer.from(`input ${i}\n`.repeat(1 + (i % 50))));
+  }
+  for (let i = 0; i < 8; i++) add(`/empty/e${i}.out`, Buffer.alloc(0));
+  const big = Buffer.alloc(5 * 1024 * 1024);
+  for (let i = 0; i < big.length; i++) big[i] = Math.floor(rand() * 256) & 0x3f;
+  add('/big/package.zip', big);
+  add('/dots/.hidden', Buffer.from('dotfile'));
+  add('/dots/.config/rc', Buffer.from('dot dir'));
+  add('/pkg/foo.in', Buffer.from('plain foo\n'));
+  add('/pkg/foo.in.gz', gzipSync(Buffer.from('gzipped foo\n')));
+  add('/odd/with space.txt', Buffer.from('space'));
+  add('/odd/hash#tag.txt', Buffer.from('hash'));
+  add('/odd/question?mark.txt', Buffer.from('question'));
+  add('/odd/percent 100%.txt', Buffer.from('percent'));
+  add('/odd/zażółć gęślą jaźń.txt', Buffer.from('polish'));
+  add('/odd/日本語/ファイル.txt', Buffer.from('japanese'));
+  add('/later/overwritten.txt', Buffer.from('legacy version, to be overwritten'));
+  add('/later/deleted.txt', Buffer.from('legacy version, to be deleted'));
+  add('/later/reput.txt', Buffer.from('legacy version, deleted then re-put'));
+  return files;
+}
+
+async function writeLegacyTree(root: string, files: LegacyFile[]): Promise<void> {
+  for (const f of files) {
+    const p = path.join(root, 'files', ...f.name.split('/').filter(Boolean));
+    await mkdir(path.dirname(p), { recursive: true });
+    await writeFile(p, f.content);
+    await utimes(p, f.mtime, f.mtime);
+  }
+}
+
+/** What the migrator does: every 1.x file uploaded with its mtime as version, 4 at a time. */
+async function migrate(root: string, url: string): Promise<void> {
+  const client = new FiletrackerClient(url);
+  const files = path.join(root, 'files');
+  const inFlight = new Set<Promise<void>>();
+  try {
+    for await (const entry of walkTree(files)) {
+      const version = Math.floor((await stat(entry.absolute)).mtimeMs / 1000);
+      const p = client
+        .put('/' + entry.relative, entry.absolute, { version })
+        .then(() => undefined)
+        .finally(() => inFlight.delete(p));
+      inFlight.add(p);
+      if (inFlight.size >= 4) await Promise.race(inFlight);
+    }
+    await Promise.all(inFlight);
+  } finally {
+    client.close();
+  }
+}
+
+function sha(b: Buffer): string {
+  return createHash('sha256').update(b).digest('hex');
+}
+
+let root: string;
+let store: string;
+const procs: RunningProcess[] = [];
+
+before(async () => {
+  root = await tempDir('ft-root-');
+  store = await tempDir('ft-v2-');
+});
+
+after(async () => {
+  await Promise.all(procs.map((p) => p.stop()));
+  await rm(root, { recursive: true, force: true });
+  await rm(store, { recursive: true, force: true });
+});
+
+test('online migration: clients keep working during it and nothing is lost or resurrected', async () => {
+  const files = legacyFiles();
+  await writeLegacyTree(root, files);
+  const legacy = await startProcess(LEGACY_BIN, ['--root', root, '--port', '0']);
+  procs.push(legacy);
+  const server = await startProcess(SERVER_BIN, [
+    '-d',
+    store,
+    '-p',
+    '0',
+    '--fallback-url',
+    legacy.url,
+  ]);
+  procs.push(server);
+  const client = new FiletrackerClient(server.url);
+  try {
+    // Before anything is migrated, every legacy file reads through the server (307 followed).
+    for (const f of files.filter((_, i) => i % 7 === 0)) {
+      const got = await client.getBuffer(f.name);
+      assert.equal(sha(got.data), sha(f.content), f.name);
+      assert.equal(got.version, f.mtime, f.name);
+      assert.deepEqual(await client.stat(f.name), {
+        version: f.mtime,
+        logicalSize: f.content.length,
+      });
+    }
+
+    const migration = migrate(root, server.url);
+
+    // Meanwhile, clients work.
+    const now = nowVersion();
+    await client.put('/new/submission.cpp', Buffer.from('int main() {}\n'), { version: now });
+    await client.put('/later/overwritten.txt', Buffer.from('newer, from a client'), {
+      version: now,
+    });
+    await client.delete('/later/deleted.txt', now);
+    await client.delete('/later/reput.txt', now);
+    await client.put('/later/reput.txt', Buffer.from('re-put in the same second'), {
+      version: now,
+    });
+    for (const f of files.filter((g, i) => i % 5 === 0 && !g.name.startsWith('/later/'))) {
+      const got = await client.getBuffer(f.name);
+      assert.equal(sha(got.data), sha(f.content), f.name);
+      assert.equal(got.version, f.mtime, f.name);
+    }
+
+    await migration;
+
+    // Everything is on the new server, at the right version, but the three changed names.
+    for (const f of files) {
+      if (f.name.startsWith('/later/')) continue;
+      const got = await client.getBuffer(f.name, { expectedVersion: f.mtime });
+      assert.equal(sha(got.data), sha(f.content), f.name);
+    }
+    assert.equal(
+      (await client.getBuffer('/later/overwritten.txt')).data.toString(),
+      'newer, from a client',
+    );
+    assert.equal(await client.stat('/later/deleted.txt'), null);
+    const reput = await client.getBuffer('/later/reput.txt');
+    assert.equal(reput.data.toString(), 're-put in the same second');
+    assert.equal(reput.version, now);
+  } finally {
+    client.close();
+  }
+
+  // Switch-over: the server without --fallback-url, the legacy server stopped.
+  assert.equal(await server.stop(), 0);
+  assert.equal(await legacy.stop(), 0);
+  const restarted = await startProcess(SERVER_BIN, ['-d', store, '-p', '0']);
+  procs.push(restarted);
+  const final = new FiletrackerClient(restarted.url);
+  try {
+    const expected = new Set(
+      files.map((f) => f.name.slice(1)).filter((n) => n !== 'later/deleted.txt'),
+    );
+    expected.add('new/submission.cpp');
+    const listed = new Set<string>();
+    for await (const line of final.list('/', nowVersion() + 10)) listed.add(line);
+    assert.deepEqual([...listed].sort(), [...expected].sort());
+    for (const f of files) {
+      if (f.name.startsWith('/later/')) continue;
+      const got = await final.getBuffer(f.name);
+      assert.equal(sha(got.data), sha(f.content), f.name);
+      assert.equal(got.version, f.mtime, f.name);
+    }
+    // The legacy tree is untouched: the migration only read it.
+    let count = 0;
+    for await (const _ of walkTree(path.join(root, 'files'))) count++;
+    assert.equal(count, files.length);
+  } finally {
+    final.close();
+  }
+});
