@@ -1,1 +1,30 @@
-export {};
+export {
+  Migrator,
+  DEFAULT_CONCURRENCY,
+  DEFAULT_RETRIES,
+  REPORTED_SKIPS,
+  type Difference,
+  type FailedFile,
+  type LocalFile,
+  type MigrateClient,
+  type MigrateMode,
+  type MigrationSummary,
+  type MigratorEvents,
+  type MigratorOptions,
+  type ResumeState,
+  type RetryEvent,
+  type ScanProgress,
+  type SkipReason,
+  type SkippedFile,
+  type Tally,
+} from './migrator.js';
+export { ProgressTracker, NOTICE_CAP, type Notice, type ProgressState } from './progress.js';
+export { ProgressView, type ProgressViewProps } from './ui/ProgressView.js';
+export { progressLine, startPlainLog, type LineSink } from './plain-log.js';
+export { StateFile, defaultStatePath, type StateIdentity } from './state-file.js';
+export { BoundedQueue } from './bounded-queue.js';
+export { walkSource, namePrefix, type SourceEntry } from './source.js';
+export { isTransient } from './retry.js';
+export { MigrateConfigError, type MigrateConfigErrorCode } from './errors.js';
+export { parseCommandLine, buildProgram, type CliOptions } from './cli-options.js';
+export { runCli, main } from './main.js';

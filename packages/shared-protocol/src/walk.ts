@@ -19,14 +19,25 @@ export interface WalkEntry {
  * (@nodelib/fs.walk's stream pushes without backpressure, which is why this is ours.)
  * Entries that vanish during the walk are skipped.
  */
-export async function* walkTree(root: string, signal?: AbortSignal): AsyncGenerator<WalkEntry> {
-  yield* walkDir(root, '', signal);
+export async function* walkTree(
+  root: string,
+  signal?: AbortSignal,
+  onUnreadable?: UnreadableDirHandler,
+): AsyncGenerator<WalkEntry> {
+  yield* walkDir(root, '', signal, onUnreadable);
 }
+
+/**
+ * Told of a directory below the root that cannot be read (EACCES, EPERM, EIO); the walk
+ * then goes on with the rest of the tree. Without one, such an error ends the walk.
+ */
+export type UnreadableDirHandler = (err: NodeJS.ErrnoException, absolute: string) => void;
 
 async function* walkDir(
   dir: string,
   prefix: string,
   signal?: AbortSignal,
+  onUnreadable?: UnreadableDirHandler,
 ): AsyncGenerator<WalkEntry> {
   let handle;
   try {
@@ -34,6 +45,10 @@ async function* walkDir(
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return;
+    if (onUnreadable && prefix !== '') {
+      onUnreadable(err as NodeJS.ErrnoException, dir);
+      return;
+    }
     throw err;
   }
   for await (const dirent of handle) {
@@ -41,7 +56,7 @@ async function* walkDir(
     const relative = prefix === '' ? dirent.name : `${prefix}/${dirent.name}`;
     const absolute = path.join(dir, dirent.name);
     if (dirent.isDirectory()) {
-      yield* walkDir(absolute, relative, signal);
+      yield* walkDir(absolute, relative, signal, onUnreadable);
     } else {
       yield { relative, absolute, dirent };
     }

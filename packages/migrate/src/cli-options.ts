@@ -1,0 +1,162 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { expandLongOptionPrefixes } from '@filetracker/shared-protocol';
+import { DEFAULT_CONCURRENCY, DEFAULT_RETRIES } from './migrator.js';
+
+/** The parsed command line of `ft-migrate`. */
+export interface CliOptions {
+  files: string;
+  url: string;
+  root?: string;
+  silent: boolean;
+  concurrency: number;
+  retries: number;
+  timeout: number;
+  /** A path, `false` for `--no-state`, `undefined` for the default file. */
+  state?: string | false;
+  dryRun: boolean;
+  /** `--verify` (stat) or `--verify=digest`. */
+  verify?: 'stat' | 'digest';
+  report?: string;
+  followSymlinks: boolean;
+  progressInterval: number;
+}
+
+function integer(min: number): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value.trim()) || n < min) {
+      throw new InvalidArgumentError(`expected a whole number of at least ${min}.`);
+    }
+    return n;
+  };
+}
+
+function seconds(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0) {
+    throw new InvalidArgumentError('expected a positive number of seconds.');
+  }
+  return n;
+}
+
+function httpUrl(value: string): string {
+  try {
+    const url = new URL(value);
+    if (url.protocol === 'http:' || url.protocol === 'https:') return value;
+  } catch {
+    // fall through
+  }
+  throw new InvalidArgumentError('expected an http(s) URL such as http://127.0.0.1:9999.');
+}
+
+/**
+ * The one option table: it drives parsing and `--help` (STYLE.md). `--root` and
+ * `-s/--silent` are the Python migrator's; the rest are ours.
+ */
+function options(): Option[] {
+  return [
+    new Option(
+      '--root <DIR>',
+      'the directory that corresponds to the storage root: a file is uploaded as / + its ' +
+        'path relative to DIR (default: FILES, or the directory of FILES when it is a file)',
+    ),
+    new Option('-s, --silent', 'print nothing but errors (no progress, no summary)').default(false),
+    new Option('-j, --concurrency <N>', 'files uploaded (or verified) at once')
+      .env('FT_MIGRATE_CONCURRENCY')
+      .default(DEFAULT_CONCURRENCY)
+      .argParser(integer(1)),
+    new Option(
+      '--retries <N>',
+      'retries, with backoff, of a request that failed transiently (connection refused or ' +
+        'reset, timeout, 5xx); a 4xx answer is never retried. A file that still fails is ' +
+        'reported and the run goes on',
+    )
+      .env('FT_MIGRATE_RETRIES')
+      .default(DEFAULT_RETRIES)
+      .argParser(integer(0)),
+    new Option(
+      '--timeout <SECONDS>',
+      'give up on a request that makes no progress (connecting, or no bytes moving) for this long',
+    )
+      .env('FT_MIGRATE_TIMEOUT')
+      .default(60)
+      .argParser(seconds),
+    new Option(
+      '--state <FILE>',
+      'resume file: each finished file is appended to it, and files it lists are skipped ' +
+        'without asking the server, so after Ctrl-C, kill or a crash the same command ' +
+        'finishes the job (default: .ft-migrate-state-HASH in the current directory, ' +
+        'HASH naming FILES, the root and URL)',
+    ),
+    new Option(
+      '--no-state',
+      'keep no resume file; instead ask the server (HEAD) about each file before uploading ' +
+        'it: constant memory, one more request per file',
+    ),
+    new Option(
+      '--dry-run',
+      'upload nothing: list each file that would be uploaded, then the totals',
+    ).default(false),
+    new Option(
+      '--verify [MODE]',
+      'upload nothing: check that every file is on the server at its version and size ' +
+        '(HEAD), list the differences and exit 1 if any; --verify=digest also downloads ' +
+        'each file and compares sha256',
+    )
+      .choices(['stat', 'digest'])
+      .preset('stat')
+      .conflicts('dryRun'),
+    new Option(
+      '--report <FILE>',
+      'write a JSON summary to FILE: files and bytes uploaded, skipped (and why), failed ' +
+        '(with reasons), differences, duration, throughput',
+    ),
+    new Option(
+      '--follow-symlinks',
+      "upload the target of a symlink to a file under the symlink's name (default: " +
+        'symlinks are reported and skipped; symlinks to directories are never followed)',
+    ).default(false),
+    new Option(
+      '--progress-interval <SECONDS>',
+      'without a terminal (a pipe, nohup) or with CI set, print a progress line this often',
+    )
+      .env('FT_MIGRATE_PROGRESS_INTERVAL')
+      .default(5)
+      .argParser(seconds),
+  ];
+}
+
+/** The `ft-migrate` command, ready to parse (errors throw instead of exiting). */
+export function buildProgram(): Command {
+  const program = new Command('ft-migrate')
+    .description(
+      'Uploads a filetracker 1.x file tree to a filetracker 2.x server, each file under\n' +
+        '/ + its path relative to --root, with its mtime as version (as the Python\n' +
+        'filetracker-migrate). Run inside ft_root: ft-migrate ./files http://127.0.0.1:9999\n\n' +
+        'Exit status: 0 done; 1 some files failed (or --verify found differences);\n' +
+        '2 bad command line or setup (FILES missing, server unreachable); 130 interrupted.',
+    )
+    .argument('<FILES>', 'the tree to upload (ft_root/files), or a single file')
+    .argument('<URL>', 'the filetracker 2.x server, e.g. http://127.0.0.1:9999', httpUrl)
+    .helpOption('-h, --help', 'show this help and exit')
+    .allowExcessArguments(false)
+    .showHelpAfterError('(run ft-migrate --help for usage)')
+    .exitOverride();
+  for (const option of options()) program.addOption(option);
+  return program;
+}
+
+/**
+ * Parses `argv` (as `process.argv`). Unique prefixes of long options work, as with the
+ * Python migrator's argparse (`--ro DIR`, `--sil`). A bare `--verify` never takes the
+ * next word as its MODE (it would swallow FILES): write `--verify=digest`.
+ */
+export function parseCommandLine(argv: readonly string[], program = buildProgram()): CliOptions {
+  const longNames = program.options.map((o) => o.long).filter((n): n is string => n !== undefined);
+  const args = expandLongOptionPrefixes(argv.slice(2), longNames).map((arg) =>
+    arg === '--verify' ? '--verify=stat' : arg,
+  );
+  program.parse([...argv.slice(0, 2), ...args]);
+  const [files, url] = program.processedArgs as [string, string];
+  return { ...program.opts<Omit<CliOptions, 'files' | 'url'>>(), files, url };
+}

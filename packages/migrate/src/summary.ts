@@ -1,0 +1,90 @@
+import { writeFile } from 'node:fs/promises';
+import { formatBytes, formatDuration, formatRate } from './format.js';
+import type { MigrationSummary, SkipReason } from './migrator.js';
+
+const SKIP_WORDS: Record<SkipReason, string> = {
+  'already-done': 'finished earlier',
+  'already-there': 'already on the server',
+  'server-newer': 'newer on the server',
+  symlink: 'symlinks',
+  special: 'special files',
+  vanished: 'vanished',
+  interrupted: 'interrupted',
+};
+
+/** A path or name on one line: control characters (a newline in a name) are escaped. */
+export function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return /[\x00-\x1f\x7f]/.test(text) ? JSON.stringify(text) : text;
+}
+
+/** `1 file`, `2 files`. */
+function files(count: number): string {
+  return `${count} ${count === 1 ? 'file' : 'files'}`;
+}
+
+function skippedWords(summary: MigrationSummary): string {
+  const parts = Object.entries(summary.skipped.byReason)
+    .filter(([, n]) => n > 0)
+    .map(([reason, n]) => `${n} ${SKIP_WORDS[reason as SkipReason]}`);
+  return `skipped ${summary.skipped.files}${parts.length > 0 ? ` (${parts.join(', ')})` : ''}`;
+}
+
+/** The closing lines for stdout (what was done) and stderr (what needs attention). */
+export function summaryLines(
+  summary: MigrationSummary,
+  context: { statePath?: string; reportPath?: string },
+): { out: string[]; err: string[] } {
+  const out: string[] = [];
+  const err: string[] = [];
+  const took = formatDuration(summary.durationMs);
+  const rate =
+    `${formatRate(summary.throughput.filesPerSecond)} files/s, ` +
+    `${formatRate(summary.throughput.mibPerSecond)} MiB/s`;
+  const where = context.reportPath ? ` and in ${context.reportPath}` : '';
+  if (summary.mode === 'upload') {
+    out.push(
+      `ft-migrate: uploaded ${files(summary.uploaded.files)} (${formatBytes(summary.uploaded.bytes)})` +
+        ` in ${took} (${rate}); ${skippedWords(summary)}; ${summary.failed.files} failed`,
+    );
+  } else if (summary.mode === 'dry-run') {
+    out.push(
+      `ft-migrate: dry run: would upload ${files(summary.wouldUpload.files)} ` +
+        `(${formatBytes(summary.wouldUpload.bytes)}); ${skippedWords(summary)}; ` +
+        `${summary.failed.files} unreadable`,
+    );
+  } else {
+    const differ = summary.differences.length + summary.differencesOmitted;
+    out.push(
+      `ft-migrate: verified ${files(summary.processed.files)} in ${took} (${rate}): ` +
+        `${summary.verified.files} identical, ${differ} differ, ${skippedWords(summary)}, ` +
+        `${summary.failed.files} failed`,
+    );
+    if (differ > 0)
+      err.push(`ft-migrate: ${files(differ)} differ on the server (listed above${where})`);
+  }
+  if (summary.failed.files > 0) {
+    err.push(
+      `ft-migrate: ${files(summary.failed.files)} failed (listed above${where}): fix the cause ` +
+        'and run the same command again to retry them',
+    );
+  }
+  if (summary.interrupted) {
+    const resume =
+      summary.mode === 'upload' && context.statePath
+        ? `progress is saved in ${context.statePath}; run the same command again to resume`
+        : 'run the same command again to start over';
+    err.push(`ft-migrate: stopped early (${summary.stopReason ?? 'interrupted'}): ${resume}`);
+  }
+  return { out, err };
+}
+
+/** Writes `--report FILE`: the summary plus where it ran. */
+export async function writeReport(
+  file: string,
+  summary: MigrationSummary,
+  context: { url: string; statePath?: string },
+): Promise<void> {
+  const report = { url: context.url, statePath: context.statePath ?? null, ...summary };
+  await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
+}
