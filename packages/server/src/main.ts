@@ -87,7 +87,7 @@ function program(): Command {
     )
     .addOption(
       new Option(
-        '--fallback-timeout <SECONDS>',
+        '--legacy-timeout <SECONDS>',
         'migration mode: how long a DELETE of a name only the fallback has waits for its answer (then 504)',
       )
         .default(10)
@@ -113,7 +113,7 @@ interface Flags {
   logConfig?: string;
   workers?: string;
   fallbackUrl?: string;
-  fallbackTimeout: number;
+  legacyTimeout: number;
   idleTimeout: number;
 }
 
@@ -154,7 +154,7 @@ export async function main(argv: string[]): Promise<void> {
     createRequestListener(store, {
       logger,
       fallbackUrl: flags.fallbackUrl,
-      fallbackTimeoutMs: flags.fallbackTimeout * 1000,
+      fallbackTimeoutMs: flags.legacyTimeout * 1000,
     }),
   );
   // Slow uploads must not be cut off (Node's default requestTimeout is 5 minutes); idle and
@@ -163,6 +163,37 @@ export async function main(argv: string[]): Promise<void> {
   server.headersTimeout = 60_000;
   server.keepAliveTimeout = 5_000;
   server.setTimeout(flags.idleTimeout * 1000);
+  // Signals are trapped before listening: a SIGTERM right after start still stops cleanly.
+  process.on('SIGHUP', () => {
+    reopen();
+    logger.info('log file reopened');
+  });
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping: finishing requests in flight');
+    // Connections that finish a request during shutdown become idle: drop them at once
+    // rather than after the keep-alive timeout.
+    setInterval(() => server.closeIdleConnections(), 100).unref();
+    server.close(() => {
+      store
+        .close()
+        .then(() => {
+          logger.info('stopped');
+          flush();
+          process.exit(0);
+        })
+        .catch((err: unknown) => {
+          logger.error({ err }, 'closing the store failed');
+          flush();
+          process.exit(1);
+        });
+    });
+    server.closeIdleConnections();
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
   server.listen(flags.port, flags.listenOn);
   try {
     await Promise.race([
@@ -191,33 +222,4 @@ export async function main(argv: string[]): Promise<void> {
     },
     'listening',
   );
-
-  process.on('SIGHUP', () => {
-    reopen();
-    logger.info('log file reopened');
-  });
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'stopping: finishing requests in flight');
-    server.close(() => {
-      store
-        .close()
-        .then(() => {
-          logger.info('stopped');
-          flush();
-          process.exit(0);
-        })
-        .catch((err: unknown) => {
-          logger.error({ err }, 'closing the store failed');
-          flush();
-          process.exit(1);
-        });
-    });
-    // Idle keep-alive connections would hold close() open.
-    server.closeIdleConnections();
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
 }

@@ -74,7 +74,11 @@ export class BlobRefs {
       const target = blobPath(this.#layout, digest);
       await mkdir(path.dirname(target), { recursive: true });
       await rename(tmpPath, target);
-      await this.#meta.putBlob(digest, { refs: 1, ...sizes });
+      await this.#meta.putBlob(digest, {
+        refs: 1,
+        logicalSize: sizes.logicalSize,
+        storedSize: sizes.storedSize,
+      });
       this.onBlobCountChange?.(1, sizes.storedSize);
       return { dedup: false };
     });

@@ -97,7 +97,10 @@ export class LinkTree {
     const tmp = path.join(this.#layout.tmp, `link-${randomBytes(12).toString('hex')}`);
     await symlink(linkTarget(components, digest), tmp);
     try {
-      await lutimes(tmp, version, version);
+      // A Date, not seconds: Node takes a negative number of seconds for "now", and versions
+      // before 1970 are real.
+      const when = new Date(version * 1000);
+      await lutimes(tmp, when, when);
       await rename(tmp, final);
     } catch (err) {
       await unlink(tmp).catch(() => {});
