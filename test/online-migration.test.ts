@@ -4,16 +4,18 @@
  * migration running while clients read, write and delete, then the switch-over.
  */
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, rm, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { FiletrackerClient, nowVersion, walkTree } from '@filetracker/shared-protocol';
-import { startProcess, tempDir, type RunningProcess } from './helpers/server.js';
+import { REPO_ROOT, startProcess, tempDir, type RunningProcess } from './helpers/server.js';
 
 const SERVER_BIN = 'packages/server/bin/ft-server.mjs';
 const LEGACY_BIN = 'packages/legacy-static/bin/ft-legacy-static.mjs';
+const MIGRATE_BIN = 'packages/migrate/bin/ft-migrate.mjs';
 
 interface LegacyFile {
   name: string;
@@ -70,25 +72,17 @@ async function writeLegacyTree(root: string, files: LegacyFile[]): Promise<void>
   }
 }
 
-/** What the migrator does: every 1.x file uploaded with its mtime as version, 4 at a time. */
-async function migrate(root: string, url: string): Promise<void> {
-  const client = new FiletrackerClient(url);
-  const files = path.join(root, 'files');
-  const inFlight = new Set<Promise<void>>();
-  try {
-    for await (const entry of walkTree(files)) {
-      const version = Math.floor((await stat(entry.absolute)).mtimeMs / 1000);
-      const p = client
-        .put('/' + entry.relative, entry.absolute, { version })
-        .then(() => undefined)
-        .finally(() => inFlight.delete(p));
-      inFlight.add(p);
-      if (inFlight.size >= 4) await Promise.race(inFlight);
-    }
-    await Promise.all(inFlight);
-  } finally {
-    client.close();
-  }
+/** The seed's migration step: inside ft_root, `ft-migrate ./files URL`, as a real process. */
+function migrate(root: string, url: string, stateFile: string): Promise<number | null> {
+  const child = spawn(
+    process.execPath,
+    [path.join(REPO_ROOT, MIGRATE_BIN), './files', url, '--state', stateFile, '-j', '4'],
+    { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CI: '1' } },
+  );
+  children.push(child);
+  child.stdout!.resume();
+  child.stderr!.resume();
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
 }
 
 function sha(b: Buffer): string {
@@ -98,6 +92,7 @@ function sha(b: Buffer): string {
 let root: string;
 let store: string;
 const procs: RunningProcess[] = [];
+const children: ChildProcess[] = [];
 
 before(async () => {
   root = await tempDir('ft-root-');
@@ -105,9 +100,11 @@ before(async () => {
 });
 
 after(async () => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
   await Promise.all(procs.map((p) => p.stop()));
   await rm(root, { recursive: true, force: true });
   await rm(store, { recursive: true, force: true });
+  await rm(store + '.state', { force: true });
 });
 
 test('online migration: clients keep working during it and nothing is lost or resurrected', async () => {
@@ -137,7 +134,11 @@ test('online migration: clients keep working during it and nothing is lost or re
       });
     }
 
-    const migration = migrate(root, server.url);
+    const migration = migrate(
+      root,
+      server.url,
+      path.join(store, '..', path.basename(store) + '.state'),
+    );
 
     // Meanwhile, clients work.
     const now = nowVersion();
@@ -156,7 +157,7 @@ test('online migration: clients keep working during it and nothing is lost or re
       assert.equal(got.version, f.mtime, f.name);
     }
 
-    await migration;
+    assert.equal(await migration, 0);
 
     // Everything is on the new server, at the right version, but the three changed names.
     for (const f of files) {
