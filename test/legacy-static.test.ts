@@ -263,6 +263,43 @@ describe('createLegacyApp over HTTP', () => {
     assert.equal((await httpRequest(base, '/status', { method: 'HEAD' })).status, 200);
   });
 
+  test('GET /metrics counts requests by method and status as they happen', async () => {
+    const sample = async (series: string): Promise<number> => {
+      const text = (await httpRequest(base, '/metrics')).body.toString();
+      const line = text.split('\n').find((l) => l.startsWith(series + ' '));
+      return line === undefined ? 0 : Number(line.slice(series.length + 1));
+    };
+    const ok = 'ft_legacy_http_requests_total{method="GET",status="200"}';
+    const missing = 'ft_legacy_http_requests_total{method="GET",status="404"}';
+    const before = { ok: await sample(ok), missing: await sample(missing) };
+    await httpRequest(base, '/files/plain.txt');
+    await httpRequest(base, '/files/nope.txt');
+    // Observed when each response closes, which may trail the client by a tick.
+    for (let i = 0; i < 50 && (await sample(missing)) < before.missing + 1; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    // The /metrics GETs themselves are 200s too.
+    assert.ok((await sample(ok)) >= before.ok + 1);
+    assert.equal(await sample(missing), before.missing + 1);
+    assert.ok((await sample('ft_legacy_http_sent_bytes_total')) > 0);
+  });
+
+  test('GET /healthz is 200 while FT_ROOT/files is readable and 503 once it is gone', async (t) => {
+    const own = await makeStore();
+    t.after(() => rm(own.dir, { recursive: true, force: true }));
+    const srv = createServer(createLegacyApp({ root: own.root }).callback());
+    const url = await listen(srv);
+    t.after(() => {
+      srv.closeAllConnections();
+      srv.close();
+    });
+    assert.equal((await httpRequest(url, '/healthz')).status, 200);
+    await rename(join(own.root, 'files'), join(own.root, 'files-moved'));
+    const answer = await httpRequest(url, '/healthz');
+    assert.equal(answer.status, 503);
+    assert.ok(answer.headers['x-exception']);
+  });
+
   test('a root whose files/ is a symlink to another disk is served', async (t) => {
     const dir = await mkdtemp(join(tmpdir(), 'ft-legacy-static-'));
     t.after(() => rm(dir, { recursive: true, force: true }));

@@ -10,6 +10,7 @@ import {
   encodeName,
   formatHttpDate,
 } from '@filetracker/shared-protocol';
+import { legacyHealth, LegacyMetrics } from './metrics.js';
 import { parseLegacyPath } from './paths.js';
 import { respondError } from './respond-error.js';
 import { RequestStats } from './request-stats.js';
@@ -56,6 +57,7 @@ export function createLegacyApp(options: LegacyAppOptions): Koa {
   const logger = options.logger ?? pino({ level: 'silent' });
   const guard = new RootGuard(options.root);
   const stats = new RequestStats();
+  const metrics = new LegacyMetrics();
   const serve = koaStatic(guard.realRoot, {
     // koa-send's defaults do not fit a 1.x store. It would answer `x` with a sibling
     // `x.gz`/`x.br` (test packages hold both `foo.in` and `foo.in.gz`), hide dotfiles
@@ -83,6 +85,18 @@ export function createLegacyApp(options: LegacyAppOptions): Koa {
       ctx.body = stats.snapshot();
       return;
     }
+    if (target.kind === 'metrics') {
+      ctx.body = await metrics.registry.metrics();
+      ctx.set('Content-Type', metrics.registry.contentType);
+      return;
+    }
+    if (target.kind === 'healthz') {
+      const problem = await legacyHealth(guard.realRoot);
+      ctx.status = problem === undefined ? 200 : 503;
+      ctx.body = (problem ?? 'ok') + '\n';
+      if (problem !== undefined) ctx.set('X-Exception', problem);
+      return;
+    }
     if (target.kind === 'none') notFound();
     if ((await guard.resolve(target.components)) === undefined) notFound();
     // koa-send decodes the path once more with decodeURIComponent: hand it the name
@@ -108,6 +122,7 @@ export function createLegacyApp(options: LegacyAppOptions): Koa {
       stats.bytesSent += bytes;
       const ms = Math.round((performance.now() - startMs) * 100) / 100;
       logger.info({ method, path, status: res.statusCode, bytes, ms }, 'request');
+      metrics.observe(method, res.statusCode, bytes, ms);
     });
     try {
       await route(ctx);

@@ -2,7 +2,11 @@ import { FiletrackerError, percentDecode } from '@filetracker/shared-protocol';
 
 /** What a request path asks the legacy server for. */
 export type LegacyTarget =
-  { kind: 'file'; components: string[] } | { kind: 'status' } | { kind: 'none' };
+  | { kind: 'file'; components: string[] }
+  | { kind: 'status' }
+  | { kind: 'metrics' }
+  | { kind: 'healthz' }
+  | { kind: 'none' };
 
 function forbidden(message: string, cause?: unknown): FiletrackerError {
   return new FiletrackerError(message, { code: 'BAD_PATH', status: 403, cause });
@@ -29,6 +33,10 @@ export function parseLegacyPath(rawPath: string): LegacyTarget {
   }
   const endpoint = components.shift();
   if (endpoint === 'files' && components.length > 0) return { kind: 'file', components };
-  if (endpoint === 'status' && components.length === 0) return { kind: 'status' };
+  if (components.length === 0) {
+    if (endpoint === 'status') return { kind: 'status' };
+    if (endpoint === 'metrics') return { kind: 'metrics' };
+    if (endpoint === 'healthz') return { kind: 'healthz' };
+  }
   return { kind: 'none' };
 }
