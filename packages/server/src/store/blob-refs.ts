@@ -60,13 +60,14 @@ export class BlobRefs {
     digest: string,
     sizes: { logicalSize: number; storedSize: number },
     tmpPath: string | undefined,
-  ): Promise<{ dedup: boolean }> {
+  ): Promise<{ dedup: boolean; record: BlobRecord }> {
     return this.#locks.run(digest, async () => {
       const record = await this.#meta.getBlob(digest);
       if (record) {
         if (tmpPath) await unlink(tmpPath).catch(() => {});
-        await this.#meta.putBlob(digest, { ...record, refs: record.refs + 1 });
-        return { dedup: true };
+        const updated = { ...record, refs: record.refs + 1 };
+        await this.#meta.putBlob(digest, updated);
+        return { dedup: true, record: updated };
       }
       if (!tmpPath) {
         throw new Error(`blob ${digest} vanished while pinned`);
@@ -74,13 +75,16 @@ export class BlobRefs {
       const target = blobPath(this.#layout, digest);
       await mkdir(path.dirname(target), { recursive: true });
       await rename(tmpPath, target);
-      await this.#meta.putBlob(digest, {
-        refs: 1,
-        logicalSize: sizes.logicalSize,
-        storedSize: sizes.storedSize,
-      });
+      const created = { refs: 1, logicalSize: sizes.logicalSize, storedSize: sizes.storedSize };
+      try {
+        await this.#meta.putBlob(digest, created);
+      } catch (err) {
+        // No record, no blob: a full disk must not leave an orphan behind.
+        await unlink(target).catch(() => {});
+        throw err;
+      }
       this.onBlobCountChange?.(1, sizes.storedSize);
-      return { dedup: false };
+      return { dedup: false, record: created };
     });
   }
 

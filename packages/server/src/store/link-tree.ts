@@ -77,7 +77,9 @@ export class LinkTree {
     if (components.some((c) => Buffer.byteLength(c) > NAME_MAX)) {
       throw new BadRequestError('BAD_PATH', `A name component is longer than ${NAME_MAX} bytes`);
     }
-    if (Buffer.byteLength(this.path(components)) > PATH_MAX) {
+    // The link's own path, and its relative target (one `../` per level), must both fit.
+    const target = linkTarget(components, '0'.repeat(64));
+    if (Buffer.byteLength(this.path(components)) > PATH_MAX || target.length > PATH_MAX) {
       throw new BadRequestError('BAD_PATH', 'The name is too long');
     }
   }
@@ -85,15 +87,6 @@ export class LinkTree {
   /** Points `name` at `digest` with `version`, atomically. 409 if the path is in the way. */
   async replace(components: readonly string[], digest: string, version: number): Promise<void> {
     const final = this.path(components);
-    try {
-      await mkdir(path.dirname(final), { recursive: true });
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOTDIR' || code === 'EEXIST') {
-        throw new ConflictError('A parent of this name is a file', err);
-      }
-      throw err;
-    }
     const tmp = path.join(this.#layout.tmp, `link-${randomBytes(12).toString('hex')}`);
     await symlink(linkTarget(components, digest), tmp);
     try {
@@ -101,6 +94,21 @@ export class LinkTree {
       // before 1970 are real.
       const when = new Date(version * 1000);
       await lutimes(tmp, when, when);
+      // File systems clamp timestamps they cannot hold (ext4: 1901 to 2446); a version
+      // answered but not kept would change which write wins after a restart.
+      const kept = Math.floor((await lstat(tmp)).mtimeMs / 1000);
+      if (kept !== version) {
+        throw new BadRequestError('BAD_DATE', "The store's file system cannot hold this version");
+      }
+      try {
+        await mkdir(path.dirname(final), { recursive: true });
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOTDIR' || code === 'EEXIST') {
+          throw new ConflictError('A parent of this name is a file', err);
+        }
+        throw err;
+      }
       await rename(tmp, final);
     } catch (err) {
       await unlink(tmp).catch(() => {});

@@ -22,6 +22,7 @@ const TOMBSTONE = 't:';
 export class MetaDb {
   readonly db: ClassicLevel<string, string>;
   #closing: Promise<void> | undefined;
+  #reopening: Promise<void> | undefined;
 
   private constructor(db: ClassicLevel<string, string>) {
     this.db = db;
@@ -38,29 +39,67 @@ export class MetaDb {
   }
 
   async getBlob(digest: string): Promise<BlobRecord | undefined> {
+    await this.#ensureOpen();
     const raw = await this.db.get(BLOB + digest);
     return raw === undefined ? undefined : (JSON.parse(raw) as BlobRecord);
   }
 
-  async putBlob(digest: string, record: BlobRecord): Promise<void> {
-    await this.db.put(BLOB + digest, JSON.stringify(record));
+  putBlob(digest: string, record: BlobRecord): Promise<void> {
+    return this.#write(() => this.db.put(BLOB + digest, JSON.stringify(record)));
   }
 
-  async deleteBlob(digest: string): Promise<void> {
-    await this.db.del(BLOB + digest);
+  deleteBlob(digest: string): Promise<void> {
+    return this.#write(() => this.db.del(BLOB + digest));
   }
 
   async getTombstone(name: string): Promise<number | undefined> {
+    await this.#ensureOpen();
     const raw = await this.db.get(TOMBSTONE + name);
     return raw === undefined ? undefined : Number(raw);
   }
 
-  async putTombstone(name: string, version: number): Promise<void> {
-    await this.db.put(TOMBSTONE + name, String(version));
+  putTombstone(name: string, version: number): Promise<void> {
+    return this.#write(() => this.db.put(TOMBSTONE + name, String(version)));
   }
 
-  async deleteTombstone(name: string): Promise<void> {
-    await this.db.del(TOMBSTONE + name);
+  deleteTombstone(name: string): Promise<void> {
+    return this.#write(() => this.db.del(TOMBSTONE + name));
+  }
+
+  /**
+   * A write that fails (a full disk) may leave a torn record at the end of LevelDB's log,
+   * and LevelDB would then drop the records appended after it when the store is next
+   * opened: acknowledged uploads would lose their records. So after a failed write the
+   * database is reopened at once, which recovers the log and starts a fresh one. Writes
+   * wait for a reopen in progress; if it fails (the disk is still full) the next write
+   * tries again.
+   */
+  async #write(op: () => Promise<void>): Promise<void> {
+    await this.#ensureOpen();
+    try {
+      await op();
+    } catch (err) {
+      if (this.#closing === undefined) await this.#reopen().catch(() => {});
+      throw err;
+    }
+  }
+
+  /** Waits for a reopen in progress; retries one that failed (its error if it fails again). */
+  async #ensureOpen(): Promise<void> {
+    await this.#reopening?.catch(() => {});
+    if (this.#closing === undefined && this.db.status === 'closed') await this.#reopen();
+  }
+
+  #reopen(): Promise<void> {
+    this.#reopening ??= (async () => {
+      try {
+        if (this.db.status === 'open') await this.db.close();
+        await this.db.open();
+      } finally {
+        this.#reopening = undefined;
+      }
+    })();
+    return this.#reopening;
   }
 
   /** Every blob record, in digest order (for ft-recover and tests). */
@@ -79,7 +118,10 @@ export class MetaDb {
 
   /** Idempotent: every call returns the same promise. */
   close(): Promise<void> {
-    this.#closing ??= this.db.close();
+    this.#closing ??= (async () => {
+      await this.#reopening?.catch(() => {});
+      await this.db.close();
+    })();
     return this.#closing;
   }
 }

@@ -1,5 +1,8 @@
+import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
@@ -8,7 +11,7 @@ import { BlobRefs } from './blob-refs.js';
 import { ingest } from './ingest.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import { blobPath, storeLayout, type StoreLayout } from './layout.js';
-import { LinkTree } from './link-tree.js';
+import { LinkTree, type LinkState } from './link-tree.js';
 import { listLinks } from './list.js';
 import { MetaDb } from './meta-db.js';
 
@@ -62,6 +65,8 @@ export interface StoreOptions {
   blobCacheBytes?: number;
   /** Names whose (digest, version, sizes) stay in memory. */
   entryCacheSize?: number;
+  /** Told of problems the store works around (a log line for the operator). */
+  warn?: (details: Record<string, unknown>, message: string) => void;
 }
 
 /**
@@ -101,6 +106,7 @@ export class Store {
   readonly tmpLeftovers: number;
   readonly #names = new KeyedMutex();
   readonly #gzipLevel: number;
+  readonly #warn: (details: Record<string, unknown>, message: string) => void;
   readonly #smallBlobBytes: number;
   /**
    * name -> entry, kept coherent by the writers (who hold the name's lock and update it
@@ -124,6 +130,7 @@ export class Store {
     this.blobs = new BlobRefs(layout, meta);
     this.tmpLeftovers = tmpLeftovers;
     this.#gzipLevel = options.gzipLevel ?? 6;
+    this.#warn = options.warn ?? (() => {});
     this.#smallBlobBytes = options.smallBlobBytes ?? 256 * 1024;
     this.#entries = new LRUCache({ max: options.entryCacheSize ?? 200_000 });
     this.blobs.onBlobCountChange = (delta, storedSize) => {
@@ -218,18 +225,61 @@ export class Store {
     for (let attempt = 0; attempt < 10; attempt++) {
       const link = await this.links.read(components);
       if (link === null || link === 'directory') return null;
-      const record = await this.blobs.get(link.digest);
-      if (record) {
-        return {
-          digest: link.digest,
-          version: link.version,
-          logicalSize: record.logicalSize,
-          storedSize: record.storedSize,
-        };
-      }
+      const entry = await this.#entryOf(components, link);
+      if (entry) return entry;
       // The link was replaced and its old blob dropped between our two reads: read again.
     }
     throw new Error(`link ${joinName(components)} points at a blob with no record`);
+  }
+
+  /** A link's entry: sizes from meta/, else off the blob; null when the blob is gone. */
+  async #entryOf(components: readonly string[], link: LinkState): Promise<FileEntry | null> {
+    // meta/ unavailable (a full disk stopped its reopen): reads go on from the blobs.
+    const record = await this.blobs.get(link.digest).catch(() => undefined);
+    if (record) {
+      return {
+        digest: link.digest,
+        version: link.version,
+        logicalSize: record.logicalSize,
+        storedSize: record.storedSize,
+      };
+    }
+    const healed = await this.#sizesFromBlob(link.digest);
+    if (!healed) return null;
+    this.#warn(
+      { name: joinName(components), digest: link.digest },
+      'blob has no record in meta/ (served from the blob; run ft-recover to rebuild meta/)',
+    );
+    return { digest: link.digest, version: link.version, ...healed };
+  }
+
+  /**
+   * Sizes read off the blob itself, for a link whose record is missing (meta/ damaged, e.g.
+   * by a full disk): reads keep working until ft-recover rebuilds meta/. undefined when the
+   * blob is gone too.
+   */
+  async #sizesFromBlob(
+    digest: string,
+  ): Promise<{ logicalSize: number; storedSize: number } | undefined> {
+    const file = blobPath(this.layout, digest);
+    let storedSize: number;
+    try {
+      storedSize = (await stat(file)).size;
+    } catch {
+      return undefined;
+    }
+    let logicalSize = 0;
+    await pipeline(
+      createReadStream(file),
+      createGunzip(),
+      new Writable({
+        write(chunk: Buffer, _enc, callback) {
+          logicalSize += chunk.length;
+          callback();
+        },
+      }),
+    );
+    return { logicalSize, storedSize };
   }
 
   /**
@@ -301,49 +351,65 @@ export class Store {
         expectedLogicalSize: req.logicalSize,
         signal: req.signal,
       });
-      return await this.#names.run(name, async () => {
-        const existing = await this.links.read(req.components);
-        if (existing !== null && existing !== 'directory' && existing.version > req.version) {
-          await discard(body.tmpPath);
-          return { version: existing.version, stored: false, receivedBytes: body.receivedBytes };
-        }
-        const tombstone = req.honorTombstones ? await this.meta.getTombstone(name) : undefined;
-        if (tombstone !== undefined && existing === null && tombstone >= req.version) {
-          await discard(body.tmpPath);
-          return { version: tombstone, stored: false, receivedBytes: body.receivedBytes };
-        }
-        this.#writeEpoch++;
-        const sameBlob =
-          existing !== null && existing !== 'directory' && existing.digest === body.digest;
-        if (sameBlob) {
-          await discard(body.tmpPath);
-        } else {
-          const { dedup } = await this.blobs.acquire(body.digest, body, body.tmpPath);
-          if (dedup) this.stats.dedupHits++;
-        }
-        try {
-          await this.links.replace(req.components, body.digest, req.version);
-        } catch (err) {
-          if (!sameBlob) await this.blobs.release(body.digest);
-          throw err;
-        }
-        const record = await this.blobs.get(body.digest);
-        this.#entries.set(name, {
-          digest: body.digest,
-          version: req.version,
-          logicalSize: record?.logicalSize ?? body.logicalSize,
-          storedSize: record?.storedSize ?? body.storedSize,
+      try {
+        return await this.#names.run(name, async () => {
+          const existing = await this.links.read(req.components);
+          if (existing !== null && existing !== 'directory' && existing.version > req.version) {
+            await discard(body.tmpPath);
+            return { version: existing.version, stored: false, receivedBytes: body.receivedBytes };
+          }
+          const tombstone = req.honorTombstones ? await this.meta.getTombstone(name) : undefined;
+          if (tombstone !== undefined && existing === null && tombstone >= req.version) {
+            await discard(body.tmpPath);
+            return { version: tombstone, stored: false, receivedBytes: body.receivedBytes };
+          }
+          this.#writeEpoch++;
+          const sameBlob =
+            existing !== null && existing !== 'directory' && existing.digest === body.digest;
+          // The sizes of the blob the name will point at (a dedup hit keeps the first
+          // upload's gzip, whose size is not this body's).
+          let sizes: { logicalSize: number; storedSize: number };
+          if (sameBlob) {
+            await discard(body.tmpPath);
+            sizes = (await this.#entryOf(req.components, existing)) ?? body;
+          } else {
+            const acquired = await this.blobs.acquire(body.digest, body, body.tmpPath);
+            if (acquired.dedup) this.stats.dedupHits++;
+            sizes = acquired.record;
+          }
+          try {
+            await this.links.replace(req.components, body.digest, req.version);
+          } catch (err) {
+            if (!sameBlob) await this.blobs.release(body.digest);
+            throw err;
+          }
+          // The link is in place: the PUT has happened. What follows is bookkeeping whose
+          // failure (a full disk) must not turn an applied write into an error answer; a
+          // drifted refcount is what ft-recover repairs.
+          this.#entries.set(name, {
+            digest: body.digest,
+            version: req.version,
+            logicalSize: sizes.logicalSize,
+            storedSize: sizes.storedSize,
+          });
+          this.#writeEpoch++;
+          await this.#afterCommit(name, async () => {
+            if (tombstone !== undefined) {
+              await this.meta.deleteTombstone(name);
+              this.stats.tombstones--;
+            }
+            if (existing !== null && existing !== 'directory' && !sameBlob) {
+              await this.blobs.release(existing.digest);
+            }
+          });
+          return { version: req.version, stored: true, receivedBytes: body.receivedBytes };
         });
-        this.#writeEpoch++;
-        if (tombstone !== undefined) {
-          await this.meta.deleteTombstone(name);
-          this.stats.tombstones--;
-        }
-        if (existing !== null && existing !== 'directory' && !sameBlob) {
-          await this.blobs.release(existing.digest);
-        }
-        return { version: req.version, stored: true, receivedBytes: body.receivedBytes };
-      });
+      } catch (err) {
+        // Whatever failed after the body was read (a full disk, a conflict), its temp file
+        // goes; once renamed into blobs/ it is no longer there and this does nothing.
+        await discard(body.tmpPath);
+        throw err;
+      }
     } finally {
       this.stats.uploadsInFlight--;
       if (pinned !== undefined) await this.blobs.unpin(pinned);
@@ -391,6 +457,14 @@ export class Store {
       });
     }
     return listLinks(dir, cutoff);
+  }
+
+  async #afterCommit(name: string, work: () => Promise<void>): Promise<void> {
+    try {
+      await work();
+    } catch (err) {
+      this.#warn({ name, err }, 'bookkeeping after a write failed; run ft-recover when convenient');
+    }
   }
 
   /** The tombstone version of a name deleted while only the 1.x fallback had it. */

@@ -1,0 +1,134 @@
+import net from 'node:net';
+import { httpRequest } from './server-http.js';
+
+/** One probe request: when it started, how long it took, and whether it got what it should. */
+export interface Probe {
+  at: number;
+  ms: number;
+  ok: boolean;
+  what: string;
+}
+
+/**
+ * A well-behaved client running alongside a fault: every `intervalMs` a GET /version on a
+ * new connection, and every fourth round a PUT and GET of a small file, each with its
+ * latency. Proves the server keeps serving others while something misbehaves.
+ */
+export class Prober {
+  readonly probes: Probe[] = [];
+  readonly #url: string;
+  readonly #intervalMs: number;
+  #running = false;
+  #loop: Promise<void> | undefined;
+
+  constructor(url: string, intervalMs = 100) {
+    this.#url = url;
+    this.#intervalMs = intervalMs;
+  }
+
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#loop = this.#run();
+  }
+
+  async stop(): Promise<void> {
+    this.#running = false;
+    await this.#loop;
+  }
+
+  /** Probes started at or after `since` (a Date.now() value). */
+  since(since: number): Probe[] {
+    return this.probes.filter((p) => p.at >= since);
+  }
+
+  async #one(what: string, fn: () => Promise<boolean>): Promise<void> {
+    const at = Date.now();
+    let ok = false;
+    try {
+      ok = await Promise.race([
+        fn(),
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 5_000).unref()),
+      ]);
+    } catch {
+      ok = false;
+    }
+    this.probes.push({ at, ms: Date.now() - at, ok, what });
+  }
+
+  async #run(): Promise<void> {
+    for (let round = 0; this.#running; round++) {
+      await this.#one('GET /version', async () => {
+        const res = await httpRequest(this.#url, '/version');
+        return res.status === 200;
+      });
+      if (round % 4 === 0) {
+        const name = `/probe/p${round % 40}`;
+        const body = Buffer.from(`probe ${round}\n`);
+        await this.#one(`PUT+GET ${name}`, async () => {
+          const put = await httpRequest(
+            this.#url,
+            `/files${name}?last_modified=${encodeURIComponent(new Date().toUTCString())}`,
+            { method: 'PUT', body },
+          );
+          if (put.status !== 200) return false;
+          const get = await httpRequest(this.#url, `/files${name}`);
+          return get.status === 200;
+        });
+      }
+      await new Promise((r) => setTimeout(r, this.#intervalMs));
+    }
+  }
+}
+
+/** A client connection we keep open and watch: when it opened, whether and when it closed. */
+export interface Watched {
+  socket: net.Socket;
+  openedAt: number;
+  closedAt: number | undefined;
+  /** Bytes the server sent. */
+  received: Buffer;
+}
+
+/** Opens a connection to 127.0.0.1:`port` and watches it; resolves once connected. */
+export function openWatched(port: number): Promise<Watched> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    const w: Watched = { socket, openedAt: 0, closedAt: undefined, received: Buffer.alloc(0) };
+    socket.on('data', (d: Buffer) => {
+      w.received = Buffer.concat([w.received, d]);
+    });
+    socket.on('close', () => {
+      w.closedAt = Date.now();
+    });
+    socket.once('error', (err) => {
+      if (w.openedAt === 0) reject(err);
+    });
+    socket.once('connect', () => {
+      w.openedAt = Date.now();
+      // Errors after connecting (a reset by the server) end in 'close', which we record.
+      socket.on('error', () => {});
+      resolve(w);
+    });
+  });
+}
+
+/** Opens `count` watched connections, `batch` at a time (to stay within the listen backlog). */
+export async function openMany(port: number, count: number, batch = 100): Promise<Watched[]> {
+  const out: Watched[] = [];
+  for (let i = 0; i < count; i += batch) {
+    const n = Math.min(batch, count - i);
+    out.push(...(await Promise.all(Array.from({ length: n }, () => openWatched(port)))));
+  }
+  return out;
+}
+
+/** Waits until `check()` or `timeoutMs`; returns the last result. */
+export async function waitFor(check: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() >= deadline) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return true;
+}
