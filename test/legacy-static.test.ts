@@ -11,13 +11,17 @@ import {
   utimes,
   writeFile,
 } from 'node:fs/promises';
-import { createServer, get, type Server } from 'node:http';
+import { createServer, get, type RequestListener, type Server } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
-import { createLegacyApp, type StatusSnapshot } from '@filetracker/legacy-static';
+import {
+  createLegacyApp,
+  createLegacyListener,
+  type StatusSnapshot,
+} from '@filetracker/legacy-static';
 import { encodeName, formatHttpDate } from '@filetracker/shared-protocol';
 import {
   httpRequest,
@@ -99,228 +103,259 @@ async function listen(server: Server): Promise<string> {
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
-describe('createLegacyApp over HTTP', () => {
-  let store: Store;
-  let server: Server;
-  let base: string;
+// The Koa app alone, and the listener the bin runs (small files from memory in front of it):
+// every behaviour holds for both.
+const LISTENERS: [string, (root: string) => RequestListener][] = [
+  ['createLegacyApp', (root) => createLegacyApp({ root }).callback()],
+  ['createLegacyListener', (root) => createLegacyListener({ root })],
+];
 
-  before(async () => {
-    store = await makeStore();
-    server = createServer(createLegacyApp({ root: store.root }).callback());
-    base = await listen(server);
-  });
-  after(async () => {
-    server.closeAllConnections();
-    server.close();
-    await rm(store.dir, { recursive: true, force: true });
-  });
+for (const [label, makeListener] of LISTENERS)
+  describe(`${label} over HTTP`, () => {
+    let store: Store;
+    let server: Server;
+    let base: string;
 
-  for (const [name, content] of Object.entries(FILES)) {
-    test(`GET of ${JSON.stringify(name)} serves its own bytes as octet-stream with mtime`, async () => {
-      const answer = await httpRequest(base, filesPath(name));
-      assertServed(answer, content);
-      assert.deepEqual(answer.body, content);
+    before(async () => {
+      store = await makeStore();
+      server = createServer(makeListener(store.root));
+      base = await listen(server);
     });
-  }
+    after(async () => {
+      server.closeAllConnections();
+      server.close();
+      await rm(store.dir, { recursive: true, force: true });
+    });
 
-  test("GET of foo.in beside foo.in.gz serves foo.in's own bytes, not gzip", async () => {
-    for (const name of ['/pkg/foo.in', '/pkg/bar.in']) {
-      const answer = await httpRequest(base, filesPath(name), {
-        headers: { 'Accept-Encoding': 'gzip, deflate, br' },
+    for (const [name, content] of Object.entries(FILES)) {
+      test(`GET of ${JSON.stringify(name)} serves its own bytes as octet-stream with mtime`, async () => {
+        const answer = await httpRequest(base, filesPath(name));
+        assertServed(answer, content);
+        assert.deepEqual(answer.body, content);
       });
-      assertServed(answer, FILES[name]!);
-      assert.deepEqual(answer.body, FILES[name]);
     }
-  });
 
-  test('GET of foo.in.gz serves its raw bytes without Content-Encoding', async () => {
-    for (const name of ['/pkg/foo.in.gz', '/pkg/bar.in.br']) {
-      const answer = await httpRequest(base, filesPath(name), {
-        headers: { 'Accept-Encoding': 'gzip, deflate, br' },
-      });
-      assertServed(answer, FILES[name]!);
-      assert.deepEqual(answer.body, FILES[name]);
-    }
-  });
-
-  test('HEAD gives the same headers as GET and no body', async () => {
-    for (const name of ['/plain.txt', '/empty', '/dir one/zażółć gęślą.txt', '/pkg/foo.in']) {
-      const answer = await httpRequest(base, filesPath(name), {
-        method: 'HEAD',
-        headers: { 'Accept-Encoding': 'gzip, br' },
-      });
-      assertServed(answer, FILES[name]!);
-      assert.equal(answer.body.length, 0);
-    }
-  });
-
-  test('a symlink to a file inside FT_ROOT is followed, as lighttpd did', async () => {
-    const answer = await httpRequest(base, '/files/good-link');
-    assertServed(answer, FILES['/plain.txt']!);
-    assert.deepEqual(answer.body, FILES['/plain.txt']);
-  });
-
-  test('%2F and . components in the path are read as separators and dropped', async () => {
-    const answer = await httpRequest(
-      base,
-      '/files/./dir%20one%2Fza%C5%BC%C3%B3%C5%82%C4%87%20g%C4%99%C5%9Bl%C4%85.txt',
-    );
-    assert.equal(answer.status, 200);
-    assert.deepEqual(answer.body, FILES['/dir one/zażółć gęślą.txt']);
-  });
-
-  test('a directory is 404 with no listing and no index file', async () => {
-    for (const path of ['/files/sub', '/files/sub/', '/files/dir%20one', '/files/', '/files']) {
-      const answer = await httpRequest(base, path);
-      assert.equal(answer.status, 404, path);
-      assert.ok(!answer.body.toString().includes('index'), path);
-    }
-  });
-
-  test('a missing file is 404 on GET and HEAD', async () => {
-    for (const method of ['GET', 'HEAD']) {
-      assert.equal((await httpRequest(base, '/files/nope.txt', { method })).status, 404);
-      assert.equal((await httpRequest(base, '/files/plain.txt/x', { method })).status, 404);
-    }
-  });
-
-  test('paths outside /files/ are 404 even for files inside FT_ROOT', async () => {
-    for (const path of ['/', '/secret-in-root.txt', '/FILES/plain.txt', '/list/', '/version']) {
-      const answer = await httpRequest(base, path);
-      assert.equal(answer.status, 404, path);
-      assert.ok(!answer.body.toString().includes(SECRET), path);
-    }
-  });
-
-  test('traversal attempts never return outside content and are 403 or 404', async () => {
-    const targets = [
-      '/files/../../etc/passwd',
-      '/files/../secret-in-root.txt',
-      '/files/../../secret.txt',
-      '/files/../../outside/secret.txt',
-      '/files/%2e%2e/%2e%2e/outside/secret.txt',
-      '/files/.%2E/.%2e/secret.txt',
-      '/files/%2E%2E%2F%2E%2E%2Foutside%2Fsecret.txt',
-      '/files/a%2F..%2F..%2F..%2Foutside%2Fsecret.txt',
-      '/files/..%2f..%2fsecret.txt',
-      '/..%2f..%2fsecret.txt',
-      '/files/..%5C..%5Csecret.txt',
-      `/files/${store.outside}/secret.txt`,
-      `/files/${encodeURIComponent(join(store.outside, 'secret.txt'))}`,
-      '/files/evil-link',
-      '/files/evil-dir/secret.txt',
-      '/files/evil-dir/',
-      '/files/relative-evil-link',
-      '/files/plain.txt%00',
-      '/files/plain.txt%00.gz',
-      '/files/%00',
-      '/files/%C3%28',
-      '/files/%FF',
-      '/files/%ED%A0%80',
-    ];
-    for (const target of targets) {
-      const { status, raw } = await rawGet(base, target);
-      assert.ok(status === 403 || status === 404, `${target}: ${raw}`);
-      assert.ok(!raw.includes(SECRET), target);
-      assert.ok(!raw.includes('root:'), target);
-    }
-  });
-
-  test('PUT, DELETE, POST and others are 405 with Allow: GET, HEAD and change nothing', async () => {
-    for (const method of ['PUT', 'DELETE', 'POST', 'PATCH', 'OPTIONS']) {
-      for (const path of ['/files/plain.txt', '/files/new.txt', '/status']) {
-        const answer = await httpRequest(base, path, { method, body: 'overwritten' });
-        assert.equal(answer.status, 405, `${method} ${path}`);
-        assert.equal(answer.headers.allow, 'GET, HEAD');
+    test("GET of foo.in beside foo.in.gz serves foo.in's own bytes, not gzip", async () => {
+      for (const name of ['/pkg/foo.in', '/pkg/bar.in']) {
+        const answer = await httpRequest(base, filesPath(name), {
+          headers: { 'Accept-Encoding': 'gzip, deflate, br' },
+        });
+        assertServed(answer, FILES[name]!);
+        assert.deepEqual(answer.body, FILES[name]);
       }
-    }
-    assert.deepEqual(await readFile(join(store.root, 'files', 'plain.txt')), FILES['/plain.txt']);
-    await assert.rejects(stat(join(store.root, 'files', 'new.txt')), { code: 'ENOENT' });
-  });
+    });
 
-  test('GET /status counts requests and bytes sent', async () => {
-    const read = async () => {
-      const answer = await httpRequest(base, '/status');
+    test('GET of foo.in.gz serves its raw bytes without Content-Encoding', async () => {
+      for (const name of ['/pkg/foo.in.gz', '/pkg/bar.in.br']) {
+        const answer = await httpRequest(base, filesPath(name), {
+          headers: { 'Accept-Encoding': 'gzip, deflate, br' },
+        });
+        assertServed(answer, FILES[name]!);
+        assert.deepEqual(answer.body, FILES[name]);
+      }
+    });
+
+    test('HEAD gives the same headers as GET and no body', async () => {
+      for (const name of ['/plain.txt', '/empty', '/dir one/zażółć gęślą.txt', '/pkg/foo.in']) {
+        const answer = await httpRequest(base, filesPath(name), {
+          method: 'HEAD',
+          headers: { 'Accept-Encoding': 'gzip, br' },
+        });
+        assertServed(answer, FILES[name]!);
+        assert.equal(answer.body.length, 0);
+      }
+    });
+
+    test('a symlink to a file inside FT_ROOT is followed, as lighttpd did', async () => {
+      const answer = await httpRequest(base, '/files/good-link');
+      assertServed(answer, FILES['/plain.txt']!);
+      assert.deepEqual(answer.body, FILES['/plain.txt']);
+    });
+
+    test('%2F and . components in the path are read as separators and dropped', async () => {
+      const answer = await httpRequest(
+        base,
+        '/files/./dir%20one%2Fza%C5%BC%C3%B3%C5%82%C4%87%20g%C4%99%C5%9Bl%C4%85.txt',
+      );
       assert.equal(answer.status, 200);
-      assert.match(String(answer.headers['content-type']), /^application\/json/);
-      return JSON.parse(answer.body.toString()) as StatusSnapshot;
-    };
-    const first = await read();
-    assert.equal(typeof first.uptimeSeconds, 'number');
-    await httpRequest(base, '/files/plain.txt');
-    // Bytes are counted when a response is done, which may trail the client by a tick.
-    let second = await read();
-    for (
-      let i = 0;
-      i < 50 && second.bytesSent < first.bytesSent + FILES['/plain.txt']!.length;
-      i++
-    ) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-      second = await read();
-    }
-    assert.ok(second.requests >= first.requests + 2);
-    assert.ok(second.bytesSent >= first.bytesSent + FILES['/plain.txt']!.length);
-    assert.equal((await httpRequest(base, '/status', { method: 'HEAD' })).status, 200);
-  });
-
-  test('GET /metrics counts requests by method and status as they happen', async () => {
-    const sample = async (series: string): Promise<number> => {
-      const text = (await httpRequest(base, '/metrics')).body.toString();
-      const line = text.split('\n').find((l) => l.startsWith(series + ' '));
-      return line === undefined ? 0 : Number(line.slice(series.length + 1));
-    };
-    const ok = 'ft_legacy_http_requests_total{method="GET",status="200"}';
-    const missing = 'ft_legacy_http_requests_total{method="GET",status="404"}';
-    const before = { ok: await sample(ok), missing: await sample(missing) };
-    await httpRequest(base, '/files/plain.txt');
-    await httpRequest(base, '/files/nope.txt');
-    // Observed when each response closes, which may trail the client by a tick.
-    for (let i = 0; i < 50 && (await sample(missing)) < before.missing + 1; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    // The /metrics GETs themselves are 200s too.
-    assert.ok((await sample(ok)) >= before.ok + 1);
-    assert.equal(await sample(missing), before.missing + 1);
-    assert.ok((await sample('ft_legacy_http_sent_bytes_total')) > 0);
-  });
-
-  test('GET /healthz is 200 while FT_ROOT/files is readable and 503 once it is gone', async (t) => {
-    const own = await makeStore();
-    t.after(() => rm(own.dir, { recursive: true, force: true }));
-    const srv = createServer(createLegacyApp({ root: own.root }).callback());
-    const url = await listen(srv);
-    t.after(() => {
-      srv.closeAllConnections();
-      srv.close();
+      assert.deepEqual(answer.body, FILES['/dir one/zażółć gęślą.txt']);
     });
-    assert.equal((await httpRequest(url, '/healthz')).status, 200);
-    await rename(join(own.root, 'files'), join(own.root, 'files-moved'));
-    const answer = await httpRequest(url, '/healthz');
-    assert.equal(answer.status, 503);
-    assert.ok(answer.headers['x-exception']);
-  });
 
-  test('a root whose files/ is a symlink to another disk is served', async (t) => {
-    const dir = await mkdtemp(join(tmpdir(), 'ft-legacy-static-'));
-    t.after(() => rm(dir, { recursive: true, force: true }));
-    await mkdir(join(dir, 'disk', 'files'), { recursive: true });
-    await mkdir(join(dir, 'root'));
-    await writeFile(join(dir, 'disk', 'files', 'x.in'), 'x');
-    await symlink(join(dir, 'disk', 'files'), join(dir, 'root', 'files'));
-    const other = createServer(createLegacyApp({ root: join(dir, 'root') }).callback());
-    t.after(() => {
-      other.closeAllConnections();
-      other.close();
+    test('a directory is 404 with no listing and no index file', async () => {
+      for (const path of ['/files/sub', '/files/sub/', '/files/dir%20one', '/files/', '/files']) {
+        const answer = await httpRequest(base, path);
+        assert.equal(answer.status, 404, path);
+        assert.ok(!answer.body.toString().includes('index'), path);
+      }
     });
-    const answer = await httpRequest(await listen(other), '/files/x.in');
-    assert.equal(answer.status, 200);
-    assert.equal(answer.body.toString(), 'x');
-  });
 
-  test('createLegacyApp throws on a missing root', () => {
-    assert.throws(() => createLegacyApp({ root: join(store.dir, 'nope') }), { code: 'ENOENT' });
+    test('a missing file is 404 on GET and HEAD', async () => {
+      for (const method of ['GET', 'HEAD']) {
+        assert.equal((await httpRequest(base, '/files/nope.txt', { method })).status, 404);
+        assert.equal((await httpRequest(base, '/files/plain.txt/x', { method })).status, 404);
+      }
+    });
+
+    test('paths outside /files/ are 404 even for files inside FT_ROOT', async () => {
+      for (const path of ['/', '/secret-in-root.txt', '/FILES/plain.txt', '/list/', '/version']) {
+        const answer = await httpRequest(base, path);
+        assert.equal(answer.status, 404, path);
+        assert.ok(!answer.body.toString().includes(SECRET), path);
+      }
+    });
+
+    test('traversal attempts never return outside content and are 403 or 404', async () => {
+      const targets = [
+        '/files/../../etc/passwd',
+        '/files/../secret-in-root.txt',
+        '/files/../../secret.txt',
+        '/files/../../outside/secret.txt',
+        '/files/%2e%2e/%2e%2e/outside/secret.txt',
+        '/files/.%2E/.%2e/secret.txt',
+        '/files/%2E%2E%2F%2E%2E%2Foutside%2Fsecret.txt',
+        '/files/a%2F..%2F..%2F..%2Foutside%2Fsecret.txt',
+        '/files/..%2f..%2fsecret.txt',
+        '/..%2f..%2fsecret.txt',
+        '/files/..%5C..%5Csecret.txt',
+        `/files/${store.outside}/secret.txt`,
+        `/files/${encodeURIComponent(join(store.outside, 'secret.txt'))}`,
+        '/files/evil-link',
+        '/files/evil-dir/secret.txt',
+        '/files/evil-dir/',
+        '/files/relative-evil-link',
+        '/files/plain.txt%00',
+        '/files/plain.txt%00.gz',
+        '/files/%00',
+        '/files/%C3%28',
+        '/files/%FF',
+        '/files/%ED%A0%80',
+      ];
+      for (const target of targets) {
+        const { status, raw } = await rawGet(base, target);
+        assert.ok(status === 403 || status === 404, `${target}: ${raw}`);
+        assert.ok(!raw.includes(SECRET), target);
+        assert.ok(!raw.includes('root:'), target);
+      }
+    });
+
+    test('PUT, DELETE, POST and others are 405 with Allow: GET, HEAD and change nothing', async () => {
+      for (const method of ['PUT', 'DELETE', 'POST', 'PATCH', 'OPTIONS']) {
+        for (const path of ['/files/plain.txt', '/files/new.txt', '/status']) {
+          const answer = await httpRequest(base, path, { method, body: 'overwritten' });
+          assert.equal(answer.status, 405, `${method} ${path}`);
+          assert.equal(answer.headers.allow, 'GET, HEAD');
+        }
+      }
+      assert.deepEqual(await readFile(join(store.root, 'files', 'plain.txt')), FILES['/plain.txt']);
+      await assert.rejects(stat(join(store.root, 'files', 'new.txt')), { code: 'ENOENT' });
+    });
+
+    test('GET /status counts requests and bytes sent', async () => {
+      const read = async () => {
+        const answer = await httpRequest(base, '/status');
+        assert.equal(answer.status, 200);
+        assert.match(String(answer.headers['content-type']), /^application\/json/);
+        return JSON.parse(answer.body.toString()) as StatusSnapshot;
+      };
+      const first = await read();
+      assert.equal(typeof first.uptimeSeconds, 'number');
+      await httpRequest(base, '/files/plain.txt');
+      // Bytes are counted when a response is done, which may trail the client by a tick.
+      let second = await read();
+      for (
+        let i = 0;
+        i < 50 && second.bytesSent < first.bytesSent + FILES['/plain.txt']!.length;
+        i++
+      ) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        second = await read();
+      }
+      assert.ok(second.requests >= first.requests + 2);
+      assert.ok(second.bytesSent >= first.bytesSent + FILES['/plain.txt']!.length);
+      assert.equal((await httpRequest(base, '/status', { method: 'HEAD' })).status, 200);
+    });
+
+    test('a file rewritten on disk is served with its new bytes and mtime, never stale', async () => {
+      const file = join(store.root, 'files', 'changing.txt');
+      await writeFile(file, 'first version');
+      await utimes(file, 1_500_000_000, 1_500_000_000);
+      assert.equal(
+        (await httpRequest(base, '/files/changing.txt')).body.toString(),
+        'first version',
+      );
+      await writeFile(file, 'second, longer version');
+      await utimes(file, 1_500_000_100, 1_500_000_100);
+      const answer = await httpRequest(base, '/files/changing.txt');
+      assert.equal(answer.body.toString(), 'second, longer version');
+      assert.equal(answer.headers['last-modified'], formatHttpDate(1_500_000_100));
+      // Same size, same mtime, new inode (replaced by rename, as tools do).
+      await writeFile(file + '.new', 'second, LONGER version');
+      await utimes(file + '.new', 1_500_000_100, 1_500_000_100);
+      await rename(file + '.new', file);
+      assert.equal(
+        (await httpRequest(base, '/files/changing.txt')).body.toString(),
+        'second, LONGER version',
+      );
+    });
+
+    test('GET /metrics counts requests by method and status as they happen', async () => {
+      const sample = async (series: string): Promise<number> => {
+        const text = (await httpRequest(base, '/metrics')).body.toString();
+        const line = text.split('\n').find((l) => l.startsWith(series + ' '));
+        return line === undefined ? 0 : Number(line.slice(series.length + 1));
+      };
+      const ok = 'ft_legacy_http_requests_total{method="GET",status="200"}';
+      const missing = 'ft_legacy_http_requests_total{method="GET",status="404"}';
+      const before = { ok: await sample(ok), missing: await sample(missing) };
+      await httpRequest(base, '/files/plain.txt');
+      await httpRequest(base, '/files/nope.txt');
+      // Observed when each response closes, which may trail the client by a tick.
+      for (let i = 0; i < 50 && (await sample(missing)) < before.missing + 1; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      // The /metrics GETs themselves are 200s too.
+      assert.ok((await sample(ok)) >= before.ok + 1);
+      assert.equal(await sample(missing), before.missing + 1);
+      assert.ok((await sample('ft_legacy_http_sent_bytes_total')) > 0);
+    });
+
+    test('GET /healthz is 200 while FT_ROOT/files is readable and 503 once it is gone', async (t) => {
+      const own = await makeStore();
+      t.after(() => rm(own.dir, { recursive: true, force: true }));
+      const srv = createServer(makeListener(own.root));
+      const url = await listen(srv);
+      t.after(() => {
+        srv.closeAllConnections();
+        srv.close();
+      });
+      assert.equal((await httpRequest(url, '/healthz')).status, 200);
+      await rename(join(own.root, 'files'), join(own.root, 'files-moved'));
+      const answer = await httpRequest(url, '/healthz');
+      assert.equal(answer.status, 503);
+      assert.ok(answer.headers['x-exception']);
+    });
+
+    test('a root whose files/ is a symlink to another disk is served', async (t) => {
+      const dir = await mkdtemp(join(tmpdir(), 'ft-legacy-static-'));
+      t.after(() => rm(dir, { recursive: true, force: true }));
+      await mkdir(join(dir, 'disk', 'files'), { recursive: true });
+      await mkdir(join(dir, 'root'));
+      await writeFile(join(dir, 'disk', 'files', 'x.in'), 'x');
+      await symlink(join(dir, 'disk', 'files'), join(dir, 'root', 'files'));
+      const other = createServer(createLegacyApp({ root: join(dir, 'root') }).callback());
+      t.after(() => {
+        other.closeAllConnections();
+        other.close();
+      });
+      const answer = await httpRequest(await listen(other), '/files/x.in');
+      assert.equal(answer.status, 200);
+      assert.equal(answer.body.toString(), 'x');
+    });
+
+    test('createLegacyApp throws on a missing root', () => {
+      assert.throws(() => createLegacyApp({ root: join(store.dir, 'nope') }), { code: 'ENOENT' });
+    });
   });
-});
 
 describe('ft-legacy-static as a process', () => {
   let store: Store;

@@ -54,10 +54,40 @@ function notFound(): never {
  * Throws when `root` cannot be resolved.
  */
 export function createLegacyApp(options: LegacyAppOptions): Koa {
+  return buildLegacyApp(legacyContext(options));
+}
+
+/** What the Koa app and the in-memory path in front of it share. */
+export interface LegacyContext {
+  logger: Logger;
+  guard: RootGuard;
+  stats: RequestStats;
+  metrics: LegacyMetrics;
+  /** Counts and logs one finished request. */
+  record(method: string, path: string, status: number, bytes: number, ms: number): void;
+}
+
+/** Throws when `options.root` cannot be resolved. */
+export function legacyContext(options: LegacyAppOptions): LegacyContext {
   const logger = options.logger ?? pino({ level: 'silent' });
-  const guard = new RootGuard(options.root);
   const stats = new RequestStats();
   const metrics = new LegacyMetrics();
+  return {
+    logger,
+    guard: new RootGuard(options.root),
+    stats,
+    metrics,
+    record(method, path, status, bytes, ms) {
+      stats.bytesSent += bytes;
+      logger.info({ method, path, status, bytes, ms }, 'request');
+      metrics.observe(method, status, bytes, ms);
+    },
+  };
+}
+
+/** The Koa app over a context shared with {@link createLegacyListener}. */
+export function buildLegacyApp(context: LegacyContext): Koa {
+  const { logger, guard, stats, metrics } = context;
   const serve = koaStatic(guard.realRoot, {
     // koa-send's defaults do not fit a 1.x store. It would answer `x` with a sibling
     // `x.gz`/`x.br` (test packages hold both `foo.in` and `foo.in.gz`), hide dotfiles
@@ -119,10 +149,8 @@ export function createLegacyApp(options: LegacyAppOptions): Koa {
     stats.requests++;
     res.once('close', () => {
       const bytes = sentBytes(method, ctx.body, res.getHeader('content-length'));
-      stats.bytesSent += bytes;
       const ms = Math.round((performance.now() - startMs) * 100) / 100;
-      logger.info({ method, path, status: res.statusCode, bytes, ms }, 'request');
-      metrics.observe(method, res.statusCode, bytes, ms);
+      context.record(method, path, res.statusCode, bytes, ms);
     });
     try {
       await route(ctx);

@@ -2,7 +2,7 @@ import { open, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { createLegacyApp } from './app.js';
+import { createLegacyListener } from './fast-path.js';
 import { buildProgram, type CliOptions } from './cli-options.js';
 import { createLogger, type LoggerHandle } from './logger.js';
 
@@ -127,8 +127,7 @@ async function run(options: CliOptions): Promise<void> {
   await checkRoot(options.root);
   if (options.logFile !== undefined) await checkLogFile(options.logFile);
   const log = createLogger({ logFile: options.logFile, level: options.logLevel });
-  const app = createLegacyApp({ root: options.root, logger: log.logger });
-  const server = createServer(app.callback());
+  const server = createServer(createLegacyListener({ root: options.root, logger: log.logger }));
   const address = await listen(server, options.port, options.host);
   if (!(await isDirectory(join(options.root, 'files')))) {
     // Likely --root pointed at files/ itself; lighttpd would have answered 404 likewise.

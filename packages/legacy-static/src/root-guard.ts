@@ -35,6 +35,20 @@ export class RootGuard {
   }
 
   /**
+   * {@link resolve} without the thread-pool round trip, for the in-memory path: undefined
+   * for anything but a plain answer (absent, outside, or an error the async path reports).
+   */
+  resolveSync(components: readonly string[]): string | undefined {
+    let real: string;
+    try {
+      real = realpathSync.native(join(this.#files, ...components));
+    } catch {
+      return undefined;
+    }
+    return this.#prefixes.some((p) => real.startsWith(p)) ? real : undefined;
+  }
+
+  /**
    * The real path of `FT_ROOT/files/{components}`, or undefined when it is absent or lies
    * outside the roots (answered alike, so a probe learns nothing about the outside).
    */
