@@ -11,7 +11,6 @@ import { describeError } from './retry.js';
 import { namePrefix } from './source.js';
 import { StateFile, defaultStatePath, type StateIdentity } from './state-file.js';
 import { summaryLines, writeReport } from './summary.js';
-import { startLiveView } from './ui/live-view.js';
 
 /** Exit statuses (also in `--help`). */
 const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 } as const;
@@ -192,7 +191,8 @@ export async function runCli(argv: readonly string[]): Promise<number> {
   const tracker = new ProgressTracker(migrator);
   const view =
     display === 'tty'
-      ? startLiveView(tracker)
+      ? // ink and react cost about 50 MiB of memory: loaded only for a terminal.
+        (await import('./ui/live-view.js')).startLiveView(tracker)
       : startPlainLog(migrator, tracker, {
           out: stdout,
           err: stderr,
