@@ -57,6 +57,12 @@ const ALLOWED: Record<Endpoint, readonly string[]> = {
   healthz: ['GET', 'HEAD'],
 };
 
+/**
+ * Read size for large blobs: 1 MiB reads instead of the stream default of 64 KiB cut the
+ * system calls per GiB sixteen-fold (memory stays bounded: one buffer per download).
+ */
+const LARGE_READ_BYTES = 1024 * 1024;
+
 /** compat, critical: exactly this body; a miss makes clients drop to protocol 1. */
 const VERSION_BODY = '{"protocol_versions": [2]}';
 
@@ -148,13 +154,15 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
     ctx.type = 'application/octet-stream';
     if (acceptsGzip(ctx.get('Accept-Encoding'))) {
       ctx.set('Content-Encoding', 'gzip');
-      if (opened) ctx.body = opened.buffer ?? opened.handle!.createReadStream();
+      if (opened)
+        ctx.body =
+          opened.buffer ?? opened.handle!.createReadStream({ highWaterMark: LARGE_READ_BYTES });
       ctx.length = file.storedSize;
     } else {
       if (opened) {
         const source = opened.buffer
           ? Readable.from([opened.buffer])
-          : opened.handle!.createReadStream();
+          : opened.handle!.createReadStream({ highWaterMark: LARGE_READ_BYTES });
         const gunzip = createGunzip();
         pipeline(source, gunzip).catch(() => {});
         ctx.body = gunzip;
