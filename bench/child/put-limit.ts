@@ -1,0 +1,76 @@
+/**
+ * The machine's limit for storing small uploads, as a bare script: for each pre-built gzip
+ * body, exactly the file-system work the server must do (DESIGN.md invariants 1 and 2),
+ * and nothing else (no HTTP, no hashing, no database):
+ * write the gzip to tmp/, fsync, rename into blobs/xx/digest, symlink in tmp/, lutimes,
+ * rename into links/. `concurrency` files at once, as many as the server gets connections.
+ *
+ * Usage: node put-limit.js '{"dir":..., "index":..., "bodies":..., "concurrency":64,
+ *   "count":N, "durationS":S, "version":V}'
+ * Stores the first `count` bodies, or stops starting new ones after `durationS` seconds
+ * (like wrk's -d), whichever comes first. Prints one JSON line: {"files": N, "ms": elapsed}.
+ */
+import { randomBytes } from 'node:crypto';
+import { lutimes, mkdir, open, rename, symlink } from 'node:fs/promises';
+import path from 'node:path';
+import { readPool } from '../pool.js';
+
+interface Args {
+  dir: string;
+  index: string;
+  bodies: string;
+  concurrency: number;
+  count: number;
+  durationS?: number;
+  version: number;
+}
+
+const args = JSON.parse(process.argv[2] ?? '{}') as Args;
+const { entries, data } = await readPool({ index: args.index, bodies: args.bodies });
+const todo = entries.slice(0, args.count);
+const tmp = path.join(args.dir, 'tmp');
+const blobs = path.join(args.dir, 'blobs');
+const links = path.join(args.dir, 'links');
+await mkdir(tmp, { recursive: true });
+
+// mkdir -p once per directory, as a server that remembers what exists would.
+const made = new Map<string, Promise<unknown>>();
+const mkdirOnce = (d: string): Promise<unknown> => {
+  let p = made.get(d);
+  if (!p) {
+    p = mkdir(d, { recursive: true });
+    made.set(d, p);
+  }
+  return p;
+};
+
+const started = performance.now();
+const deadline = started + (args.durationS ?? Infinity) * 1000;
+let next = 0;
+let done = 0;
+async function worker(): Promise<void> {
+  while (next < todo.length && performance.now() < deadline) {
+    const e = todo[next++]!;
+    const body = data.subarray(e.offset, e.offset + e.length);
+    const upload = path.join(tmp, `upload-${randomBytes(12).toString('hex')}`);
+    const fh = await open(upload, 'wx', 0o644);
+    try {
+      await fh.writeFile(body);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    const blob = path.join(blobs, e.sha256.slice(0, 2), e.sha256);
+    await mkdirOnce(path.dirname(blob));
+    await rename(upload, blob);
+    const link = path.join(links, e.name);
+    const tmpLink = path.join(tmp, `link-${randomBytes(12).toString('hex')}`);
+    await symlink(path.relative(path.dirname(link), blob), tmpLink);
+    await lutimes(tmpLink, args.version, args.version);
+    await mkdirOnce(path.dirname(link));
+    await rename(tmpLink, link);
+    done++;
+  }
+}
+await Promise.all(Array.from({ length: args.concurrency }, worker));
+process.stdout.write(JSON.stringify({ files: done, ms: performance.now() - started }) + '\n');

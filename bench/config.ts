@@ -1,0 +1,95 @@
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
+
+/** Sizes, counts and durations of one bench run. */
+export interface BenchConfig {
+  short: boolean;
+  /** Rounds of each side-by-side comparison; figures are medians over them. */
+  rounds: number;
+  get: {
+    files: number;
+    minBytes: number;
+    maxBytes: number;
+    connections: number[];
+    warmupS: number;
+    durationS: number;
+  };
+  put: {
+    /** Rounds here (cheap and noisy: fsync times vary with other work on the disk). */
+    rounds: number;
+    connections: number;
+    durationS: number;
+    /** Distinct bodies prepared for wrk; a run that sends more repeats names (noted). */
+    pool: number;
+  };
+  large: { bytes: number };
+  memory: { uploads: number; bytes: number };
+  migrate: {
+    smallFiles: number;
+    largeFiles: number;
+    largeBytes: number;
+    /** -j values tried on the small tree (the default of ft-migrate is added). */
+    jobs: number[];
+    /** -j values tried on the large tree. */
+    largeJobs: number[];
+    /** gzip levels whose pipeline limit is measured, to choose the client's level. */
+    gzipLevels: number[];
+    /** Tree sizes of the migrator's peak-RSS measurement (flat in the file count?). */
+    rssFiles: number[];
+  };
+}
+
+/** The full run (`pnpm bench`): the issue's sizes, about 15 minutes on 2 busy cores. */
+export const FULL: BenchConfig = {
+  short: false,
+  rounds: 3,
+  get: {
+    files: 3000,
+    minBytes: 1 * KiB,
+    maxBytes: 10 * KiB,
+    connections: [8, 64],
+    warmupS: 2,
+    durationS: 5,
+  },
+  put: { rounds: 5, connections: 64, durationS: 5, pool: 40_000 },
+  large: { bytes: 1 * GiB },
+  memory: { uploads: 64, bytes: 1 * GiB },
+  migrate: {
+    smallFiles: 20_000,
+    largeFiles: 4,
+    largeBytes: 256 * MiB,
+    jobs: [4, 16, 64],
+    largeJobs: [1, 2, 4],
+    gzipLevels: [1, 6],
+    rssFiles: [50_000, 200_000],
+  },
+};
+
+/** `--short` / BENCH_SHORT=1: every section at toy sizes, one round, about a minute. */
+export const SHORT: BenchConfig = {
+  short: true,
+  rounds: 1,
+  get: {
+    files: 300,
+    minBytes: 1 * KiB,
+    maxBytes: 10 * KiB,
+    connections: [8, 64],
+    warmupS: 1,
+    durationS: 1,
+  },
+  put: { rounds: 1, connections: 64, durationS: 1, pool: 8000 },
+  large: { bytes: 64 * MiB },
+  memory: { uploads: 8, bytes: 32 * MiB },
+  migrate: {
+    smallFiles: 1000,
+    largeFiles: 2,
+    largeBytes: 16 * MiB,
+    jobs: [16],
+    largeJobs: [2],
+    gzipLevels: [6],
+    rssFiles: [500, 2000],
+  },
+};
+
+export const UNITS = { KiB, MiB, GiB };

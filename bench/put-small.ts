@@ -1,0 +1,136 @@
+import path from 'node:path';
+import { LAST_MODIFIED_QUERY, VERSION, type BenchContext } from './context.js';
+import { removeDir, tempDir } from './lifecycle.js';
+import { buildPool } from './pool.js';
+import { runChild } from './children.js';
+import { emptySection, type Section } from './report.js';
+import { startFtServer } from './servers.js';
+import { median, num, ratios, withRounds } from './stats.js';
+import { runWrk, writeWrkScripts, type WrkResult } from './wrk.js';
+
+/**
+ * Small-file PUT with many connections: wrk sends pre-built gzip bodies with the Python
+ * client's headers, each under a new name, to a fresh ft-server; in the same round a bare
+ * script does the file-system work of the same uploads (the machine's limit).
+ */
+export async function benchPutSmall(ctx: BenchContext): Promise<Section> {
+  const { config, tools } = ctx;
+  const cfg = config.put;
+  const section = emptySection('Small-file PUT');
+  section.method.push(
+    `Bodies: ${cfg.pool} distinct files of 1-10 KiB of contest-like text, gzipped at level ` +
+      '6, sent as the Python client sends them: `PUT /files/NAME?last_modified=...` with ' +
+      '`Content-Encoding: gzip`, `SHA256-Checksum`, `Logical-Size` and `Content-Length`, ' +
+      `each under its own name (100 per directory). Load: \`wrk -t1 -c${cfg.connections} ` +
+      `-d${cfg.durationS}s\` with a Lua script sending the pre-built requests, against a ` +
+      'fresh ft-server (store in the temp dir, so every upload is fsynced to the disk) ' +
+      'in each round.',
+    `Limit: a bare Node script (a separate process) that does only the file-system work of ` +
+      `the same uploads for ${cfg.durationS} s, ${cfg.connections} at once: ` +
+      'write the gzip to tmp/, fsync, rename into blobs/xx/digest, symlink in tmp/, lutimes, ' +
+      'rename into links/ (no HTTP, no hashing, no database). Both use libuv\u2019s default ' +
+      '4 threads for file-system calls.',
+  );
+  if (!tools.wrk) {
+    section.skipped.push(`the whole section: ${tools.missing.wrk}`);
+    section.targets.push({
+      what: `PUT small, ft-server / bare-script files/s, ${cfg.connections} connections`,
+      ratio: NaN,
+      target: 0.5,
+    });
+    return section;
+  }
+  const work = await tempDir('put');
+  try {
+    const pool = { index: path.join(work, 'pool.idx'), bodies: path.join(work, 'pool.bin') };
+    ctx.log(`put-small: building ${cfg.pool} bodies`);
+    await buildPool(pool, cfg.pool, config.get.minBytes, config.get.maxBytes);
+    const scripts = await writeWrkScripts(work);
+
+    const server: WrkResult[] = [];
+    const limit: number[] = [];
+    for (let round = 0; round < cfg.rounds; round++) {
+      const steps = [
+        async (): Promise<void> => {
+          ctx.log(`put-small: round ${round + 1}, ft-server`);
+          const dir = await tempDir('put-store');
+          const ft = await startFtServer(dir, path.join(work, `server-${round}.log`));
+          try {
+            server.push(
+              await runWrk(tools.wrk!, {
+                url: ft.url,
+                script: scripts.put,
+                scriptArgs: [pool.index, pool.bodies, LAST_MODIFIED_QUERY],
+                connections: cfg.connections,
+                durationS: cfg.durationS,
+              }),
+            );
+          } finally {
+            await ft.stop();
+            await removeDir(dir);
+          }
+        },
+        async (): Promise<void> => {
+          ctx.log(`put-small: round ${round + 1}, bare write/fsync/rename script`);
+          const dir = await tempDir('put-limit');
+          try {
+            const r = await runChild<{ files: number; ms: number }>('put-limit', {
+              dir,
+              ...pool,
+              concurrency: cfg.connections,
+              count: cfg.pool,
+              durationS: cfg.durationS,
+              version: VERSION,
+            });
+            limit.push(r.files / (r.ms / 1000));
+          } finally {
+            await removeDir(dir);
+          }
+        },
+      ];
+      if (round % 2 === 1) steps.reverse();
+      for (const step of steps) await step();
+    }
+
+    const rps = server.map((r) => r.reqPerS);
+    const rel = median(ratios(rps, limit));
+    const errors = server.reduce((a, r) => a + r.errors, 0);
+    section.tables.push({
+      head: ['what', 'files/s median (rounds)', 'p99 ms', 'p50 ms', 'vs limit', 'errors'],
+      rows: [
+        [
+          `ft-server, ${cfg.connections} connections`,
+          withRounds(rps),
+          num(median(server.map((r) => r.p99Ms))),
+          num(median(server.map((r) => r.p50Ms))),
+          `${rel.toFixed(2)}x`,
+          String(errors),
+        ],
+        [
+          `bare write/fsync/rename, ${cfg.connections} at once`,
+          withRounds(limit),
+          '',
+          '',
+          '1.00x',
+          '',
+        ],
+      ],
+    });
+    section.targets.push({
+      what: `PUT small, ft-server / bare-script files/s, ${cfg.connections} connections`,
+      ratio: rel,
+      target: 0.5,
+    });
+    if (errors > 0) section.notes.push(`ft-server: ${errors} errors or non-2xx answers.`);
+    const most = Math.max(...server.map((r) => r.requests));
+    if (most > cfg.pool) {
+      section.notes.push(
+        `A round sent ${most} PUTs, more than the ${cfg.pool} distinct bodies: the rest ` +
+          'replaced names with the same content (cheaper than new files).',
+      );
+    }
+    return section;
+  } finally {
+    await removeDir(work);
+  }
+}

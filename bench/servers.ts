@@ -1,0 +1,43 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { spawnTracked, stopChild } from './lifecycle.js';
+import { waitForListeningLine, type Running } from './proc.js';
+
+/** The repository root (bench/dist/ is two levels below it). */
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+export const BINS = {
+  server: path.join(REPO_ROOT, 'packages/server/bin/ft-server.mjs'),
+  legacy: path.join(REPO_ROOT, 'packages/legacy-static/bin/ft-legacy-static.mjs'),
+  migrate: path.join(REPO_ROOT, 'packages/migrate/bin/ft-migrate.mjs'),
+};
+
+async function startNode(bin: string, args: string[], logFile: string): Promise<Running> {
+  const child = spawnTracked(process.execPath, [bin, ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  try {
+    const url = await waitForListeningLine(child, logFile);
+    return { child, pid: child.pid!, url, stop: () => stopChild(child) };
+  } catch (err) {
+    await stopChild(child);
+    throw new Error(`${path.basename(bin)} did not start: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * `ft-server -d DIR -p 0 -L LOG` as deployed: a log line per request at the default
+ * level, written to a file.
+ */
+export function startFtServer(dir: string, logFile: string): Promise<Running> {
+  return startNode(BINS.server, ['-d', dir, '-p', '0', '-L', logFile], logFile);
+}
+
+/** `ft-legacy-static --root FT_ROOT --port 0 --host 127.0.0.1 -L LOG`. */
+export function startLegacyStatic(ftRoot: string, logFile: string): Promise<Running> {
+  return startNode(
+    BINS.legacy,
+    ['--root', ftRoot, '--port', '0', '--host', '127.0.0.1', '-L', logFile],
+    logFile,
+  );
+}
