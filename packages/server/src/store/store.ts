@@ -1,13 +1,11 @@
-import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
-import { Writable, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
+import type { Readable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { BadRequestError, FiletrackerError, joinName } from '@filetracker/shared-protocol';
 import { BlobRefs } from './blob-refs.js';
+import { inflateBlob } from '../recover/gzip-size.js';
 import { ingest } from './ingest.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import { blobPath, storeLayout, type StoreLayout } from './layout.js';
@@ -268,17 +266,7 @@ export class Store {
     } catch {
       return undefined;
     }
-    let logicalSize = 0;
-    await pipeline(
-      createReadStream(file),
-      createGunzip(),
-      new Writable({
-        write(chunk: Buffer, _enc, callback) {
-          logicalSize += chunk.length;
-          callback();
-        },
-      }),
-    );
+    const { logicalSize } = await inflateBlob(file, { hash: false, storedSize });
     return { logicalSize, storedSize };
   }
 
