@@ -182,6 +182,7 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     mode: setup.mode,
     verifyDigest: options.verify === 'digest',
     concurrency: options.concurrency,
+    gzipLevel: options.gzipLevel,
     retries: options.retries,
     followSymlinks: options.followSymlinks,
     state,

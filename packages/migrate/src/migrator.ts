@@ -188,6 +188,8 @@ export interface MigratorOptions {
   /** `--verify=digest`: also download every file and compare sha256. */
   verifyDigest?: boolean;
   concurrency?: number;
+  /** zlib level of uploads (the client's default, 6, when absent). */
+  gzipLevel?: number;
   retries?: number;
   retryBaseMs?: number;
   /** Upload the target of a symlink to a file under the symlink's name. */
@@ -237,6 +239,7 @@ export class Migrator extends EventEmitter<MigratorEvents> {
   readonly #mode: MigrateMode;
   readonly #verifyDigest: boolean;
   readonly #concurrency: number;
+  readonly #gzipLevel: number | undefined;
   readonly #retries: number;
   readonly #retryBaseMs: number;
   readonly #followSymlinks: boolean;
@@ -278,6 +281,7 @@ export class Migrator extends EventEmitter<MigratorEvents> {
     this.#mode = options.mode ?? 'upload';
     this.#verifyDigest = options.verifyDigest ?? false;
     this.#concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
+    this.#gzipLevel = options.gzipLevel;
     this.#retries = options.retries ?? DEFAULT_RETRIES;
     this.#retryBaseMs = options.retryBaseMs ?? DEFAULT_RETRY_BASE_MS;
     this.#followSymlinks = options.followSymlinks ?? false;
@@ -497,7 +501,11 @@ export class Migrator extends EventEmitter<MigratorEvents> {
     let stored: number;
     try {
       stored = await this.#retrying(file, (signal) =>
-        this.#client.put(file.name, file.path, { version: file.version, signal }),
+        this.#client.put(file.name, file.path, {
+          version: file.version,
+          signal,
+          ...(this.#gzipLevel !== undefined && { gzipLevel: this.#gzipLevel }),
+        }),
       );
     } catch (err) {
       // A file rewritten between the client's hashing pass and its upload pass is refused

@@ -40,6 +40,8 @@ export interface PutOptions {
   version?: number;
   /** Send gzip (the server stores gzip either way), default true. */
   compress?: boolean;
+  /** zlib level of the gzip sent, default 6 (the Python client's). */
+  gzipLevel?: number;
   signal?: AbortSignal;
 }
 
@@ -229,7 +231,7 @@ export class FiletrackerClient {
     this.#checkOpen();
     const { signal } = options;
     const url = this.#fileUrl(name) + this.#query(options.version ?? nowVersion());
-    const body = await preparePutBody(source, options.compress ?? true, signal);
+    const body = await preparePutBody(source, options.compress ?? true, signal, options.gzipLevel);
     const response = await this.#attempt(body.replayable, signal, () =>
       this.#got.put(url, {
         body: body.open(),

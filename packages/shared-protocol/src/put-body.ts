@@ -15,7 +15,7 @@ import { HEADER } from './headers.js';
 export const SMALL_FILE_BYTES = 1024 * 1024;
 
 /** zlib's default, and what the Python client uses (`gzip.compress`'s 9 is too slow). */
-const GZIP_LEVEL = 6;
+export const DEFAULT_GZIP_LEVEL = 6;
 
 const gzipAsync = promisify(gzip);
 
@@ -38,11 +38,12 @@ export async function preparePutBody(
   source: string | Buffer | NodeJS.ReadableStream,
   compress: boolean,
   signal?: AbortSignal,
+  level = DEFAULT_GZIP_LEVEL,
 ): Promise<PutBody> {
-  if (Buffer.isBuffer(source)) return bufferBody(source, compress);
-  if (typeof source === 'string') return fileBody(source, compress, signal);
+  if (Buffer.isBuffer(source)) return bufferBody(source, compress, level);
+  if (typeof source === 'string') return fileBody(source, compress, level, signal);
   // A stream can be read once: gzip it on the fly and let the server hash it.
-  const body: Transform = compress ? createGzip({ level: GZIP_LEVEL }) : new PassThrough();
+  const body: Transform = compress ? createGzip({ level }) : new PassThrough();
   let opened = false;
   return {
     headers: compress ? { [HEADER.contentEncoding]: 'gzip' } : {},
@@ -57,7 +58,7 @@ export async function preparePutBody(
   };
 }
 
-async function bufferBody(data: Buffer, compress: boolean): Promise<PutBody> {
+async function bufferBody(data: Buffer, compress: boolean, level: number): Promise<PutBody> {
   if (!compress) {
     return {
       headers: { 'content-length': String(data.length) },
@@ -65,7 +66,7 @@ async function bufferBody(data: Buffer, compress: boolean): Promise<PutBody> {
       open: () => data,
     };
   }
-  const gz = await gzipAsync(data, { level: GZIP_LEVEL });
+  const gz = await gzipAsync(data, { level });
   return {
     headers: {
       ...hints(createHash('sha256').update(data).digest('hex'), data.length),
@@ -76,10 +77,15 @@ async function bufferBody(data: Buffer, compress: boolean): Promise<PutBody> {
   };
 }
 
-async function fileBody(path: string, compress: boolean, signal?: AbortSignal): Promise<PutBody> {
+async function fileBody(
+  path: string,
+  compress: boolean,
+  level: number,
+  signal?: AbortSignal,
+): Promise<PutBody> {
   const info = await stat(path);
   if (info.size < SMALL_FILE_BYTES) {
-    return bufferBody(await readFile(path, { signal }), compress);
+    return bufferBody(await readFile(path, { signal }), compress, level);
   }
   if (!compress) {
     // Chunked: a Content-Length taken from stat() would break if the file changes size.
@@ -102,7 +108,7 @@ async function fileBody(path: string, compress: boolean, signal?: AbortSignal): 
     headers: hints(hash.digest('hex'), size),
     replayable: true,
     open() {
-      const gz = createGzip({ level: GZIP_LEVEL });
+      const gz = createGzip({ level });
       pipeline(createReadStream(path), gz, () => {});
       return gz;
     },
