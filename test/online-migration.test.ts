@@ -12,6 +12,7 @@ import { after, before, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { FiletrackerClient, nowVersion, walkTree } from '@filetracker/shared-protocol';
 import { REPO_ROOT, startProcess, tempDir, type RunningProcess } from './helpers/server.js';
+import { prng } from './helpers/fault-prng.js';
 
 const SERVER_BIN = 'packages/server/bin/ft-server.mjs';
 const LEGACY_BIN = 'packages/legacy-static/bin/ft-legacy-static.mjs';
@@ -21,15 +22,6 @@ interface LegacyFile {
   name: string;
   content: Buffer;
   mtime: number;
-}
-
-/** A deterministic pseudo-random generator, so a failure can be replayed. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
 }
 
 function legacyFiles(): LegacyFile[] {

@@ -22,23 +22,12 @@ import {
   type HistoryOp,
   type NameState,
 } from './helpers/linearizable.js';
+import { prng } from './helpers/fault-prng.js';
 
 const BASE = 1_700_000_000;
 /** Versions are drawn from BASE..BASE+SPREAD, so equal versions are common. */
 const SPREAD = 10;
 const MODES: PutMode[] = ['gzip-hints', 'gzip', 'plain', 'plain-checksum'];
-
-/** mulberry32: a seeded PRNG, so a failing schedule can be replayed with FT_TEST_SEED. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * The contents: each encodes its version and kind, and does not depend on the name, so
