@@ -4,6 +4,7 @@ import Koa from 'koa';
 import type { Context } from 'koa';
 import koaStatic from 'koa-static';
 import { pino, type Logger } from 'pino';
+import { AccessLog } from '@filetracker/http-telemetry';
 import {
   MethodNotAllowedError,
   NotFoundError,
@@ -72,6 +73,7 @@ export function legacyContext(options: LegacyAppOptions): LegacyContext {
   const logger = options.logger ?? pino({ level: 'silent' });
   const stats = new RequestStats();
   const metrics = new LegacyMetrics();
+  const log = new AccessLog(logger, 'request');
   return {
     logger,
     guard: new RootGuard(options.root),
@@ -79,7 +81,12 @@ export function legacyContext(options: LegacyAppOptions): LegacyContext {
     metrics,
     record(method, path, status, bytes, ms) {
       stats.bytesSent += bytes;
-      logger.info({ method, path, status, bytes, ms }, 'request');
+      if (log.enabled) {
+        log.write(
+          `"method":${AccessLog.str(method)},"path":${AccessLog.str(path)},` +
+            `"status":${status},"bytes":${bytes},"ms":${ms}`,
+        );
+      }
       metrics.observe(method, status, bytes, ms);
     },
   };

@@ -1,6 +1,7 @@
 import { access, constants } from 'node:fs/promises';
 import path from 'node:path';
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { RequestMetrics } from '@filetracker/http-telemetry';
 
 /**
  * Prometheus metrics of ft-legacy-static, in a registry of its own: requests by method and
@@ -8,37 +9,28 @@ import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client
  */
 export class LegacyMetrics {
   readonly registry = new Registry();
-  readonly #requests: Counter<'method' | 'status'>;
-  readonly #duration: Histogram<'method'>;
-  readonly #bytesOut: Counter;
+  readonly #requests: RequestMetrics;
 
   constructor() {
-    const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'ft_legacy_' });
-    this.#requests = new Counter({
-      name: 'ft_legacy_http_requests_total',
-      help: 'HTTP requests answered, by method and status',
-      labelNames: ['method', 'status'],
-      registers,
-    });
-    this.#duration = new Histogram({
-      name: 'ft_legacy_http_request_duration_seconds',
-      help: 'Time from request to the end of the answer',
+    this.#requests = new RequestMetrics({
+      registry: this.registry,
       labelNames: ['method'],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30],
-      registers,
-    });
-    this.#bytesOut = new Counter({
-      name: 'ft_legacy_http_sent_bytes_total',
-      help: 'Body bytes sent',
-      registers,
+      requests: {
+        name: 'ft_legacy_http_requests_total',
+        help: 'HTTP requests answered, by method and status',
+      },
+      duration: {
+        name: 'ft_legacy_http_request_duration_seconds',
+        help: 'Time from request to the end of the answer',
+        buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30],
+      },
+      bytesOut: { name: 'ft_legacy_http_sent_bytes_total', help: 'Body bytes sent' },
     });
   }
 
   observe(method: string, status: number, bytes: number, ms: number): void {
-    this.#requests.inc({ method, status: String(status) });
-    this.#duration.observe({ method }, ms / 1000);
-    this.#bytesOut.inc(bytes);
+    this.#requests.observe([method], status, ms / 1000, 0, bytes);
   }
 }
 

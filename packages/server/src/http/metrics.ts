@@ -1,5 +1,6 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from 'pino';
+import { AccessLog, RequestMetrics } from '@filetracker/http-telemetry';
 import type { Store } from '../store/store.js';
 
 /** One finished request, as the log line and the metrics see it. */
@@ -21,38 +22,27 @@ export interface RequestRecord {
  */
 export class ServerMetrics {
   readonly registry = new Registry();
-  readonly #requests: Counter<'endpoint' | 'method' | 'status'>;
-  readonly #duration: Histogram<'endpoint' | 'method'>;
-  readonly #bytesIn: Counter;
-  readonly #bytesOut: Counter;
+  readonly #requests: RequestMetrics;
 
   constructor(store: Store) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'ft_' });
-    this.#requests = new Counter({
-      name: 'ft_http_requests_total',
-      help: 'HTTP requests answered, by endpoint, method and status',
-      labelNames: ['endpoint', 'method', 'status'],
-      registers,
-    });
-    this.#duration = new Histogram({
-      name: 'ft_http_request_duration_seconds',
-      help: 'Time from request to the end of the answer',
+    this.#requests = new RequestMetrics({
+      registry: this.registry,
       labelNames: ['endpoint', 'method'],
-      buckets: [
-        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120,
-      ],
-      registers,
-    });
-    this.#bytesIn = new Counter({
-      name: 'ft_http_received_bytes_total',
-      help: 'Bytes received',
-      registers,
-    });
-    this.#bytesOut = new Counter({
-      name: 'ft_http_sent_bytes_total',
-      help: 'Bytes sent',
-      registers,
+      requests: {
+        name: 'ft_http_requests_total',
+        help: 'HTTP requests answered, by endpoint, method and status',
+      },
+      duration: {
+        name: 'ft_http_request_duration_seconds',
+        help: 'Time from request to the end of the answer',
+        buckets: [
+          0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120,
+        ],
+      },
+      bytesIn: { name: 'ft_http_received_bytes_total', help: 'Bytes received' },
+      bytesOut: { name: 'ft_http_sent_bytes_total', help: 'Bytes sent' },
     });
     const gauge = (name: string, help: string, read: () => number): void => {
       new Gauge({
@@ -89,20 +79,19 @@ export class ServerMetrics {
   }
 
   observe(r: RequestRecord): void {
-    this.#requests.inc({ endpoint: r.endpoint, method: r.method, status: String(r.status) });
-    this.#duration.observe({ endpoint: r.endpoint, method: r.method }, r.ms / 1000);
-    this.#bytesIn.inc(r.bytesIn);
-    this.#bytesOut.inc(r.bytesOut);
+    this.#requests.observe([r.endpoint, r.method], r.status, r.ms / 1000, r.bytesIn, r.bytesOut);
   }
 }
 
 /** Where every finished request goes: one log line, and the metrics. */
 export class Telemetry {
   readonly #logger: Logger;
+  readonly #log: AccessLog;
   readonly metrics: ServerMetrics;
 
   constructor(logger: Logger, store: Store) {
     this.#logger = logger;
+    this.#log = new AccessLog(logger);
     this.metrics = new ServerMetrics(store);
   }
 
@@ -111,14 +100,12 @@ export class Telemetry {
   }
 
   record(r: RequestRecord): void {
-    this.#logger.info({
-      method: r.method,
-      path: r.path,
-      status: r.status,
-      bytesIn: r.bytesIn,
-      bytesOut: r.bytesOut,
-      ms: r.ms,
-    });
+    if (this.#log.enabled) {
+      this.#log.write(
+        `"method":${AccessLog.str(r.method)},"path":${AccessLog.str(r.path)},` +
+          `"status":${r.status},"bytesIn":${r.bytesIn},"bytesOut":${r.bytesOut},"ms":${r.ms}`,
+      );
+    }
     this.metrics.observe(r);
   }
 }

@@ -1,0 +1,2 @@
+export { AccessLog } from './access-log.js';
+export { RequestMetrics, type RequestMetricsOptions } from './request-metrics.js';

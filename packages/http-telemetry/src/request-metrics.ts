@@ -1,0 +1,166 @@
+import { Counter, type Metric, type Registry } from 'prom-client';
+
+/** A counter or histogram of {@link RequestMetrics}: its name and help text. */
+interface Described {
+  name: string;
+  help: string;
+}
+
+export interface RequestMetricsOptions {
+  registry: Registry;
+  /** Labels of every request series, in the order `observe` gets their values. */
+  labelNames: readonly string[];
+  /** Requests answered, labelled with `labelNames` and `status`. */
+  requests: Described;
+  /** Request duration in seconds, labelled with `labelNames`. */
+  duration: Described & { buckets: readonly number[] };
+  /** Body bytes received, when counted. */
+  bytesIn?: Described;
+  /** Bytes sent. */
+  bytesOut: Described;
+}
+
+interface Series {
+  labels: Record<string, string>;
+  count: number;
+}
+
+interface DurationSeries {
+  labels: Record<string, string>;
+  /** Observations per bucket (not cumulative); the last slot is above every bound. */
+  buckets: Float64Array;
+  sum: number;
+  count: number;
+}
+
+/**
+ * Request counters and a duration histogram, kept as plain numbers per request and handed
+ * to prom-client only when /metrics is scraped.
+ *
+ * prom-client validates and hashes the label object on every `inc` and `observe`; measured
+ * on small-file GETs (wrk, 8 connections) that cost ft-server a fifth of its throughput.
+ * Here a request costs two Map lookups by a string key and a few additions. The output is
+ * the same series prom-client would write (`_bucket` with `le`, `_sum`, `_count`).
+ */
+export class RequestMetrics {
+  readonly #labelNames: readonly string[];
+  readonly #bounds: readonly number[];
+  readonly #requests = new Map<string, Series>();
+  readonly #durations = new Map<string, DurationSeries>();
+  #bytesIn = 0;
+  #bytesOut = 0;
+
+  constructor(options: RequestMetricsOptions) {
+    this.#labelNames = options.labelNames;
+    this.#bounds = [...options.duration.buckets].sort((a, b) => a - b);
+    const registers = [options.registry];
+    const requests = this.#requests;
+    new Counter({
+      ...options.requests,
+      labelNames: [...options.labelNames, 'status'],
+      registers,
+      collect() {
+        this.reset();
+        for (const s of requests.values()) this.inc(s.labels, s.count);
+      },
+    });
+    options.registry.registerMetric(
+      new DurationHistogram(options.duration, this.#bounds, this.#durations) as unknown as Metric,
+    );
+    const total = (d: Described, read: () => number): void => {
+      new Counter({
+        ...d,
+        registers,
+        collect() {
+          this.reset();
+          this.inc(read());
+        },
+      });
+    };
+    if (options.bytesIn) total(options.bytesIn, () => this.#bytesIn);
+    total(options.bytesOut, () => this.#bytesOut);
+  }
+
+  /** One finished request; `labels` are the values of `labelNames`, in order. */
+  observe(
+    labels: readonly string[],
+    status: number,
+    seconds: number,
+    bytesIn: number,
+    bytesOut: number,
+  ): void {
+    let key = '';
+    for (const v of labels) key += v + '\u0000';
+    const statusKey = key + status;
+    let req = this.#requests.get(statusKey);
+    if (!req) {
+      req = { labels: { ...this.#labelsOf(labels), status: String(status) }, count: 0 };
+      this.#requests.set(statusKey, req);
+    }
+    req.count++;
+    let dur = this.#durations.get(key);
+    if (!dur) {
+      dur = {
+        labels: this.#labelsOf(labels),
+        buckets: new Float64Array(this.#bounds.length + 1),
+        sum: 0,
+        count: 0,
+      };
+      this.#durations.set(key, dur);
+    }
+    let i = 0;
+    while (i < this.#bounds.length && seconds > this.#bounds[i]!) i++;
+    dur.buckets[i]!++;
+    dur.sum += seconds;
+    dur.count++;
+    this.#bytesIn += bytesIn;
+    this.#bytesOut += bytesOut;
+  }
+
+  #labelsOf(values: readonly string[]): Record<string, string> {
+    const labels: Record<string, string> = {};
+    this.#labelNames.forEach((name, i) => (labels[name] = values[i] ?? ''));
+    return labels;
+  }
+}
+
+/** The histogram as prom-client's registry reads a metric: name, help, type and `get()`. */
+class DurationHistogram {
+  readonly name: string;
+  readonly help: string;
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  readonly #bounds: readonly number[];
+  readonly #series: Map<string, DurationSeries>;
+
+  constructor(d: Described, bounds: readonly number[], series: Map<string, DurationSeries>) {
+    this.name = d.name;
+    this.help = d.help;
+    this.#bounds = bounds;
+    this.#series = series;
+  }
+
+  get(): Promise<object> {
+    const values: { labels: object; value: number; metricName: string }[] = [];
+    const bucket = `${this.name}_bucket`;
+    for (const s of this.#series.values()) {
+      let cumulative = 0;
+      this.#bounds.forEach((le, i) => {
+        cumulative += s.buckets[i]!;
+        values.push({ labels: { le, ...s.labels }, value: cumulative, metricName: bucket });
+      });
+      values.push(
+        { labels: { le: '+Inf', ...s.labels }, value: s.count, metricName: bucket },
+        { labels: s.labels, value: s.sum, metricName: `${this.name}_sum` },
+        { labels: s.labels, value: s.count, metricName: `${this.name}_count` },
+      );
+    }
+    const { name, help, type, aggregator } = this;
+    return Promise.resolve({ name, help, type, aggregator, values });
+  }
+
+  /** `registry.resetMetrics()`: forget every observation. */
+  reset(): void {
+    this.#series.clear();
+  }
+}
