@@ -25,6 +25,7 @@ import {
 import { encodeName, formatHttpDate } from '@filetracker/shared-protocol';
 import {
   httpRequest,
+  isRunning,
   rawGet,
   runLegacy,
   startLegacy,
@@ -275,6 +276,29 @@ for (const [label, makeListener] of LISTENERS)
       assert.equal((await httpRequest(base, '/status', { method: 'HEAD' })).status, 200);
     });
 
+    test('a served path whose file or directory becomes a symlink out of FT_ROOT is 404', async () => {
+      const dir = join(store.root, 'files', 'swapped');
+      await mkdir(dir, { recursive: true });
+      await writeFile(join(dir, 'a.txt'), 'inside');
+      await writeFile(join(dir, 'b.txt'), 'inside too');
+      // Served (and cached) while inside.
+      assert.equal((await httpRequest(base, '/files/swapped/a.txt')).body.toString(), 'inside');
+      assert.equal((await httpRequest(base, '/files/swapped/b.txt')).status, 200);
+      // The file itself becomes a link to a file outside.
+      await rm(join(dir, 'a.txt'));
+      await symlink(join(store.outside, 'secret.txt'), join(dir, 'a.txt'));
+      const file = await httpRequest(base, '/files/swapped/a.txt');
+      assert.equal(file.status, 404);
+      assert.ok(!file.body.toString().includes(SECRET));
+      // The directory becomes a link to a directory outside holding a b.txt.
+      await writeFile(join(store.outside, 'b.txt'), SECRET);
+      await rename(dir, dir + '.old');
+      await symlink(store.outside, dir);
+      const viaDir = await httpRequest(base, '/files/swapped/b.txt');
+      assert.equal(viaDir.status, 404);
+      assert.ok(!viaDir.body.toString().includes(SECRET));
+    });
+
     test('a file rewritten on disk is served with its new bytes and mtime, never stale', async () => {
       const file = join(store.root, 'files', 'changing.txt');
       await writeFile(file, 'first version');
@@ -440,6 +464,68 @@ describe('ft-legacy-static as a process', () => {
       }).on('error', reject);
     });
     assert.equal(received, big.length);
+    assert.equal(await proc.exited, 0);
+  });
+
+  test('--workers 2: two processes share the port; /status and /metrics sum over both', async () => {
+    const proc = await start(['--workers', '2']);
+    assert.equal(proc.workers.length, 2);
+    // node:cluster hands new connections to the workers in turn: each request on a
+    // connection of its own, so both workers answer some.
+    const n = 10;
+    for (let i = 0; i < n; i++) {
+      assertServed(await httpRequest(proc.url, '/files/plain.txt'), FILES['/plain.txt']!);
+    }
+    const status = JSON.parse((await httpRequest(proc.url, '/status')).body.toString()) as {
+      requests: number;
+      bytesSent: number;
+    };
+    assert.equal(status.requests, n + 1);
+    assert.equal(status.bytesSent, n * FILES['/plain.txt']!.length);
+    const metrics = (await httpRequest(proc.url, '/metrics')).body.toString();
+    assert.match(
+      metrics,
+      new RegExp(`^ft_legacy_http_requests_total{method="GET",status="200"} ${n + 1}$`, 'm'),
+    );
+    proc.child.kill('SIGTERM');
+    assert.equal(await proc.exited, 0);
+    const pids = new Set(proc.lines.filter((l) => l.msg === 'request').map((l) => l.pid));
+    assert.deepEqual([...pids].sort(), [...proc.workers].sort());
+    for (const pid of proc.workers) assert.equal(isRunning(pid), false);
+  });
+
+  test('--workers 2: a worker that dies is replaced, and the others go on serving', async () => {
+    const proc = await start(['--workers', '2']);
+    const [victim, survivor] = proc.workers as [number, number];
+    process.kill(victim, 'SIGKILL');
+    await waitFor(() =>
+      Promise.resolve(proc.lines.some((l) => l.msg === 'worker died; starting another')),
+    );
+    assertServed(await httpRequest(proc.url, '/files/plain.txt'), FILES['/plain.txt']!);
+    await waitFor(() =>
+      Promise.resolve(proc.lines.filter((l) => l.msg === 'listening').length === 2),
+    );
+    const again = proc.lines.filter((l) => l.msg === 'listening')[1]!.workers as number[];
+    assert.ok(again.includes(survivor));
+    assert.ok(!again.includes(victim));
+    proc.workers.push(...again);
+    proc.child.kill('SIGTERM');
+    assert.equal(await proc.exited, 0);
+    for (const pid of again) assert.equal(isRunning(pid), false);
+  });
+
+  test('--workers 2: workers stop by themselves when the primary is killed', async () => {
+    const proc = await start(['--workers', '2']);
+    proc.child.kill('SIGKILL');
+    await proc.exited;
+    await waitFor(() => Promise.resolve(proc.workers.every((pid) => !isRunning(pid))));
+  });
+
+  test('--workers 1 is a single process', async () => {
+    const proc = await start(['--workers', '1']);
+    assert.deepEqual(proc.workers, []);
+    assertServed(await httpRequest(proc.url, '/files/plain.txt'), FILES['/plain.txt']!);
+    proc.child.kill('SIGTERM');
     assert.equal(await proc.exited, 0);
   });
 

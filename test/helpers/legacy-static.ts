@@ -84,8 +84,20 @@ export interface LegacyProcess {
   lines: Record<string, unknown>[];
   /** Resolves with the exit code (or the signal's name) once the process is gone. */
   exited: Promise<number | string>;
-  /** SIGKILLs the process if it still runs; safe to call twice. */
+  /** The worker processes the listening line named (--workers above 1), else empty. */
+  workers: number[];
+  /** SIGKILLs the process and its workers if they still run; safe to call twice. */
   kill(): Promise<void>;
+}
+
+/** Whether a process of this pid exists. */
+export function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -103,9 +115,11 @@ export async function startLegacy(args: string[], logFile?: string): Promise<Leg
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const lines: Record<string, unknown>[] = [];
   createInterface({ input: child.stdout! }).on('line', (text) => lines.push(parseLine(text)));
+  let workers: number[] = [];
   const kill = async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     await exited;
+    for (const pid of workers) if (isRunning(pid)) process.kill(pid, 'SIGKILL');
   };
   const end = Date.now() + 10_000;
   let listening: Record<string, unknown> | undefined;
@@ -119,7 +133,8 @@ export async function startLegacy(args: string[], logFile?: string): Promise<Leg
     }
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  return { child, url: String(listening.url), lines, exited, kill };
+  workers = Array.isArray(listening.workers) ? (listening.workers as number[]) : [];
+  return { child, url: String(listening.url), lines, exited, workers, kill };
 }
 
 function parseLine(text: string): Record<string, unknown> {

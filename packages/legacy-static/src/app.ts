@@ -11,6 +11,7 @@ import {
   encodeName,
   formatHttpDate,
 } from '@filetracker/shared-protocol';
+import type { WorkerLink } from './cluster.js';
 import { legacyHealth, LegacyMetrics } from './metrics.js';
 import { parseLegacyPath } from './paths.js';
 import { respondError } from './respond-error.js';
@@ -23,6 +24,8 @@ export interface LegacyAppOptions {
   root: string;
   /** Gets one line per request; silent when omitted. */
   logger?: Logger;
+  /** In a cluster worker: where /status and /metrics summed over all workers come from. */
+  link?: WorkerLink;
 }
 
 const ALLOW = ['GET', 'HEAD'] as const;
@@ -64,6 +67,7 @@ export interface LegacyContext {
   guard: RootGuard;
   stats: RequestStats;
   metrics: LegacyMetrics;
+  link: WorkerLink | undefined;
   /** Counts and logs one finished request. */
   record(method: string, path: string, status: number, bytes: number, ms: number): void;
 }
@@ -74,11 +78,13 @@ export function legacyContext(options: LegacyAppOptions): LegacyContext {
   const stats = new RequestStats();
   const metrics = new LegacyMetrics();
   const log = new AccessLog(logger, 'request');
+  options.link?.provide(metrics.registry, () => stats.snapshot());
   return {
     logger,
     guard: new RootGuard(options.root),
     stats,
     metrics,
+    link: options.link,
     record(method, path, status, bytes, ms) {
       stats.bytesSent += bytes;
       if (log.enabled) {
@@ -94,7 +100,7 @@ export function legacyContext(options: LegacyAppOptions): LegacyContext {
 
 /** The Koa app over a context shared with {@link createLegacyListener}. */
 export function buildLegacyApp(context: LegacyContext): Koa {
-  const { logger, guard, stats, metrics } = context;
+  const { logger, guard, stats, metrics, link } = context;
   const serve = koaStatic(guard.realRoot, {
     // koa-send's defaults do not fit a 1.x store. It would answer `x` with a sibling
     // `x.gz`/`x.br` (test packages hold both `foo.in` and `foo.in.gz`), hide dotfiles
@@ -119,11 +125,11 @@ export function buildLegacyApp(context: LegacyContext): Koa {
     }
     const target = parseLegacyPath(ctx.path);
     if (target.kind === 'status') {
-      ctx.body = stats.snapshot();
+      ctx.body = link ? await link.status() : stats.snapshot();
       return;
     }
     if (target.kind === 'metrics') {
-      ctx.body = await metrics.registry.metrics();
+      ctx.body = link ? await link.metrics() : await metrics.registry.metrics();
       ctx.set('Content-Type', metrics.registry.contentType);
       return;
     }

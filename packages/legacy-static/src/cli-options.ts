@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
 
 /** The parsed command line of `ft-legacy-static`. */
@@ -7,6 +8,7 @@ export interface CliOptions {
   host: string;
   logFile?: string;
   logLevel: string;
+  workers: number;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -23,6 +25,17 @@ function parsePort(value: string): number {
  * The one option table: it drives both parsing and `--help`. The defaults are those of
  * the lighttpd setup this replaces (DESIGN.md "Command lines").
  */
+function parseWorkers(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1 || n > 64) {
+    throw new InvalidArgumentError('workers is a whole number from 1 to 64.');
+  }
+  return n;
+}
+
+/** One worker per core, up to 4: small-file GETs scale with cores; memory grows per worker. */
+export const DEFAULT_WORKERS = Math.min(4, Math.max(1, availableParallelism()));
+
 const OPTIONS: Option[] = [
   new Option('--root <FT_ROOT>', 'the 1.x store to serve; FT_ROOT/files/{name} is served')
     .env('FT_LEGACY_STATIC_ROOT')
@@ -38,6 +51,13 @@ const OPTIONS: Option[] = [
     '-L, --log-file <FILE>',
     'append JSON log lines to FILE instead of stdout; reopened on SIGHUP',
   ).env('FT_LEGACY_STATIC_LOG_FILE'),
+  new Option(
+    '-w, --workers <N>',
+    'worker processes sharing the port (1 = a single process); each keeps its own cache',
+  )
+    .env('FT_LEGACY_STATIC_WORKERS')
+    .default(DEFAULT_WORKERS)
+    .argParser(parseWorkers),
   new Option('--log-level <LEVEL>', 'least severe level logged; "silent" logs nothing')
     .env('FT_LEGACY_STATIC_LOG_LEVEL')
     .choices(LOG_LEVELS)

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { createLegacyListener } from './fast-path.js';
 import { buildProgram, type CliOptions } from './cli-options.js';
 import { createLogger, type LoggerHandle } from './logger.js';
+import { isWorker, runPrimary, WorkerLink } from './cluster.js';
 
 type CliErrorCode = 'BAD_ROOT' | 'BAD_LOG_FILE' | 'ADDRESS_IN_USE' | 'LISTEN_DENIED' | 'BAD_HOST';
 
@@ -94,48 +95,116 @@ function listen(server: Server, port: number, host: string): Promise<AddressInfo
   });
 }
 
-/** SIGTERM/SIGINT: stop accepting, let in-flight requests finish, flush logs, exit 0. */
-function trapSignals(server: Server, log: LoggerHandle): void {
+/**
+ * Stops the server: in-flight requests finish (keep-alive connections are closed as soon
+ * as they are idle), the log is flushed, and the process exits 0. `now`: exits 1 at once.
+ */
+function stopper(server: Server, log: LoggerHandle): (why: string, now?: boolean) => void {
   let stopping = false;
-  const stop = (signal: NodeJS.Signals) => {
-    if (stopping) {
-      log.logger.warn({ signal }, 'second signal, exiting without waiting');
+  return (why, now = false) => {
+    if (now) {
+      log.logger.warn({ why }, 'exiting without waiting');
       log.flush();
       process.exit(1);
     }
+    if (stopping) return;
     stopping = true;
-    log.logger.info({ signal }, 'shutting down');
+    log.logger.info({ why }, 'shutting down');
     server.close(() => {
       log.logger.info('stopped');
       log.flush();
       process.exit(0);
     });
-    // Keep-alive connections would hold close() open until they time out: close each one
-    // as soon as it is idle, also those whose download is still running now.
     server.closeIdleConnections();
     setInterval(() => server.closeIdleConnections(), 100).unref();
   };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+}
+
+function listenLine(log: LoggerHandle, options: CliOptions, port: number, extra = {}): void {
+  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+  log.logger.info({ url: `http://${host}:${port}`, root: options.root, ...extra }, 'listening');
+}
+
+async function warnIfNoFiles(log: LoggerHandle, root: string): Promise<void> {
+  if (!(await isDirectory(join(root, 'files')))) {
+    // Likely --root pointed at files/ itself; lighttpd would have answered 404 likewise.
+    log.logger.warn({ root }, 'FT_ROOT has no files/ directory: every GET is 404');
+  }
+}
+
+/** One process serving on its own (--workers 1). */
+async function runSingle(options: CliOptions): Promise<void> {
+  const log = createLogger({ logFile: options.logFile, level: options.logLevel });
+  const server = createServer(createLegacyListener({ root: options.root, logger: log.logger }));
+  const address = await listen(server, options.port, options.host);
+  await warnIfNoFiles(log, options.root);
+  listenLine(log, options, address.port);
+  const stop = stopper(server, log);
+  let signalled = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    stop(signal, signalled);
+    signalled = true;
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
   process.on('SIGHUP', () => {
     log.reopen();
     log.logger.info('log reopened');
   });
 }
 
+/** The primary of --workers N: starts and watches the workers (see cluster.ts). */
+async function runClusterPrimary(options: CliOptions): Promise<void> {
+  const log = createLogger({ logFile: options.logFile, level: options.logLevel });
+  await warnIfNoFiles(log, options.root);
+  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+  const code = await runPrimary({
+    workers: options.workers,
+    logger: log.logger,
+    reopenLog: () => log.reopen(),
+    flushLog: () => log.flush(),
+    url: (port) => `http://${host}:${port}`,
+  });
+  log.flush();
+  process.exit(code);
+}
+
+/**
+ * A worker of --workers N: serves like a single process, but stops when the primary says
+ * so (or is gone), and asks the primary for /status and /metrics summed over all workers.
+ * Signals sent to the whole group (Ctrl-C, systemd's stop) are taken as a graceful stop.
+ */
+async function runClusterWorker(options: CliOptions): Promise<void> {
+  const log = createLogger({ logFile: options.logFile, level: options.logLevel });
+  let stop: (why: string, now?: boolean) => void = () => process.exit(0);
+  const link = new WorkerLink({
+    stop: () => stop('asked by the primary'),
+    stopNow: () => stop('asked by the primary', true),
+    reopen: () => log.reopen(),
+  });
+  const server = createServer(
+    createLegacyListener({ root: options.root, logger: log.logger, link }),
+  );
+  stop = stopper(server, log);
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => {});
+  try {
+    const address = await listen(server, options.port, options.host);
+    link.listening(address.port);
+  } catch (err) {
+    link.fatal(err instanceof CliError ? err.message : (err as Error).message);
+    log.flush();
+    process.exit(2);
+  }
+}
+
 async function run(options: CliOptions): Promise<void> {
+  if (isWorker()) return runClusterWorker(options);
   await checkRoot(options.root);
   if (options.logFile !== undefined) await checkLogFile(options.logFile);
-  const log = createLogger({ logFile: options.logFile, level: options.logLevel });
-  const server = createServer(createLegacyListener({ root: options.root, logger: log.logger }));
-  const address = await listen(server, options.port, options.host);
-  if (!(await isDirectory(join(options.root, 'files')))) {
-    // Likely --root pointed at files/ itself; lighttpd would have answered 404 likewise.
-    log.logger.warn({ root: options.root }, 'FT_ROOT has no files/ directory: every GET is 404');
-  }
-  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
-  log.logger.info({ url: `http://${host}:${address.port}`, root: options.root }, 'listening');
-  trapSignals(server, log);
+  if (options.workers > 1) return runClusterPrimary(options);
+  return runSingle(options);
 }
 
 /** The `ft-legacy-static` command line; `argv` as in `process.argv`. */

@@ -34,6 +34,11 @@ export class RootGuard {
     }
   }
 
+  /** `FT_ROOT/files/{components}` as given, not resolved: check it with a resolve. */
+  pathOf(components: readonly string[]): string {
+    return join(this.#files, ...components);
+  }
+
   /**
    * {@link resolve} without the thread-pool round trip, for the in-memory path: undefined
    * for anything but a plain answer (absent, outside, or an error the async path reports).

@@ -1,0 +1,299 @@
+import cluster, { type Worker } from 'node:cluster';
+import type { Logger } from 'pino';
+import { AggregatorRegistry, type Registry } from 'prom-client';
+import type { StatusSnapshot } from './request-stats.js';
+
+/**
+ * Several worker processes behind one port (node:cluster), for the second core.
+ *
+ * One process of ft-legacy-static tops out at about a third of lighttpd on small files
+ * (wrk, 3,000 files of 1-10 KiB), most of it in Node's HTTP layer; two workers on two
+ * cores served 0.41x (8 connections) and 0.52x (64) in the same run. The store is read
+ * only and every worker checks the disk on every request, so workers share nothing but
+ * the port. The primary answers no HTTP: it starts the workers, replaces one that dies,
+ * passes signals on, and sums the workers' counters for /status and /metrics, which any
+ * worker may be asked for.
+ */
+
+/** Messages between the primary and a worker, over the cluster's IPC channel. */
+type Message =
+  | { ft: 'listening'; port: number }
+  | { ft: 'fatal'; message: string }
+  | { ft: 'status?'; id: number }
+  | { ft: 'status-of'; id: number }
+  | { ft: 'status-is'; id: number; snapshot: StatusSnapshot }
+  | { ft: 'status='; id: number; snapshot?: StatusSnapshot; error?: string }
+  | { ft: 'metrics?'; id: number }
+  | { ft: 'metrics='; id: number; text?: string; error?: string }
+  | { ft: 'stop' | 'stop-now' | 'reopen' };
+
+function isMessage(m: unknown): m is Message {
+  return typeof m === 'object' && m !== null && typeof (m as { ft?: unknown }).ft === 'string';
+}
+
+/** How long a worker waits for the primary, and the primary for the workers, on a scrape. */
+const ASK_TIMEOUT_MS = 5_000;
+
+/** What the primary does to a worker's life: the events main.ts hooks its own code to. */
+export interface PrimaryOptions {
+  workers: number;
+  logger: Logger;
+  /** The log handle's reopen, for SIGHUP. */
+  reopenLog(): void;
+  flushLog(): void;
+  /** The URL to log once every worker listens, from the port they got. */
+  url(port: number): string;
+}
+
+/**
+ * Runs the primary: forks the workers, logs one `listening` line once all of them listen,
+ * and stops them on SIGTERM/SIGINT (a second signal stops them at once). Resolves with
+ * the exit code: 0 after a clean stop, 1 after a forced one, 2 when a worker could not
+ * listen (its one-line reason goes to stderr).
+ */
+export function runPrimary(options: PrimaryOptions): Promise<number> {
+  const { logger } = options;
+  const started = Date.now();
+  const aggregator = new AggregatorRegistry();
+  let stopping = false;
+  const listening = new Set<number>();
+  let othersStarted = false;
+  let resolveExit: (code: number) => void;
+  const exit = new Promise<number>((resolve) => (resolveExit = resolve));
+  let exitCode = 0;
+
+  const alive = (): Worker[] =>
+    Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w && !w.isDead());
+  const sendAll = (m: Message): void => {
+    for (const w of alive()) if (w.isConnected()) w.send(m);
+  };
+
+  // Status requests in flight: the worker that asked, and the answers gathered so far.
+  let nextId = 0;
+  const statusAsks = new Map<
+    number,
+    { from: Worker; replyId: number; pending: number; sum: StatusSnapshot; timer: NodeJS.Timeout }
+  >();
+  const finishStatus = (id: number): void => {
+    const ask = statusAsks.get(id);
+    if (!ask) return;
+    statusAsks.delete(id);
+    clearTimeout(ask.timer);
+    ask.sum.uptimeSeconds = Math.floor((Date.now() - started) / 1000);
+    if (ask.from.isConnected()) {
+      ask.from.send({ ft: 'status=', id: ask.replyId, snapshot: ask.sum } satisfies Message);
+    }
+  };
+
+  const onMessage = (worker: Worker, m: unknown): void => {
+    if (!isMessage(m)) return;
+    switch (m.ft) {
+      case 'listening':
+        listening.add(worker.id);
+        // The first worker listened, so the port is ours: start the others (see below).
+        if (listening.size === 1 && !othersStarted) {
+          othersStarted = true;
+          for (let i = 1; i < options.workers; i++) fork();
+        }
+        if (listening.size === options.workers) {
+          logger.info(
+            { url: options.url(m.port), workers: alive().map((w) => w.process.pid) },
+            'listening',
+          );
+        }
+        break;
+      case 'fatal':
+        if (!stopping) {
+          process.stderr.write(`ft-legacy-static: ${m.message}\n`);
+          exitCode = 2;
+          stop('a worker could not listen', false);
+        }
+        break;
+      case 'status?': {
+        const id = nextId++;
+        const workers = alive().filter((w) => w.isConnected());
+        statusAsks.set(id, {
+          from: worker,
+          replyId: m.id,
+          pending: workers.length,
+          sum: { uptimeSeconds: 0, requests: 0, bytesSent: 0 },
+          timer: setTimeout(() => finishStatus(id), ASK_TIMEOUT_MS),
+        });
+        for (const w of workers) w.send({ ft: 'status-of', id } satisfies Message);
+        break;
+      }
+      case 'status-is': {
+        const ask = statusAsks.get(m.id);
+        if (!ask) break;
+        ask.sum.requests += m.snapshot.requests;
+        ask.sum.bytesSent += m.snapshot.bytesSent;
+        if (--ask.pending === 0) finishStatus(m.id);
+        break;
+      }
+      case 'metrics?':
+        aggregator.clusterMetrics().then(
+          (text) => {
+            if (worker.isConnected()) worker.send({ ft: 'metrics=', id: m.id, text });
+          },
+          (err: Error) => {
+            logger.error({ err }, 'summing the workers’ metrics failed');
+            if (worker.isConnected()) worker.send({ ft: 'metrics=', id: m.id, error: err.message });
+          },
+        );
+        break;
+      default:
+        break;
+    }
+  };
+
+  const fork = (): void => {
+    const worker = cluster.fork();
+    worker.on('message', (m: unknown) => onMessage(worker, m));
+  };
+
+  cluster.on('exit', (worker, code, signal) => {
+    if (stopping) {
+      if (alive().length === 0) {
+        logger.info('stopped');
+        options.flushLog();
+        resolveExit(exitCode);
+      }
+      return;
+    }
+    // A worker that dies on its own (a crash, the OOM killer) is replaced; its open
+    // connections are lost, the others' are not.
+    logger.error({ pid: worker.process.pid, code, signal }, 'worker died; starting another');
+    listening.delete(worker.id);
+    setTimeout(() => {
+      if (!stopping) fork();
+    }, 1_000).unref();
+  });
+
+  /** Graceful: workers finish what is in flight. `now`: they exit at once. */
+  function stop(why: string, now: boolean): void {
+    if (now) {
+      exitCode = exitCode || 1;
+      logger.warn({ why }, 'stopping workers at once');
+      sendAll({ ft: 'stop-now' });
+      setTimeout(() => {
+        for (const w of alive()) w.process.kill('SIGKILL');
+      }, 2_000).unref();
+    } else if (!stopping) {
+      logger.info({ why }, 'shutting down');
+      sendAll({ ft: 'stop' });
+    }
+    stopping = true;
+    if (alive().length === 0) resolveExit(exitCode);
+  }
+
+  // A second signal while stopping means: now.
+  process.on('SIGTERM', () => stop('SIGTERM', stopping));
+  process.on('SIGINT', () => stop('SIGINT', stopping));
+  process.on('SIGHUP', () => {
+    options.reopenLog();
+    logger.info('log reopened');
+    sendAll({ ft: 'reopen' });
+  });
+
+  // One worker first: when the port cannot be had, only it finds out (Node 20's cluster
+  // crashes the other workers with a TypeError if several fail to listen at once).
+  fork();
+  return exit;
+}
+
+/** A worker's side: asks the primary for the summed /status and /metrics. */
+export class WorkerLink {
+  #nextId = 0;
+  readonly #waiting = new Map<number, (m: Message) => void>();
+  #localStatus: () => StatusSnapshot = () => ({ uptimeSeconds: 0, requests: 0, bytesSent: 0 });
+
+  /**
+   * `hooks`: what this worker does when the primary asks it to stop (gracefully or at
+   * once) or to reopen its log.
+   */
+  constructor(hooks: { stop(): void; stopNow(): void; reopen(): void }) {
+    process.on('message', (m: unknown) => {
+      if (!isMessage(m)) return;
+      switch (m.ft) {
+        case 'status-of':
+          process.send?.({
+            ft: 'status-is',
+            id: m.id,
+            snapshot: this.#localStatus(),
+          } satisfies Message);
+          break;
+        case 'status=':
+        case 'metrics=':
+          this.#waiting.get(m.id)?.(m);
+          break;
+        case 'stop':
+          hooks.stop();
+          break;
+        case 'stop-now':
+          hooks.stopNow();
+          break;
+        case 'reopen':
+          hooks.reopen();
+          break;
+        default:
+          break;
+      }
+    });
+    // The primary is gone (killed): stop rather than hold the port for nobody.
+    process.on('disconnect', () => hooks.stop());
+  }
+
+  /** This worker's own registry and counters, for the primary to sum. */
+  provide(registry: Registry, localStatus: () => StatusSnapshot): void {
+    this.#localStatus = localStatus;
+    AggregatorRegistry.setRegistries([registry]);
+    // prom-client answers the primary's metric requests once an AggregatorRegistry exists.
+    new AggregatorRegistry();
+  }
+
+  listening(port: number): void {
+    process.send?.({ ft: 'listening', port } satisfies Message);
+  }
+
+  fatal(message: string): void {
+    process.send?.({ ft: 'fatal', message } satisfies Message);
+  }
+
+  async status(): Promise<StatusSnapshot> {
+    const m = await this.#ask('status?');
+    if (m.ft !== 'status=' || !m.snapshot) throw new Error('no status from the primary');
+    return m.snapshot;
+  }
+
+  async metrics(): Promise<string> {
+    const m = await this.#ask('metrics?');
+    if (m.ft !== 'metrics=' || m.text === undefined) {
+      throw new Error(`no metrics from the primary${m.ft === 'metrics=' ? `: ${m.error}` : ''}`);
+    }
+    return m.text;
+  }
+
+  #ask(ft: 'status?' | 'metrics?'): Promise<Message> {
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiting.delete(id);
+        reject(new Error(`the primary did not answer ${ft} within ${ASK_TIMEOUT_MS} ms`));
+      }, ASK_TIMEOUT_MS);
+      this.#waiting.set(id, (m) => {
+        clearTimeout(timer);
+        this.#waiting.delete(id);
+        resolve(m);
+      });
+      if (!process.connected || !process.send) {
+        clearTimeout(timer);
+        this.#waiting.delete(id);
+        reject(new Error('no channel to the primary'));
+        return;
+      }
+      process.send({ ft, id } satisfies Message);
+    });
+  }
+}
+
+export const isWorker = (): boolean => cluster.isWorker;
