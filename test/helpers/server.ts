@@ -67,6 +67,8 @@ export interface RunningProcess {
   url: string;
   /** Every stdout line so far. */
   lines: string[];
+  /** What it wrote to stderr so far. */
+  stderr(): string;
   /** Sends SIGTERM (or `signal`) and resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
   exited: Promise<number | null>;
@@ -117,6 +119,7 @@ export async function startProcess(
     child,
     url,
     lines,
+    stderr: () => stderr,
     exited,
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);

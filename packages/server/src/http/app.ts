@@ -22,6 +22,7 @@ import {
   type Endpoint,
   type RequestTarget,
 } from '@filetracker/shared-protocol';
+import { readAhead } from '../store/read-ahead.js';
 import type { Store } from '../store/store.js';
 import { errorHandler } from './errors.js';
 import { fallbackVersion } from './fallback.js';
@@ -59,7 +60,7 @@ const ALLOWED: Record<Endpoint, readonly string[]> = {
 
 /**
  * Read size for large blobs: 1 MiB reads instead of the stream default of 64 KiB cut the
- * system calls per GiB sixteen-fold (memory stays bounded: one buffer per download).
+ * system calls per GiB sixteen-fold (memory stays bounded: see readAhead).
  */
 const LARGE_READ_BYTES = 1024 * 1024;
 
@@ -154,15 +155,13 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
     ctx.type = 'application/octet-stream';
     if (acceptsGzip(ctx.get('Accept-Encoding'))) {
       ctx.set('Content-Encoding', 'gzip');
-      if (opened)
-        ctx.body =
-          opened.buffer ?? opened.handle!.createReadStream({ highWaterMark: LARGE_READ_BYTES });
+      if (opened) ctx.body = opened.buffer ?? readAhead(opened.handle!, LARGE_READ_BYTES);
       ctx.length = file.storedSize;
     } else {
       if (opened) {
         const source = opened.buffer
           ? Readable.from([opened.buffer])
-          : opened.handle!.createReadStream({ highWaterMark: LARGE_READ_BYTES });
+          : readAhead(opened.handle!, LARGE_READ_BYTES);
         const gunzip = createGunzip();
         pipeline(source, gunzip).catch(() => {});
         ctx.body = gunzip;

@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { readdir, rm } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { test } from 'node:test';
+import { gunzipSync } from 'node:zlib';
+import { formatHttpDate } from '@filetracker/shared-protocol';
+import { startProcess, tempDir } from './helpers/server.js';
+import { httpRequest } from './helpers/server-http.js';
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+async function openFds(pid: number): Promise<number> {
+  return (await readdir(`/proc/${pid}/fd`)).length;
+}
+
+/** GETs `path` on a raw socket, takes `bytes` of the answer, then hangs up. */
+async function getThenHangUp(url: string, path: string, bytes: number): Promise<void> {
+  const { hostname, port } = new URL(url);
+  const socket = connect(Number(port), hostname);
+  await once(socket, 'connect');
+  socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n`);
+  let got = 0;
+  for await (const chunk of socket) {
+    got += (chunk as Buffer).length;
+    if (got >= bytes) break; // leaving the loop destroys the socket
+  }
+  socket.destroy();
+}
+
+test('large downloads arrive whole, and clients that hang up mid-way leave no blob open', async (t) => {
+  const dir = await tempDir();
+  const server = await startProcess('packages/server/bin/ft-server.mjs', [
+    '-d',
+    dir,
+    '-p',
+    '0',
+    '-l',
+    '127.0.0.1',
+  ]);
+  t.after(async () => {
+    await server.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  // Incompressible, so the stored gzip is as large as the content: several 1 MiB reads.
+  const content = randomBytes(12 * 1024 * 1024 + 12345);
+  const version = encodeURIComponent(formatHttpDate(1_700_000_000));
+  const put = await fetch(`${server.url}/files/big/blob.bin?last_modified=${version}`, {
+    method: 'PUT',
+    body: content,
+  });
+  assert.equal(put.status, 200, await put.text());
+
+  const gz = await httpRequest(server.url, '/files/big/blob.bin', {
+    headers: { 'accept-encoding': 'gzip' },
+  });
+  assert.equal(gz.headers['content-encoding'], 'gzip');
+  const stored = gz.body;
+  assert.equal(stored.length, Number(gz.headers['content-length']));
+  assert.equal(sha(gunzipSync(stored)), sha(content));
+  const plain = await httpRequest(server.url, '/files/big/blob.bin', {
+    headers: { 'accept-encoding': 'identity' },
+  });
+  assert.equal(plain.headers['content-encoding'], undefined);
+  assert.equal(sha(plain.body), sha(content));
+
+  const pid = server.child.pid!;
+  const baseline = await openFds(pid);
+  for (let i = 0; i < 20; i++) {
+    await getThenHangUp(server.url, '/files/big/blob.bin', 256 * 1024 + i * 100_000);
+  }
+  // Each download held the blob open; all of them are closed once the server notices.
+  const deadline = Date.now() + 10_000;
+  while ((await openFds(pid)) > baseline + 1 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.ok((await openFds(pid)) <= baseline + 1, `fds: ${await openFds(pid)} vs ${baseline}`);
+  // A handle left to the garbage collector would be closed late, with this warning.
+  assert.doesNotMatch(server.stderr(), /garbage collection/);
+  // And it still serves.
+  const again = await httpRequest(server.url, '/files/big/blob.bin', {
+    headers: { 'accept-encoding': 'gzip' },
+  });
+  assert.deepEqual(again.body, stored);
+});
