@@ -369,6 +369,27 @@ describe('ft-server protocol over HTTP', () => {
   });
 
   describe('versions', () => {
+    it('a GET answered from memory carries the headers of the version stored now', async () => {
+      const gz = { 'Accept-Encoding': 'gzip' };
+      const name = '/ver/memory.txt';
+      await putOk(ft, name, 'first content', V);
+      // The second GET of a name is answered from memory.
+      for (let i = 0; i < 2; i++) assert.equal(versionOf(await getFile(ft, name, gz)), V);
+      // Same content, newer version: same blob in memory, new Last-Modified.
+      await putOk(ft, name, 'first content', V + 10);
+      const same = await getFile(ft, name, gz);
+      assert.equal(versionOf(same), V + 10);
+      assert.equal(gunzipSync(same.body).toString(), 'first content');
+      // New content: every header follows it.
+      await putOk(ft, name, 'second, longer content', V + 20);
+      const changed = await getFile(ft, name, gz);
+      assert.equal(versionOf(changed), V + 20);
+      assert.equal(changed.headers['logical-size'], String('second, longer content'.length));
+      assert.equal(changed.headers['etag'], `"${sha256(Buffer.from('second, longer content'))}"`);
+      assert.equal(changed.headers['content-length'], String(changed.body.length));
+      assert.equal(gunzipSync(changed.body).toString(), 'second, longer content');
+    });
+
     it('PUT answers Last-Modified equal to the version it stored, for several versions', async () => {
       for (const v of [1, 86_400, V, 2_000_000_000, 4_102_444_800]) {
         const res = await putOk(ft, `/ver/at-${v}`, `v${v}`, v);
