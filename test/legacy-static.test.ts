@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import {
   mkdir,
@@ -12,7 +13,7 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import { createServer, get, type RequestListener, type Server } from 'node:http';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { connect, createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -297,6 +298,26 @@ for (const [label, makeListener] of LISTENERS)
       const viaDir = await httpRequest(base, '/files/swapped/b.txt');
       assert.equal(viaDir.status, 404);
       assert.ok(!viaDir.body.toString().includes(SECRET));
+    });
+
+    test('a file of several MiB arrives whole, also after clients that hung up mid-way', async () => {
+      const big = randomBytes(5 * 1024 * 1024 + 777);
+      await writeFile(join(store.root, 'files', 'large.bin'), big);
+      for (let i = 0; i < 5; i++) {
+        const { hostname, port } = new URL(base);
+        const socket = connect(Number(port), hostname);
+        await once(socket, 'connect');
+        socket.write('GET /files/large.bin HTTP/1.1\r\nHost: x\r\n\r\n');
+        await once(socket, 'data');
+        socket.destroy();
+      }
+      const answer = await httpRequest(base, '/files/large.bin');
+      assert.equal(answer.status, 200);
+      assert.equal(answer.headers['content-length'], String(big.length));
+      assert.ok(answer.body.equals(big));
+      const head = await httpRequest(base, '/files/large.bin', { method: 'HEAD' });
+      assert.equal(head.headers['content-length'], String(big.length));
+      assert.equal(head.body.length, 0);
     });
 
     test('a file rewritten on disk is served with its new bytes and mtime, never stale', async () => {

@@ -1,4 +1,6 @@
 import { ReadStream } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import type { ServerResponse } from 'node:http';
 import Koa from 'koa';
 import type { Context } from 'koa';
@@ -10,6 +12,8 @@ import {
   NotFoundError,
   encodeName,
   formatHttpDate,
+  readAhead,
+  type ReadAheadStream,
 } from '@filetracker/shared-protocol';
 import type { WorkerLink } from './cluster.js';
 import { legacyHealth, LegacyMetrics } from './metrics.js';
@@ -42,8 +46,47 @@ function sentBytes(
   length: ReturnType<ServerResponse['getHeader']>,
 ): number {
   if (method === 'HEAD') return 0;
-  if (body instanceof ReadStream) return body.bytesRead;
+  if (body instanceof Readable && typeof (body as ReadAheadStream).bytesRead === 'number') {
+    return (body as ReadAheadStream).bytesRead; // fs.ReadStream, or readAhead's
+  }
   return Number(length ?? 0) || 0;
+}
+
+/** Files above this size are streamed with readAhead rather than koa-send's stream. */
+const READ_AHEAD_FROM = 1024 * 1024;
+const READ_BYTES = 1024 * 1024;
+
+/**
+ * Swaps koa-send's stream (64 KiB reads, the disk and the socket taking turns) for
+ * readAhead (1 MiB reads, the next one in flight while the last is sent), when the file
+ * opened again is the one koa-send described (same size and Last-Modified); else keeps
+ * koa-send's stream.
+ */
+async function readAheadInstead(ctx: Context, original: ReadStream): Promise<void> {
+  const length = ctx.length;
+  let handle: FileHandle;
+  try {
+    handle = await open(String(original.path), 'r');
+  } catch {
+    return;
+  }
+  try {
+    const st = await handle.stat();
+    const same =
+      st.isFile() &&
+      st.size === length &&
+      formatHttpDate(Math.floor(st.mtimeMs / 1000)) === ctx.response.get('Last-Modified');
+    if (!same) {
+      await handle.close();
+      return;
+    }
+  } catch {
+    await handle.close();
+    return;
+  }
+  original.destroy();
+  ctx.body = readAhead(handle, READ_BYTES);
+  ctx.length = length; // Koa drops Content-Length when a stream body is replaced
 }
 
 function notFound(): never {
@@ -147,6 +190,9 @@ export function buildLegacyApp(context: LegacyContext): Koa {
     const canonical = '/files/' + encodeName(target.components.join('/'));
     if (ctx.path !== canonical) ctx.path = canonical;
     await serve(ctx, notFound);
+    if (ctx.method === 'GET' && ctx.body instanceof ReadStream && ctx.length > READ_AHEAD_FROM) {
+      await readAheadInstead(ctx, ctx.body);
+    }
   }
 
   const app = new Koa();

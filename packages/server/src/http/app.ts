@@ -19,10 +19,10 @@ import {
   parseHttpDate,
   parseLogicalSizeHeader,
   parseRequestPath,
+  readAhead,
   type Endpoint,
   type RequestTarget,
 } from '@filetracker/shared-protocol';
-import { readAhead } from '../store/read-ahead.js';
 import type { Store } from '../store/store.js';
 import { errorHandler } from './errors.js';
 import { fallbackVersion } from './fallback.js';

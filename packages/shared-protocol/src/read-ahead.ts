@@ -1,8 +1,11 @@
 import type { FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 
+/** A stream of a file's bytes that counts what it has read, as fs.ReadStream does. */
+export type ReadAheadStream = Readable & { readonly bytesRead: number };
+
 /**
- * A blob's bytes as a stream, read `chunkBytes` at a time with the next read already in
+ * A file's bytes as a stream, read `chunkBytes` at a time with the next read already in
  * flight while the current chunk is written out. Closes the handle at the end, on error,
  * and when the consumer stops early (a client that hangs up).
  *
@@ -11,7 +14,7 @@ import { Readable } from 'node:stream';
  * loopback: ReadStream with 1 MiB reads about 1,900 MiB/s, this about 2,900 MiB/s
  * (lighttpd's sendfile about 4,300 MiB/s). Memory: at most three chunks per download.
  */
-export function readAhead(handle: FileHandle, chunkBytes: number): Readable {
+export function readAhead(handle: FileHandle, chunkBytes: number): ReadAheadStream {
   const read = (position: number) =>
     handle.read(Buffer.allocUnsafe(chunkBytes), 0, chunkBytes, position);
   async function* chunks(): AsyncGenerator<Buffer> {
@@ -25,6 +28,7 @@ export function readAhead(handle: FileHandle, chunkBytes: number): Readable {
           return;
         }
         position += bytesRead;
+        stream.bytesRead = position;
         next = read(position);
         yield bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead);
       }
@@ -34,5 +38,8 @@ export function readAhead(handle: FileHandle, chunkBytes: number): Readable {
       await handle.close();
     }
   }
-  return Readable.from(chunks(), { objectMode: false, highWaterMark: 1 });
+  const stream = Object.assign(Readable.from(chunks(), { objectMode: false, highWaterMark: 1 }), {
+    bytesRead: 0,
+  });
+  return stream;
 }
