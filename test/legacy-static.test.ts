@@ -510,7 +510,11 @@ describe('ft-legacy-static as a process', () => {
     );
     proc.child.kill('SIGTERM');
     assert.equal(await proc.exited, 0);
-    const pids = new Set(proc.lines.filter((l) => l.msg === 'request').map((l) => l.pid));
+    // The last lines may still be in the pipe when the exit is seen.
+    const requests = (): Record<string, unknown>[] =>
+      proc.lines.filter((l) => l.msg === 'request' && l.path === '/files/plain.txt');
+    await waitFor(() => Promise.resolve(requests().length === n));
+    const pids = new Set(requests().map((l) => l.pid));
     assert.deepEqual([...pids].sort(), [...proc.workers].sort());
     for (const pid of proc.workers) assert.equal(isRunning(pid), false);
   });
