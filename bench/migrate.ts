@@ -19,6 +19,13 @@ async function defaultJobs(): Promise<number | undefined> {
   return m ? Number(m[1]) : undefined;
 }
 
+/** ft-migrate's default gzip level, from its --help (6, the Python client's, if absent). */
+async function defaultGzipLevel(): Promise<number> {
+  const r = await run(process.execPath, [BINS.migrate, '--help']);
+  const m = /--gzip-level <N>[\s\S]*?default:\s*(\d+)/.exec(r.stdout);
+  return m ? Number(m[1]) : 6;
+}
+
 /**
  * Writes the files of `tree` as a pool for the bare store script (gzip -6 bodies); returns
  * its files and the tree's total size.
@@ -100,6 +107,8 @@ export async function benchMigrate(ctx: BenchContext): Promise<Section> {
   const work = await tempDir('migrate');
   try {
     const defJobs = await defaultJobs();
+    const defLevel = await defaultGzipLevel();
+    const levels = [...new Set([...cfg.gzipLevels, defLevel])].sort((a, b) => a - b);
     const jobs = [...new Set([...cfg.jobs, ...(defJobs !== undefined ? [defJobs] : [])])].sort(
       (a, b) => a - b,
     );
@@ -114,7 +123,7 @@ export async function benchMigrate(ctx: BenchContext): Promise<Section> {
     const smallPipe = new Map<number, number>();
     const smallList = path.join(work, 'small.list');
     await writeFile(smallList, names.map((n) => `${path.join(small, n)}\n`).join(''));
-    for (const level of cfg.gzipLevels) {
+    for (const level of levels) {
       const p = await runChild<{ bytes: number; gzipBytes: number; ms: number }>('pipeline', {
         listFile: smallList,
         level,
@@ -146,7 +155,7 @@ export async function benchMigrate(ctx: BenchContext): Promise<Section> {
       const r = await migrateOnce(ctx, small, work, `small-j${j}`, j);
       const fps = names.length / (r.ms / 1000);
       const mibs = smallBytes / MiB / (r.ms / 1000);
-      const pipe = smallPipe.get(6) ?? NaN;
+      const pipe = smallPipe.get(defLevel) ?? NaN;
       rows.push([
         `${cfg.smallFiles} small, -j ${j}${j === defJobs ? ' (default)' : ''}`,
         num(fps),
@@ -169,7 +178,7 @@ export async function benchMigrate(ctx: BenchContext): Promise<Section> {
     for (const f of largeFiles) await writeLargeFile(f, cfg.largeBytes);
     const largeBytes = cfg.largeFiles * cfg.largeBytes;
     const largePipe = new Map<number, number>();
-    for (const level of cfg.gzipLevels) {
+    for (const level of levels) {
       const p = await runChild<{ bytes: number; gzipBytes: number; ms: number }>('pipeline', {
         files: largeFiles,
         level,
@@ -185,7 +194,7 @@ export async function benchMigrate(ctx: BenchContext): Promise<Section> {
     for (const j of cfg.largeJobs) {
       const r = await migrateOnce(ctx, large, work, `large-j${j}`, j);
       const mibs = largeBytes / MiB / (r.ms / 1000);
-      const pipe = largePipe.get(6) ?? NaN;
+      const pipe = largePipe.get(defLevel) ?? NaN;
       rows.push([
         `${cfg.largeFiles} x ${largeSize}, -j ${j}`,
         num(cfg.largeFiles / (r.ms / 1000)),
@@ -205,7 +214,7 @@ export async function benchMigrate(ctx: BenchContext): Promise<Section> {
         'bare store files/s (same -j)',
         'vs bare',
         'MiB/s',
-        'vs pipeline (level 6)',
+        `vs pipeline (level ${defLevel}, ft-migrate's default)`,
         'peak RSS MiB',
         'uploaded/failed',
       ],
