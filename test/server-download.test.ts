@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { readdir, rm } from 'node:fs/promises';
+import { readdir, rm, stat, truncate } from 'node:fs/promises';
+import path from 'node:path';
 import { connect } from 'node:net';
 import { test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
@@ -79,9 +80,65 @@ test('large downloads arrive whole, and clients that hang up mid-way leave no bl
   assert.ok((await openFds(pid)) <= baseline + 3, `fds: ${await openFds(pid)} vs ${baseline}`);
   // A handle left to the garbage collector would be closed late, with this warning.
   assert.doesNotMatch(server.stderr(), /garbage collection/);
+  // Clients hanging up are no fault of the server's: nothing above debug is logged.
+  assert.deepEqual(
+    server.lines.filter((l) => l.includes('response stream failed')),
+    [],
+  );
   // And it still serves.
   const again = await httpRequest(server.url, '/files/big/blob.bin', {
     headers: { 'accept-encoding': 'gzip' },
   });
   assert.deepEqual(again.body, stored);
 });
+
+test('a blob found shorter on disk than its record cuts the download off instead of hanging it', async (t) => {
+  const dir = await tempDir();
+  const server = await startProcess('packages/server/bin/ft-server.mjs', ['-d', dir, '-p', '0']);
+  t.after(async () => {
+    await server.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const content = randomBytes(3 * 1024 * 1024);
+  const version = encodeURIComponent(formatHttpDate(1_700_000_000));
+  const put = await fetch(`${server.url}/files/cut/blob.bin?last_modified=${version}`, {
+    method: 'PUT',
+    body: content,
+  });
+  assert.equal(put.status, 200);
+  // Damage the blob behind the server's back (a bad disk, a careless operator).
+  const blobDirs = await readdir(path.join(dir, 'blobs'));
+  const blob = path.join(
+    dir,
+    'blobs',
+    blobDirs[0]!,
+    (await readdir(path.join(dir, 'blobs', blobDirs[0]!)))[0]!,
+  );
+  const full = (await stat(blob)).size;
+  await truncate(blob, Math.floor(full / 2));
+
+  const { hostname, port } = new URL(server.url);
+  const socket = connect(Number(port), hostname);
+  await once(socket, 'connect');
+  socket.write('GET /files/cut/blob.bin HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n');
+  const started = Date.now();
+  let received = 0;
+  let raw = '';
+  for await (const chunk of socket) {
+    received += (chunk as Buffer).length;
+    if (raw.length < 2000) raw += (chunk as Buffer).toString('latin1');
+  }
+  const promised = Number(/content-length: (\d+)/i.exec(raw)?.[1]);
+  assert.equal(promised, full);
+  assert.ok(received < promised, `got ${received} of ${promised} bytes`);
+  assert.ok(Date.now() - started < 3_000, 'closed at once, not after the keep-alive timeout');
+  await waitForLine(server.lines, 'response stream failed');
+});
+
+async function waitForLine(lines: string[], text: string): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!lines.some((l) => l.includes(text))) {
+    if (Date.now() > deadline) throw new Error(`no log line with ${text}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}

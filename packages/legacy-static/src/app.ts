@@ -85,7 +85,7 @@ async function readAheadInstead(ctx: Context, original: ReadStream): Promise<voi
     return;
   }
   original.destroy();
-  ctx.body = readAhead(handle, READ_BYTES);
+  ctx.body = readAhead(handle, READ_BYTES, length);
   ctx.length = length; // Koa drops Content-Length when a stream body is replaced
 }
 

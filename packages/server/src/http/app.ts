@@ -64,6 +64,9 @@ const ALLOWED: Record<Endpoint, readonly string[]> = {
  */
 const LARGE_READ_BYTES = 1024 * 1024;
 
+/** Errors of a response stream that mean the client hung up: no fault of ours. */
+const CLIENT_GONE = new Set(['ERR_STREAM_PREMATURE_CLOSE', 'ECONNRESET', 'EPIPE']);
+
 /** compat, critical: exactly this body; a miss makes clients drop to protocol 1. */
 const VERSION_BODY = '{"protocol_versions": [2]}';
 
@@ -96,7 +99,10 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
   const startedAt = Date.now();
   const app = new Koa();
   app.silent = true;
-  app.on('error', (err: unknown) => logger.warn({ err }, 'response stream failed'));
+  app.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== undefined && CLIENT_GONE.has(err.code)) logger.debug({ err }, 'client gone');
+    else logger.warn({ err }, 'response stream failed');
+  });
 
   const router = new Router<State>();
 
@@ -155,13 +161,15 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
     ctx.type = 'application/octet-stream';
     if (acceptsGzip(ctx.get('Accept-Encoding'))) {
       ctx.set('Content-Encoding', 'gzip');
-      if (opened) ctx.body = opened.buffer ?? readAhead(opened.handle!, LARGE_READ_BYTES);
+      if (opened) {
+        ctx.body = opened.buffer ?? readAhead(opened.handle!, LARGE_READ_BYTES, file.storedSize);
+      }
       ctx.length = file.storedSize;
     } else {
       if (opened) {
         const source = opened.buffer
           ? Readable.from([opened.buffer])
-          : readAhead(opened.handle!, LARGE_READ_BYTES);
+          : readAhead(opened.handle!, LARGE_READ_BYTES, file.storedSize);
         const gunzip = createGunzip();
         pipeline(source, gunzip).catch(() => {});
         ctx.body = gunzip;
