@@ -120,22 +120,31 @@ export async function benchMigrate(ctx: BenchContext): Promise<Section> {
     const { logicalBytes: smallBytes, ...pool } = await poolOfTree(small, names, work);
     const rows: string[][] = [];
     const levelRows: string[][] = [];
-    const smallPipe = new Map<number, number>();
+    /** MiB/s of the pipeline at each level over `files`, with a row per level. */
+    const pipelines = async (
+      what: string,
+      files: { listFile: string } | { files: string[] },
+      count: number,
+    ): Promise<Map<number, number>> => {
+      const mibs = new Map<number, number>();
+      for (const level of levels) {
+        const p = await runChild<{ bytes: number; gzipBytes: number; ms: number }>('pipeline', {
+          ...files,
+          level,
+        });
+        mibs.set(level, p.bytes / MiB / (p.ms / 1000));
+        levelRows.push([
+          `${what}, level ${level}`,
+          num(p.bytes / MiB / (p.ms / 1000)),
+          num(count / (p.ms / 1000)),
+          (p.bytes / p.gzipBytes).toFixed(2),
+        ]);
+      }
+      return mibs;
+    };
     const smallList = path.join(work, 'small.list');
     await writeFile(smallList, names.map((n) => `${path.join(small, n)}\n`).join(''));
-    for (const level of levels) {
-      const p = await runChild<{ bytes: number; gzipBytes: number; ms: number }>('pipeline', {
-        listFile: smallList,
-        level,
-      });
-      smallPipe.set(level, p.bytes / MiB / (p.ms / 1000));
-      levelRows.push([
-        `small tree, level ${level}`,
-        num(p.bytes / MiB / (p.ms / 1000)),
-        num(names.length / (p.ms / 1000)),
-        (p.bytes / p.gzipBytes).toFixed(2),
-      ]);
-    }
+    const smallPipe = await pipelines('small tree', { listFile: smallList }, names.length);
     for (const j of jobs) {
       const limitDir = await tempDir('migrate-limit');
       let limit: { files: number; ms: number };
@@ -177,20 +186,7 @@ export async function benchMigrate(ctx: BenchContext): Promise<Section> {
     );
     for (const f of largeFiles) await writeLargeFile(f, cfg.largeBytes);
     const largeBytes = cfg.largeFiles * cfg.largeBytes;
-    const largePipe = new Map<number, number>();
-    for (const level of levels) {
-      const p = await runChild<{ bytes: number; gzipBytes: number; ms: number }>('pipeline', {
-        files: largeFiles,
-        level,
-      });
-      largePipe.set(level, p.bytes / MiB / (p.ms / 1000));
-      levelRows.push([
-        `large files, level ${level}`,
-        num(p.bytes / MiB / (p.ms / 1000)),
-        num(largeFiles.length / (p.ms / 1000)),
-        (p.bytes / p.gzipBytes).toFixed(2),
-      ]);
-    }
+    const largePipe = await pipelines('large files', { files: largeFiles }, largeFiles.length);
     for (const j of cfg.largeJobs) {
       const r = await migrateOnce(ctx, large, work, `large-j${j}`, j);
       const mibs = largeBytes / MiB / (r.ms / 1000);

@@ -46,6 +46,19 @@ async function assertClean(srv: TestServer): Promise<void> {
   assert.deepEqual(check.problems, []);
 }
 
+/**
+ * After rejected requests: the blobs are those before them, `/kept` (stored at V before
+ * them) reads back whole with its one reference, and the store checks clean.
+ */
+async function assertOnlyKept(srv: TestServer, kept: Buffer, blobsBefore: string[]): Promise<void> {
+  assert.deepEqual(await blobSet(srv), blobsBefore);
+  assert.equal((await srv.store.meta.getBlob(sha256(kept)))?.refs, 1);
+  const got = await getFile(srv.url, '/kept');
+  assert.equal(got.version, V);
+  assert.ok(got.body.equals(kept));
+  await assertClean(srv);
+}
+
 /** Some compressible bytes that still differ from call to call. */
 const sample = (size: number): Buffer =>
   Buffer.concat([randomBytes(32), Buffer.from('abcdefgh\n'.repeat(Math.ceil(size / 9)))]).subarray(
@@ -179,12 +192,7 @@ test('an aborted upload leaves nothing: no link, no blob, an empty ft-tmp/ and u
     await lstat(path.join(srv.dir, 'links', 'aborted', 'claims-stored')).catch(() => null),
     null,
   );
-  assert.deepEqual(await blobSet(srv), blobsBefore);
-  assert.equal((await srv.store.meta.getBlob(sha256(kept)))?.refs, 1);
-  const got = await getFile(srv.url, '/kept');
-  assert.equal(got.version, V);
-  assert.ok(got.body.equals(kept));
-  await assertClean(srv);
+  await assertOnlyKept(srv, kept, blobsBefore);
 });
 
 test('a rejected upload (wrong checksum or size, bad or truncated gzip) is 400 and stores nothing', async (t) => {
@@ -268,12 +276,7 @@ test('a rejected upload (wrong checksum or size, bad or truncated gzip) is 400 a
     assert.deepEqual(await tmpEntries(srv), [], `${c.what}: ft-tmp/ not empty`);
   }
   assert.deepEqual(await readdir(path.join(srv.dir, 'links', 'bad')).catch(() => []), []);
-  assert.deepEqual(await blobSet(srv), blobsBefore);
-  assert.equal((await srv.store.meta.getBlob(sha256(kept)))?.refs, 1);
-  const got = await getFile(srv.url, '/kept');
-  assert.equal(got.version, V);
-  assert.ok(got.body.equals(kept));
-  await assertClean(srv);
+  await assertOnlyKept(srv, kept, blobsBefore);
 });
 
 test('replacing a name is atomic: readers polling during 200 replaces never get a 404 and always get a body and version of one PUT', async (t) => {

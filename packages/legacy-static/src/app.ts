@@ -1,12 +1,12 @@
 import { ReadStream } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { Readable } from 'node:stream';
 import type { ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
 import Koa from 'koa';
 import type { Context } from 'koa';
 import koaStatic from 'koa-static';
 import { pino, type Logger } from 'pino';
-import { AccessLog } from '@filetracker/http-telemetry';
+import { AccessLog, logResponseError } from '@filetracker/http-telemetry';
 import {
   MethodNotAllowedError,
   NotFoundError,
@@ -33,8 +33,6 @@ export interface LegacyAppOptions {
 }
 
 const ALLOW = ['GET', 'HEAD'] as const;
-
-const CLIENT_GONE = new Set(['ERR_STREAM_PREMATURE_CLOSE', 'ECONNRESET', 'EPIPE']);
 
 /**
  * Body bytes a response sent: what was read from the file for a file (the client may
@@ -70,17 +68,12 @@ async function readAheadInstead(ctx: Context, original: ReadStream): Promise<voi
   } catch {
     return;
   }
-  try {
-    const st = await handle.stat();
-    const same =
-      st.isFile() &&
-      st.size === length &&
-      formatHttpDate(Math.floor(st.mtimeMs / 1000)) === ctx.response.get('Last-Modified');
-    if (!same) {
-      await handle.close();
-      return;
-    }
-  } catch {
+  const st = await handle.stat().catch(() => undefined);
+  const same =
+    st?.isFile() === true &&
+    st.size === length &&
+    formatHttpDate(Math.floor(st.mtimeMs / 1000)) === ctx.response.get('Last-Modified');
+  if (!same) {
     await handle.close();
     return;
   }
@@ -198,10 +191,7 @@ export function buildLegacyApp(context: LegacyContext): Koa {
   const app = new Koa();
   // Errors after the headers went out land here. A client that hangs up once it has
   // Content-Length bytes often does so before our end(): that is no failure.
-  app.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code !== undefined && CLIENT_GONE.has(err.code)) logger.debug({ err }, 'client gone');
-    else logger.warn({ err }, 'response failed');
-  });
+  app.on('error', (err: unknown) => logResponseError(logger, err, 'response failed'));
   app.use(async (ctx) => {
     const startMs = performance.now();
     const { method, path, res } = ctx;

@@ -40,7 +40,6 @@ export interface PrimaryOptions {
   logger: Logger;
   /** The log handle's reopen, for SIGHUP. */
   reopenLog(): void;
-  flushLog(): void;
   /** The URL to log once every worker listens, from the port they got. */
   url(port: number): string;
 }
@@ -48,7 +47,7 @@ export interface PrimaryOptions {
 /**
  * Runs the primary: forks the workers, logs one `listening` line once all of them listen,
  * and stops them on SIGTERM/SIGINT (a second signal stops them at once). Resolves with
- * the exit code: 0 after a clean stop, 1 after a forced one, 2 when a worker could not
+ * the exit code (the caller flushes the log and exits): 0 after a clean stop, 1 after a forced one, 2 when a worker could not
  * listen (its one-line reason goes to stderr).
  */
 export function runPrimary(options: PrimaryOptions): Promise<number> {
@@ -155,7 +154,6 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
     if (stopping) {
       if (alive().length === 0) {
         logger.info('stopped');
-        options.flushLog();
         resolveExit(exitCode);
       }
       return;

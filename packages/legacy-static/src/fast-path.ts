@@ -116,7 +116,7 @@ function serveSmall(
   if (!st || !st.isFile() || st.size > SMALL_FILE_BYTES) return false;
   let file = cache.get(joined);
   if (!file || !sameFile(file, st)) {
-    const real = context.guard.resolveSync(target.components);
+    const real = context.guard.resolveSync(joined);
     if (real === undefined) return false;
     file = readSmall(real, st);
     if (!file) return false;

@@ -115,14 +115,17 @@ function stopper(server: Server, log: LoggerHandle): (why: string, now?: boolean
       log.flush();
       process.exit(0);
     });
+    // Keep-alive connections would hold close() open until they time out: close each one
+    // as soon as it is idle, also those whose download is still running now.
     server.closeIdleConnections();
     setInterval(() => server.closeIdleConnections(), 100).unref();
   };
 }
 
-function listenLine(log: LoggerHandle, options: CliOptions, port: number, extra = {}): void {
+/** The URL clients reach at `port` (an IPv6 host in brackets). */
+function urlOf(options: CliOptions, port: number): string {
   const host = options.host.includes(':') ? `[${options.host}]` : options.host;
-  log.logger.info({ url: `http://${host}:${port}`, root: options.root, ...extra }, 'listening');
+  return `http://${host}:${port}`;
 }
 
 async function warnIfNoFiles(log: LoggerHandle, root: string): Promise<void> {
@@ -138,7 +141,7 @@ async function runSingle(options: CliOptions): Promise<void> {
   const server = createServer(createLegacyListener({ root: options.root, logger: log.logger }));
   const address = await listen(server, options.port, options.host);
   await warnIfNoFiles(log, options.root);
-  listenLine(log, options, address.port);
+  log.logger.info({ url: urlOf(options, address.port), root: options.root }, 'listening');
   const stop = stopper(server, log);
   let signalled = false;
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -157,13 +160,11 @@ async function runSingle(options: CliOptions): Promise<void> {
 async function runClusterPrimary(options: CliOptions): Promise<void> {
   const log = createLogger({ logFile: options.logFile, level: options.logLevel });
   await warnIfNoFiles(log, options.root);
-  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
   const code = await runPrimary({
     workers: options.workers,
     logger: log.logger,
     reopenLog: () => log.reopen(),
-    flushLog: () => log.flush(),
-    url: (port) => `http://${host}:${port}`,
+    url: (port) => urlOf(options, port),
   });
   log.flush();
   process.exit(code);
@@ -188,6 +189,8 @@ async function runClusterWorker(options: CliOptions): Promise<void> {
   stop = stopper(server, log);
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // The primary passes SIGHUP on as a message (logrotate signals only the primary); a
+  // SIGHUP sent to the whole group must not kill the worker, which is Node's default.
   process.on('SIGHUP', () => {});
   try {
     const address = await listen(server, options.port, options.host);

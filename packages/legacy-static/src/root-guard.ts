@@ -40,17 +40,18 @@ export class RootGuard {
   }
 
   /**
-   * {@link resolve} without the thread-pool round trip, for the in-memory path: undefined
-   * for anything but a plain answer (absent, outside, or an error the async path reports).
+   * {@link resolve} of a {@link pathOf} without the thread-pool round trip, for the
+   * in-memory path: undefined for anything but a plain answer (absent, outside, or an
+   * error the async path reports).
    */
-  resolveSync(components: readonly string[]): string | undefined {
+  resolveSync(joined: string): string | undefined {
     let real: string;
     try {
-      real = realpathSync.native(join(this.#files, ...components));
+      real = realpathSync.native(joined);
     } catch {
       return undefined;
     }
-    return this.#prefixes.some((p) => real.startsWith(p)) ? real : undefined;
+    return this.#inside(real);
   }
 
   /**
@@ -60,7 +61,7 @@ export class RootGuard {
   async resolve(components: readonly string[]): Promise<string | undefined> {
     let real: string;
     try {
-      real = await realpath(join(this.#files, ...components));
+      real = await realpath(this.pathOf(components));
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? '';
       if (ABSENT.has(code)) return undefined;
@@ -69,6 +70,11 @@ export class RootGuard {
       }
       throw err;
     }
+    return this.#inside(real);
+  }
+
+  /** `real` when it lies under one of the roots, else undefined. */
+  #inside(real: string): string | undefined {
     return this.#prefixes.some((p) => real.startsWith(p)) ? real : undefined;
   }
 }

@@ -4,6 +4,7 @@ import { createGunzip } from 'node:zlib';
 import Koa, { type Context, type Next } from 'koa';
 import Router from '@koa/router';
 import { pino, type Logger } from 'pino';
+import { logResponseError } from '@filetracker/http-telemetry';
 import {
   BadRequestError,
   HEADER,
@@ -64,9 +65,6 @@ const ALLOWED: Record<Endpoint, readonly string[]> = {
  */
 const LARGE_READ_BYTES = 1024 * 1024;
 
-/** Errors of a response stream that mean the client hung up: no fault of ours. */
-const CLIENT_GONE = new Set(['ERR_STREAM_PREMATURE_CLOSE', 'ECONNRESET', 'EPIPE']);
-
 /** compat, critical: exactly this body; a miss makes clients drop to protocol 1. */
 const VERSION_BODY = '{"protocol_versions": [2]}';
 
@@ -99,10 +97,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
   const startedAt = Date.now();
   const app = new Koa();
   app.silent = true;
-  app.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code !== undefined && CLIENT_GONE.has(err.code)) logger.debug({ err }, 'client gone');
-    else logger.warn({ err }, 'response stream failed');
-  });
+  app.on('error', (err: unknown) => logResponseError(logger, err, 'response stream failed'));
 
   const router = new Router<State>();
 

@@ -31,7 +31,8 @@ export function createRequestListener(store: Store, options: AppOptions = {}): R
 
 /**
  * The headers of a 200 from memory, built once per entry (entries are replaced, never
- * changed, on a PUT): formatting the date and the object on every GET cost about 5%.
+ * changed, on a PUT). Building them on every GET (the date, two objects) held the path at
+ * 0.30x lighttpd against 0.39x with them cached (A/B, 8 connections, 5606d7b).
  */
 const okHeaderCache = new WeakMap<FileEntry, { bytes: number; headers: Record<string, string> }>();
 
