@@ -1,7 +1,5 @@
 import { ReadStream } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import type { ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
 import Koa from 'koa';
 import type { Context } from 'koa';
 import koaStatic from 'koa-static';
@@ -12,8 +10,8 @@ import {
   NotFoundError,
   encodeName,
   formatHttpDate,
-  readAhead,
-  type ReadAheadStream,
+  sendFile,
+  type SendProgress,
 } from '@filetracker/shared-protocol';
 import type { WorkerLink } from './cluster.js';
 import { legacyHealth, LegacyMetrics } from './metrics.js';
@@ -38,29 +36,29 @@ const ALLOW = ['GET', 'HEAD'] as const;
  * Body bytes a response sent: what was read from the file for a file (the client may
  * hang up early), else its Content-Length.
  */
-function sentBytes(
-  method: string,
-  body: unknown,
-  length: ReturnType<ServerResponse['getHeader']>,
-): number {
-  if (method === 'HEAD') return 0;
-  if (body instanceof Readable && typeof (body as ReadAheadStream).bytesRead === 'number') {
-    return (body as ReadAheadStream).bytesRead; // fs.ReadStream, or readAhead's
-  }
-  return Number(length ?? 0) || 0;
+function sentBytes(ctx: Context): number {
+  if (ctx.method === 'HEAD') return 0;
+  const sent = ctx.state.sent as SendProgress | undefined;
+  if (sent) return sent.bytesRead; // sendFile's
+  if (ctx.body instanceof ReadStream) return ctx.body.bytesRead;
+  return Number(ctx.res.getHeader('content-length') ?? 0) || 0;
 }
 
-/** Files above this size are streamed with readAhead rather than koa-send's stream. */
-const READ_AHEAD_FROM = 1024 * 1024;
+/** Files above this size are sent with sendFile rather than koa-send's stream. */
+const SEND_FILE_FROM = 1024 * 1024;
 const READ_BYTES = 1024 * 1024;
 
 /**
- * Swaps koa-send's stream (64 KiB reads, the disk and the socket taking turns) for
- * readAhead (1 MiB reads, the next one in flight while the last is sent), when the file
- * opened again is the one koa-send described (same size and Last-Modified); else keeps
- * koa-send's stream.
+ * Sends the file with sendFile (1 MiB reads into reused buffers, the next read in flight
+ * while the last is sent) in place of koa-send's stream (64 KiB reads into new buffers,
+ * the disk and the socket taking turns), when the file opened again is the one koa-send
+ * described (same size and Last-Modified); else leaves koa-send's stream to Koa.
  */
-async function readAheadInstead(ctx: Context, original: ReadStream): Promise<void> {
+async function sendFileInstead(
+  ctx: Context,
+  original: ReadStream,
+  progress: SendProgress,
+): Promise<void> {
   const length = ctx.length;
   let handle: FileHandle;
   try {
@@ -78,8 +76,8 @@ async function readAheadInstead(ctx: Context, original: ReadStream): Promise<voi
     return;
   }
   original.destroy();
-  ctx.body = readAhead(handle, READ_BYTES, length);
-  ctx.length = length; // Koa drops Content-Length when a stream body is replaced
+  ctx.respond = false; // the headers koa-send set are on ctx.res already
+  await sendFile(handle, ctx.res, length, { chunkBytes: READ_BYTES, progress });
 }
 
 function notFound(): never {
@@ -183,8 +181,9 @@ export function buildLegacyApp(context: LegacyContext): Koa {
     const canonical = '/files/' + encodeName(target.components.join('/'));
     if (ctx.path !== canonical) ctx.path = canonical;
     await serve(ctx, notFound);
-    if (ctx.method === 'GET' && ctx.body instanceof ReadStream && ctx.length > READ_AHEAD_FROM) {
-      await readAheadInstead(ctx, ctx.body);
+    if (ctx.method === 'GET' && ctx.body instanceof ReadStream && ctx.length > SEND_FILE_FROM) {
+      ctx.state.sent = { bytesRead: 0 };
+      await sendFileInstead(ctx, ctx.body, ctx.state.sent as SendProgress);
     }
   }
 
@@ -197,7 +196,7 @@ export function buildLegacyApp(context: LegacyContext): Koa {
     const { method, path, res } = ctx;
     stats.requests++;
     res.once('close', () => {
-      const bytes = sentBytes(method, ctx.body, res.getHeader('content-length'));
+      const bytes = sentBytes(ctx);
       const ms = Math.round((performance.now() - startMs) * 100) / 100;
       context.record(method, path, res.statusCode, bytes, ms);
     });

@@ -18,6 +18,13 @@ export function respondError(ctx: Context, err: unknown, logger: Logger): void {
   let message = 'Internal server error';
   if (status === undefined) {
     logger.error({ err, method: ctx.method, path: ctx.path }, 'request failed');
+  }
+  if (ctx.headerSent) {
+    // Part of the body went out: only cutting the connection tells the client.
+    ctx.req.socket.destroy();
+    return;
+  }
+  if (status === undefined) {
     ctx.status = 500;
   } else {
     message = oneLine((err as Error).message || 'Bad request');

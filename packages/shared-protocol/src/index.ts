@@ -6,3 +6,4 @@ export * from './walk.js';
 export * from './read-ahead.js';
 export * from './cli.js';
 export * from './client.js';
+export * from './send-file.js';

@@ -21,6 +21,7 @@ import {
   parseLogicalSizeHeader,
   parseRequestPath,
   readAhead,
+  sendFile,
   type Endpoint,
   type RequestTarget,
 } from '@filetracker/shared-protocol';
@@ -61,7 +62,7 @@ const ALLOWED: Record<Endpoint, readonly string[]> = {
 
 /**
  * Read size for large blobs: 1 MiB reads instead of the stream default of 64 KiB cut the
- * system calls per GiB sixteen-fold (memory stays bounded: see readAhead).
+ * system calls per GiB sixteen-fold (memory stays bounded: see sendFile and readAhead).
  */
 const LARGE_READ_BYTES = 1024 * 1024;
 
@@ -156,10 +157,15 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
     ctx.type = 'application/octet-stream';
     if (acceptsGzip(ctx.get('Accept-Encoding'))) {
       ctx.set('Content-Encoding', 'gzip');
-      if (opened) {
-        ctx.body = opened.buffer ?? readAhead(opened.handle!, LARGE_READ_BYTES, file.storedSize);
-      }
       ctx.length = file.storedSize;
+      if (opened?.buffer) {
+        ctx.body = opened.buffer;
+      } else if (opened) {
+        // The stored gzip as it is: written from a few reused buffers, outside Koa's
+        // stream piping (see sendFile). A short blob cuts the connection and throws.
+        ctx.respond = false;
+        await sendFile(opened.handle!, ctx.res, file.storedSize, { chunkBytes: LARGE_READ_BYTES });
+      }
     } else {
       if (opened) {
         const source = opened.buffer
