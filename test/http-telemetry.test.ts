@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { Counter, Histogram, Registry } from 'prom-client';
-import { AccessLog, RequestMetrics } from '@filetracker/http-telemetry';
+import { AccessLog, RequestMetrics, bufferedLogDestination } from '@filetracker/http-telemetry';
 import { tempDir } from './helpers/server.js';
 
 const BUCKETS = [0.001, 0.01, 0.1, 1, 10];
@@ -96,4 +99,48 @@ test('AccessLog writes the line pino would write for the same fields', async (t)
   assert.equal(log.enabled, false);
   logger.level = 'info';
   assert.equal(log.enabled, true);
+});
+
+test('bufferedLogDestination holds lines back briefly, then writes them within about a second', async (t) => {
+  const dir = await tempDir();
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'batched.log');
+  const { destination, flush } = bufferedLogDestination({ file, name: 'test' });
+  t.after(() => destination.end());
+  const logger = pino({ base: null }, destination);
+  for (let i = 0; i < 3; i++) logger.info({ i }, 'line');
+  const read = async () => (await readFile(file, 'utf8').catch(() => '')).split('\n');
+  // Three short lines are below the batch size: nothing is written at once...
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(await read(), ['']);
+  // ...but within the flush interval with no more lines coming.
+  await new Promise((r) => setTimeout(r, 1300));
+  assert.equal((await read()).filter((l) => l.includes('"msg":"line"')).length, 3);
+  flush(); // nothing left: a no-op
+});
+
+test('bufferedLogDestination writes what it holds when the process dies of an uncaught exception', async (t) => {
+  const dir = await tempDir();
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'crash.log');
+  const script = `
+    import { pino } from 'pino';
+    import { bufferedLogDestination } from '@filetracker/http-telemetry';
+    const { destination } = bufferedLogDestination({ file: ${JSON.stringify(file)}, name: 't' });
+    const logger = pino(destination);
+    destination.on('ready', () => {
+      logger.error('the line before the crash');
+      setTimeout(() => { throw new Error('boom'); }, 10);
+    });`;
+  // Run from the test directory, so the workspace packages resolve as they do here.
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    cwd: path.dirname(fileURLToPath(import.meta.url)),
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const [code] = (await once(child, 'exit')) as [number];
+  assert.equal(code, 1, stderr);
+  assert.match(stderr, /boom/);
+  assert.match(await readFile(file, 'utf8'), /the line before the crash/);
 });

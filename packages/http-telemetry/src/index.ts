@@ -1,3 +1,8 @@
 export { AccessLog } from './access-log.js';
 export { logResponseError } from './response-errors.js';
 export { RequestMetrics, type RequestMetricsOptions } from './request-metrics.js';
+export {
+  bufferedLogDestination,
+  type LogDestination,
+  type LogDestinationOptions,
+} from './log-destination.js';

@@ -1,4 +1,5 @@
 import { pino, type Logger } from 'pino';
+import { bufferedLogDestination } from '@filetracker/http-telemetry';
 
 /** Options of {@link createLogger}. */
 export interface LoggerOptions {
@@ -17,29 +18,12 @@ export interface LoggerHandle {
   flush(): void;
 }
 
-/**
- * A pino logger writing JSON lines through `pino.destination`, asynchronously: at
- * thousands of requests a second, one synchronous write per request line would cost more
- * than the request (pino `docs/asynchronous.md`).
- */
+/** A pino logger writing JSON lines in batches (bufferedLogDestination). */
 export function createLogger(options: LoggerOptions): LoggerHandle {
-  const destination = pino.destination({ dest: options.logFile ?? 1, sync: false });
-  destination.on('error', (err: NodeJS.ErrnoException) => {
-    // A log that cannot be written must not take the file server down with it.
-    process.stderr.write(`ft-legacy-static: cannot write the log: ${err.code ?? err.message}\n`);
+  const { destination, reopen, flush } = bufferedLogDestination({
+    file: options.logFile,
+    name: 'ft-legacy-static',
   });
   const logger = pino({ name: 'ft-legacy-static', level: options.level }, destination);
-  return {
-    logger,
-    reopen() {
-      if (options.logFile !== undefined) destination.reopen();
-    },
-    flush() {
-      try {
-        destination.flushSync();
-      } catch {
-        // Not open yet, or the disk is gone: nothing more can be written anyway.
-      }
-    },
-  };
+  return { logger, reopen, flush };
 }

@@ -1,4 +1,5 @@
 import { pino, type Logger } from 'pino';
+import { bufferedLogDestination } from '@filetracker/http-telemetry';
 
 export interface LoggerOptions {
   /** A file to append to (reopened on SIGHUP, for logrotate); stdout when absent. */
@@ -6,21 +7,17 @@ export interface LoggerOptions {
   level?: string;
 }
 
-/** pino: JSON lines to stdout, or to `-L FILE` through pino.destination. */
+/** pino: JSON lines to stdout, or to `-L FILE`, written in batches (bufferedLogDestination). */
 export function createLogger(options: LoggerOptions): {
   logger: Logger;
   reopen(): void;
   flush(): void;
 } {
-  const destination = pino.destination({
-    dest: options.file ?? 1,
-    sync: false,
+  const { destination, reopen, flush } = bufferedLogDestination({
+    file: options.file,
     mkdir: options.file !== undefined,
+    name: 'ft-server',
   });
   const logger = pino({ level: options.level ?? 'info', base: { pid: process.pid } }, destination);
-  return {
-    logger,
-    reopen: () => destination.reopen(),
-    flush: () => destination.flushSync(),
-  };
+  return { logger, reopen, flush };
 }
