@@ -402,6 +402,55 @@ for (const [label, makeListener] of LISTENERS)
     });
   });
 
+describe('createLegacyListener with a stat cache (statCacheMs)', () => {
+  // Long enough that a loaded machine does not pass it between two requests of a test.
+  const WINDOW_MS = 1500;
+  let store: Store;
+  let server: Server;
+  let base: string;
+
+  before(async () => {
+    store = await makeStore();
+    server = createServer(createLegacyListener({ root: store.root, statCacheMs: WINDOW_MS }));
+    base = await listen(server);
+  });
+  after(async () => {
+    server.closeAllConnections();
+    server.close();
+    await rm(store.dir, { recursive: true, force: true });
+  });
+  const body = async (path: string) => (await httpRequest(base, path)).body.toString();
+  const pastWindow = () => new Promise((r) => setTimeout(r, WINDOW_MS + 100));
+
+  test('a rewritten file is served from memory within the window, and fresh after it', async () => {
+    const file = join(store.root, 'files', 'cached.txt');
+    await writeFile(file, 'first');
+    assert.equal(await body('/files/cached.txt'), 'first');
+    await writeFile(file, 'second version');
+    // Not checked against the disk yet: this is the stat the cache saves.
+    assert.equal(await body('/files/cached.txt'), 'first');
+    await pastWindow();
+    assert.equal(await body('/files/cached.txt'), 'second version');
+    // Checked and unchanged: trusted for another window, still right.
+    await pastWindow();
+    assert.equal(await body('/files/cached.txt'), 'second version');
+  });
+
+  test('a cached file swapped for a symlink out of FT_ROOT never serves the outside bytes', async () => {
+    const file = join(store.root, 'files', 'swap.txt');
+    await writeFile(file, 'inside');
+    assert.equal(await body('/files/swap.txt'), 'inside');
+    await rm(file);
+    await symlink(join(store.outside, 'secret.txt'), file);
+    const within = await httpRequest(base, '/files/swap.txt');
+    assert.ok(!within.body.toString().includes(SECRET));
+    await pastWindow();
+    const after = await httpRequest(base, '/files/swap.txt');
+    assert.equal(after.status, 404);
+    assert.ok(!after.body.toString().includes(SECRET));
+  });
+});
+
 describe('ft-legacy-static as a process', () => {
   let store: Store;
   const running: LegacyProcess[] = [];
@@ -569,6 +618,8 @@ describe('ft-legacy-static as a process', () => {
       '--host',
       '-L, --log-file',
       '--log-level',
+      '-w, --workers',
+      '--stat-cache-ms',
       '--help',
     ]) {
       assert.ok(stdout.includes(flag), flag);
@@ -590,6 +641,24 @@ describe('ft-legacy-static as a process', () => {
   test('no --root or a bad --port exits non-zero', async () => {
     assert.notEqual((await runLegacy(['--port', '0'])).code, 0);
     assert.notEqual((await runLegacy(['--root', store.root, '--port', '70000'])).code, 0);
+    const badCache = await runLegacy(['--root', store.root, '--stat-cache-ms', '-5']);
+    assert.notEqual(badCache.code, 0);
+    assert.match(badCache.stderr, /stat cache/);
+  });
+
+  test('--stat-cache-ms 0 serves a rewritten file fresh at once; a cache time trusts it', async () => {
+    const file = join(store.root, 'files', 'rewritten.txt');
+    await writeFile(file, 'old');
+    const strict = await start(['--stat-cache-ms', '0', '--workers', '1']);
+    const lenient = await start(['--stat-cache-ms', '60000', '--workers', '1']);
+    const now = async (proc: LegacyProcess) =>
+      (await httpRequest(proc.url, '/files/rewritten.txt')).body.toString();
+    for (const proc of [strict, lenient]) assert.equal(await now(proc), 'old');
+    await writeFile(file, 'new bytes');
+    assert.equal(await now(strict), 'new bytes');
+    assert.equal(await now(lenient), 'old');
+    // The default is lighttpd's one second.
+    assert.match((await runLegacy(['--help'])).stdout, /--stat-cache-ms[^]*default:\s+1000/);
   });
 
   test('a port already taken exits non-zero with one line on stderr', async (t) => {

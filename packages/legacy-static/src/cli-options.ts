@@ -9,6 +9,7 @@ export interface CliOptions {
   logFile?: string;
   logLevel: string;
   workers: number;
+  statCacheMs: number;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -29,6 +30,14 @@ function parseWorkers(value: string): number {
   const n = Number(value);
   if (!/^\d+$/.test(value) || n < 1 || n > 64) {
     throw new InvalidArgumentError('workers is a whole number from 1 to 64.');
+  }
+  return n;
+}
+
+function parseStatCacheMs(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > 3_600_000) {
+    throw new InvalidArgumentError('the stat cache time is whole milliseconds, at most 3600000.');
   }
   return n;
 }
@@ -58,6 +67,15 @@ const OPTIONS: Option[] = [
     .env('FT_LEGACY_STATIC_WORKERS')
     .default(DEFAULT_WORKERS)
     .argParser(parseWorkers),
+  new Option(
+    '--stat-cache-ms <MS>',
+    'serve a small file from memory for up to MS ms before checking it against the disk ' +
+      'again, as lighttpd trusts a stat for 1 s; a file changed on disk is stale for at ' +
+      'most that long (0: check on every request)',
+  )
+    .env('FT_LEGACY_STATIC_STAT_CACHE_MS')
+    .default(1000)
+    .argParser(parseStatCacheMs),
   new Option('--log-level <LEVEL>', 'least severe level logged; "silent" logs nothing')
     .env('FT_LEGACY_STATIC_LOG_LEVEL')
     .choices(LOG_LEVELS)

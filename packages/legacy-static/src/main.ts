@@ -138,7 +138,13 @@ async function warnIfNoFiles(log: LoggerHandle, root: string): Promise<void> {
 /** One process serving on its own (--workers 1). */
 async function runSingle(options: CliOptions): Promise<void> {
   const log = createLogger({ logFile: options.logFile, level: options.logLevel });
-  const server = createServer(createLegacyListener({ root: options.root, logger: log.logger }));
+  const server = createServer(
+    createLegacyListener({
+      root: options.root,
+      logger: log.logger,
+      statCacheMs: options.statCacheMs,
+    }),
+  );
   const address = await listen(server, options.port, options.host);
   await warnIfNoFiles(log, options.root);
   log.logger.info({ url: urlOf(options, address.port), root: options.root }, 'listening');
@@ -184,7 +190,12 @@ async function runClusterWorker(options: CliOptions): Promise<void> {
     reopen: () => log.reopen(),
   });
   const server = createServer(
-    createLegacyListener({ root: options.root, logger: log.logger, link }),
+    createLegacyListener({
+      root: options.root,
+      logger: log.logger,
+      link,
+      statCacheMs: options.statCacheMs,
+    }),
   );
   stop = stopper(server, log);
   process.on('SIGTERM', () => stop('SIGTERM'));
