@@ -73,8 +73,14 @@ export class BlobRefs {
         throw new Error(`blob ${digest} vanished while pinned`);
       }
       const target = blobPath(this.#layout, digest);
-      await mkdir(path.dirname(target), { recursive: true });
-      await rename(tmpPath, target);
+      try {
+        await rename(tmpPath, target);
+      } catch (err) {
+        // blobs/xx/ is made by the first blob under it (see LinkTree.replace).
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        await mkdir(path.dirname(target), { recursive: true });
+        await rename(tmpPath, target);
+      }
       const created = { refs: 1, logicalSize: sizes.logicalSize, storedSize: sizes.storedSize };
       try {
         await this.#meta.putBlob(digest, created);

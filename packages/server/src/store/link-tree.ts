@@ -100,16 +100,24 @@ export class LinkTree {
       if (kept !== version) {
         throw new BadRequestError('BAD_DATE', "The store's file system cannot hold this version");
       }
+      // The directory is made only when the rename finds it missing: in a store in use it
+      // nearly always exists, and an mkdir -p per upload costs two more trips through the
+      // thread pool (mkdir, then a stat on EEXIST).
       try {
-        await mkdir(path.dirname(final), { recursive: true });
+        await rename(tmp, final);
       } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'ENOTDIR' || code === 'EEXIST') {
-          throw new ConflictError('A parent of this name is a file', err);
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        try {
+          await mkdir(path.dirname(final), { recursive: true });
+        } catch (mkdirErr) {
+          const code = (mkdirErr as NodeJS.ErrnoException).code;
+          if (code === 'ENOTDIR' || code === 'EEXIST') {
+            throw new ConflictError('A parent of this name is a file', mkdirErr);
+          }
+          throw mkdirErr;
         }
-        throw err;
+        await rename(tmp, final);
       }
-      await rename(tmp, final);
     } catch (err) {
       await unlink(tmp).catch(() => {});
       const code = (err as NodeJS.ErrnoException).code;
