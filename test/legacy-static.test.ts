@@ -588,6 +588,38 @@ describe('ft-legacy-static as a process', () => {
     for (const pid of again) assert.equal(isRunning(pid), false);
   });
 
+  test('--workers 2: a worker that keeps dying at start is restarted ever more slowly', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'ft-legacy-static-crashloop-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const root = join(dir, 'root');
+    await mkdir(join(root, 'files'), { recursive: true });
+    await writeFile(join(root, 'files', 'x.txt'), 'x');
+    const proc = await startLegacy(['--root', root, '--port', '0', '--workers', '2']);
+    running.push(proc);
+    // Without FT_ROOT a new worker dies as it starts.
+    await rename(root, root + '.away');
+    process.kill(proc.workers[0]!, 'SIGKILL');
+    const deaths = () => proc.lines.filter((l) => l.msg === 'worker died; starting another');
+    await waitFor(() => Promise.resolve(deaths().length >= 3), 20_000);
+    assert.deepEqual(
+      deaths()
+        .slice(0, 3)
+        .map((l) => l.restartInMs),
+      [1000, 2000, 4000],
+    );
+    // Once FT_ROOT is back, the next start succeeds and all workers listen again.
+    await rename(root + '.away', root);
+    await waitFor(
+      () => Promise.resolve(proc.lines.filter((l) => l.msg === 'listening').length >= 2),
+      20_000,
+    );
+    const workers = proc.lines.filter((l) => l.msg === 'listening').at(-1)!.workers as number[];
+    proc.workers.push(...workers);
+    assert.equal((await httpRequest(proc.url, '/files/x.txt')).status, 200);
+    proc.child.kill('SIGTERM');
+    assert.equal(await proc.exited, 0);
+  });
+
   test('--workers 2: workers stop by themselves when the primary is killed', async () => {
     const proc = await start(['--workers', '2']);
     proc.child.kill('SIGKILL');

@@ -44,6 +44,12 @@ export interface PrimaryOptions {
   url(port: number): string;
 }
 
+/** The wait before a dead worker is replaced, doubled while they keep dying young... */
+const RESTART_MIN_MS = 1_000;
+const RESTART_MAX_MS = 30_000;
+/** ...and back to the minimum once one has lived this long. */
+const HEALTHY_AFTER_MS = 10_000;
+
 /**
  * Runs the primary: forks the workers, logs one `listening` line once all of them listen,
  * and stops them on SIGTERM/SIGINT (a second signal stops them at once). Resolves with
@@ -145,8 +151,11 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
     }
   };
 
+  const bornAt = new Map<number, number>();
+  let restartDelayMs = RESTART_MIN_MS;
   const fork = (): void => {
     const worker = cluster.fork();
+    bornAt.set(worker.id, Date.now());
     worker.on('message', (m: unknown) => onMessage(worker, m));
   };
 
@@ -159,12 +168,25 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
       return;
     }
     // A worker that dies on its own (a crash, the OOM killer) is replaced; its open
-    // connections are lost, the others' are not.
-    logger.error({ pid: worker.process.pid, code, signal }, 'worker died; starting another');
+    // connections are lost, the others' are not. One that dies soon after it started
+    // (FT_ROOT gone, a bad disk) would die again: each such death doubles the wait
+    // before the next start, up to RESTART_MAX_MS, instead of a restart and an error
+    // line every second.
+    const lived = Date.now() - (bornAt.get(worker.id) ?? 0);
+    bornAt.delete(worker.id);
+    if (lived >= HEALTHY_AFTER_MS) restartDelayMs = RESTART_MIN_MS;
+    const delayMs = restartDelayMs;
+    restartDelayMs = Math.min(restartDelayMs * 2, RESTART_MAX_MS);
+    logger.error(
+      { pid: worker.process.pid, code, signal, livedMs: lived, restartInMs: delayMs },
+      'worker died; starting another',
+    );
     listening.delete(worker.id);
+    // Not unref'd: with every worker gone the primary holds no other handle, and must
+    // stay to start the next one.
     setTimeout(() => {
       if (!stopping) fork();
-    }, 1_000).unref();
+    }, delayMs);
   });
 
   /** Graceful: workers finish what is in flight. `now`: they exit at once. */
