@@ -287,6 +287,36 @@ test(
   },
 );
 
+test('300 uploads whose clients hang up right after the headers leave nothing in ft-tmp/', async () => {
+  // The body fails at once, which can be before the temp file's open has left the thread
+  // pool: the file must still be removed once that open is done.
+  const before = await tmpEntries(dir);
+  for (let round = 0; round < 10; round++) {
+    await Promise.all(
+      Array.from({ length: 30 }, async (_, i) => {
+        const conn = await openWatched(port);
+        conn.socket.write(
+          putHead(`/vanish/r${round}-${i}`, { 'Content-Length': 100_000 }) + 'x'.repeat(10),
+        );
+        // Let the server take the request, then reset the connection under it.
+        await new Promise((r) => setImmediate(r));
+        conn.socket.resetAndDestroy();
+      }),
+    );
+  }
+  // The server takes them in after the clients are gone: once it answers a request made
+  // after them, ft-tmp/ must be back as it was and stay so (half a second), within 10 s.
+  assert.equal((await fetch(`${server.url}/version`)).status, 200);
+  let quiet = 0;
+  const settled = await waitUntil(async () => {
+    const same = (await tmpEntries(dir)).length === before.length;
+    quiet = same ? quiet + 1 : 0;
+    return quiet >= 25;
+  }, 10_000);
+  assert.ok(settled, `ft-tmp/ holds ${(await tmpEntries(dir)).length - before.length} leftovers`);
+  assert.deepEqual(await tmpEntries(dir), before);
+});
+
 test(
   'the well-behaved client was served throughout, and the server stops cleanly',
   { timeout: 30_000 },

@@ -67,16 +67,29 @@ export async function waitUntil(
   }
 }
 
+/** How long `ft-tmp/` must stay empty to count as settled. */
+const QUIET_MS = 250;
+
 /**
  * Asserts the store looks exactly as in `before` and `ft-tmp/` is empty, waiting up to
  * `timeoutMs` for a cleanup the server does after answering (or after the client left).
+ * With a wait, `ft-tmp/` must be empty and stay so for QUIET_MS: a client that hung up
+ * can be gone before the server has even created the upload's temp file.
  */
 export async function assertStoreUnchanged(
   dir: string,
   before: string[],
   timeoutMs = 0,
 ): Promise<void> {
-  await waitUntil(async () => (await tmpEntries(dir)).length === 0, timeoutMs);
+  let quietSince: number | undefined;
+  await waitUntil(async () => {
+    if ((await tmpEntries(dir)).length > 0) {
+      quietSince = undefined;
+      return false;
+    }
+    quietSince ??= Date.now();
+    return Date.now() - quietSince >= QUIET_MS;
+  }, timeoutMs);
   assert.deepEqual(await tmpEntries(dir), [], 'ft-tmp/ is empty');
   assert.deepEqual(await snapshotStore(dir), before, 'store unchanged');
 }

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, type WriteStream } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
@@ -128,6 +128,7 @@ export async function ingest(body: Readable, options: IngestOptions): Promise<In
   const verifier = new Verifier(options.gzip);
   const counter = new Counter();
   let tmpPath: string | undefined;
+  let out: WriteStream | undefined;
   try {
     if (!options.write) {
       await pipeline(body, verifier, discard(), { signal: options.signal });
@@ -135,12 +136,24 @@ export async function ingest(body: Readable, options: IngestOptions): Promise<In
       tmpPath = path.join(options.tmpDir, `upload-${randomBytes(12).toString('hex')}`);
       // `flush` fsyncs before the close that pipeline() waits for: once this resolves the
       // bytes are on disk, and only then may a link point at them (invariant 1).
-      const out = createWriteStream(tmpPath, { flags: 'wx', mode: 0o644, flush: true });
+      out = createWriteStream(tmpPath, { flags: 'wx', mode: 0o644, flush: true });
       const stages: NodeJS.ReadWriteStream[] = [verifier];
       if (!options.gzip) stages.push(createGzip({ level: options.gzipLevel }));
       await pipeline([body, ...stages, counter, out], { signal: options.signal });
     }
   } catch (err) {
+    // A body that fails at once (a client gone) can fail the pipeline while the temp
+    // file's open is still in the thread pool (7 times in 50 in a bare test): unlinking
+    // then would miss the file that the open creates, and leave it in ft-tmp/. So while
+    // it is not open yet, wait until the destroyed stream has opened and closed it (an
+    // open that failed, on a full disk, has closed it already). Once open, unlink at
+    // once: the stream may be in its fsync, which a busy disk can hold for seconds.
+    if (out?.pending && !out.closed) {
+      const stream = out;
+      const closed = new Promise<void>((resolve) => stream.once('close', () => resolve()));
+      stream.destroy(); // pipeline() has done so already; a second call is a no-op
+      await closed;
+    }
     if (tmpPath) await unlink(tmpPath).catch(() => {});
     throw classify(err, body);
   }
