@@ -1,7 +1,6 @@
-import { mkdir, rename, unlink } from 'node:fs/promises';
-import path from 'node:path';
+import { unlink } from 'node:fs/promises';
 import { KeyedMutex } from './keyed-mutex.js';
-import { blobPath, type StoreLayout } from './layout.js';
+import { blobPath, renameIntoDir, type StoreLayout } from './layout.js';
 import type { BlobRecord, MetaDb } from './meta-db.js';
 
 /**
@@ -73,14 +72,7 @@ export class BlobRefs {
         throw new Error(`blob ${digest} vanished while pinned`);
       }
       const target = blobPath(this.#layout, digest);
-      try {
-        await rename(tmpPath, target);
-      } catch (err) {
-        // blobs/xx/ is made by the first blob under it (see LinkTree.replace).
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-        await mkdir(path.dirname(target), { recursive: true });
-        await rename(tmpPath, target);
-      }
+      await renameIntoDir(tmpPath, target);
       const created = { refs: 1, logicalSize: sizes.logicalSize, storedSize: sizes.storedSize };
       try {
         await this.#meta.putBlob(digest, created);

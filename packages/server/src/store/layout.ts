@@ -1,3 +1,4 @@
+import { mkdir, rename } from 'node:fs/promises';
 import path from 'node:path';
 
 /**
@@ -47,4 +48,28 @@ const DIGEST = /^[0-9a-f]{64}$/;
 export function digestOfTarget(target: string): string | undefined {
   const base = target.slice(target.lastIndexOf('/') + 1);
   return DIGEST.test(base) ? base : undefined;
+}
+
+/**
+ * Renames `from` to `to`, making `to`'s directory (mkdir -p) only when the rename finds it
+ * missing: in a store in use it nearly always exists, and an mkdir -p per upload costs two
+ * more trips through the thread pool (mkdir, then a stat on EEXIST). `mkdirFailed` maps an
+ * error of that mkdir to the one to throw.
+ */
+export async function renameIntoDir(
+  from: string,
+  to: string,
+  mkdirFailed: (err: unknown) => unknown = (err) => err,
+): Promise<void> {
+  try {
+    await rename(from, to);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    try {
+      await mkdir(path.dirname(to), { recursive: true });
+    } catch (mkdirErr) {
+      throw mkdirFailed(mkdirErr);
+    }
+    await rename(from, to);
+  }
 }

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { lstat, lutimes, mkdir, readlink, rename, symlink, unlink } from 'node:fs/promises';
+import { lstat, lutimes, readlink, symlink, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { BadRequestError, ConflictError } from '@filetracker/shared-protocol';
-import { digestOfTarget, linkPath, linkTarget, type StoreLayout } from './layout.js';
+import { digestOfTarget, linkPath, linkTarget, renameIntoDir, type StoreLayout } from './layout.js';
 
 /** A name as `links/` records it: which blob, and the link's own mtime as the version. */
 export interface LinkState {
@@ -100,24 +100,12 @@ export class LinkTree {
       if (kept !== version) {
         throw new BadRequestError('BAD_DATE', "The store's file system cannot hold this version");
       }
-      // The directory is made only when the rename finds it missing: in a store in use it
-      // nearly always exists, and an mkdir -p per upload costs two more trips through the
-      // thread pool (mkdir, then a stat on EEXIST).
-      try {
-        await rename(tmp, final);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-        try {
-          await mkdir(path.dirname(final), { recursive: true });
-        } catch (mkdirErr) {
-          const code = (mkdirErr as NodeJS.ErrnoException).code;
-          if (code === 'ENOTDIR' || code === 'EEXIST') {
-            throw new ConflictError('A parent of this name is a file', mkdirErr);
-          }
-          throw mkdirErr;
-        }
-        await rename(tmp, final);
-      }
+      await renameIntoDir(tmp, final, (err) => {
+        const code = (err as NodeJS.ErrnoException).code;
+        return code === 'ENOTDIR' || code === 'EEXIST'
+          ? new ConflictError('A parent of this name is a file', err)
+          : err;
+      });
     } catch (err) {
       await unlink(tmp).catch(() => {});
       const code = (err as NodeJS.ErrnoException).code;
