@@ -54,11 +54,7 @@ const READ_BYTES = 1024 * 1024;
  * the disk and the socket taking turns), when the file opened again is the one koa-send
  * described (same size and Last-Modified); else leaves koa-send's stream to Koa.
  */
-async function sendFileInstead(
-  ctx: Context,
-  original: ReadStream,
-  progress: SendProgress,
-): Promise<void> {
+async function sendFileInstead(ctx: Context, original: ReadStream): Promise<void> {
   const length = ctx.length;
   let handle: FileHandle;
   try {
@@ -77,6 +73,8 @@ async function sendFileInstead(
   }
   original.destroy();
   ctx.respond = false; // the headers koa-send set are on ctx.res already
+  const progress: SendProgress = { bytesRead: 0 };
+  ctx.state.sent = progress; // for the request log (sentBytes)
   await sendFile(handle, ctx.res, length, { chunkBytes: READ_BYTES, progress });
 }
 
@@ -182,8 +180,7 @@ export function buildLegacyApp(context: LegacyContext): Koa {
     if (ctx.path !== canonical) ctx.path = canonical;
     await serve(ctx, notFound);
     if (ctx.method === 'GET' && ctx.body instanceof ReadStream && ctx.length > SEND_FILE_FROM) {
-      ctx.state.sent = { bytesRead: 0 };
-      await sendFileInstead(ctx, ctx.body, ctx.state.sent as SendProgress);
+      await sendFileInstead(ctx, ctx.body);
     }
   }
 

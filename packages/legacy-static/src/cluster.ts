@@ -53,8 +53,8 @@ const HEALTHY_AFTER_MS = 10_000;
 /**
  * Runs the primary: forks the workers, logs one `listening` line once all of them listen,
  * and stops them on SIGTERM/SIGINT (a second signal stops them at once). Resolves with
- * the exit code (the caller flushes the log and exits): 0 after a clean stop, 1 after a forced one, 2 when a worker could not
- * listen (its one-line reason goes to stderr).
+ * the exit code (the caller flushes the log and exits): 0 after a clean stop, 1 after a
+ * forced one, 2 when a worker could not listen (its one-line reason goes to stderr).
  */
 export function runPrimary(options: PrimaryOptions): Promise<number> {
   const { logger } = options;
