@@ -105,8 +105,8 @@ test('bufferedLogDestination holds lines back briefly, then writes them within a
   const dir = await tempDir();
   t.after(() => rm(dir, { recursive: true, force: true }));
   const file = path.join(dir, 'batched.log');
-  const { destination, flush } = bufferedLogDestination({ file, name: 'test' });
-  t.after(() => destination.end());
+  const { destination, flush, close } = bufferedLogDestination({ file, name: 'test' });
+  t.after(close);
   const logger = pino({ base: null }, destination);
   for (let i = 0; i < 3; i++) logger.info({ i }, 'line');
   const read = async () => (await readFile(file, 'utf8').catch(() => '')).split('\n');
@@ -119,6 +119,40 @@ test('bufferedLogDestination holds lines back briefly, then writes them within a
   flush(); // nothing left: a no-op
 });
 
+test('bufferedLogDestination writes a batch as soon as 64 KiB of lines are held, in the order logged', async (t) => {
+  const dir = await tempDir();
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'full.log');
+  const { destination, close } = bufferedLogDestination({ file, name: 'test' });
+  t.after(close);
+  const logger = pino({ base: null }, destination);
+  const access = new AccessLog(logger, 'request');
+  // About 100 characters a line: 1,000 lines pass 64 KiB once, not twice.
+  const expected: string[] = [];
+  for (let i = 0; i < 1000; i++) {
+    if (i % 100 === 0) {
+      logger.warn({ i }, 'other');
+      expected.push(`other ${i}`);
+    }
+    access.write(`"i":${i},"pad":"${'x'.repeat(40)}"`);
+    expected.push(`request ${i}`);
+  }
+  const read = async (): Promise<string[]> =>
+    (await readFile(file, 'utf8'))
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => {
+        const { msg, i } = JSON.parse(l) as { msg: string; i: number };
+        return `${msg} ${i}`;
+      });
+  // Written at once, with no timer having run: whole lines, in the order logged.
+  const first = await read();
+  assert.ok(first.length > 500 && first.length < expected.length, `${first.length} lines`);
+  assert.deepEqual(first, expected.slice(0, first.length));
+  close(); // writes the rest
+  assert.deepEqual(await read(), expected);
+});
+
 test('bufferedLogDestination writes what it holds when the process dies of an uncaught exception', async (t) => {
   const dir = await tempDir();
   t.after(() => rm(dir, { recursive: true, force: true }));
@@ -128,10 +162,8 @@ test('bufferedLogDestination writes what it holds when the process dies of an un
     import { bufferedLogDestination } from '@filetracker/http-telemetry';
     const { destination } = bufferedLogDestination({ file: ${JSON.stringify(file)}, name: 't' });
     const logger = pino(destination);
-    destination.on('ready', () => {
-      logger.error('the line before the crash');
-      setTimeout(() => { throw new Error('boom'); }, 10);
-    });`;
+    logger.error('the line before the crash');
+    setTimeout(() => { throw new Error('boom'); }, 10);`;
   // Run from the test directory, so the workspace packages resolve as they do here.
   const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
     cwd: path.dirname(fileURLToPath(import.meta.url)),
