@@ -436,6 +436,36 @@ describe('createLegacyListener with a stat cache (statCacheMs)', () => {
     assert.equal(await body('/files/cached.txt'), 'second version');
   });
 
+  test('every spelling of a name follows the file: rewritten, grown past the cache, removed', async () => {
+    await mkdir(join(store.root, 'files', 'spell'), { recursive: true });
+    const file = join(store.root, 'files', 'spell', 'me.txt');
+    await writeFile(file, 'one');
+    // Cached by the path as sent: four entries for one file.
+    const spellings = [
+      '/files/spell/me.txt',
+      '/files//spell/./me.txt',
+      '/files/spell%2Fme.txt',
+      '/files/spell/m%65.txt',
+    ];
+    for (const p of spellings) assert.equal(await body(p), 'one');
+    await writeFile(file, 'two, longer');
+    await pastWindow();
+    for (const p of spellings) assert.equal(await body(p), 'two, longer');
+    // Too big to keep in memory now: each spelling is served whole from the disk...
+    const big = randomBytes(300 * 1024);
+    await writeFile(file, big);
+    await pastWindow();
+    for (const p of spellings) assert.deepEqual((await httpRequest(base, p)).body, big);
+    // ...and none is cached any more, so a removal shows at once.
+    await rm(file);
+    for (const p of spellings) assert.equal((await httpRequest(base, p)).status, 404);
+    await writeFile(file, 'three');
+    for (const p of spellings) assert.equal(await body(p), 'three');
+    await rm(file);
+    await pastWindow();
+    for (const p of spellings) assert.equal((await httpRequest(base, p)).status, 404);
+  });
+
   test('a cached file swapped for a symlink out of FT_ROOT never serves the outside bytes', async () => {
     const file = join(store.root, 'files', 'swap.txt');
     await writeFile(file, 'inside');

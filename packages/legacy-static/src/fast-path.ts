@@ -9,6 +9,8 @@ import { parseLegacyPath } from './paths.js';
 const SMALL_FILE_BYTES = 256 * 1024;
 
 interface CachedFile {
+  /** `FT_ROOT/files/{name}` as the request path named it (not resolved). */
+  joined: string;
   body: Buffer;
   dev: number;
   ino: number;
@@ -42,7 +44,7 @@ function sameFile(file: CachedFile, st: Stats): boolean {
  * Reads `real` whole and describes it, or undefined when it is not the file `st` (taken
  * through the unresolved path) describes: it changed in between, so the caller gives up.
  */
-function readSmall(real: string, st: Stats, now: number): CachedFile | undefined {
+function readSmall(joined: string, real: string, st: Stats, now: number): CachedFile | undefined {
   let fd: number;
   try {
     fd = openSync(real, 'r');
@@ -54,6 +56,7 @@ function readSmall(real: string, st: Stats, now: number): CachedFile | undefined
     const body = Buffer.allocUnsafe(own.size);
     if (readSync(fd, body, 0, own.size, 0) !== own.size) return undefined;
     const file: CachedFile = {
+      joined,
       body,
       dev: own.dev,
       ino: own.ino,
@@ -87,80 +90,116 @@ function readSmall(real: string, st: Stats, now: number): CachedFile | undefined
  */
 export function createLegacyListener(options: LegacyListenerOptions): RequestListener {
   const context = legacyContext(options);
-  const statCacheMs = options.statCacheMs ?? 0;
   const koa = buildLegacyApp(context).callback();
-  const cache = new LRUCache<string, CachedFile>({
-    maxSize: 64 * 1024 * 1024,
-    sizeCalculation: (f) => f.body.length || 1,
-  });
+  const files = new SmallFiles(context, options.statCacheMs ?? 0);
   return function listener(req: IncomingMessage, res: ServerResponse): void {
-    if (
-      (req.method === 'GET' || req.method === 'HEAD') &&
-      serveSmall(req, res, context, cache, statCacheMs)
-    ) {
-      return;
-    }
+    if ((req.method === 'GET' || req.method === 'HEAD') && files.serve(req, res)) return;
     void koa(req, res);
   };
 }
 
-function serveSmall(
-  req: IncomingMessage,
-  res: ServerResponse,
-  context: LegacyContext,
-  cache: LRUCache<string, CachedFile>,
-  statCacheMs: number,
-): boolean {
-  const started = performance.now();
-  const url = req.url ?? '/';
-  const q = url.indexOf('?');
-  const rawPath = q < 0 ? url : url.slice(0, q);
-  let target;
-  try {
-    target = parseLegacyPath(rawPath);
-  } catch {
-    return false;
+/**
+ * Small files in memory, by request path (the raw path as sent: a path seen before is not
+ * parsed again). An LRU bounded by bytes decides what is kept; a plain Map of the same
+ * entries answers requests while their stat is trusted, so a hit costs one Map lookup and
+ * the LRU learns of a file's use when its stat is taken again (every `statCacheMs`).
+ * Profiled at 60,000 req/s, the LRU's per-hit bookkeeping and the parse and join of the
+ * path were 5% of the worker's time.
+ */
+class SmallFiles {
+  readonly #context: LegacyContext;
+  readonly #statCacheMs: number;
+  readonly #trusted = new Map<string, CachedFile>();
+  readonly #lru: LRUCache<string, CachedFile>;
+
+  constructor(context: LegacyContext, statCacheMs: number) {
+    this.#context = context;
+    this.#statCacheMs = statCacheMs;
+    const trusted = this.#trusted;
+    this.#lru = new LRUCache<string, CachedFile>({
+      maxSize: 64 * 1024 * 1024,
+      sizeCalculation: (f) => f.body.length || 1,
+      dispose(file, rawPath) {
+        if (trusted.get(rawPath) === file) trusted.delete(rawPath);
+      },
+    });
   }
-  if (target.kind !== 'file') return false;
-  const joined = context.guard.pathOf(target.components);
-  let file = cache.get(joined);
-  if (file === undefined || started - file.checkedAt >= statCacheMs) {
-    // One stat through the path as given: a file this path led to before, unchanged
-    // (same device, inode, size and mtime), was inside FT_ROOT then and is the same file
-    // now, so it is served without resolving the path again (a readlink per component).
-    // Anything else is resolved and checked against the roots, as the Koa path does.
+
+  /** Answers a GET or HEAD of a small file from memory; false leaves it to the Koa app. */
+  serve(req: IncomingMessage, res: ServerResponse): boolean {
+    const started = performance.now();
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const rawPath = q < 0 ? url : url.slice(0, q);
+    let file = this.#trusted.get(rawPath);
+    if (file === undefined || started - file.checkedAt >= this.#statCacheMs) {
+      file = this.#check(rawPath, started);
+      if (file === undefined) return false;
+    }
+    const context = this.#context;
+    context.stats.requests++;
+    res.writeHead(200, {
+      'Content-Type': 'application/octet-stream',
+      'Content-Length': String(file.size),
+      'Last-Modified': file.lastModified,
+    });
+    const head = req.method === 'HEAD';
+    res.end(head ? undefined : file.body);
+    const bytes = head ? 0 : file.size;
+    context.record(
+      req.method!,
+      rawPath,
+      200,
+      bytes,
+      Math.round((performance.now() - started) * 100) / 100,
+    );
+    return true;
+  }
+
+  /**
+   * The file `rawPath` names, checked against the disk now; undefined when it is not a small
+   * file in FT_ROOT (or the path is not a file's).
+   *
+   * One stat through the path as given: a file this path led to before, unchanged (same
+   * device, inode, size and mtime), was inside FT_ROOT then and is the same file now, so it
+   * is served without resolving the path again (a readlink per component). Anything else is
+   * resolved and checked against the roots, as the Koa path does.
+   */
+  #check(rawPath: string, now: number): CachedFile | undefined {
+    let file = this.#lru.get(rawPath);
+    let joined = file?.joined;
+    if (joined === undefined) {
+      let target;
+      try {
+        target = parseLegacyPath(rawPath);
+      } catch {
+        return undefined;
+      }
+      if (target.kind !== 'file') return undefined;
+      joined = this.#context.guard.pathOf(target.components);
+    }
     let st: Stats | undefined;
     try {
       st = statSync(joined, { throwIfNoEntry: false });
     } catch {
-      return false; // ENOTDIR, EACCES, ELOOP...: the Koa path answers those
+      st = undefined; // ENOTDIR, EACCES, ELOOP...: the Koa path answers those
     }
-    if (!st || !st.isFile() || st.size > SMALL_FILE_BYTES) return false;
+    if (!st || !st.isFile() || st.size > SMALL_FILE_BYTES) {
+      if (file !== undefined) this.#lru.delete(rawPath);
+      return undefined;
+    }
     if (file !== undefined && sameFile(file, st)) {
-      file.checkedAt = started;
-    } else {
-      const real = context.guard.resolveSync(joined);
-      if (real === undefined) return false;
-      file = readSmall(real, st, started);
-      if (!file) return false;
-      cache.set(joined, file);
+      file.checkedAt = now;
+      return file;
     }
+    const real = this.#context.guard.resolveSync(joined);
+    file = real === undefined ? undefined : readSmall(joined, real, st, now);
+    if (file === undefined) {
+      this.#lru.delete(rawPath);
+      return undefined;
+    }
+    this.#lru.set(rawPath, file);
+    this.#trusted.set(rawPath, file);
+    return file;
   }
-  context.stats.requests++;
-  res.writeHead(200, {
-    'Content-Type': 'application/octet-stream',
-    'Content-Length': String(file.size),
-    'Last-Modified': file.lastModified,
-  });
-  const head = req.method === 'HEAD';
-  res.end(head ? undefined : file.body);
-  const bytes = head ? 0 : file.size;
-  context.record(
-    req.method!,
-    rawPath,
-    200,
-    bytes,
-    Math.round((performance.now() - started) * 100) / 100,
-  );
-  return true;
 }
