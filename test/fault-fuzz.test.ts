@@ -582,6 +582,9 @@ test(
     const cases = [
       { name: '/far-future', date: 'Wed, 01 Jan 3000 00:00:00 GMT' },
       { name: '/far-past', date: 'Wed, 01 Jan 1800 00:00:00 GMT' },
+      // Just outside 1970-2038, where the server reads the mtime back to check it.
+      { name: '/before-1970', date: 'Wed, 31 Dec 1969 23:59:59 GMT' },
+      { name: '/after-2038', date: 'Tue, 19 Jan 2038 03:14:08 GMT' },
     ];
     let proc = await startProcess(SERVER_BIN, ['-d', dir, '-p', '0']);
     t.after(() => proc.stop('SIGKILL'));

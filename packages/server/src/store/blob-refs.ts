@@ -1,7 +1,14 @@
 import { unlink } from 'node:fs/promises';
+import { LRUCache } from 'lru-cache';
 import { KeyedMutex } from './keyed-mutex.js';
 import { blobPath, renameIntoDir, type StoreLayout } from './layout.js';
 import type { BlobRecord, MetaDb } from './meta-db.js';
+
+/** A cached "the database has no record of this digest". */
+const ABSENT = 'absent';
+
+/** Records (and absences) kept in memory: about 150 bytes each. */
+const CACHED_RECORDS = 100_000;
 
 /**
  * Reference counting of content-addressed blobs. All changes to one digest's record and
@@ -10,12 +17,19 @@ import type { BlobRecord, MetaDb } from './meta-db.js';
  *
  * A pin keeps a blob alive between "this content is already stored, only verify the body"
  * and the moment the upload links it, so a concurrent delete cannot remove it in between.
+ *
+ * Records are read through a write-through cache. This class makes every change to blob
+ * records and one process owns a store (DESIGN.md invariant 5), so what the cache holds is
+ * what the database holds; a write that fails forgets the digest instead of guessing. A new
+ * upload asked the database twice whether its digest was stored (to pin it, then under the
+ * lock to link it), each a trip through the thread pool, in a write path of about fifteen.
  */
 export class BlobRefs {
   readonly #layout: StoreLayout;
   readonly #meta: MetaDb;
   readonly #locks = new KeyedMutex();
   readonly #pins = new Map<string, number>();
+  readonly #records = new LRUCache<string, BlobRecord | typeof ABSENT>({ max: CACHED_RECORDS });
   /** Called with +1/-1 and the stored size when a blob file appears or goes. */
   onBlobCountChange: ((delta: number, storedSize: number) => void) | undefined;
 
@@ -24,14 +38,40 @@ export class BlobRefs {
     this.#meta = meta;
   }
 
+  /** The record of `digest`, read without its lock (for a GET's sizes). */
   get(digest: string): Promise<BlobRecord | undefined> {
-    return this.#meta.getBlob(digest);
+    return this.#read(digest, false);
+  }
+
+  /**
+   * `locked`: the caller holds the digest's lock, so no write to this record can cross the
+   * read and what it reads is kept. A read without the lock may cross one, and keeping what
+   * it read could put back a value older than the one that write cached.
+   */
+  async #read(digest: string, locked = true): Promise<BlobRecord | undefined> {
+    const cached = this.#records.get(digest);
+    if (cached !== undefined) return cached === ABSENT ? undefined : cached;
+    const record = await this.#meta.getBlob(digest);
+    if (locked) this.#records.set(digest, record ?? ABSENT);
+    return record;
+  }
+
+  /** Writes a record (or deletes it, for undefined) and the cache after it. */
+  async #write(digest: string, record: BlobRecord | undefined): Promise<void> {
+    try {
+      if (record === undefined) await this.#meta.deleteBlob(digest);
+      else await this.#meta.putBlob(digest, record);
+    } catch (err) {
+      this.#records.delete(digest); // it may or may not have landed
+      throw err;
+    }
+    this.#records.set(digest, record ?? ABSENT);
   }
 
   /** Pins `digest` if it is stored; returns its record, or undefined (nothing pinned). */
   pinIfStored(digest: string): Promise<BlobRecord | undefined> {
     return this.#locks.run(digest, async () => {
-      const record = await this.#meta.getBlob(digest);
+      const record = await this.#read(digest);
       if (record) this.#pins.set(digest, (this.#pins.get(digest) ?? 0) + 1);
       return record;
     });
@@ -45,7 +85,7 @@ export class BlobRefs {
         return;
       }
       this.#pins.delete(digest);
-      const record = await this.#meta.getBlob(digest);
+      const record = await this.#read(digest);
       if (record && record.refs <= 0) await this.#drop(digest, record);
     });
   }
@@ -61,11 +101,11 @@ export class BlobRefs {
     tmpPath: string | undefined,
   ): Promise<{ dedup: boolean; record: BlobRecord }> {
     return this.#locks.run(digest, async () => {
-      const record = await this.#meta.getBlob(digest);
+      const record = await this.#read(digest);
       if (record) {
         if (tmpPath) await unlink(tmpPath).catch(() => {});
         const updated = { ...record, refs: record.refs + 1 };
-        await this.#meta.putBlob(digest, updated);
+        await this.#write(digest, updated);
         return { dedup: true, record: updated };
       }
       if (!tmpPath) {
@@ -75,7 +115,7 @@ export class BlobRefs {
       await renameIntoDir(tmpPath, target);
       const created = { refs: 1, logicalSize: sizes.logicalSize, storedSize: sizes.storedSize };
       try {
-        await this.#meta.putBlob(digest, created);
+        await this.#write(digest, created);
       } catch (err) {
         // No record, no blob: a full disk must not leave an orphan behind.
         await unlink(target).catch(() => {});
@@ -89,13 +129,13 @@ export class BlobRefs {
   /** Drops one reference; the last one removes the blob unless it is pinned. */
   release(digest: string): Promise<void> {
     return this.#locks.run(digest, async () => {
-      const record = await this.#meta.getBlob(digest);
+      const record = await this.#read(digest);
       if (!record) return;
       const refs = record.refs - 1;
       if (refs <= 0 && !this.#pins.has(digest)) {
         await this.#drop(digest, record);
       } else {
-        await this.#meta.putBlob(digest, { ...record, refs: Math.max(refs, 0) });
+        await this.#write(digest, { ...record, refs: Math.max(refs, 0) });
       }
     });
   }
@@ -103,7 +143,7 @@ export class BlobRefs {
   async #drop(digest: string, record: BlobRecord): Promise<void> {
     // The record goes first: a crash in between leaves an orphan file (ft-recover removes
     // it), never a record of a file that is gone.
-    await this.#meta.deleteBlob(digest);
+    await this.#write(digest, undefined);
     await unlink(blobPath(this.#layout, digest)).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err;
     });
