@@ -103,6 +103,39 @@ test('a blob on disk is the gzip of the content and is named by its sha256, for 
   }
 });
 
+test('gzip bodies are stored as sent whether read whole (up to 64 KiB), inflating past 1 MiB, or streamed', async (t) => {
+  const srv = await server(t);
+  const cases: [string, Buffer][] = [
+    ['/gzsize/small.txt', sample(5_000)], // read whole, inflated in one call
+    ['/gzsize/zeros.bin', Buffer.alloc(3 * 1024 * 1024)], // 3 KiB of gzip that inflates to 3 MiB
+    ['/gzsize/random.bin', randomBytes(100_000)], // over 64 KiB of gzip: streamed
+  ];
+  const blobsBefore = await blobSet(srv);
+  for (const [name, data] of cases) {
+    // A wrong checksum is refused on every path, and leaves nothing behind.
+    const wrong = await putFile(srv.url, name, data, V, 'gzip-hints', {
+      'SHA256-Checksum': sha256(Buffer.from('other')),
+    });
+    assert.equal(wrong.status, 400, name);
+    assert.deepEqual(await blobSet(srv), blobsBefore);
+  }
+  for (const [name, data] of cases) {
+    assert.equal((await putFile(srv.url, name, data, V, 'gzip-hints')).status, 200, name);
+    const digest = sha256(data);
+    assert.ok((await readFile(blobFile(srv, digest))).equals(gzipSync(data)), name);
+    const record = await srv.store.meta.getBlob(digest);
+    assert.deepEqual(record, {
+      refs: 1,
+      logicalSize: data.length,
+      storedSize: gzipSync(data).length,
+    });
+    const got = await getFile(srv.url, name);
+    assert.ok(got.body.equals(data), name);
+  }
+  assert.deepEqual(await tmpEntries(srv), []);
+  await assertClean(srv);
+});
+
 test('links point at their blob relatively, one ../ per directory level as the Python server makes them, and a link’s own mtime is its version', async (t) => {
   const srv = await server(t);
   const names = ['/top.txt', '/a/b.txt', '/a/b/c/d.txt', '/zażółć gęślą/jaźń +%.txt'];

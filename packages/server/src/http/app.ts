@@ -186,6 +186,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
       components,
       version,
       body: ctx.req,
+      bodyLength: ctx.request.length,
       // An absent header is undefined; an empty one is a malformed value (400).
       gzip: isGzipEncoding(header(ctx, HEADER.contentEncoding)),
       checksum: parseChecksumHeader(header(ctx, HEADER.checksum)),

@@ -34,6 +34,8 @@ export interface PutRequest {
   components: string[];
   version: number;
   body: Readable;
+  /** The body's Content-Length, when it declared one. */
+  bodyLength?: number | undefined;
   gzip: boolean;
   checksum?: string | undefined;
   logicalSize?: number | undefined;
@@ -337,6 +339,7 @@ export class Store {
         gzipLevel: this.#gzipLevel,
         expectedDigest: req.checksum,
         expectedLogicalSize: req.logicalSize,
+        bodyLength: req.bodyLength,
         signal: req.signal,
       });
       try {
