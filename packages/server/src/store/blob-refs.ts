@@ -7,8 +7,12 @@ import type { BlobRecord, MetaDb } from './meta-db.js';
 /** A cached "the database has no record of this digest". */
 const ABSENT = 'absent';
 
-/** Records (and absences) kept in memory: about 150 bytes each. */
-const CACHED_RECORDS = 100_000;
+/**
+ * Records (and absences) kept in memory, about 180 bytes each (2 MB). What saves a read
+ * is an upload's own pin before its link (moments apart) and recent duplicates: a long
+ * migration must not grow the server by a record per file it has seen.
+ */
+const CACHED_RECORDS = 10_000;
 
 /**
  * Reference counting of content-addressed blobs. All changes to one digest's record and
