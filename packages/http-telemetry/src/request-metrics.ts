@@ -46,8 +46,8 @@ interface LabelSeries {
  * prom-client validates and hashes the label object on every `inc` and `observe`; measured
  * on small-file GETs (wrk, 8 connections) that cost ft-server a fifth of its throughput.
  * Here a request costs a Map lookup by its label value (the values joined, when more than
- * one), one by its status, and a few additions. The output is
- * the same series prom-client would write (`_bucket` with `le`, `_sum`, `_count`).
+ * one), one by its status, and a few additions. The output is the same series prom-client
+ * would write (`_bucket` with `le`, `_sum`, `_count`).
  */
 export class RequestMetrics {
   readonly #labelNames: readonly string[];

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import {
   lstat,
   lutimes,
@@ -13,7 +12,7 @@ import {
 } from 'node:fs/promises';
 import path from 'node:path';
 import { walkTree } from '@filetracker/shared-protocol';
-import { blobPath, digestOfTarget, linkTarget, storeLayout } from '../store/layout.js';
+import { blobPath, digestOfTarget, linkTarget, storeLayout, tmpFile } from '../store/layout.js';
 import { MetaDb, type BlobRecord } from '../store/meta-db.js';
 import { forEachBatched } from './batch.js';
 import { DigestTally, isDigest } from './digest-tally.js';
@@ -411,7 +410,7 @@ async function clearTmp(tmp: string, keep: string | undefined, check: boolean): 
  */
 async function retarget(link: string, target: string, tmpDir: string): Promise<void> {
   const st = await lstat(link);
-  const tmp = path.join(tmpDir, `link-${randomBytes(12).toString('hex')}`);
+  const tmp = tmpFile(tmpDir, 'link');
   await symlink(target, tmp);
   try {
     await lutimes(tmp, st.atime, st.mtime);

@@ -1,7 +1,6 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { open, unlink } from 'node:fs/promises';
-import path from 'node:path';
 import { Readable, Transform, Writable, addAbortSignal, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip, gunzipSync } from 'node:zlib';
@@ -10,6 +9,7 @@ import {
   FiletrackerError,
   InsufficientStorageError,
 } from '@filetracker/shared-protocol';
+import { tmpFile } from './layout.js';
 
 /** What an upload turned out to be once its body was read in full. */
 export interface IngestResult {
@@ -134,7 +134,7 @@ function classify(err: unknown, body: Readable): unknown {
 export async function ingest(body: Readable, options: IngestOptions): Promise<IngestResult> {
   const { bodyLength } = options;
   if (options.gzip && options.write && bodyLength && bodyLength <= WHOLE_BODY_BYTES) {
-    return ingestWhole(body, bodyLength, options);
+    return ingestWhole(body, options);
   }
   return ingestStream(body, options);
 }
@@ -148,11 +148,7 @@ export async function ingest(body: Readable, options: IngestOptions): Promise<In
  * streamed; one that inflates past {@link WHOLE_INFLATED_BYTES} goes on to be streamed
  * from memory, so a small gzip of a large file cannot hold the event loop for long.
  */
-async function ingestWhole(
-  body: Readable,
-  bodyLength: number,
-  options: IngestOptions,
-): Promise<IngestResult> {
+async function ingestWhole(body: Readable, options: IngestOptions): Promise<IngestResult> {
   const chunks: Buffer[] = [];
   try {
     if (options.signal) addAbortSignal(options.signal, body);
@@ -177,29 +173,19 @@ async function ingestWhole(
     tmpPath: undefined,
     receivedBytes: gz.length,
   };
-  if (gz.length !== bodyLength) {
-    // Node's parser ends a body at its Content-Length; this is only a guard.
-    throw new BadRequestError('INCOMPLETE_BODY', 'Request body ended early');
-  }
   checkClaims(result, options);
-  const tmpPath = path.join(options.tmpDir, `upload-${randomBytes(12).toString('hex')}`);
-  let handle;
-  try {
-    handle = await open(tmpPath, 'wx', 0o644);
-  } catch (err) {
+  const tmpPath = tmpFile(options.tmpDir, 'upload');
+  const handle = await open(tmpPath, 'wx', 0o644).catch((err: unknown) => {
     throw classify(err, body);
-  }
+  });
   try {
-    await handle.writeFile(gz);
-    // Durable before any link may point at it (invariant 1).
-    await handle.sync();
-  } catch (err) {
-    await handle.close().catch(() => {});
-    await unlink(tmpPath).catch(() => {});
-    throw classify(err, body);
-  }
-  try {
-    await handle.close();
+    try {
+      await handle.writeFile(gz);
+      // Durable before any link may point at it (invariant 1).
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
   } catch (err) {
     await unlink(tmpPath).catch(() => {});
     throw classify(err, body);
@@ -230,7 +216,7 @@ async function ingestStream(body: Readable, options: IngestOptions): Promise<Ing
     if (!options.write) {
       await pipeline(body, verifier, discard(), { signal: options.signal });
     } else {
-      tmpPath = path.join(options.tmpDir, `upload-${randomBytes(12).toString('hex')}`);
+      tmpPath = tmpFile(options.tmpDir, 'upload');
       // `flush` fsyncs before the close that pipeline() waits for: once this resolves the
       // bytes are on disk, and only then may a link point at them (invariant 1).
       out = createWriteStream(tmpPath, { flags: 'wx', mode: 0o644, flush: true });

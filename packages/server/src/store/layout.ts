@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdir, rename } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -48,6 +49,15 @@ const DIGEST = /^[0-9a-f]{64}$/;
 export function digestOfTarget(target: string): string | undefined {
   const base = target.slice(target.lastIndexOf('/') + 1);
   return DIGEST.test(base) ? base : undefined;
+}
+
+/**
+ * A fresh name in `ft-tmp/` for a file being made: `upload-` (a body on its way to
+ * `blobs/`), `link-` (a symlink on its way to `links/`) or `health-` (a /healthz probe).
+ * ft-recover empties the directory whatever the kind.
+ */
+export function tmpFile(tmpDir: string, kind: 'upload' | 'link' | 'health'): string {
+  return path.join(tmpDir, `${kind}-${randomBytes(12).toString('hex')}`);
 }
 
 /**

@@ -1,8 +1,13 @@
-import { randomBytes } from 'node:crypto';
 import { lstat, lutimes, readlink, symlink, unlink } from 'node:fs/promises';
-import path from 'node:path';
 import { BadRequestError, ConflictError } from '@filetracker/shared-protocol';
-import { digestOfTarget, linkPath, linkTarget, renameIntoDir, type StoreLayout } from './layout.js';
+import {
+  digestOfTarget,
+  linkPath,
+  linkTarget,
+  renameIntoDir,
+  tmpFile,
+  type StoreLayout,
+} from './layout.js';
 
 /** A name as `links/` records it: which blob, and the link's own mtime as the version. */
 export interface LinkState {
@@ -92,7 +97,7 @@ export class LinkTree {
   /** Points `name` at `digest` with `version`, atomically. 409 if the path is in the way. */
   async replace(components: readonly string[], digest: string, version: number): Promise<void> {
     const final = this.path(components);
-    const tmp = path.join(this.#layout.tmp, `link-${randomBytes(12).toString('hex')}`);
+    const tmp = tmpFile(this.#layout.tmp, 'link');
     await symlink(linkTarget(components, digest), tmp);
     try {
       // A Date, not seconds: Node takes a negative number of seconds for "now", and versions

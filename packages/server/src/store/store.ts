@@ -1,14 +1,12 @@
 import { mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { randomBytes } from 'node:crypto';
-import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { BadRequestError, FiletrackerError, joinName } from '@filetracker/shared-protocol';
 import { BlobRefs } from './blob-refs.js';
 import { inflateBlob } from '../recover/gzip-size.js';
 import { ingest } from './ingest.js';
 import { KeyedMutex } from './keyed-mutex.js';
-import { blobPath, storeLayout, type StoreLayout } from './layout.js';
+import { blobPath, storeLayout, tmpFile, type StoreLayout } from './layout.js';
 import { LinkTree, type LinkState } from './link-tree.js';
 import { listLinks } from './list.js';
 import { MetaDb } from './meta-db.js';
@@ -520,7 +518,7 @@ export class Store {
    */
   async health(): Promise<{ ok: true } | { ok: false; reason: string }> {
     if (!this.meta.isOpen) return { ok: false, reason: 'database is not open' };
-    const probe = path.join(this.layout.tmp, `health-${randomBytes(8).toString('hex')}`);
+    const probe = tmpFile(this.layout.tmp, 'health');
     try {
       const handle = await open(probe, 'w');
       try {
