@@ -2,7 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { VERSION, type BenchContext } from './context.js';
 import { writeSmallTree } from './data.js';
-import { tempDir, removeDir } from './lifecycle.js';
+import { tempDir } from './lifecycle.js';
 import { startLighttpd } from './lighttpd.js';
 import type { Running } from './proc.js';
 import { emptySection, type Section } from './report.js';
@@ -170,6 +170,6 @@ export async function benchGetSmall(ctx: BenchContext): Promise<Section> {
     return section;
   } finally {
     await Promise.all(running.map((r) => r.stop()));
-    await removeDir(work);
+    // `work` (thousands of small files) is left to cleanup(): see removeDir().
   }
 }

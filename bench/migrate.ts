@@ -6,7 +6,7 @@ import { runChild } from './children.js';
 import { VERSION, type BenchContext } from './context.js';
 import { writeLargeFile, writeSmallTree } from './data.js';
 import { migrateNotReady, runMigrate, type MigrateRun } from './ft-migrate.js';
-import { removeDir, tempDir } from './lifecycle.js';
+import { tempDir } from './lifecycle.js';
 import { emptySection, type Section } from './report.js';
 import { run } from './proc.js';
 import { BINS, startFtServer } from './servers.js';
@@ -66,6 +66,7 @@ async function migrateOnce(
   tag: string,
   jobs: number | undefined,
 ): Promise<MigrateRun> {
+  // The store is left to cleanup(), not removed here: see removeDir().
   const store = await tempDir('migrate-store');
   const ft = await startFtServer(store, path.join(work, `server-${tag}.log`));
   try {
@@ -73,7 +74,6 @@ async function migrateOnce(
     return await runMigrate(tree, ft.url, work, tag, jobs);
   } finally {
     await ft.stop();
-    await removeDir(store);
   }
 }
 
@@ -104,125 +104,116 @@ export async function benchMigrate(ctx: BenchContext): Promise<Section> {
     section.skipped.push(`the whole section: ${notReady}`);
     return section;
   }
+  // `work` (the trees) is left to cleanup(), like the stores: see removeDir().
   const work = await tempDir('migrate');
-  try {
-    const defJobs = await defaultJobs();
-    const defLevel = await defaultGzipLevel();
-    const levels = [...new Set([...cfg.gzipLevels, defLevel])].sort((a, b) => a - b);
-    const jobs = [...new Set([...cfg.jobs, ...(defJobs !== undefined ? [defJobs] : [])])].sort(
-      (a, b) => a - b,
-    );
+  const defJobs = await defaultJobs();
+  const defLevel = await defaultGzipLevel();
+  const levels = [...new Set([...cfg.gzipLevels, defLevel])].sort((a, b) => a - b);
+  const jobs = [...new Set([...cfg.jobs, ...(defJobs !== undefined ? [defJobs] : [])])].sort(
+    (a, b) => a - b,
+  );
 
-    // Small files.
-    const small = path.join(work, 'small');
-    ctx.log(`migrate: writing ${cfg.smallFiles} small files`);
-    const names = await writeSmallTree(small, cfg.smallFiles, 1024, 10 * 1024, VERSION);
-    const { logicalBytes: smallBytes, ...pool } = await poolOfTree(small, names, work);
-    const rows: string[][] = [];
-    const levelRows: string[][] = [];
-    /** MiB/s of the pipeline at each level over `files`, with a row per level. */
-    const pipelines = async (
-      what: string,
-      files: { listFile: string } | { files: string[] },
-      count: number,
-    ): Promise<Map<number, number>> => {
-      const mibs = new Map<number, number>();
-      for (const level of levels) {
-        const p = await runChild<{ bytes: number; gzipBytes: number; ms: number }>('pipeline', {
-          ...files,
-          level,
-        });
-        mibs.set(level, p.bytes / MiB / (p.ms / 1000));
-        levelRows.push([
-          `${what}, level ${level}`,
-          num(p.bytes / MiB / (p.ms / 1000)),
-          num(count / (p.ms / 1000)),
-          (p.bytes / p.gzipBytes).toFixed(2),
-        ]);
-      }
-      return mibs;
-    };
-    const smallList = path.join(work, 'small.list');
-    await writeFile(smallList, names.map((n) => `${path.join(small, n)}\n`).join(''));
-    const smallPipe = await pipelines('small tree', { listFile: smallList }, names.length);
-    for (const j of jobs) {
-      const limitDir = await tempDir('migrate-limit');
-      let limit: { files: number; ms: number };
-      try {
-        limit = await runChild('put-limit', {
-          dir: limitDir,
-          ...pool,
-          concurrency: j,
-          count: names.length,
-          durationS: config.put.durationS,
-          version: VERSION,
-        });
-      } finally {
-        await removeDir(limitDir);
-      }
-      const limitFps = limit.files / (limit.ms / 1000);
-      const r = await migrateOnce(ctx, small, work, `small-j${j}`, j);
-      const fps = names.length / (r.ms / 1000);
-      const mibs = smallBytes / MiB / (r.ms / 1000);
-      const pipe = smallPipe.get(defLevel) ?? NaN;
-      rows.push([
-        `${cfg.smallFiles} small, -j ${j}${j === defJobs ? ' (default)' : ''}`,
-        num(fps),
-        num(limitFps),
-        ratio(fps / limitFps),
-        num(mibs),
-        ratio(mibs / pipe),
-        num(r.maxRssKiB / 1024),
-        `${r.uploadedFiles}/${r.failedFiles}`,
+  // Small files.
+  const small = path.join(work, 'small');
+  ctx.log(`migrate: writing ${cfg.smallFiles} small files`);
+  const names = await writeSmallTree(small, cfg.smallFiles, 1024, 10 * 1024, VERSION);
+  const { logicalBytes: smallBytes, ...pool } = await poolOfTree(small, names, work);
+  const rows: string[][] = [];
+  const levelRows: string[][] = [];
+  /** MiB/s of the pipeline at each level over `files`, with a row per level. */
+  const pipelines = async (
+    what: string,
+    files: { listFile: string } | { files: string[] },
+    count: number,
+  ): Promise<Map<number, number>> => {
+    const mibs = new Map<number, number>();
+    for (const level of levels) {
+      const p = await runChild<{ bytes: number; gzipBytes: number; ms: number }>('pipeline', {
+        ...files,
+        level,
+      });
+      mibs.set(level, p.bytes / MiB / (p.ms / 1000));
+      levelRows.push([
+        `${what}, level ${level}`,
+        num(p.bytes / MiB / (p.ms / 1000)),
+        num(count / (p.ms / 1000)),
+        (p.bytes / p.gzipBytes).toFixed(2),
       ]);
     }
-
-    // Large files.
-    const large = path.join(work, 'large');
-    ctx.log(`migrate: writing ${cfg.largeFiles} files of ${largeSize}`);
-    await mkdir(large);
-    const largeFiles = Array.from({ length: cfg.largeFiles }, (_, i) =>
-      path.join(large, `big${i}.bin`),
-    );
-    for (const f of largeFiles) await writeLargeFile(f, cfg.largeBytes);
-    const largeBytes = cfg.largeFiles * cfg.largeBytes;
-    const largePipe = await pipelines('large files', { files: largeFiles }, largeFiles.length);
-    for (const j of cfg.largeJobs) {
-      const r = await migrateOnce(ctx, large, work, `large-j${j}`, j);
-      const mibs = largeBytes / MiB / (r.ms / 1000);
-      const pipe = largePipe.get(defLevel) ?? NaN;
-      rows.push([
-        `${cfg.largeFiles} x ${largeSize}, -j ${j}`,
-        num(cfg.largeFiles / (r.ms / 1000)),
-        '',
-        '',
-        num(mibs),
-        ratio(mibs / pipe),
-        num(r.maxRssKiB / 1024),
-        `${r.uploadedFiles}/${r.failedFiles}`,
-      ]);
-    }
-    section.tables.push({
-      caption: 'ft-migrate runs (one each)',
-      head: [
-        'tree, -j',
-        'files/s',
-        'bare store files/s (same -j)',
-        'vs bare',
-        'MiB/s',
-        `vs pipeline (level ${defLevel}, ft-migrate's default)`,
-        'peak RSS MiB',
-        'uploaded/failed',
-      ],
-      rows,
+    return mibs;
+  };
+  const smallList = path.join(work, 'small.list');
+  await writeFile(smallList, names.map((n) => `${path.join(small, n)}\n`).join(''));
+  const smallPipe = await pipelines('small tree', { listFile: smallList }, names.length);
+  for (const j of jobs) {
+    const limit = await runChild<{ files: number; ms: number }>('put-limit', {
+      dir: await tempDir('migrate-limit'),
+      ...pool,
+      concurrency: j,
+      count: names.length,
+      durationS: config.put.durationS,
+      version: VERSION,
     });
-    section.tables.push({
-      caption: 'Pipeline limit by gzip level (one process, files in turn)',
-      head: ['tree, gzip level', 'MiB/s', 'files/s', 'compression ratio'],
-      rows: levelRows,
-    });
-    return section;
-  } finally {
-    await removeDir(work);
+    const limitFps = limit.files / (limit.ms / 1000);
+    const r = await migrateOnce(ctx, small, work, `small-j${j}`, j);
+    const fps = names.length / (r.ms / 1000);
+    const mibs = smallBytes / MiB / (r.ms / 1000);
+    const pipe = smallPipe.get(defLevel) ?? NaN;
+    rows.push([
+      `${cfg.smallFiles} small, -j ${j}${j === defJobs ? ' (default)' : ''}`,
+      num(fps),
+      num(limitFps),
+      ratio(fps / limitFps),
+      num(mibs),
+      ratio(mibs / pipe),
+      num(r.maxRssKiB / 1024),
+      `${r.uploadedFiles}/${r.failedFiles}`,
+    ]);
   }
+
+  // Large files.
+  const large = path.join(work, 'large');
+  ctx.log(`migrate: writing ${cfg.largeFiles} files of ${largeSize}`);
+  await mkdir(large);
+  const largeFiles = Array.from({ length: cfg.largeFiles }, (_, i) =>
+    path.join(large, `big${i}.bin`),
+  );
+  for (const f of largeFiles) await writeLargeFile(f, cfg.largeBytes);
+  const largeBytes = cfg.largeFiles * cfg.largeBytes;
+  const largePipe = await pipelines('large files', { files: largeFiles }, largeFiles.length);
+  for (const j of cfg.largeJobs) {
+    const r = await migrateOnce(ctx, large, work, `large-j${j}`, j);
+    const mibs = largeBytes / MiB / (r.ms / 1000);
+    const pipe = largePipe.get(defLevel) ?? NaN;
+    rows.push([
+      `${cfg.largeFiles} x ${largeSize}, -j ${j}`,
+      num(cfg.largeFiles / (r.ms / 1000)),
+      '',
+      '',
+      num(mibs),
+      ratio(mibs / pipe),
+      num(r.maxRssKiB / 1024),
+      `${r.uploadedFiles}/${r.failedFiles}`,
+    ]);
+  }
+  section.tables.push({
+    caption: 'ft-migrate runs (one each)',
+    head: [
+      'tree, -j',
+      'files/s',
+      'bare store files/s (same -j)',
+      'vs bare',
+      'MiB/s',
+      `vs pipeline (level ${defLevel}, ft-migrate's default)`,
+      'peak RSS MiB',
+      'uploaded/failed',
+    ],
+    rows,
+  });
+  section.tables.push({
+    caption: 'Pipeline limit by gzip level (one process, files in turn)',
+    head: ['tree, gzip level', 'MiB/s', 'files/s', 'compression ratio'],
+    rows: levelRows,
+  });
+  return section;
 }

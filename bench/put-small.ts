@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { LAST_MODIFIED_QUERY, VERSION, type BenchContext } from './context.js';
-import { removeDir, tempDir } from './lifecycle.js';
+import { tempDir } from './lifecycle.js';
 import { buildPool } from './pool.js';
 import { runChild } from './children.js';
 import { emptySection, type Section } from './report.js';
@@ -40,97 +40,89 @@ export async function benchPutSmall(ctx: BenchContext): Promise<Section> {
     });
     return section;
   }
+  // `work` and the rounds' stores are left to cleanup(), not removed here: see removeDir().
   const work = await tempDir('put');
-  try {
-    const pool = { index: path.join(work, 'pool.idx'), bodies: path.join(work, 'pool.bin') };
-    ctx.log(`put-small: building ${cfg.pool} bodies`);
-    await buildPool(pool, cfg.pool, config.get.minBytes, config.get.maxBytes);
-    const scripts = await writeWrkScripts(work);
+  const pool = { index: path.join(work, 'pool.idx'), bodies: path.join(work, 'pool.bin') };
+  ctx.log(`put-small: building ${cfg.pool} bodies`);
+  await buildPool(pool, cfg.pool, config.get.minBytes, config.get.maxBytes);
+  const scripts = await writeWrkScripts(work);
 
-    const server: WrkResult[] = [];
-    const limit: number[] = [];
-    for (let round = 0; round < cfg.rounds; round++) {
-      const steps = [
-        async (): Promise<void> => {
-          ctx.log(`put-small: round ${round + 1}, ft-server`);
-          const dir = await tempDir('put-store');
-          const ft = await startFtServer(dir, path.join(work, `server-${round}.log`));
-          try {
-            server.push(
-              await runWrk(tools.wrk!, {
-                url: ft.url,
-                script: scripts.put,
-                scriptArgs: [pool.index, pool.bodies, LAST_MODIFIED_QUERY],
-                connections: cfg.connections,
-                durationS: cfg.durationS,
-              }),
-            );
-          } finally {
-            await ft.stop();
-            await removeDir(dir);
-          }
-        },
-        async (): Promise<void> => {
-          ctx.log(`put-small: round ${round + 1}, bare write/fsync/rename script`);
-          const dir = await tempDir('put-limit');
-          try {
-            const r = await runChild<{ files: number; ms: number }>('put-limit', {
-              dir,
-              ...pool,
-              concurrency: cfg.connections,
-              count: cfg.pool,
+  const server: WrkResult[] = [];
+  const limit: number[] = [];
+  for (let round = 0; round < cfg.rounds; round++) {
+    const steps = [
+      async (): Promise<void> => {
+        ctx.log(`put-small: round ${round + 1}, ft-server`);
+        const dir = await tempDir('put-store');
+        const ft = await startFtServer(dir, path.join(work, `server-${round}.log`));
+        try {
+          server.push(
+            await runWrk(tools.wrk!, {
+              url: ft.url,
+              script: scripts.put,
+              scriptArgs: [pool.index, pool.bodies, LAST_MODIFIED_QUERY],
+              connections: cfg.connections,
               durationS: cfg.durationS,
-              version: VERSION,
-            });
-            limit.push(r.files / (r.ms / 1000));
-          } finally {
-            await removeDir(dir);
-          }
-        },
-      ];
-      if (round % 2 === 1) steps.reverse();
-      for (const step of steps) await step();
-    }
-
-    const rps = server.map((r) => r.reqPerS);
-    const rel = median(ratios(rps, limit));
-    const errors = server.reduce((a, r) => a + r.errors, 0);
-    section.tables.push({
-      head: ['what', 'files/s median (rounds)', 'p99 ms', 'p50 ms', 'vs limit', 'errors'],
-      rows: [
-        [
-          `ft-server, ${cfg.connections} connections`,
-          withRounds(rps),
-          num(median(server.map((r) => r.p99Ms))),
-          num(median(server.map((r) => r.p50Ms))),
-          `${rel.toFixed(2)}x`,
-          String(errors),
-        ],
-        [
-          `bare write/fsync/rename, ${cfg.connections} at once`,
-          withRounds(limit),
-          '',
-          '',
-          '1.00x',
-          '',
-        ],
-      ],
-    });
-    section.targets.push({
-      what: `PUT small, ft-server / bare-script files/s, ${cfg.connections} connections`,
-      ratio: rel,
-      target: 0.5,
-    });
-    if (errors > 0) section.notes.push(`ft-server: ${errors} errors or non-2xx answers.`);
-    const most = Math.max(...server.map((r) => r.requests));
-    if (most > cfg.pool) {
-      section.notes.push(
-        `A round sent ${most} PUTs, more than the ${cfg.pool} distinct bodies: the rest ` +
-          'replaced names with the same content (cheaper than new files).',
-      );
-    }
-    return section;
-  } finally {
-    await removeDir(work);
+            }),
+          );
+        } finally {
+          await ft.stop();
+        }
+      },
+      async (): Promise<void> => {
+        ctx.log(`put-small: round ${round + 1}, bare write/fsync/rename script`);
+        const dir = await tempDir('put-limit');
+        const r = await runChild<{ files: number; ms: number }>('put-limit', {
+          dir,
+          ...pool,
+          concurrency: cfg.connections,
+          count: cfg.pool,
+          durationS: cfg.durationS,
+          version: VERSION,
+        });
+        limit.push(r.files / (r.ms / 1000));
+      },
+    ];
+    if (round % 2 === 1) steps.reverse();
+    for (const step of steps) await step();
   }
+
+  const rps = server.map((r) => r.reqPerS);
+  const rel = median(ratios(rps, limit));
+  const errors = server.reduce((a, r) => a + r.errors, 0);
+  section.tables.push({
+    head: ['what', 'files/s median (rounds)', 'p99 ms', 'p50 ms', 'vs limit', 'errors'],
+    rows: [
+      [
+        `ft-server, ${cfg.connections} connections`,
+        withRounds(rps),
+        num(median(server.map((r) => r.p99Ms))),
+        num(median(server.map((r) => r.p50Ms))),
+        `${rel.toFixed(2)}x`,
+        String(errors),
+      ],
+      [
+        `bare write/fsync/rename, ${cfg.connections} at once`,
+        withRounds(limit),
+        '',
+        '',
+        '1.00x',
+        '',
+      ],
+    ],
+  });
+  section.targets.push({
+    what: `PUT small, ft-server / bare-script files/s, ${cfg.connections} connections`,
+    ratio: rel,
+    target: 0.5,
+  });
+  if (errors > 0) section.notes.push(`ft-server: ${errors} errors or non-2xx answers.`);
+  const most = Math.max(...server.map((r) => r.requests));
+  if (most > cfg.pool) {
+    section.notes.push(
+      `A round sent ${most} PUTs, more than the ${cfg.pool} distinct bodies: the rest ` +
+        'replaced names with the same content (cheaper than new files).',
+    );
+  }
+  return section;
 }
