@@ -1,4 +1,4 @@
-import { unlink } from 'node:fs/promises';
+import { unlink } from './fs-calls.js';
 import { LRUCache } from 'lru-cache';
 import { KeyedMutex } from './keyed-mutex.js';
 import { blobPath, renameIntoDir, type StoreLayout } from './layout.js';

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { open, unlink } from 'node:fs/promises';
+import { unlink, writeDurably } from './fs-calls.js';
 import { Readable, Transform, Writable, addAbortSignal, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip, gunzipSync } from 'node:zlib';
@@ -175,19 +175,11 @@ async function ingestWhole(body: Readable, options: IngestOptions): Promise<Inge
   };
   checkClaims(result, options);
   const tmpPath = tmpFile(options.tmpDir, 'upload');
-  const handle = await open(tmpPath, 'wx', 0o644).catch((err: unknown) => {
-    throw classify(err, body);
-  });
   try {
-    try {
-      await handle.writeFile(gz);
-      // Durable before any link may point at it (invariant 1).
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    // Durable before any link may point at it (invariant 1).
+    await writeDurably(tmpPath, gz);
   } catch (err) {
-    await unlink(tmpPath).catch(() => {});
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') await unlink(tmpPath).catch(() => {});
     throw classify(err, body);
   }
   return { ...result, tmpPath };

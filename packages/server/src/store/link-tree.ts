@@ -1,4 +1,4 @@
-import { lstat, lutimes, readlink, symlink, unlink } from 'node:fs/promises';
+import { lstat, lutimes, readlink, symlink, unlink } from './fs-calls.js';
 import { BadRequestError, ConflictError } from '@filetracker/shared-protocol';
 import {
   digestOfTarget,
