@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
+import { gzipSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import { startServer, type TestServer } from './helpers/server.js';
 import { checkStore } from './helpers/store-check.js';
@@ -308,6 +309,45 @@ describe('server under concurrent writers and readers', () => {
         version: BASE + 2005,
         content: '0',
       });
+      const check = await checkStore(srv.dir, { meta: srv.store.meta });
+      assert.deepEqual(check.problems, []);
+    },
+  );
+
+  test(
+    'a slow gzip upload of a new name does not overwrite a newer PUT of that name made while it was read',
+    {
+      timeout: 30_000,
+    },
+    async () => {
+      // The slow PUT finds no link before its body is read; by the time it takes the name's
+      // lock the name has one, which it must see (not a stale "no link").
+      const name = '/parallel/new-and-slow';
+      const gz = gzipSync(content(BASE + 3001, 1));
+      const slow = slowRequest(fileUrl(srv.url, name, BASE + 3001), {
+        headers: {
+          'Content-Encoding': 'gzip',
+          'Content-Length': String(gz.length),
+          'SHA256-Checksum': sha256(content(BASE + 3001, 1)),
+        },
+      });
+      await slow.write(gz.subarray(0, 10));
+      await waitFor('the upload to start', async () => srv.store.stats.uploadsInFlight > 0);
+      const newer = await putFile(srv.url, name, content(BASE + 3005, 0), BASE + 3005);
+      assert.equal(newer.status, 200);
+      assert.equal(newer.version, BASE + 3005);
+
+      await slow.write(gz.subarray(10));
+      const answer = await slow.end();
+      assert.equal(answer.status, 200);
+      assert.equal(versionOf(answer.headers['last-modified'] as string), BASE + 3005);
+      assert.deepEqual(await observe(srv.url, name, 'plain'), {
+        version: BASE + 3005,
+        content: '0',
+      });
+      // An older PUT made afterwards is refused as well, from what the lock's read found.
+      const older = await putFile(srv.url, name, content(BASE + 3003, 0), BASE + 3003);
+      assert.equal(older.version, BASE + 3005);
       const check = await checkStore(srv.dir, { meta: srv.store.meta });
       assert.deepEqual(check.problems, []);
     },
