@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { CHILD_DIR } from './children.js';
 import { run } from './proc.js';
-import { BINS } from './servers.js';
+import { BINS, shebangFlags } from './servers.js';
 
 /**
  * Whether ft-migrate can be benchmarked: `ft-migrate --help` exits 0 (it is being
@@ -26,8 +26,8 @@ export interface MigrateRun {
 }
 
 /**
- * `ft-migrate TREE URL -s -j N --state FILE --report FILE` in its own process, with a hook
- * that records its peak RSS. Throws unless it exits 0.
+ * `ft-migrate TREE URL -s -j N --state FILE --report FILE` in its own process, with the
+ * node flags of its `#!` line and a hook that records its peak RSS. Throws unless it exits 0.
  */
 export async function runMigrate(
   tree: string,
@@ -39,6 +39,7 @@ export async function runMigrate(
   const rssOut = path.join(workDir, `rss-${tag}.json`);
   const report = path.join(workDir, `report-${tag}.json`);
   const args = [
+    ...shebangFlags(BINS.migrate),
     '--import',
     path.join(CHILD_DIR, 'rss-hook.js'),
     BINS.migrate,

@@ -93,7 +93,9 @@ async function migratorByTreeSize(ctx: BenchContext, section: Section): Promise<
       'directory) with its defaults (state file, -j default), uploading to a fresh ' +
       'ft-server; tree and store on tmpfs (/dev/shm) in full mode when there is one, as the ' +
       'migrator\u2019s memory does not depend on the disk. Peak RSS is getrusage\u2019s ' +
-      'ru_maxrss of the ft-migrate process, written at its exit by a `node --import` hook.',
+      'ru_maxrss of the ft-migrate process, written at its exit by a `node --import` hook; ' +
+      'node gets the flags of the bin\u2019s `#!` line, as npm\u2019s and pnpm\u2019s shims ' +
+      'pass them.',
   );
   const notReady = await migrateNotReady();
   if (notReady) {

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnTracked, stopChild } from './lifecycle.js';
@@ -11,6 +12,16 @@ export const BINS = {
   legacy: path.join(REPO_ROOT, 'packages/legacy-static/bin/ft-legacy-static.mjs'),
   migrate: path.join(REPO_ROOT, 'packages/migrate/bin/ft-migrate.mjs'),
 };
+
+/**
+ * The node flags a bin's `#!/usr/bin/env -S node FLAGS` line gives it: npm's and pnpm's
+ * shims pass them, so the bench runs the bin with them too, as a user gets it.
+ */
+export function shebangFlags(bin: string): string[] {
+  const first = readFileSync(bin, 'utf8').split('\n', 1)[0]!;
+  const flags = /^#!\/usr\/bin\/env -S node\s(.*)$/.exec(first)?.[1];
+  return flags?.trim().split(/\s+/) ?? [];
+}
 
 async function startNode(bin: string, args: string[], logFile: string): Promise<Running> {
   const child = spawnTracked(process.execPath, [bin, ...args], {
