@@ -20,6 +20,8 @@ export interface MigrateRun {
   ms: number;
   /** Peak RSS of the ft-migrate process (getrusage via child/rss-hook). */
   maxRssKiB: number;
+  /** The JS heap (total) and Buffers (external) at the highest RSS sampled, MiB. */
+  atPeak: { heapTotal: number; external: number } | undefined;
   uploadedFiles: number;
   uploadedBytes: number;
   failedFiles: number;
@@ -60,7 +62,10 @@ export async function runMigrate(
   if (r.code !== 0) {
     throw new Error(`ft-migrate exited ${r.code}: ${(r.stderr || r.stdout).trim().slice(-1000)}`);
   }
-  const rss = JSON.parse(await readFile(rssOut, 'utf8')) as { maxRssKiB: number };
+  const rss = JSON.parse(await readFile(rssOut, 'utf8')) as {
+    maxRssKiB: number;
+    atPeakMiB?: { heapTotal: number; external: number };
+  };
   const rep = JSON.parse(await readFile(report, 'utf8')) as {
     uploaded?: { files?: number; bytes?: number };
     failed?: { files?: number };
@@ -68,6 +73,7 @@ export async function runMigrate(
   return {
     ms: r.ms,
     maxRssKiB: rss.maxRssKiB,
+    atPeak: rss.atPeakMiB,
     uploadedFiles: rep.uploaded?.files ?? NaN,
     uploadedBytes: rep.uploaded?.bytes ?? NaN,
     failedFiles: rep.failed?.files ?? NaN,

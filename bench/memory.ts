@@ -129,10 +129,19 @@ async function migratorByTreeSize(ctx: BenchContext, section: Section): Promise<
   }
   section.tables.push({
     caption: 'ft-migrate',
-    head: ['files in the tree', 'peak RSS MiB', 'uploaded', 'failed', 'time s', 'files/s'],
+    head: [
+      'files in the tree',
+      'peak RSS MiB',
+      'JS heap / Buffers at peak MiB',
+      'uploaded',
+      'failed',
+      'time s',
+      'files/s',
+    ],
     rows: runs.map(({ files, run }) => [
       String(files),
       num(run.maxRssKiB / 1024),
+      run.atPeak ? `${num(run.atPeak.heapTotal)} / ${num(run.atPeak.external)}` : 'n/a',
       String(run.uploadedFiles),
       String(run.failedFiles),
       num(run.ms / 1000),
