@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { unlink, writeDurably } from './fs-calls.js';
 import { Readable, Transform, Writable, addAbortSignal, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip, gunzipSync } from 'node:zlib';
@@ -9,6 +8,7 @@ import {
   FiletrackerError,
   InsufficientStorageError,
 } from '@filetracker/shared-protocol';
+import { unlink, writeDurably } from './fs-calls.js';
 import { tmpFile } from './layout.js';
 
 /** What an upload turned out to be once its body was read in full. */
