@@ -1,5 +1,5 @@
-import { unlink } from './fs-calls.js';
 import { LRUCache } from 'lru-cache';
+import { unlink } from './fs-calls.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import { blobPath, renameIntoDir, type StoreLayout } from './layout.js';
 import type { BlobRecord, MetaDb } from './meta-db.js';

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, rename } from './fs-calls.js';
 import path from 'node:path';
+import { mkdir, rename } from './fs-calls.js';
 
 /**
  * The on-disk layout of DESIGN.md: the Python 2.x layout for `blobs/` and `links/`, plus

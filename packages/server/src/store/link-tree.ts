@@ -1,5 +1,5 @@
-import { lstat, lutimes, readlink, symlink, unlink } from './fs-calls.js';
 import { BadRequestError, ConflictError } from '@filetracker/shared-protocol';
+import { lstat, lutimes, readlink, symlink, unlink } from './fs-calls.js';
 import {
   digestOfTarget,
   linkPath,

@@ -6,6 +6,7 @@ import { BlobRefs } from './blob-refs.js';
 import { inflateBlob } from '../recover/gzip-size.js';
 import { ingest } from './ingest.js';
 import { KeyedMutex } from './keyed-mutex.js';
+import { writeDurably } from './fs-calls.js';
 import { blobPath, storeLayout, tmpFile, type StoreLayout } from './layout.js';
 import { LinkTree, type LinkState } from './link-tree.js';
 import { listLinks } from './list.js';
@@ -447,8 +448,9 @@ export class Store {
     if (existing.version > version) return { deleted: false, found: true };
     this.#writeEpoch++;
     await this.links.remove(components);
-    this.#entries.delete(joinName(components));
-    this.#absent.delete(joinName(components));
+    const name = joinName(components);
+    this.#entries.delete(name);
+    this.#absent.delete(name);
     this.#writeEpoch++;
     await this.blobs.release(existing.digest);
     return { deleted: true, found: true };
@@ -531,8 +533,9 @@ export class Store {
   /** Forgets a cached entry (after a change made outside put/delete). */
   invalidate(components: readonly string[]): void {
     this.#writeEpoch++;
-    this.#entries.delete(joinName(components));
-    this.#absent.delete(joinName(components));
+    const name = joinName(components);
+    this.#entries.delete(name);
+    this.#absent.delete(name);
   }
 
   /**
@@ -543,13 +546,8 @@ export class Store {
     if (!this.meta.isOpen) return { ok: false, reason: 'database is not open' };
     const probe = tmpFile(this.layout.tmp, 'health');
     try {
-      const handle = await open(probe, 'w');
-      try {
-        await handle.writeFile('ok');
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
+      // The same durable write an upload makes.
+      await writeDurably(probe, Buffer.from('ok'));
       await rm(probe, { force: true });
       return { ok: true };
     } catch (err) {
