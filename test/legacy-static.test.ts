@@ -14,7 +14,7 @@ import {
 } from 'node:fs/promises';
 import { createServer, get, type RequestListener, type Server } from 'node:http';
 import { connect, createServer as createNetServer, type AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
@@ -526,50 +526,95 @@ describe('ft-legacy-static as a process', () => {
     );
   });
 
-  test('-L writes the log to a file and SIGHUP reopens it after a rotation', async (t) => {
-    const logDir = await mkdtemp(join(tmpdir(), 'ft-legacy-static-log-'));
-    t.after(() => rm(logDir, { recursive: true, force: true }));
-    const logFile = join(logDir, 'legacy.log');
-    // With -L nothing goes to stdout, so the listening line is read from the file.
-    const proc = await startLegacy(['--root', store.root, '--port', '0', '-L', logFile], logFile);
-    running.push(proc);
-    await httpRequest(proc.url, '/files/plain.txt');
-    // The line is written when the response is done, which may trail the client.
-    await waitFor(async () => (await readText(logFile)).includes('/files/plain.txt'));
-    await rename(logFile, logFile + '.1');
-    proc.child.kill('SIGHUP');
-    await waitFor(async () => (await readText(logFile)).includes('log reopened'));
-    await httpRequest(proc.url, '/files/empty');
-    proc.child.kill('SIGTERM');
-    assert.equal(await proc.exited, 0);
-    const rotated = await readText(logFile + '.1');
-    const current = await readText(logFile);
-    assert.ok(rotated.includes('"path":"/files/plain.txt"'));
-    assert.ok(current.includes('"path":"/files/empty"'));
-    assert.ok(!current.includes('/files/plain.txt'));
-  });
-
-  test('SIGTERM lets an in-flight download finish, then exits 0', async (t) => {
-    const big = Buffer.alloc(32 * 1024 * 1024, 7);
-    await writeFile(join(store.root, 'files', 'big.bin'), big);
-    t.after(() => rm(join(store.root, 'files', 'big.bin'), { force: true }));
-    const proc = await start();
-    const received = await new Promise<number>((resolve, reject) => {
-      get(`${proc.url}/files/big.bin`, (res) => {
-        // Paused, the download cannot finish before the signal arrives.
-        res.pause();
-        proc.child.kill('SIGTERM');
-        setTimeout(() => {
-          assert.equal(proc.child.exitCode, null);
-          let n = 0;
-          res.on('data', (chunk: Buffer) => (n += chunk.length));
-          res.on('end', () => resolve(n));
-          res.on('error', reject);
-          res.resume();
-        }, 300);
-      }).on('error', reject);
+  // The default worker count depends on the machine's cores: signals, the log and a taken
+  // port are tested in both modes.
+  for (const workers of ['1', '2']) {
+    test(`--workers ${workers}: -L writes the log to a file and SIGHUP reopens it after a rotation`, async (t) => {
+      const logDir = await mkdtemp(join(tmpdir(), 'ft-legacy-static-log-'));
+      t.after(() => rm(logDir, { recursive: true, force: true }));
+      const logFile = join(logDir, 'legacy.log');
+      // With -L nothing goes to stdout, so the listening line is read from the file.
+      const proc = await startLegacy(
+        ['--root', store.root, '--port', '0', '-w', workers, '-L', logFile],
+        logFile,
+      );
+      running.push(proc);
+      await httpRequest(proc.url, '/files/plain.txt');
+      // The line is written when the response is done, which may trail the client.
+      await waitFor(async () => (await readText(logFile)).includes('/files/plain.txt'));
+      await rename(logFile, logFile + '.1');
+      proc.child.kill('SIGHUP');
+      await waitFor(async () => (await readText(logFile)).includes('log reopened'));
+      await httpRequest(proc.url, '/files/empty');
+      proc.child.kill('SIGTERM');
+      assert.equal(await proc.exited, 0);
+      const rotated = await readText(logFile + '.1');
+      const current = await readText(logFile);
+      assert.ok(rotated.includes('"path":"/files/plain.txt"'));
+      assert.ok(current.includes('"path":"/files/empty"'));
+      assert.ok(!current.includes('/files/plain.txt'));
     });
-    assert.equal(received, big.length);
+
+    test(`--workers ${workers}: SIGTERM lets an in-flight download finish, then exits 0`, async (t) => {
+      const big = Buffer.alloc(32 * 1024 * 1024, 7);
+      await writeFile(join(store.root, 'files', 'big.bin'), big);
+      t.after(() => rm(join(store.root, 'files', 'big.bin'), { force: true }));
+      const proc = await start(['-w', workers]);
+      const received = await new Promise<number>((resolve, reject) => {
+        get(`${proc.url}/files/big.bin`, (res) => {
+          // Paused, the download cannot finish before the signal arrives.
+          res.pause();
+          proc.child.kill('SIGTERM');
+          setTimeout(() => {
+            assert.equal(proc.child.exitCode, null);
+            let n = 0;
+            res.on('data', (chunk: Buffer) => (n += chunk.length));
+            res.on('end', () => resolve(n));
+            res.on('error', reject);
+            res.resume();
+          }, 300);
+        }).on('error', reject);
+      });
+      assert.equal(received, big.length);
+      assert.equal(await proc.exited, 0);
+    });
+
+    test(`--workers ${workers}: SIGINT exits 0`, async () => {
+      const proc = await start(['-w', workers]);
+      proc.child.kill('SIGINT');
+      assert.equal(await proc.exited, 0);
+    });
+
+    test(`--workers ${workers}: a port already taken exits non-zero with one line on stderr`, async (t) => {
+      const blocker = createNetServer();
+      blocker.listen(0, '127.0.0.1');
+      await once(blocker, 'listening');
+      t.after(() => blocker.close());
+      const port = (blocker.address() as AddressInfo).port;
+      const { code, stderr } = await runLegacy([
+        '--root',
+        store.root,
+        '--port',
+        String(port),
+        '-w',
+        workers,
+      ]);
+      assert.notEqual(code, 0);
+      assert.equal(stderr.trim().split('\n').length, 1, stderr);
+      assert.ok(!stderr.includes('    at '), stderr);
+    });
+  }
+
+  test('the default is one worker per core but one, from 1 to 4', async () => {
+    const expected = Math.min(4, Math.max(1, availableParallelism() - 1));
+    const proc = await start();
+    assert.equal(
+      proc.workers.length,
+      expected === 1 ? 0 : expected,
+      `${availableParallelism()} cores`,
+    );
+    assertServed(await httpRequest(proc.url, '/files/plain.txt'), FILES['/plain.txt']!);
+    proc.child.kill('SIGTERM');
     assert.equal(await proc.exited, 0);
   });
 
@@ -671,12 +716,6 @@ describe('ft-legacy-static as a process', () => {
     assert.equal(await proc.exited, 0);
   });
 
-  test('SIGINT exits 0', async () => {
-    const proc = await start();
-    proc.child.kill('SIGINT');
-    assert.equal(await proc.exited, 0);
-  });
-
   test('--help exits 0 and describes every option', async () => {
     const { code, stdout } = await runLegacy(['--help']);
     assert.equal(code, 0);
@@ -727,18 +766,6 @@ describe('ft-legacy-static as a process', () => {
     assert.equal(await now(lenient), 'old');
     // The default is lighttpd's one second.
     assert.match((await runLegacy(['--help'])).stdout, /--stat-cache-ms[^]*default:\s+1000/);
-  });
-
-  test('a port already taken exits non-zero with one line on stderr', async (t) => {
-    const blocker = createNetServer();
-    blocker.listen(0, '127.0.0.1');
-    await once(blocker, 'listening');
-    t.after(() => blocker.close());
-    const port = (blocker.address() as AddressInfo).port;
-    const { code, stderr } = await runLegacy(['--root', store.root, '--port', String(port)]);
-    assert.notEqual(code, 0);
-    assert.equal(stderr.trim().split('\n').length, 1, stderr);
-    assert.ok(!stderr.includes('    at '), stderr);
   });
 });
 

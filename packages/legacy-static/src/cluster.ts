@@ -4,15 +4,14 @@ import { AggregatorRegistry, type Registry } from 'prom-client';
 import type { StatusSnapshot } from './request-stats.js';
 
 /**
- * Several worker processes behind one port (node:cluster), for the second core.
+ * Several worker processes behind one port (node:cluster), for hosts with cores to spare.
  *
- * One process of ft-legacy-static tops out at about a third of lighttpd on small files
- * (wrk, 3,000 files of 1-10 KiB), most of it in Node's HTTP layer; two workers on two
- * cores served 0.41x (8 connections) and 0.52x (64) in the same run. The store is read
- * only and every worker checks the disk on every request, so workers share nothing but
- * the port. The primary answers no HTTP: it starts the workers, replaces one that dies,
- * passes signals on, and sums the workers' counters for /status and /metrics, which any
- * worker may be asked for.
+ * A worker is bound by CPU, most of it in Node's HTTP layer and the kernel: about 13 us per
+ * small-file GET on 2 cores, where lighttpd takes 7 (the default count and its measurements
+ * are at DEFAULT_WORKERS in cli-options.ts). The store is read only and every worker checks
+ * the disk itself, so workers share nothing but the port. The primary answers no HTTP: it
+ * starts the workers, replaces one that dies, passes signals on, and sums the workers'
+ * counters for /status and /metrics, which any worker may be asked for.
  */
 
 /** Messages between the primary and a worker, over the cluster's IPC channel. */
