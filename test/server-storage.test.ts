@@ -428,6 +428,102 @@ test('a blob shared by two names outlives the first DELETE; the last DELETE remo
   await assertClean(srv);
 });
 
+test('content stored before a restart is deduplicated after it: the filter of stored digests starts from meta/', async (t) => {
+  const dir = await tempDir();
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const contents = Array.from({ length: 20 }, () => sample(3_000));
+  const first = await startServer({ dir });
+  for (const [i, data] of contents.entries()) {
+    assert.equal((await putFile(first.url, `/before/${i}`, data, V)).status, 200);
+  }
+  await first.close();
+
+  const srv = await startServer({ dir });
+  t.after(() => srv.close());
+  // Once the filter answers, a "not stored" from it skips the database: it must know them.
+  await waitFor('the filter to be built', () => srv.store.blobs.stored.ready);
+  for (const [i, data] of contents.entries()) {
+    assert.equal((await putFile(srv.url, `/after/${i}`, data, V)).status, 200);
+    assert.equal((await srv.store.meta.getBlob(sha256(data)))?.refs, 2, `content ${i}`);
+  }
+  assert.equal(srv.store.stats.dedupHits, contents.length);
+  // The first names go; their blobs stay for the second ones.
+  for (const i of contents.keys()) assert.equal(await deleteFile(srv.url, `/before/${i}`, V), 200);
+  for (const [i, data] of contents.entries()) {
+    assert.ok((await getFile(srv.url, `/after/${i}`)).body.equals(data), `content ${i}`);
+  }
+  await assertClean(srv);
+});
+
+test('the filter of stored digests grows past its size while uploads go on, and forgets none', async (t) => {
+  // With one record in memory, nearly every upload asks the filter before the database.
+  const srv = await startServer({ store: { digestFilterCapacity: 16, blobRecordCacheSize: 1 } });
+  t.after(() => srv.close());
+  await waitFor('the filter to be built', () => srv.store.blobs.stored.ready);
+  assert.equal(srv.store.blobs.stored.capacity, 16);
+  // 300 new contents, 8 at a time: the filter is rebuilt (from a scan of meta/) while
+  // records are still being written, several times over.
+  const contents = Array.from({ length: 300 }, () => sample(2_000));
+  const putAll = async (dirName: string): Promise<void> => {
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        for (let i = next++; i < contents.length; i = next++) {
+          const res = await putFile(srv.url, `/${dirName}/${i}`, contents[i]!, V);
+          assert.equal(res.status, 200);
+        }
+      }),
+    );
+  };
+  await putAll('grow');
+  await waitFor('the filter to grow', () => srv.store.blobs.stored.capacity >= contents.length);
+  assert.equal(srv.store.stats.dedupHits, 0);
+  // Every one of them is found stored again: none was lost across the rebuilds.
+  await putAll('again');
+  assert.equal(srv.store.stats.dedupHits, contents.length);
+  for (const data of contents) assert.equal((await srv.store.meta.getBlob(sha256(data)))?.refs, 2);
+  await assertClean(srv);
+});
+
+test('a build of the filter of stored digests that runs while uploads land keeps every digest they write', async (t) => {
+  const srv = await startServer({ store: { blobRecordCacheSize: 1 } });
+  t.after(() => srv.close());
+  await waitFor('the filter to be built', () => srv.store.blobs.stored.ready);
+  // 100,000 records (of no real blob) make a scan of meta/ long enough for uploads to land
+  // during it: their digests are not in the scan's snapshot and must still be kept.
+  const db = srv.store.meta.db;
+  for (let batch = 0; batch < 20; batch++) {
+    await db.batch(
+      Array.from({ length: 5_000 }, () => ({
+        type: 'put' as const,
+        key: `b:${randomBytes(32).toString('hex')}`,
+        value: JSON.stringify({ refs: 1, logicalSize: 1, storedSize: 1 }),
+      })),
+    );
+  }
+  const written: string[] = [];
+  let building = true;
+  const uploads = Array.from({ length: 4 }, async (_, w) => {
+    for (let i = 0; building; i++) {
+      const data = sample(1_000);
+      assert.equal((await putFile(srv.url, `/race/${w}-${i}`, data, V)).status, 200);
+      written.push(sha256(data));
+    }
+  });
+  await new Promise((r) => setTimeout(r, 20));
+  const before = written.length;
+  await srv.store.blobs.stored.build(200_000);
+  const during = written.length - before;
+  building = false;
+  await Promise.all(uploads);
+  t.diagnostic(`${written.length} uploads, ${during} of them while the build ran`);
+  assert.ok(during > 0, 'some uploads landed while the build ran');
+  assert.deepEqual(
+    written.filter((d) => !srv.store.blobs.stored.mayHold(d)),
+    [],
+  );
+});
+
 test('an upload that claims a stored digest keeps that blob alive while the only name holding it is deleted, whether it completes or is aborted', async (t) => {
   const srv = await server(t);
   const data = sample(60_000);

@@ -6,7 +6,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { createRequestListener, openStore, type Store } from '@filetracker/server';
+import {
+  createRequestListener,
+  openStore,
+  type Store,
+  type StoreOptions,
+} from '@filetracker/server';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
@@ -28,10 +33,15 @@ export interface TestServer {
 
 /** Starts the app in-process on 127.0.0.1, port 0, over a store in a temp dir. */
 export async function startServer(
-  options: { dir?: string; fallbackUrl?: string; fallbackTimeoutMs?: number } = {},
+  options: {
+    dir?: string;
+    fallbackUrl?: string;
+    fallbackTimeoutMs?: number;
+    store?: StoreOptions;
+  } = {},
 ): Promise<TestServer> {
   const dir = options.dir ?? (await tempDir());
-  const store = await openStore(dir);
+  const store = await openStore(dir, options.store);
   const server = createServer(
     createRequestListener(store, {
       fallbackUrl: options.fallbackUrl,

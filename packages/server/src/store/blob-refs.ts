@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import { DigestFilter } from './digest-filter.js';
 import { unlink } from './fs-calls.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import { blobPath, renameIntoDir, type StoreLayout } from './layout.js';
@@ -33,13 +34,25 @@ export class BlobRefs {
   readonly #meta: MetaDb;
   readonly #locks = new KeyedMutex();
   readonly #pins = new Map<string, number>();
-  readonly #records = new LRUCache<string, BlobRecord | typeof ABSENT>({ max: CACHED_RECORDS });
+  readonly #records: LRUCache<string, BlobRecord | typeof ABSENT>;
+  /** Digests the database may hold: a new upload's digest is seldom worth a read. */
+  readonly stored: DigestFilter;
   /** Called with +1/-1 and the stored size when a blob file appears or goes. */
   onBlobCountChange: ((delta: number, storedSize: number) => void) | undefined;
 
-  constructor(layout: StoreLayout, meta: MetaDb) {
+  /**
+   * `cachedRecords`: how many records (and absences) stay in memory; `filterCapacity`: the
+   * least number of digests {@link stored} is sized for.
+   */
+  constructor(
+    layout: StoreLayout,
+    meta: MetaDb,
+    options: { cachedRecords?: number; filterCapacity?: number } = {},
+  ) {
     this.#layout = layout;
     this.#meta = meta;
+    this.#records = new LRUCache({ max: options.cachedRecords ?? CACHED_RECORDS });
+    this.stored = new DigestFilter(() => meta.blobDigests(), options.filterCapacity);
   }
 
   /** The record of `digest`, read without its lock (for a GET's sizes). */
@@ -55,6 +68,10 @@ export class BlobRefs {
   async #read(digest: string, locked = true): Promise<BlobRecord | undefined> {
     const cached = this.#records.get(digest);
     if (cached !== undefined) return cached === ABSENT ? undefined : cached;
+    if (!this.stored.mayHold(digest)) {
+      if (locked) this.#records.set(digest, ABSENT);
+      return undefined;
+    }
     const record = await this.#meta.getBlob(digest);
     if (locked) this.#records.set(digest, record ?? ABSENT);
     return record;
@@ -68,6 +85,9 @@ export class BlobRefs {
     } catch (err) {
       this.#records.delete(digest); // it may or may not have landed
       throw err;
+    } finally {
+      // Once the write has settled, whatever its outcome (see DigestFilter).
+      if (record !== undefined) this.stored.add(digest);
     }
     this.#records.set(digest, record ?? ABSENT);
   }

@@ -109,6 +109,14 @@ export class MetaDb {
     }
   }
 
+  /**
+   * Every digest with a record, in order, from a snapshot taken when iteration starts (the
+   * first `next()`).
+   */
+  async *blobDigests(): AsyncGenerator<string> {
+    for await (const key of this.db.keys({ gte: BLOB, lt: 'b;' })) yield key.slice(BLOB.length);
+  }
+
   /** Every tombstone, in name order. */
   async *tombstones(): AsyncGenerator<[string, number]> {
     for await (const [key, value] of this.db.iterator({ gte: TOMBSTONE, lt: 't;' })) {

@@ -64,6 +64,10 @@ export interface StoreOptions {
   blobCacheBytes?: number;
   /** Names whose (digest, version, sizes) stay in memory. */
   entryCacheSize?: number;
+  /** Blob records (refcount and sizes) that stay in memory. */
+  blobRecordCacheSize?: number;
+  /** The least number of digests the filter of stored digests is sized for. */
+  digestFilterCapacity?: number;
   /** Told of problems the store works around (a log line for the operator). */
   warn?: (details: Record<string, unknown>, message: string) => void;
 }
@@ -134,7 +138,10 @@ export class Store {
     this.layout = layout;
     this.meta = meta;
     this.links = new LinkTree(layout);
-    this.blobs = new BlobRefs(layout, meta);
+    this.blobs = new BlobRefs(layout, meta, {
+      cachedRecords: options.blobRecordCacheSize,
+      filterCapacity: options.digestFilterCapacity,
+    });
     this.tmpLeftovers = tmpLeftovers;
     this.#gzipLevel = options.gzipLevel ?? 6;
     this.#warn = options.warn ?? (() => {});
@@ -212,6 +219,9 @@ export class Store {
       this.stats.blobBytes += bytes;
       this.stats.tombstones += t;
       this.stats.countsReady = true;
+      // Sized for twice the store: a migration into it doubles it before the filter
+      // must grow.
+      await this.blobs.stored.build(2 * n);
     })().catch(() => {
       // Closed during the count: the numbers no longer matter.
     });
