@@ -353,3 +353,34 @@ describe('server under concurrent writers and readers', () => {
     },
   );
 });
+
+test('a slow upload of a new name whose name becomes a directory while it is read is 409, not answered from a tombstone', async (t) => {
+  // In migration mode a PUT of an absent name older than its tombstone is refused with the
+  // tombstone's version. Here the name is absent when the upload starts, but a file is put
+  // under it meanwhile, so by the time the upload takes the name's lock it is a directory:
+  // it must see that (409), not the "no link" it saw first.
+  const srv = await startServer({ fallbackUrl: 'http://127.0.0.1:9' });
+  t.after(() => srv.close());
+  const name = '/becomes/dir';
+  await srv.store.meta.putTombstone(name, BASE + 10);
+  const data = content(BASE + 5, 1);
+  const gz = gzipSync(data);
+  const slow = slowRequest(fileUrl(srv.url, name, BASE + 5), {
+    headers: {
+      'Content-Encoding': 'gzip',
+      'Content-Length': String(gz.length),
+      'SHA256-Checksum': sha256(data),
+    },
+  });
+  await slow.write(gz.subarray(0, 10));
+  await waitFor('the upload to start', async () => srv.store.stats.uploadsInFlight > 0);
+  assert.equal(
+    (await putFile(srv.url, `${name}/child`, content(BASE + 6, 0), BASE + 6)).status,
+    200,
+  );
+  await slow.write(gz.subarray(10));
+  const answer = await slow.end();
+  assert.equal(answer.status, 409);
+  const check = await checkStore(srv.dir, { meta: srv.store.meta });
+  assert.deepEqual(check.problems, []);
+});

@@ -113,20 +113,27 @@ export class Store {
   readonly #smallBlobBytes: number;
   /**
    * name -> entry, kept coherent by the writers (who hold the name's lock and update it
-   * after each change). Readers fill it on a miss only if no write happened meanwhile.
+   * after each change). Readers fill it on a miss only if no write of the name happened
+   * meanwhile (see {@link #reads}).
    */
   readonly #entries: LRUCache<string, FileEntry>;
   /**
    * Names a PUT found without a link before taking the name's lock, so that under the lock
    * it need not read the link again (one thread-pool trip fewer for each new name). Filled
-   * like {@link #entries}, only if no write happened meanwhile; used once, under the lock;
-   * and cleared by every write of the name, whose lock keeps other PUTs from using it in
-   * between.
+   * like {@link #entries}, only if no write of the name happened meanwhile; used once,
+   * under the lock; and cleared by every write of the name, whose lock keeps other PUTs
+   * from using it in between.
    */
   readonly #absent = new LRUCache<string, true>({ max: 10_000 });
+  /**
+   * Link reads in flight, by name. A write marks those of its name and of the name's
+   * ancestors stale (a new file makes its parents directories), and a stale read fills no
+   * cache. It replaced one counter of all writes: under 64 concurrent uploads some other
+   * name was written during nearly every read, so every new name's link was read twice.
+   */
+  readonly #reads = new Map<string, { stale: boolean }[]>();
   /** digest -> gzip bytes of small blobs; blobs never change, so this is always right. */
   readonly #blobCache: LRUCache<string, Buffer>;
-  #writeEpoch = 0;
   #closing: Promise<void> | undefined;
 
   private constructor(
@@ -237,14 +244,38 @@ export class Store {
     const name = joinName(components);
     const cached = this.#entries.get(name);
     if (cached) return cached;
-    const epoch = this.#writeEpoch;
-    const entry = await this.#load(components);
+    const read = { stale: false };
+    const reads = this.#reads.get(name);
+    if (reads) reads.push(read);
+    else this.#reads.set(name, [read]);
+    let entry;
+    try {
+      entry = await this.#load(components);
+    } finally {
+      const left = this.#reads.get(name)!;
+      if (left.length === 1) this.#reads.delete(name);
+      else left.splice(left.indexOf(read), 1);
+    }
     if (entry === 'absent') {
-      if (noteAbsent && epoch === this.#writeEpoch) this.#absent.set(name, true);
+      if (noteAbsent && !read.stale) this.#absent.set(name, true);
       return null;
     }
-    if (entry && epoch === this.#writeEpoch) this.#entries.set(name, entry);
+    if (entry && !read.stale) this.#entries.set(name, entry);
     return entry;
+  }
+
+  /**
+   * A write of `name` starts or has happened: the link reads in flight of the name and of
+   * its ancestors are stale, and so is a "no link" noted for an ancestor (a new file makes
+   * its parents directories). The writer itself clears the name's own note, which it uses.
+   */
+  #written(name: string): void {
+    for (let end = name.length; end > 0; end = name.lastIndexOf('/', end - 1)) {
+      const key = end === name.length ? name : name.slice(0, end);
+      const reads = this.#reads.get(key);
+      if (reads) for (const read of reads) read.stale = true;
+      if (key !== name) this.#absent.delete(key);
+    }
   }
 
   /** The entry of a name; 'absent' when it has no link; null for a directory. */
@@ -382,7 +413,7 @@ export class Store {
             await discard(body.tmpPath);
             return { version: tombstone, stored: false, receivedBytes: body.receivedBytes };
           }
-          this.#writeEpoch++;
+          this.#written(name);
           const sameBlob =
             existing !== null && existing !== 'directory' && existing.digest === body.digest;
           // The sizes of the blob the name will point at (a dedup hit keeps the first
@@ -413,7 +444,7 @@ export class Store {
           });
           // A look that crossed this write may have noted the name absent after we used it.
           this.#absent.delete(name);
-          this.#writeEpoch++;
+          this.#written(name);
           await this.#afterCommit(name, async () => {
             if (tombstone !== undefined) {
               await this.meta.deleteTombstone(name);
@@ -456,12 +487,12 @@ export class Store {
     const existing = await this.links.read(components);
     if (existing === null || existing === 'directory') return { deleted: false, found: false };
     if (existing.version > version) return { deleted: false, found: true };
-    this.#writeEpoch++;
-    await this.links.remove(components);
     const name = joinName(components);
+    this.#written(name);
+    await this.links.remove(components);
     this.#entries.delete(name);
     this.#absent.delete(name);
-    this.#writeEpoch++;
+    this.#written(name);
     await this.blobs.release(existing.digest);
     return { deleted: true, found: true };
   }
@@ -542,8 +573,8 @@ export class Store {
 
   /** Forgets a cached entry (after a change made outside put/delete). */
   invalidate(components: readonly string[]): void {
-    this.#writeEpoch++;
     const name = joinName(components);
+    this.#written(name);
     this.#entries.delete(name);
     this.#absent.delete(name);
   }
