@@ -14,6 +14,7 @@ import {
   versionOf,
   waitFor,
   type PutMode,
+  type ResponseInfo,
 } from './helpers/store-traffic.js';
 import {
   deleteOp,
@@ -111,6 +112,34 @@ async function pool<T>(items: T[], width: number, fn: (item: T) => Promise<void>
       while (next < items.length) await fn(items[next++]!);
     }),
   );
+}
+
+/**
+ * A gzip PUT of `data` whose body stops after 10 bytes, returned once the server has taken
+ * it in (its pre-lock look at the name is done); `finish()` sends the rest and answers.
+ */
+async function startSlowGzipPut(
+  srv: TestServer,
+  name: string,
+  data: Buffer,
+  version: number,
+): Promise<{ finish(): Promise<ResponseInfo> }> {
+  const gz = gzipSync(data);
+  const slow = slowRequest(fileUrl(srv.url, name, version), {
+    headers: {
+      'Content-Encoding': 'gzip',
+      'Content-Length': String(gz.length),
+      'SHA256-Checksum': sha256(data),
+    },
+  });
+  await slow.write(gz.subarray(0, 10));
+  await waitFor('the upload to start', async () => srv.store.stats.uploadsInFlight > 0);
+  return {
+    async finish() {
+      await slow.write(gz.subarray(10));
+      return slow.end();
+    },
+  };
 }
 
 describe('server under concurrent writers and readers', () => {
@@ -323,22 +352,12 @@ describe('server under concurrent writers and readers', () => {
       // The slow PUT finds no link before its body is read; by the time it takes the name's
       // lock the name has one, which it must see (not a stale "no link").
       const name = '/parallel/new-and-slow';
-      const gz = gzipSync(content(BASE + 3001, 1));
-      const slow = slowRequest(fileUrl(srv.url, name, BASE + 3001), {
-        headers: {
-          'Content-Encoding': 'gzip',
-          'Content-Length': String(gz.length),
-          'SHA256-Checksum': sha256(content(BASE + 3001, 1)),
-        },
-      });
-      await slow.write(gz.subarray(0, 10));
-      await waitFor('the upload to start', async () => srv.store.stats.uploadsInFlight > 0);
+      const slow = await startSlowGzipPut(srv, name, content(BASE + 3001, 1), BASE + 3001);
       const newer = await putFile(srv.url, name, content(BASE + 3005, 0), BASE + 3005);
       assert.equal(newer.status, 200);
       assert.equal(newer.version, BASE + 3005);
 
-      await slow.write(gz.subarray(10));
-      const answer = await slow.end();
+      const answer = await slow.finish();
       assert.equal(answer.status, 200);
       assert.equal(versionOf(answer.headers['last-modified'] as string), BASE + 3005);
       assert.deepEqual(await observe(srv.url, name, 'plain'), {
@@ -363,23 +382,12 @@ test('a slow upload of a new name whose name becomes a directory while it is rea
   t.after(() => srv.close());
   const name = '/becomes/dir';
   await srv.store.meta.putTombstone(name, BASE + 10);
-  const data = content(BASE + 5, 1);
-  const gz = gzipSync(data);
-  const slow = slowRequest(fileUrl(srv.url, name, BASE + 5), {
-    headers: {
-      'Content-Encoding': 'gzip',
-      'Content-Length': String(gz.length),
-      'SHA256-Checksum': sha256(data),
-    },
-  });
-  await slow.write(gz.subarray(0, 10));
-  await waitFor('the upload to start', async () => srv.store.stats.uploadsInFlight > 0);
+  const slow = await startSlowGzipPut(srv, name, content(BASE + 5, 1), BASE + 5);
   assert.equal(
     (await putFile(srv.url, `${name}/child`, content(BASE + 6, 0), BASE + 6)).status,
     200,
   );
-  await slow.write(gz.subarray(10));
-  const answer = await slow.end();
+  const answer = await slow.finish();
   assert.equal(answer.status, 409);
   const check = await checkStore(srv.dir, { meta: srv.store.meta });
   assert.deepEqual(check.problems, []);
