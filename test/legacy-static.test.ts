@@ -745,12 +745,17 @@ describe('ft-legacy-static as a process', () => {
     }
   });
 
-  test('no --root or a bad --port exits non-zero', async () => {
+  test('no --root, a bad --port, --stat-cache-ms or --workers exits non-zero', async () => {
     assert.notEqual((await runLegacy(['--port', '0'])).code, 0);
     assert.notEqual((await runLegacy(['--root', store.root, '--port', '70000'])).code, 0);
     const badCache = await runLegacy(['--root', store.root, '--stat-cache-ms', '-5']);
     assert.notEqual(badCache.code, 0);
     assert.match(badCache.stderr, /stat cache/);
+    for (const bad of ['0', '65', 'two']) {
+      const badWorkers = await runLegacy(['--root', store.root, '--port', '0', '-w', bad]);
+      assert.notEqual(badWorkers.code, 0, `-w ${bad}`);
+      assert.match(badWorkers.stderr, /workers is a whole number from 1 to 64/, `-w ${bad}`);
+    }
   });
 
   test('--stat-cache-ms 0 serves a rewritten file fresh at once; a cache time trusts it', async () => {
