@@ -28,8 +28,10 @@ export async function benchPutSmall(ctx: BenchContext): Promise<Section> {
     `Limit: a bare Node script (a separate process) that does only the file-system work of ` +
       `the same uploads for ${cfg.durationS} s, ${cfg.connections} at once: ` +
       'write the gzip to tmp/ durably (O_SYNC, as ft-server does), rename into ' +
-      'blobs/xx/digest, symlink in tmp/, lutimes, rename into links/ (no HTTP, no hashing, ' +
-      'no database), each call the cheapest way Node offers. Both use libuv\u2019s default ' +
+      'blobs/xx/digest and fsync that directory, symlink in tmp/, lutimes, rename into ' +
+      'links/ and fsync that directory (the durability ft-server gives an acknowledged ' +
+      'PUT, with its group commit of directory fsyncs; no HTTP, no hashing, no database), ' +
+      'each call the cheapest way Node offers. Both use libuv\u2019s default ' +
       '4 threads for file-system calls. Each round\u2019s store stays until the end of the ' +
       'run: on ext4 without a journal, removing it would slow the next rounds\u2019 file ' +
       'creation for minutes.',

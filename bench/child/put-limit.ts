@@ -2,10 +2,12 @@
  * The machine's limit for storing small uploads, as a bare script: for each pre-built gzip
  * body, exactly the file-system work the server must do (DESIGN.md invariants 1 and 2),
  * and nothing else (no HTTP, no hashing, no database):
- * write the gzip to tmp/ durably, rename into blobs/xx/digest, symlink in tmp/, lutimes,
- * rename into links/. `concurrency` files at once, as many as the server gets connections.
- * Each call the cheapest way Node offers, as ft-server makes it (see its store/fs-calls.ts):
- * callbacks rather than fs/promises, the write with O_SYNC rather than write + fsync.
+ * write the gzip to tmp/ durably, rename into blobs/xx/digest, fsync blobs/xx/, symlink in
+ * tmp/, lutimes, rename into links/, fsync that directory. `concurrency` files at once, as
+ * many as the server gets connections. Each call the cheapest way Node offers, as ft-server
+ * makes it (see its store/fs-calls.ts): callbacks rather than fs/promises, the write with
+ * O_SYNC rather than write + fsync, and the directory fsyncs through ft-server's own
+ * DirSync, which shares one fsync of a directory among the renames waiting for it.
  *
  * Usage: node put-limit.js '{"dir":..., "index":..., "bodies":..., "concurrency":64,
  *   "count":N, "durationS":S, "version":V}'
@@ -15,6 +17,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { DirSync } from '@filetracker/server';
 import { readPool } from '../pool.js';
 
 interface Args {
@@ -29,7 +32,6 @@ interface Args {
 
 const open = promisify(fs.open);
 const write = promisify(fs.write);
-const rename = promisify(fs.rename);
 const symlink = promisify(fs.symlink);
 const lutimes = promisify(fs.lutimes);
 const mkdir = promisify(fs.mkdir);
@@ -42,18 +44,8 @@ const todo = entries.slice(0, args.count);
 const tmp = path.join(args.dir, 'tmp');
 const blobs = path.join(args.dir, 'blobs');
 const links = path.join(args.dir, 'links');
-await mkdir(tmp, { recursive: true });
-
-// mkdir -p once per directory, as a server that remembers what exists would.
-const made = new Map<string, Promise<unknown>>();
-const mkdirOnce = (d: string): Promise<unknown> => {
-  let p = made.get(d);
-  if (!p) {
-    p = mkdir(d, { recursive: true });
-    made.set(d, p);
-  }
-  return p;
-};
+await Promise.all([tmp, blobs, links].map((d) => mkdir(d, { recursive: true })));
+const dirs = new DirSync();
 
 const started = performance.now();
 const deadline = started + (args.durationS ?? Infinity) * 1000;
@@ -75,14 +67,12 @@ async function worker(): Promise<void> {
       fs.closeSync(fd);
     }
     const blob = path.join(blobs, e.sha256.slice(0, 2), e.sha256);
-    await mkdirOnce(path.dirname(blob));
-    await rename(upload, blob);
+    await dirs.rename(upload, blob, blobs);
     const link = path.join(links, e.name);
     const tmpLink = path.join(tmp, `link-${tmpCounter++}`);
     await symlink(path.relative(path.dirname(link), blob), tmpLink);
     await lutimes(tmpLink, args.version, args.version);
-    await mkdirOnce(path.dirname(link));
-    await rename(tmpLink, link);
+    await dirs.rename(tmpLink, link, links);
     done++;
   }
 }

@@ -87,13 +87,17 @@ export interface RunningProcess {
 /**
  * Spawns a bin of this repo (e.g. `packages/server/bin/ft-server.mjs`) and waits for its
  * `listening` JSON log line on stdout. Rejects if it exits first or takes over 15 s.
+ * `wrapper` runs node under another program (e.g. `['strace', '-f', ...]`): `child` is then
+ * that program, which must pass stdout through and exit with node.
  */
 export async function startProcess(
   bin: string,
   args: string[],
   env: NodeJS.ProcessEnv = {},
+  wrapper: string[] = [],
 ): Promise<RunningProcess> {
-  const child = spawn(process.execPath, [path.join(REPO_ROOT, bin), ...args], {
+  const command = [...wrapper, process.execPath, path.join(REPO_ROOT, bin), ...args];
+  const child = spawn(command[0]!, command.slice(1), {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -2,7 +2,8 @@ import { LRUCache } from 'lru-cache';
 import { DigestFilter } from './digest-filter.js';
 import { unlink } from './fs-calls.js';
 import { KeyedMutex } from './keyed-mutex.js';
-import { blobPath, renameIntoDir, type StoreLayout } from './layout.js';
+import type { DirSync } from './dir-sync.js';
+import { blobPath, type StoreLayout } from './layout.js';
 import type { BlobRecord, MetaDb } from './meta-db.js';
 
 /** A cached "the database has no record of this digest". */
@@ -32,6 +33,7 @@ const CACHED_RECORDS = 10_000;
 export class BlobRefs {
   readonly #layout: StoreLayout;
   readonly #meta: MetaDb;
+  readonly #dirs: DirSync;
   readonly #locks = new KeyedMutex();
   readonly #pins = new Map<string, number>();
   readonly #records: LRUCache<string, BlobRecord | typeof ABSENT>;
@@ -47,10 +49,12 @@ export class BlobRefs {
   constructor(
     layout: StoreLayout,
     meta: MetaDb,
+    dirs: DirSync,
     options: { cachedRecords?: number; filterCapacity?: number } = {},
   ) {
     this.#layout = layout;
     this.#meta = meta;
+    this.#dirs = dirs;
     this.#records = new LRUCache({ max: options.cachedRecords ?? CACHED_RECORDS });
     this.stored = new DigestFilter(() => meta.blobDigests(), options.filterCapacity);
   }
@@ -77,11 +81,14 @@ export class BlobRefs {
     return record;
   }
 
-  /** Writes a record (or deletes it, for undefined) and the cache after it. */
-  async #write(digest: string, record: BlobRecord | undefined): Promise<void> {
+  /**
+   * Writes a record (or deletes it, for undefined) and the cache after it; `durable` for a
+   * reference added (see MetaDb.putBlob).
+   */
+  async #write(digest: string, record: BlobRecord | undefined, durable = false): Promise<void> {
     try {
       if (record === undefined) await this.#meta.deleteBlob(digest);
-      else await this.#meta.putBlob(digest, record);
+      else await this.#meta.putBlob(digest, record, durable);
     } catch (err) {
       this.#records.delete(digest); // it may or may not have landed
       throw err;
@@ -129,17 +136,20 @@ export class BlobRefs {
       if (record) {
         if (tmpPath) await unlink(tmpPath).catch(() => {});
         const updated = { ...record, refs: record.refs + 1 };
-        await this.#write(digest, updated);
+        await this.#write(digest, updated, true);
         return { dedup: true, record: updated };
       }
       if (!tmpPath) {
         throw new Error(`blob ${digest} vanished while pinned`);
       }
       const target = blobPath(this.#layout, digest);
-      await renameIntoDir(tmpPath, target);
+      // Durable in blobs/ (its directory fsynced) before any record or link names it: a
+      // dedup hit trusts the record, and a link that survived a power cut without its blob
+      // would have replaced the name's last good version.
+      await this.#dirs.rename(tmpPath, target, this.#layout.blobs);
       const created = { refs: 1, logicalSize: sizes.logicalSize, storedSize: sizes.storedSize };
       try {
-        await this.#write(digest, created);
+        await this.#write(digest, created, true);
       } catch (err) {
         // No record, no blob: a full disk must not leave an orphan behind.
         await unlink(target).catch(() => {});

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { mkdir, rename } from './fs-calls.js';
 
 /**
  * The on-disk layout of DESIGN.md: the Python 2.x layout for `blobs/` and `links/`, plus
@@ -65,28 +64,4 @@ let tmpCounter = 0;
  */
 export function tmpFile(tmpDir: string, kind: 'upload' | 'link' | 'health'): string {
   return path.join(tmpDir, `${kind}-${TMP_PREFIX}${(tmpCounter++).toString(36)}`);
-}
-
-/**
- * Renames `from` to `to`, making `to`'s directory (mkdir -p) only when the rename finds it
- * missing: in a store in use it nearly always exists, and an mkdir -p per upload costs two
- * more trips through the thread pool (mkdir, then a stat on EEXIST). `mkdirFailed` maps an
- * error of that mkdir to the one to throw.
- */
-export async function renameIntoDir(
-  from: string,
-  to: string,
-  mkdirFailed: (err: unknown) => unknown = (err) => err,
-): Promise<void> {
-  try {
-    await rename(from, to);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    try {
-      await mkdir(path.dirname(to), { recursive: true });
-    } catch (mkdirErr) {
-      throw mkdirFailed(mkdirErr);
-    }
-    await rename(from, to);
-  }
 }

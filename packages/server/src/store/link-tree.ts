@@ -1,13 +1,8 @@
+import path from 'node:path';
 import { BadRequestError, ConflictError } from '@filetracker/shared-protocol';
 import { lstat, lutimes, readlink, symlink, unlink } from './fs-calls.js';
-import {
-  digestOfTarget,
-  linkPath,
-  linkTarget,
-  renameIntoDir,
-  tmpFile,
-  type StoreLayout,
-} from './layout.js';
+import type { DirSync } from './dir-sync.js';
+import { digestOfTarget, linkPath, linkTarget, tmpFile, type StoreLayout } from './layout.js';
 
 /** A name as `links/` records it: which blob, and the link's own mtime as the version. */
 export interface LinkState {
@@ -41,9 +36,11 @@ const PATH_MAX = 4095;
  */
 export class LinkTree {
   readonly #layout: StoreLayout;
+  readonly #dirs: DirSync;
 
-  constructor(layout: StoreLayout) {
+  constructor(layout: StoreLayout, dirs: DirSync) {
     this.#layout = layout;
+    this.#dirs = dirs;
   }
 
   path(components: readonly string[]): string {
@@ -111,7 +108,8 @@ export class LinkTree {
       if (!surelyKept(version) && Math.floor((await lstat(tmp)).mtimeMs / 1000) !== version) {
         throw new BadRequestError('BAD_DATE', "The store's file system cannot hold this version");
       }
-      await renameIntoDir(tmp, final, (err) => {
+      // Durable (its directory fsynced) before the PUT is answered.
+      await this.#dirs.rename(tmp, final, this.#layout.links, (err) => {
         const code = (err as NodeJS.ErrnoException).code;
         return code === 'ENOTDIR' || code === 'EEXIST'
           ? new ConflictError('A parent of this name is a file', err)
@@ -128,8 +126,14 @@ export class LinkTree {
     }
   }
 
-  /** Removes the link of `name`; empty directories stay (compat). */
+  /**
+   * Removes the link of `name`, durably: its blob may be removed next, and a link that came
+   * back after a power cut without its blob would be a name that answers with an error.
+   * Empty directories stay (compat).
+   */
   async remove(components: readonly string[]): Promise<void> {
-    await unlink(this.path(components));
+    const p = this.path(components);
+    await unlink(p);
+    await this.#dirs.sync(path.dirname(p));
   }
 }

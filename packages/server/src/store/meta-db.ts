@@ -13,6 +13,8 @@ export interface BlobRecord {
 // Key prefixes; `;` follows `:` in byte order, which bounds each range whatever the name.
 const BLOB = 'b:';
 const TOMBSTONE = 't:';
+const SYNC = { sync: true } as const;
+const NO_SYNC = { sync: false } as const;
 
 /**
  * The classic-level database under `meta/`: refcount and sizes per digest, and tombstones
@@ -44,8 +46,16 @@ export class MetaDb {
     return raw === undefined ? undefined : (JSON.parse(raw) as BlobRecord);
   }
 
-  putBlob(digest: string, record: BlobRecord): Promise<void> {
-    return this.#write(() => this.db.put(BLOB + digest, JSON.stringify(record)));
+  /**
+   * `durable`: the write is on the disk when this resolves (LevelDB fsyncs its log, once for
+   * every write waiting at that moment). A reference that a link is about to count on must
+   * survive a power cut, or a later delete of another name could remove a blob that is
+   * still linked; a reference dropped may be lost (an orphan for ft-recover, nothing more).
+   */
+  putBlob(digest: string, record: BlobRecord, durable = false): Promise<void> {
+    return this.#write(() =>
+      this.db.put(BLOB + digest, JSON.stringify(record), durable ? SYNC : NO_SYNC),
+    );
   }
 
   deleteBlob(digest: string): Promise<void> {
@@ -58,8 +68,9 @@ export class MetaDb {
     return raw === undefined ? undefined : Number(raw);
   }
 
+  /** Durable when it resolves: a tombstone lost to a power cut lets the migrator resurrect a name. */
   putTombstone(name: string, version: number): Promise<void> {
-    return this.#write(() => this.db.put(TOMBSTONE + name, String(version)));
+    return this.#write(() => this.db.put(TOMBSTONE + name, String(version), SYNC));
   }
 
   deleteTombstone(name: string): Promise<void> {

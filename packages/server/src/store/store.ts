@@ -1,9 +1,11 @@
 import { mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import { BadRequestError, FiletrackerError, joinName } from '@filetracker/shared-protocol';
 import { BlobRefs } from './blob-refs.js';
 import { inflateBlob } from '../recover/gzip-size.js';
+import { DirSync } from './dir-sync.js';
 import { ingest } from './ingest.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import { writeDurably } from './fs-calls.js';
@@ -96,6 +98,8 @@ export class Store {
   readonly layout: StoreLayout;
   readonly meta: MetaDb;
   readonly links: LinkTree;
+  /** Directory fsyncs, shared by the blob and link writers (see DirSync). */
+  readonly #dirs = new DirSync();
   readonly blobs: BlobRefs;
   readonly stats: StoreStats = {
     dedupHits: 0,
@@ -144,8 +148,8 @@ export class Store {
   ) {
     this.layout = layout;
     this.meta = meta;
-    this.links = new LinkTree(layout);
-    this.blobs = new BlobRefs(layout, meta, {
+    this.links = new LinkTree(layout, this.#dirs);
+    this.blobs = new BlobRefs(layout, meta, this.#dirs, {
       cachedRecords: options.blobRecordCacheSize,
       filterCapacity: options.digestFilterCapacity,
     });
@@ -204,6 +208,16 @@ export class Store {
       leftovers.map((f) => rm(`${layout.tmp}/${f}`, { force: true, recursive: true })),
     );
     const store = new Store(layout, meta, leftovers.length, options);
+    // A new store's directories (blobs/, links/...) must outlive a power cut as the first
+    // upload into them must. Best effort: a parent the service user may not read (mode
+    // 711) must not keep the store from opening.
+    await Promise.all(
+      [layout.root, path.dirname(layout.root)].map((d) =>
+        store.#dirs.sync(d).catch((err: unknown) => {
+          store.#warn({ dir: d, err }, 'cannot fsync a directory of the store at open');
+        }),
+      ),
+    );
     store.#countTotals();
     return store;
   }

@@ -1,0 +1,134 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { mkdir, rename } from './fs-calls.js';
+
+const DIRECTORY = fs.constants.O_RDONLY | fs.constants.O_DIRECTORY;
+
+/**
+ * fsync of a directory: what makes an entry renamed into it (or removed from it) survive a
+ * power cut; a file's own fsync covers its bytes, not its name. The open is a lookup of a
+ * directory just used, made on the main thread (a thread-pool trip costs more); the close
+ * has nothing left to flush.
+ */
+function fsyncDir(dir: string): Promise<void> {
+  let fd: number;
+  try {
+    fd = fs.openSync(dir, DIRECTORY);
+  } catch (err) {
+    return Promise.reject(err as Error);
+  }
+  return new Promise((resolve, reject) => {
+    fs.fsync(fd, (err) => {
+      fs.closeSync(fd);
+      if (err) reject(err);
+      else resolve();
+    });
+  });
+}
+
+interface DirState {
+  /** The fsync in flight. */
+  current: Promise<void>;
+  /** The one that starts when `current` ends, shared by every caller since it started. */
+  next: Promise<void> | undefined;
+}
+
+/**
+ * Directory fsyncs shared across concurrent writers (group commit): many uploads rename
+ * into the same few directories, and a fsync of a directory makes every entry changed in it
+ * before the fsync began durable. A caller whose change is done joins the next fsync of
+ * that directory, never the one in flight (which may have begun before its change): one
+ * fsync in flight and one waiting per directory, however many callers.
+ *
+ * A failed fsync fails every caller that joined it (their changes may not be durable);
+ * the next one starts afresh.
+ */
+export class DirSync {
+  readonly #dirs = new Map<string, DirState>();
+  /**
+   * Directories this process made whose own entry (in their parent) is not durable yet,
+   * with the promise of when it is. A writer that finds such a directory in place, made by
+   * another writer a moment ago, must wait for that too: its rename into the directory is
+   * lost with the directory.
+   */
+  readonly #madeDirs = new Map<string, Promise<void>>();
+
+  /** Resolves once everything changed in `dir` before this call is durable. */
+  sync(dir: string): Promise<void> {
+    const state = this.#dirs.get(dir);
+    if (state === undefined) return this.#start(dir);
+    state.next ??= state.current.then(noop, noop).then(() => this.#start(dir));
+    return state.next;
+  }
+
+  #start(dir: string): Promise<void> {
+    const state: DirState = { current: fsyncDir(dir), next: undefined };
+    this.#dirs.set(dir, state);
+    // Runs before `next` starts (it was attached first), so a caller in between joins it.
+    state.current.then(noop, noop).then(() => {
+      if (this.#dirs.get(dir) === state && state.next === undefined) this.#dirs.delete(dir);
+    });
+    return state.current;
+  }
+
+  /**
+   * Renames `from` to `to` durably: once this resolves, `to` survives a power cut. When the
+   * rename finds `to`'s directory missing, it is made (mkdir -p, up to `top`, which exists)
+   * and the directories holding each new one are fsynced too. An mkdir -p per upload
+   * would cost two more thread-pool trips (mkdir, then a stat on EEXIST), so the directory
+   * is made only when missing; `mkdirFailed` maps an error of that mkdir to the one to
+   * throw.
+   */
+  async rename(
+    from: string,
+    to: string,
+    top: string,
+    mkdirFailed: (err: unknown) => unknown = (err) => err,
+  ): Promise<void> {
+    const dir = path.dirname(to);
+    try {
+      await rename(from, to);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      try {
+        await mkdir(dir, { recursive: true });
+      } catch (mkdirErr) {
+        throw mkdirFailed(mkdirErr);
+      }
+      // Whoever made them (this call or a concurrent one), the directories between `top`
+      // and `dir` may be new: their entries are made durable by whoever gets here first,
+      // and every later writer into them waits for that (see #madeDurable).
+      const made = this.#madeDirs.get(dir) ?? this.#syncParents(dir, top);
+      await rename(from, to);
+      await made;
+    }
+    await Promise.all([this.sync(dir), this.#madeDurable(dir, top)]);
+  }
+
+  /** fsyncs of every directory from `dir`'s parent up to `top`, noted in #madeDirs. */
+  #syncParents(dir: string, top: string): Promise<void> {
+    const made: string[] = [];
+    for (let d = dir; d.length > top.length && d.startsWith(top); d = path.dirname(d)) {
+      made.push(d);
+    }
+    const durable = Promise.all(made.map((d) => this.sync(path.dirname(d)))).then(noop);
+    for (const d of made) this.#madeDirs.set(d, durable);
+    const forget = (): void => {
+      for (const d of made) if (this.#madeDirs.get(d) === durable) this.#madeDirs.delete(d);
+    };
+    durable.then(forget, forget);
+    return durable;
+  }
+
+  /** Waits until `dir` and its parents up to `top`, if this process just made them, are durable. */
+  #madeDurable(dir: string, top: string): Promise<void> | undefined {
+    if (this.#madeDirs.size === 0) return undefined;
+    for (let d = dir; d.length > top.length; d = path.dirname(d)) {
+      const pending = this.#madeDirs.get(d);
+      if (pending) return pending;
+    }
+    return undefined;
+  }
+}
+
+function noop(): void {}
