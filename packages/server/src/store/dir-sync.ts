@@ -90,28 +90,32 @@ export class DirSync {
       await rename(from, to);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      try {
-        await mkdir(dir, { recursive: true });
-      } catch (mkdirErr) {
-        throw mkdirFailed(mkdirErr);
-      }
-      // Whoever made them (this call or a concurrent one), the directories between `top`
-      // and `dir` may be new: their entries are made durable by whoever gets here first,
-      // and every later writer into them waits for that (see #madeDurable).
-      const made = this.#madeDirs.get(dir) ?? this.#syncParents(dir, top);
+      await (this.#madeDirs.get(dir) ?? this.#makeDirs(dir, top, mkdirFailed));
       await rename(from, to);
-      await made;
     }
     await Promise.all([this.sync(dir), this.#madeDurable(dir, top)]);
   }
 
-  /** fsyncs of every directory from `dir`'s parent up to `top`, noted in #madeDirs. */
-  #syncParents(dir: string, top: string): Promise<void> {
+  /**
+   * mkdir -p of `dir`, then fsyncs of every directory from its parent up to `top`: each new
+   * directory's entry is in its parent. Noted in #madeDirs for `dir` and each ancestor
+   * below `top` before the mkdir is even issued, so a writer whose rename lands in a
+   * directory made here (a concurrent upload into the same new directory) finds the note
+   * and waits; an ancestor that existed already only makes such a writer wait a little.
+   */
+  #makeDirs(dir: string, top: string, mkdirFailed: (err: unknown) => unknown): Promise<void> {
     const made: string[] = [];
     for (let d = dir; d.length > top.length && d.startsWith(top); d = path.dirname(d)) {
       made.push(d);
     }
-    const durable = Promise.all(made.map((d) => this.sync(path.dirname(d)))).then(noop);
+    const durable = (async () => {
+      try {
+        await mkdir(dir, { recursive: true });
+      } catch (err) {
+        throw mkdirFailed(err);
+      }
+      await Promise.all(made.map((d) => this.sync(path.dirname(d))));
+    })();
     for (const d of made) this.#madeDirs.set(d, durable);
     const forget = (): void => {
       for (const d of made) if (this.#madeDirs.get(d) === durable) this.#madeDirs.delete(d);
