@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { mkdir, rename } from './fs-calls.js';
+import { GroupCommit } from './group-commit.js';
 
 const DIRECTORY = fs.constants.O_RDONLY | fs.constants.O_DIRECTORY;
 
@@ -26,25 +27,13 @@ function fsyncDir(dir: string): Promise<void> {
   });
 }
 
-interface DirState {
-  /** The fsync in flight. */
-  current: Promise<void>;
-  /** The one that starts when `current` ends, shared by every caller since it started. */
-  next: Promise<void> | undefined;
-}
-
 /**
- * Directory fsyncs shared across concurrent writers (group commit): many uploads rename
- * into the same few directories, and a fsync of a directory makes every entry changed in it
- * before the fsync began durable. A caller whose change is done joins the next fsync of
- * that directory, never the one in flight (which may have begun before its change): one
- * fsync in flight and one waiting per directory, however many callers.
- *
- * A failed fsync fails every caller that joined it (their changes may not be durable);
- * the next one starts afresh.
+ * Directory fsyncs shared across concurrent writers: many uploads rename into the same few
+ * directories, and a fsync of a directory makes every entry changed in it before the fsync
+ * began durable (see GroupCommit).
  */
 export class DirSync {
-  readonly #dirs = new Map<string, DirState>();
+  readonly #fsyncs = new GroupCommit<string, undefined>((dir) => fsyncDir(dir));
   /**
    * Directories this process made whose own entry (in their parent) is not durable yet,
    * with the promise of when it is. A writer that finds such a directory in place, made by
@@ -55,20 +44,7 @@ export class DirSync {
 
   /** Resolves once everything changed in `dir` before this call is durable. */
   sync(dir: string): Promise<void> {
-    const state = this.#dirs.get(dir);
-    if (state === undefined) return this.#start(dir);
-    state.next ??= state.current.then(noop, noop).then(() => this.#start(dir));
-    return state.next;
-  }
-
-  #start(dir: string): Promise<void> {
-    const state: DirState = { current: fsyncDir(dir), next: undefined };
-    this.#dirs.set(dir, state);
-    // Runs before `next` starts (it was attached first), so a caller in between joins it.
-    state.current.then(noop, noop).then(() => {
-      if (this.#dirs.get(dir) === state && state.next === undefined) this.#dirs.delete(dir);
-    });
-    return state.current;
+    return this.#fsyncs.submit(dir, undefined);
   }
 
   /**
@@ -134,5 +110,3 @@ export class DirSync {
     return undefined;
   }
 }
-
-function noop(): void {}

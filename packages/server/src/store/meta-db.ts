@@ -1,4 +1,11 @@
 import { ClassicLevel } from 'classic-level';
+import { GroupCommit } from './group-commit.js';
+
+interface PutOp {
+  type: 'put';
+  key: string;
+  value: string;
+}
 
 /** What `meta/` records per blob. */
 export interface BlobRecord {
@@ -13,8 +20,6 @@ export interface BlobRecord {
 // Key prefixes; `;` follows `:` in byte order, which bounds each range whatever the name.
 const BLOB = 'b:';
 const TOMBSTONE = 't:';
-const SYNC = { sync: true } as const;
-const NO_SYNC = { sync: false } as const;
 
 /**
  * The classic-level database under `meta/`: refcount and sizes per digest, and tombstones
@@ -25,6 +30,13 @@ export class MetaDb {
   readonly db: ClassicLevel<string, string>;
   #closing: Promise<void> | undefined;
   #reopening: Promise<void> | undefined;
+  /**
+   * Durable writes, gathered into one synced batch (one fdatasync of LevelDB's log, one
+   * thread-pool job) for every write waiting while the last one is written.
+   */
+  readonly #durable = new GroupCommit<0, PutOp>((_, ops) =>
+    this.#write(() => this.db.batch(ops, { sync: true })),
+  );
 
   private constructor(db: ClassicLevel<string, string>) {
     this.db = db;
@@ -47,15 +59,16 @@ export class MetaDb {
   }
 
   /**
-   * `durable`: the write is on the disk when this resolves (LevelDB fsyncs its log, once for
-   * every write waiting at that moment). A reference that a link is about to count on must
+   * `durable`: the write is on the disk when this resolves (in a synced batch, see
+   * #durable). A reference that a link is about to count on must
    * survive a power cut, or a later delete of another name could remove a blob that is
    * still linked; a reference dropped may be lost (an orphan for ft-recover, nothing more).
    */
   putBlob(digest: string, record: BlobRecord, durable = false): Promise<void> {
-    return this.#write(() =>
-      this.db.put(BLOB + digest, JSON.stringify(record), durable ? SYNC : NO_SYNC),
-    );
+    const key = BLOB + digest;
+    const value = JSON.stringify(record);
+    if (durable) return this.#durable.submit(0, { type: 'put', key, value });
+    return this.#write(() => this.db.put(key, value));
   }
 
   deleteBlob(digest: string): Promise<void> {
@@ -70,7 +83,7 @@ export class MetaDb {
 
   /** Durable when it resolves: a tombstone lost to a power cut lets the migrator resurrect a name. */
   putTombstone(name: string, version: number): Promise<void> {
-    return this.#write(() => this.db.put(TOMBSTONE + name, String(version), SYNC));
+    return this.#durable.submit(0, { type: 'put', key: TOMBSTONE + name, value: String(version) });
   }
 
   deleteTombstone(name: string): Promise<void> {
