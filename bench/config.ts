@@ -18,7 +18,7 @@ export interface BenchConfig {
   put: {
     /** Rounds here (cheap and noisy: fsync times vary with other work on the disk). */
     rounds: number;
-    connections: number;
+    connections: number[];
     durationS: number;
     /** Distinct bodies prepared for wrk; a run that sends more repeats names (noted). */
     pool: number;
@@ -52,7 +52,7 @@ export const FULL: BenchConfig = {
     warmupS: 2,
     durationS: 5,
   },
-  put: { rounds: 5, connections: 64, durationS: 5, pool: 40_000 },
+  put: { rounds: 5, connections: [8, 64], durationS: 5, pool: 40_000 },
   large: { bytes: 1 * GiB },
   memory: { uploads: 64, bytes: 1 * GiB },
   migrate: {
@@ -78,7 +78,7 @@ export const SHORT: BenchConfig = {
     warmupS: 1,
     durationS: 1,
   },
-  put: { rounds: 1, connections: 64, durationS: 1, pool: 8000 },
+  put: { rounds: 1, connections: [8, 64], durationS: 1, pool: 8000 },
   large: { bytes: 64 * MiB },
   memory: { uploads: 8, bytes: 32 * MiB },
   migrate: {
