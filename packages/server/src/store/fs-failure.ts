@@ -1,5 +1,6 @@
 import os from 'node:os';
 import path from 'node:path';
+import { FiletrackerError, StoreNotWritableError } from '@filetracker/shared-protocol';
 
 /**
  * errno codes that mean the store's files refuse us (issue 16, item 10): another owner, an
@@ -110,10 +111,33 @@ function accessHint(errno: string, root: string, file: string | undefined): stri
   return '';
 }
 
+/**
+ * A write refused by the store's files as the 503 a client sees, naming the store
+ * directories involved (never an absolute path: PROTOCOL.md); undefined for any other error.
+ */
+export function notWritableError(err: unknown, root: string): StoreNotWritableError | undefined {
+  if (err instanceof FiletrackerError) return undefined;
+  const failure = fsFailureOf(err);
+  if (failure?.errno === undefined || !(failure.errno in DENIED)) return undefined;
+  // A call is refused by the directory it adds to or removes from (mkdir: the parent).
+  const dirs = [...new Set(failure.files.map((f) => dirInStore(root, path.dirname(f))))].filter(
+    (d): d is string => d !== undefined,
+  );
+  const where = dirs.length > 0 ? `: ${dirs.join(' or ')}` : '';
+  return new StoreNotWritableError(`The store is not writable${where} (${failure.words})`, err);
+}
+
 /** `file` relative to the store, or absolute when outside it (or the store itself). */
 function nameInStore(root: string, file: string): string {
   const rel = path.relative(root, file);
   return rel === '' || rel.startsWith('..') || path.isAbsolute(rel) ? file : rel;
+}
+
+/** `dir/` relative to the store; undefined outside it. */
+function dirInStore(root: string, dir: string): string | undefined {
+  const rel = path.relative(root, dir);
+  if (rel === '') return 'the store directory';
+  return rel.startsWith('..') || path.isAbsolute(rel) ? undefined : `${rel}/`;
 }
 
 function innermost(err: unknown): string {

@@ -7,7 +7,7 @@ import { inflateBlob } from '../recover/gzip-size.js';
 import { ingest } from './ingest.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import { writeDurably } from './fs-calls.js';
-import { describeFailure } from './fs-failure.js';
+import { describeFailure, notWritableError } from './fs-failure.js';
 import { blobPath, storeLayout, tmpFile, type StoreLayout } from './layout.js';
 import { LinkTree, type LinkState } from './link-tree.js';
 import { listLinks } from './list.js';
@@ -479,6 +479,8 @@ export class Store {
         await discard(body.tmpPath);
         throw err;
       }
+    } catch (err) {
+      throw notWritableError(err, this.layout.root) ?? err;
     } finally {
       this.stats.uploadsInFlight--;
       if (pinned !== undefined) await this.blobs.unpin(pinned);
@@ -493,7 +495,13 @@ export class Store {
     components: readonly string[],
     version: number,
   ): Promise<{ deleted: boolean; found: boolean }> {
-    return this.#names.run(joinName(components), () => this.#deleteLocked(components, version));
+    try {
+      return await this.#names.run(joinName(components), () =>
+        this.#deleteLocked(components, version),
+      );
+    } catch (err) {
+      throw notWritableError(err, this.layout.root) ?? err;
+    }
   }
 
   /** Deletes under the name's lock, which the caller holds. */
