@@ -26,11 +26,17 @@ export interface RunResult {
   ms: number;
 }
 
-/** Runs a bin of this repo to its end (killed after `timeoutMs`). */
-export function runBin(bin: string, args: string[], timeoutMs = 20_000): Promise<RunResult> {
+/** Runs a bin of this repo to its end (killed after `timeoutMs`), as `user` if given (root only). */
+export function runBin(
+  bin: string,
+  args: string[],
+  timeoutMs = 20_000,
+  user?: { uid: number; gid: number },
+): Promise<RunResult> {
   const started = Date.now();
   const child = spawn(process.execPath, [path.join(REPO_ROOT, bin), ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...user,
   });
   let stdout = '';
   let stderr = '';

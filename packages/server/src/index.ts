@@ -1,7 +1,13 @@
 export { createApp, type AppOptions } from './http/app.js';
 export { createRequestListener } from './http/fast-path.js';
 export { ServerMetrics, Telemetry, type RequestRecord } from './http/metrics.js';
-export { Store, StoreOpenError, type FileEntry, type StoreOptions } from './store/store.js';
+export {
+  Store,
+  StoreOpenError,
+  type FileEntry,
+  type StoreOpenErrorCode,
+  type StoreOptions,
+} from './store/store.js';
 export {
   storeLayout,
   blobPath,
@@ -23,6 +29,7 @@ export function openStore(dir: string, options?: StoreOptions): Promise<Store> {
 export {
   recoverStore,
   RecoverError,
+  type RecoverErrorCode,
   type RecoverOptions,
   type RecoverProgress,
   type RecoverNotice,

@@ -1,6 +1,8 @@
+import path from 'node:path';
 import { Command, Option } from 'commander';
 import { expandLongOptionPrefixes } from '@filetracker/shared-protocol';
 import { recoverStore, RecoverError } from './recover/recover.js';
+import { describeFailure } from './store/fs-failure.js';
 import { isConsistent, summarizeReport, type RecoverReport } from './recover/report.js';
 
 /** The option table: parsing and --help come from this one list (STYLE.md). */
@@ -97,8 +99,12 @@ export async function main(argv: string[]): Promise<void> {
     } else if (abort.signal.aborted) {
       console.error(`ft-recover: interrupted; run ft-recover ${dir} again to finish`);
     } else {
+      // The store's files refusing us half-way (a subtree of another owner): say what to do.
+      const { code, reason } = describeFailure(err, path.resolve(dir));
       console.error(
-        `ft-recover: recovering ${dir} failed: ${(err as Error).message}; fix the cause and run ft-recover again`,
+        code === 'PERMISSION'
+          ? `ft-recover: recovering ${dir} failed: ${reason}; then run ft-recover again`
+          : `ft-recover: recovering ${dir} failed: ${(err as Error).message}; fix the cause and run ft-recover again`,
       );
     }
     process.exitCode = 1;

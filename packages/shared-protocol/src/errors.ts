@@ -17,6 +17,7 @@ export type FiletrackerErrorCode =
   | 'PATH_CONFLICT'
   | 'METHOD_NOT_ALLOWED'
   | 'INSUFFICIENT_STORAGE'
+  | 'STORE_NOT_WRITABLE'
   | 'FALLBACK_UNREACHABLE'
   | 'FALLBACK_TIMEOUT'
   | 'VERSION_MISMATCH'
@@ -92,6 +93,22 @@ export class InsufficientStorageError extends FiletrackerError {
   constructor(message: string, cause?: unknown) {
     super(message, { code: 'INSUFFICIENT_STORAGE', status: 507, cause });
     this.name = 'InsufficientStorageError';
+  }
+}
+
+/**
+ * The store's files refuse a write: their owner, an immutable flag or a read-only mount.
+ * That is the store's state, for the operator to fix, not a bug: 503, as `/healthz` says,
+ * and the reason is shown, so it must name only store-relative places (`ft-tmp/`).
+ */
+export class StoreNotWritableError extends FiletrackerError {
+  constructor(message: string, cause?: unknown) {
+    super(message, { code: 'STORE_NOT_WRITABLE', status: 503, cause });
+    this.name = 'StoreNotWritableError';
+  }
+
+  override get expose(): boolean {
+    return true;
   }
 }
 

@@ -12,6 +12,7 @@ import {
 } from 'node:fs/promises';
 import path from 'node:path';
 import { walkTree } from '@filetracker/shared-protocol';
+import { describeFailure } from '../store/fs-failure.js';
 import { blobPath, digestOfTarget, linkTarget, storeLayout, tmpFile } from '../store/layout.js';
 import { MetaDb, type BlobRecord } from '../store/meta-db.js';
 import { forEachBatched } from './batch.js';
@@ -52,6 +53,9 @@ export interface RecoverNotice {
   message: string;
 }
 
+/** See {@link RecoverError}. */
+export type RecoverErrorCode = 'NOT_A_STORE' | 'LOCKED' | 'PERMISSION' | 'OPEN_FAILED';
+
 export interface RecoverOptions {
   /** Change nothing; only count what would be fixed. */
   check?: boolean;
@@ -67,10 +71,14 @@ export interface RecoverOptions {
   signal?: AbortSignal;
 }
 
-/** ft-recover cannot run on `dir`; `code` says why (NOT_A_STORE, LOCKED). */
+/**
+ * ft-recover cannot run on `dir`; `code` says why: NOT_A_STORE, LOCKED (in use), PERMISSION
+ * (its files refuse us: owner, immutable flag, read-only mount), OPEN_FAILED (anything else
+ * while opening it).
+ */
 export class RecoverError extends Error {
-  readonly code: 'NOT_A_STORE' | 'LOCKED';
-  constructor(code: 'NOT_A_STORE' | 'LOCKED', message: string, cause?: unknown) {
+  readonly code: RecoverErrorCode;
+  constructor(code: RecoverErrorCode, message: string, cause?: unknown) {
     super(message, { cause });
     this.name = 'RecoverError';
     this.code = code;
@@ -118,16 +126,22 @@ export async function recoverStore(
   const adoptPath = path.join(layout.tmp, ADOPT_DB);
 
   let meta: MetaDb | undefined;
-  if (!check) {
-    await Promise.all(
-      [layout.tmp, layout.links, layout.blobs].map((d) => mkdir(d, { recursive: true })),
-    );
-    meta = await openLocked(adopting ? adoptPath : layout.meta, layout.root);
-  } else if (hasMeta) {
-    meta = await openLocked(layout.meta, layout.root);
-  } else if (await isDirectory(adoptPath)) {
-    // Only to hold the lock: an adoption may be running.
-    meta = await openLocked(adoptPath, layout.root);
+  try {
+    if (!check) {
+      await Promise.all(
+        [layout.tmp, layout.links, layout.blobs].map((d) => mkdir(d, { recursive: true })),
+      );
+      meta = await openLocked(adopting ? adoptPath : layout.meta, layout.root);
+    } else if (hasMeta) {
+      meta = await openLocked(layout.meta, layout.root);
+    } else if (await isDirectory(adoptPath)) {
+      // Only to hold the lock: an adoption may be running.
+      meta = await openLocked(adoptPath, layout.root);
+    }
+  } catch (err) {
+    if (err instanceof RecoverError) throw err;
+    const { code, reason } = describeFailure(err, layout.root);
+    throw new RecoverError(code, `cannot open store ${layout.root}: ${reason}`, err);
   }
 
   const progress = new ProgressTracker(options);

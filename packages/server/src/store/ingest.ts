@@ -118,6 +118,9 @@ function classify(err: unknown, body: Readable): unknown {
   if (code === 'ENOSPC' || code === 'EDQUOT') {
     return new InsufficientStorageError('No space left on the store', err);
   }
+  // The store refusing the file (its owner, a flag, a read-only mount) is no fault of the
+  // body, though pipeline() has destroyed it by now: the store answers 503 for it.
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return err;
   // The client went away or its connection timed out: the body is short.
   const failedBody = body.errored !== null || (body.destroyed && !body.readableEnded);
   if (code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || failedBody) {

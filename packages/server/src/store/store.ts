@@ -9,6 +9,7 @@ import { DirSync } from './dir-sync.js';
 import { ingest } from './ingest.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import { writeDurably } from './fs-calls.js';
+import { describeFailure, notWritableError } from './fs-failure.js';
 import { blobPath, storeLayout, tmpFile, type StoreLayout } from './layout.js';
 import { LinkTree, type LinkState } from './link-tree.js';
 import { listLinks } from './list.js';
@@ -174,6 +175,16 @@ export class Store {
    */
   static async open(dir: string, options: StoreOptions = {}): Promise<Store> {
     const layout = storeLayout(dir);
+    try {
+      return await Store.#open(layout, options);
+    } catch (err) {
+      if (err instanceof StoreOpenError) throw err;
+      const { code, reason } = describeFailure(err, layout.root);
+      throw new StoreOpenError(code, `cannot open store ${layout.root}: ${reason}`, err);
+    }
+  }
+
+  static async #open(layout: StoreLayout, options: StoreOptions): Promise<Store> {
     const [hasLinks, hasMeta] = await Promise.all([exists(layout.links), exists(layout.meta)]);
     if (hasLinks && !hasMeta) {
       throw new StoreOpenError(
@@ -202,11 +213,17 @@ export class Store {
       }
       throw err;
     }
-    // Only the lock holder may clear ft-tmp/: what is there was left by a crash.
-    const leftovers = await readdir(layout.tmp);
-    await Promise.all(
-      leftovers.map((f) => rm(`${layout.tmp}/${f}`, { force: true, recursive: true })),
-    );
+    let leftovers: string[];
+    try {
+      // Only the lock holder may clear ft-tmp/: what is there was left by a crash.
+      leftovers = await readdir(layout.tmp);
+      await Promise.all(
+        leftovers.map((f) => rm(`${layout.tmp}/${f}`, { force: true, recursive: true })),
+      );
+    } catch (err) {
+      await meta.close();
+      throw err;
+    }
     const store = new Store(layout, meta, leftovers.length, options);
     // A new store's directories (blobs/, links/...) must outlive a power cut as the first
     // upload into them must. Best effort: a parent the service user may not read (mode
@@ -476,6 +493,8 @@ export class Store {
         await discard(body.tmpPath);
         throw err;
       }
+    } catch (err) {
+      throw notWritableError(err, this.layout.root) ?? err;
     } finally {
       this.stats.uploadsInFlight--;
       if (pinned !== undefined) await this.blobs.unpin(pinned);
@@ -490,7 +509,13 @@ export class Store {
     components: readonly string[],
     version: number,
   ): Promise<{ deleted: boolean; found: boolean }> {
-    return this.#names.run(joinName(components), () => this.#deleteLocked(components, version));
+    try {
+      return await this.#names.run(joinName(components), () =>
+        this.#deleteLocked(components, version),
+      );
+    } catch (err) {
+      throw notWritableError(err, this.layout.root) ?? err;
+    }
   }
 
   /** Deletes under the name's lock, which the caller holds. */
@@ -621,10 +646,16 @@ export class Store {
   }
 }
 
-/** The store cannot be opened; `code` says why (NEEDS_RECOVER, LOCKED). */
+/**
+ * Why a store cannot be opened: NEEDS_RECOVER (a Python store), LOCKED (in use), PERMISSION
+ * (its files refuse us: owner, immutable flag, read-only mount), OPEN_FAILED (anything else).
+ */
+export type StoreOpenErrorCode = 'NEEDS_RECOVER' | 'LOCKED' | 'PERMISSION' | 'OPEN_FAILED';
+
+/** The store cannot be opened; `code` says why, the one-line message what to do. */
 export class StoreOpenError extends Error {
-  readonly code: 'NEEDS_RECOVER' | 'LOCKED';
-  constructor(code: 'NEEDS_RECOVER' | 'LOCKED', message: string, cause?: unknown) {
+  readonly code: StoreOpenErrorCode;
+  constructor(code: StoreOpenErrorCode, message: string, cause?: unknown) {
     super(message, { cause });
     this.name = 'StoreOpenError';
     this.code = code;
