@@ -40,6 +40,16 @@ function get(base: string, name: string, method = 'GET'): Promise<Response> {
   return fetch(base + '/files' + encodeName(name), { method, redirect: 'manual' });
 }
 
+/** ft-legacy-static serving the 1.x tree `root`, as a real process. */
+function serveLegacy(root: string): Promise<RunningProcess> {
+  return startProcess('packages/legacy-static/bin/ft-legacy-static.mjs', [
+    '--root',
+    root,
+    '--port',
+    '0',
+  ]);
+}
+
 const LEGACY = {
   '/a/plain.txt': 'plain legacy',
   '/a/sp ace #hash ?q 50%.in': 'odd name',
@@ -58,12 +68,7 @@ describe('ft-server with --fallback-url in front of ft-legacy-static', () => {
   before(async () => {
     root = await tempDir('ft-legacy-');
     await legacyTree(root, LEGACY);
-    legacy = await startProcess('packages/legacy-static/bin/ft-legacy-static.mjs', [
-      '--root',
-      root,
-      '--port',
-      '0',
-    ]);
+    legacy = await serveLegacy(root);
     server = await startServer({ fallbackUrl: legacy.url });
   });
 
@@ -102,15 +107,17 @@ describe('ft-server with --fallback-url in front of ft-legacy-static', () => {
     assert.equal(await res.text(), 'new content');
   });
 
-  test('DELETE of a legacy-only name stays deleted: 404 instead of 307, older PUTs ignored', async () => {
+  test('DELETE of a legacy-only name stays deleted: 404 instead of 307, older PUTs refused with 410', async () => {
     const res = await del(server.url, '/del/me.txt', LEGACY_MTIME + 100);
     assert.equal(res.status, 200);
     assert.equal((await get(server.url, '/del/me.txt')).status, 404);
     assert.equal((await get(server.url, '/del/me.txt', 'HEAD')).status, 404);
-    // The migrator arrives later with the legacy version: ignored, answered with the tombstone's.
+    // The migrator arrives later with the legacy version: nothing is stored, so the answer
+    // claims no version (issue 16: it used to be 200 with Last-Modified of the tombstone).
     const migrated = await put(server.url, '/del/me.txt', 'to be deleted', LEGACY_MTIME);
-    assert.equal(migrated.status, 200);
-    assert.equal(parseHttpDate(migrated.headers.get('last-modified')!), LEGACY_MTIME);
+    assert.equal(migrated.status, 410);
+    assert.equal(migrated.headers.get('x-error-code'), 'DELETED');
+    assert.equal(migrated.headers.get('last-modified'), null);
     assert.equal((await get(server.url, '/del/me.txt')).status, 404);
     // A second DELETE finds nothing.
     assert.equal((await del(server.url, '/del/me.txt', LEGACY_MTIME + 100)).status, 404);
@@ -134,7 +141,10 @@ describe('ft-server with --fallback-url in front of ft-legacy-static', () => {
       200,
     );
     assert.equal((await del(server.url, '/del/held.txt', LEGACY_MTIME + 6)).status, 200);
-    await put(server.url, '/del/held.txt', 'held and legacy', LEGACY_MTIME);
+    assert.equal(
+      (await put(server.url, '/del/held.txt', 'held and legacy', LEGACY_MTIME)).status,
+      410,
+    );
     assert.equal((await get(server.url, '/del/held.txt')).status, 404);
   });
 
@@ -220,12 +230,7 @@ describe('tombstones without --fallback-url', () => {
       ]),
     );
     await legacyTree(root, { '/gone.txt': 'legacy' });
-    const legacy = await startProcess('packages/legacy-static/bin/ft-legacy-static.mjs', [
-      '--root',
-      root,
-      '--port',
-      '0',
-    ]);
+    const legacy = await serveLegacy(root);
     t.after(() => legacy.stop());
     const first = await startServer({ dir, fallbackUrl: legacy.url });
     assert.equal((await del(first.url, '/gone.txt', LEGACY_MTIME)).status, 200);

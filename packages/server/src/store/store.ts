@@ -1,7 +1,13 @@
 import { mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
-import { BadRequestError, FiletrackerError, joinName } from '@filetracker/shared-protocol';
+import {
+  BadRequestError,
+  DeletedError,
+  FiletrackerError,
+  formatHttpDate,
+  joinName,
+} from '@filetracker/shared-protocol';
 import { BlobRefs } from './blob-refs.js';
 import { inflateBlob } from '../recover/gzip-size.js';
 import { ingest } from './ingest.js';
@@ -41,7 +47,8 @@ export interface PutRequest {
   signal?: AbortSignal | undefined;
   /**
    * Migration mode: a tombstone of the name (a 1.x file deleted during migration) makes a
-   * PUT with a version `<=` its version an ignored older write; a newer PUT clears it.
+   * PUT with a version `<=` its version store nothing and throw a {@link DeletedError}
+   * (410); a newer PUT clears it.
    */
   honorTombstones?: boolean;
 }
@@ -410,8 +417,11 @@ export class Store {
           }
           const tombstone = req.honorTombstones ? await this.meta.getTombstone(name) : undefined;
           if (tombstone !== undefined && existing === null && tombstone >= req.version) {
-            await discard(body.tmpPath);
-            return { version: tombstone, stored: false, receivedBytes: body.receivedBytes };
+            // Nothing is stored, so there is no version to answer with (a 200 would make
+            // the client believe in a name@version that cannot be read): see DeletedError.
+            throw new DeletedError(
+              `Deleted during the migration: versions up to ${formatHttpDate(tombstone)} are refused`,
+            );
           }
           this.#written(name);
           const sameBlob =
