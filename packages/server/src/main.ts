@@ -88,7 +88,7 @@ function program(): Command {
     .addOption(
       new Option(
         '--legacy-timeout <SECONDS>',
-        'migration mode: how long a DELETE of a name only the fallback has waits for its answer (then 504)',
+        "migration mode: how long a DELETE waits for the fallback's answer; then a name only the fallback has is 504, one this store holds is deleted",
       )
         .default(10)
         .argParser(positive),
