@@ -5,6 +5,7 @@ import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { FiletrackerClient } from '@filetracker/shared-protocol';
 import type { MigrationSummary } from '@filetracker/migrate';
+import { startLegacy } from './helpers/legacy-static.js';
 import { startFaultyProxy } from './helpers/migrate-proxy.js';
 import {
   legacyTreeFiles,
@@ -301,6 +302,50 @@ test('--verify finds a file changed on the server (exit 1); --verify=digest find
     [['/sp ace.txt', 'version']],
   );
   assert.equal(second.verified.files, files.length - 1);
+});
+
+test('a name a client deleted during an online migration is skipped as "deleted on the server", not failed: exit 0', async (t) => {
+  // Issue 16, item 9: the server refuses the migrator's copy of a tombstoned name with 410
+  // DELETED (it used to answer 200, and ft-migrate counted the file as uploaded).
+  const files = smallTreeFiles(6, 'online');
+  const ftRoot = await makeFtRoot(t, files);
+  const legacy = await startLegacy(['--root', ftRoot, '--port', '0']);
+  t.after(() => legacy.kill());
+  const server = await startServer({ fallbackUrl: legacy.url });
+  t.after(() => server.close());
+  const client = clientFor(t, server.url);
+  const gone = files[2]!;
+  await client.delete(`/${gone.name}`);
+
+  const run = await runMigrate(['./files', server.url, '--report', 'report.json'], {
+    cwd: ftRoot,
+  });
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stdout, /uploaded 5 files .*skipped 1 \(1 deleted on the server\); 0 failed/);
+  assert.match(run.stderr, new RegExp(`skipped .*${gone.name}: deleted on the server`));
+  const report = await readReport(path.join(ftRoot, 'report.json'));
+  assert.equal(report.uploaded.files, files.length - 1);
+  assert.equal(report.failed.files, 0);
+  assert.equal(report.skipped.byReason['deleted-on-server'], 1);
+  assert.deepEqual(
+    report.skippedFiles.map((f) => [f.name, f.reason]),
+    [[`/${gone.name}`, 'deleted-on-server']],
+  );
+  assert.equal(await client.stat(`/${gone.name}`), null);
+  await assertOnServer(
+    client,
+    files.filter((f) => f !== gone),
+  );
+
+  // Finished: the same command again uploads nothing and fails nothing.
+  const again = await runMigrate(['./files', server.url, '--report', 'report.json'], {
+    cwd: ftRoot,
+  });
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal(
+    (await readReport(path.join(ftRoot, 'report.json'))).skipped.byReason['already-done'],
+    files.length,
+  );
 });
 
 test('without a terminal the progress is plain lines every --progress-interval, with no escape codes', async (t) => {

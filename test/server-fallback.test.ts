@@ -40,6 +40,16 @@ function get(base: string, name: string, method = 'GET'): Promise<Response> {
   return fetch(base + '/files' + encodeName(name), { method, redirect: 'manual' });
 }
 
+/** ft-legacy-static serving the 1.x tree `root`, as a real process. */
+function serveLegacy(root: string): Promise<RunningProcess> {
+  return startProcess('packages/legacy-static/bin/ft-legacy-static.mjs', [
+    '--root',
+    root,
+    '--port',
+    '0',
+  ]);
+}
+
 const LEGACY = {
   '/a/plain.txt': 'plain legacy',
   '/a/sp ace #hash ?q 50%.in': 'odd name',
@@ -58,12 +68,7 @@ describe('ft-server with --fallback-url in front of ft-legacy-static', () => {
   before(async () => {
     root = await tempDir('ft-legacy-');
     await legacyTree(root, LEGACY);
-    legacy = await startProcess('packages/legacy-static/bin/ft-legacy-static.mjs', [
-      '--root',
-      root,
-      '--port',
-      '0',
-    ]);
+    legacy = await serveLegacy(root);
     server = await startServer({ fallbackUrl: legacy.url });
   });
 
@@ -102,15 +107,17 @@ describe('ft-server with --fallback-url in front of ft-legacy-static', () => {
     assert.equal(await res.text(), 'new content');
   });
 
-  test('DELETE of a legacy-only name stays deleted: 404 instead of 307, older PUTs ignored', async () => {
+  test('DELETE of a legacy-only name stays deleted: 404 instead of 307, older PUTs refused with 410', async () => {
     const res = await del(server.url, '/del/me.txt', LEGACY_MTIME + 100);
     assert.equal(res.status, 200);
     assert.equal((await get(server.url, '/del/me.txt')).status, 404);
     assert.equal((await get(server.url, '/del/me.txt', 'HEAD')).status, 404);
-    // The migrator arrives later with the legacy version: ignored, answered with the tombstone's.
+    // The migrator arrives later with the legacy version: nothing is stored, so the answer
+    // claims no version (issue 16: it used to be 200 with Last-Modified of the tombstone).
     const migrated = await put(server.url, '/del/me.txt', 'to be deleted', LEGACY_MTIME);
-    assert.equal(migrated.status, 200);
-    assert.equal(parseHttpDate(migrated.headers.get('last-modified')!), LEGACY_MTIME);
+    assert.equal(migrated.status, 410);
+    assert.equal(migrated.headers.get('x-error-code'), 'DELETED');
+    assert.equal(migrated.headers.get('last-modified'), null);
     assert.equal((await get(server.url, '/del/me.txt')).status, 404);
     // A second DELETE finds nothing.
     assert.equal((await del(server.url, '/del/me.txt', LEGACY_MTIME + 100)).status, 404);
@@ -134,7 +141,10 @@ describe('ft-server with --fallback-url in front of ft-legacy-static', () => {
       200,
     );
     assert.equal((await del(server.url, '/del/held.txt', LEGACY_MTIME + 6)).status, 200);
-    await put(server.url, '/del/held.txt', 'held and legacy', LEGACY_MTIME);
+    assert.equal(
+      (await put(server.url, '/del/held.txt', 'held and legacy', LEGACY_MTIME)).status,
+      410,
+    );
     assert.equal((await get(server.url, '/del/held.txt')).status, 404);
   });
 
@@ -154,6 +164,80 @@ describe('ft-server with --fallback-url in front of ft-legacy-static', () => {
     );
     assert.equal(await server.store.tombstone(['zażółć', 'gęślą.txt']), undefined);
     assert.equal(await (await get(server.url, '/zażółć/gęślą.txt')).text(), 'newer');
+  });
+});
+
+/**
+ * Issue 16, item 9: while ft-legacy-static is down a DELETE of a name the server holds
+ * still works, with a tombstone at the held version (Store.deleteWithFallback has the rule).
+ */
+describe('ft-server whose ft-legacy-static has stopped', () => {
+  let root: string;
+  let legacy: RunningProcess;
+  let server: TestServer;
+
+  before(async () => {
+    root = await tempDir('ft-legacy-');
+    await legacyTree(root, {
+      '/held/migrated.txt': 'legacy copy, migrated',
+      '/held/client.txt': 'legacy copy, overwritten by a client',
+      '/legacy/only.txt': 'never migrated',
+    });
+    legacy = await serveLegacy(root);
+    server = await startServer({ fallbackUrl: legacy.url });
+    // The migrator copied one name (held at the legacy version); a client wrote another.
+    assert.equal(
+      (await put(server.url, '/held/migrated.txt', 'legacy copy, migrated', LEGACY_MTIME)).status,
+      200,
+    );
+    assert.equal(
+      (await put(server.url, '/held/client.txt', 'from a client', LEGACY_MTIME + 100)).status,
+      200,
+    );
+    assert.equal(await legacy.stop(), 0);
+  });
+
+  after(async () => {
+    await server?.close();
+    await legacy?.stop();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  test('DELETE of a held name is 200 and the name is gone; the migrator cannot bring it back', async () => {
+    const res = await del(server.url, '/held/migrated.txt', LEGACY_MTIME + 1000);
+    assert.equal(res.status, 200);
+    assert.equal((await get(server.url, '/held/migrated.txt')).status, 404);
+    assert.equal((await get(server.url, '/held/migrated.txt', 'HEAD')).status, 404);
+    assert.equal(await server.store.tombstone(['held', 'migrated.txt']), LEGACY_MTIME);
+    // The migrator's upload of the legacy copy (again, after a restart) stores nothing.
+    const migrated = await put(server.url, '/held/migrated.txt', 'legacy', LEGACY_MTIME);
+    assert.equal(migrated.status, 410);
+    assert.equal(migrated.headers.get('x-error-code'), 'DELETED');
+    assert.equal(migrated.headers.get('last-modified'), null);
+    assert.equal((await get(server.url, '/held/migrated.txt')).status, 404);
+  });
+
+  test('the tombstone of a held name is at the held version: PUTs up to it are 410, a newer one is stored', async () => {
+    assert.equal((await del(server.url, '/held/client.txt', LEGACY_MTIME + 1000)).status, 200);
+    assert.equal((await get(server.url, '/held/client.txt')).status, 404);
+    assert.equal(await server.store.tombstone(['held', 'client.txt']), LEGACY_MTIME + 100);
+    for (const version of [LEGACY_MTIME, LEGACY_MTIME + 100]) {
+      const res = await put(server.url, '/held/client.txt', 'old', version);
+      assert.equal(res.status, 410, `PUT at ${version}`);
+      assert.equal(res.headers.get('x-error-code'), 'DELETED');
+    }
+    const newer = await put(server.url, '/held/client.txt', 'newer', LEGACY_MTIME + 101);
+    assert.equal(newer.status, 200);
+    assert.equal(parseHttpDate(newer.headers.get('last-modified')!), LEGACY_MTIME + 101);
+    assert.equal(await (await get(server.url, '/held/client.txt')).text(), 'newer');
+    assert.equal(await server.store.tombstone(['held', 'client.txt']), undefined);
+  });
+
+  test('DELETE of a name the server does not hold is still 502 and records nothing', async () => {
+    const res = await del(server.url, '/legacy/only.txt', LEGACY_MTIME + 1000);
+    assert.equal(res.status, 502);
+    assert.equal(res.headers.get('x-error-code'), 'FALLBACK_UNREACHABLE');
+    assert.equal(await server.store.tombstone(['legacy', 'only.txt']), undefined);
   });
 });
 
@@ -201,6 +285,16 @@ describe('ft-server with an unusable fallback', () => {
     assert.equal(await server.store.tombstone(['x.txt']), undefined);
   });
 
+  test('DELETE of a held name while the fallback hangs is 200 after the timeout, with a tombstone at the held version', async (t) => {
+    const server = await startServer({ fallbackUrl: silentUrl, fallbackTimeoutMs: 300 });
+    t.after(() => server.close());
+    assert.equal((await put(server.url, '/held.txt', 'held', LEGACY_MTIME)).status, 200);
+    assert.equal((await del(server.url, '/held.txt', LEGACY_MTIME + 1)).status, 200);
+    assert.equal((await get(server.url, '/held.txt')).status, 404);
+    assert.equal(await server.store.tombstone(['held.txt']), LEGACY_MTIME);
+    assert.equal((await put(server.url, '/held.txt', 'held', LEGACY_MTIME)).status, 410);
+  });
+
   test('reads never ask the fallback: a hung fallback still gets 307s at once', async (t) => {
     const server = await startServer({ fallbackUrl: silentUrl, fallbackTimeoutMs: 60_000 });
     t.after(() => server.close());
@@ -220,12 +314,7 @@ describe('tombstones without --fallback-url', () => {
       ]),
     );
     await legacyTree(root, { '/gone.txt': 'legacy' });
-    const legacy = await startProcess('packages/legacy-static/bin/ft-legacy-static.mjs', [
-      '--root',
-      root,
-      '--port',
-      '0',
-    ]);
+    const legacy = await serveLegacy(root);
     t.after(() => legacy.stop());
     const first = await startServer({ dir, fallbackUrl: legacy.url });
     assert.equal((await del(first.url, '/gone.txt', LEGACY_MTIME)).status, 200);

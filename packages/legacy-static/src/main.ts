@@ -2,6 +2,7 @@ import { open, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { answerHalfClosedClients } from '@filetracker/shared-protocol';
 import { createLegacyListener } from './fast-path.js';
 import { buildProgram, type CliOptions } from './cli-options.js';
 import { createLogger, type LoggerHandle } from './logger.js';
@@ -145,6 +146,7 @@ async function runSingle(options: CliOptions): Promise<void> {
       statCacheMs: options.statCacheMs,
     }),
   );
+  answerHalfClosedClients(server);
   const address = await listen(server, options.port, options.host);
   await warnIfNoFiles(log, options.root);
   log.logger.info({ url: urlOf(options, address.port), root: options.root }, 'listening');
@@ -197,6 +199,7 @@ async function runClusterWorker(options: CliOptions): Promise<void> {
       statCacheMs: options.statCacheMs,
     }),
   );
+  answerHalfClosedClients(server);
   stop = stopper(server, log);
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

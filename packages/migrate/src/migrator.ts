@@ -65,13 +65,15 @@ export interface LocalFile {
 /**
  * Why a file was not uploaded without it being a failure: finished by an earlier run
  * (state file), already on the server at this version (HEAD, `--no-state`), the server has
- * a newer version, a symlink (not followed), a FIFO, socket or device, deleted before it
- * was read, or the run was interrupted.
+ * a newer version, a client deleted the name on the server during an online migration
+ * (410 `DELETED`: the server keeps a tombstone), a symlink (not followed), a FIFO, socket
+ * or device, deleted before it was read, or the run was interrupted.
  */
 export type SkipReason =
   | 'already-done'
   | 'already-there'
   | 'server-newer'
+  | 'deleted-on-server'
   | 'symlink'
   | 'special'
   | 'vanished'
@@ -80,6 +82,7 @@ export type SkipReason =
 /** Skips worth telling the operator about (the others are the point of resuming). */
 export const REPORTED_SKIPS: ReadonlySet<SkipReason> = new Set([
   'server-newer',
+  'deleted-on-server',
   'symlink',
   'special',
   'vanished',
@@ -266,6 +269,7 @@ export class Migrator extends EventEmitter<MigratorEvents> {
     'already-done': 0,
     'already-there': 0,
     'server-newer': 0,
+    'deleted-on-server': 0,
     symlink: 0,
     special: 0,
     vanished: 0,
@@ -517,9 +521,22 @@ export class Migrator extends EventEmitter<MigratorEvents> {
       // by the server (checksum mismatch): say what really happened.
       if (this.#controller.signal.aborted) throw err;
       const changed = await this.#changedSince(file.path, before);
-      if (changed === undefined) throw err;
-      this.#fail(file, 'CHANGED', `${changed} while it was uploaded: run again to upload it`);
-      return;
+      if (changed !== undefined) {
+        this.#fail(file, 'CHANGED', `${changed} while it was uploaded: run again to upload it`);
+        return;
+      }
+      if (err instanceof FiletrackerError && err.code === 'DELETED') {
+        // Finished: the server will refuse this version for as long as it keeps the tombstone.
+        this.#transientStreak = 0;
+        this.#state?.record(file.name, file.version);
+        this.#skip(
+          file,
+          'deleted-on-server',
+          'deleted on the server during the migration: not brought back',
+        );
+        return;
+      }
+      throw err;
     }
     this.#transientStreak = 0;
     const changed = await this.#changedSince(file.path, before);

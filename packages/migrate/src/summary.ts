@@ -6,6 +6,7 @@ const SKIP_WORDS: Record<SkipReason, string> = {
   'already-done': 'finished earlier',
   'already-there': 'already on the server',
   'server-newer': 'newer on the server',
+  'deleted-on-server': 'deleted on the server',
   symlink: 'symlinks',
   special: 'special files',
   vanished: 'vanished',

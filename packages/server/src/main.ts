@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { expandLongOptionPrefixes } from '@filetracker/shared-protocol';
+import { answerHalfClosedClients, expandLongOptionPrefixes } from '@filetracker/shared-protocol';
 import { createRequestListener } from './http/fast-path.js';
 import { createLogger } from './logger.js';
 import { Store, StoreOpenError } from './store/store.js';
@@ -88,7 +88,7 @@ function program(): Command {
     .addOption(
       new Option(
         '--legacy-timeout <SECONDS>',
-        'migration mode: how long a DELETE of a name only the fallback has waits for its answer (then 504)',
+        "migration mode: how long a DELETE waits for the fallback's answer; then a name only the fallback has is 504, one this store holds is deleted",
       )
         .default(10)
         .argParser(positive),
@@ -168,6 +168,7 @@ export async function main(argv: string[]): Promise<void> {
   server.headersTimeout = 30_000;
   server.keepAliveTimeout = 5_000;
   server.setTimeout(flags.idleTimeout * 1000);
+  answerHalfClosedClients(server);
   // Signals are trapped before listening: a SIGTERM right after start still stops cleanly.
   process.on('SIGHUP', () => {
     reopen();

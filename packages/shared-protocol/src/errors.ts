@@ -20,6 +20,7 @@ export type FiletrackerErrorCode =
   | 'STORE_NOT_WRITABLE'
   | 'FALLBACK_UNREACHABLE'
   | 'FALLBACK_TIMEOUT'
+  | 'DELETED'
   | 'VERSION_MISMATCH'
   | 'SERVER_ERROR'
   | 'PROTOCOL_ERROR';
@@ -117,6 +118,17 @@ export class FallbackError extends FiletrackerError {
   constructor(code: 'FALLBACK_UNREACHABLE' | 'FALLBACK_TIMEOUT', message: string, cause?: unknown) {
     super(message, { code, status: code === 'FALLBACK_TIMEOUT' ? 504 : 502, cause });
     this.name = 'FallbackError';
+  }
+}
+
+/**
+ * Migration mode: a PUT at or below the version of a tombstone (a name deleted during the
+ * migration). Nothing is stored, so no version can be claimed: 410, not a 200.
+ */
+export class DeletedError extends FiletrackerError {
+  constructor(message: string) {
+    super(message, { code: 'DELETED', status: 410 });
+    this.name = 'DeletedError';
   }
 }
 

@@ -7,3 +7,4 @@ export * from './read-ahead.js';
 export * from './cli.js';
 export * from './client.js';
 export * from './send-file.js';
+export * from './half-close.js';

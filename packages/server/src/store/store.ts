@@ -2,7 +2,14 @@ import { mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promise
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
-import { BadRequestError, FiletrackerError, joinName } from '@filetracker/shared-protocol';
+import {
+  BadRequestError,
+  DeletedError,
+  FallbackError,
+  FiletrackerError,
+  formatHttpDate,
+  joinName,
+} from '@filetracker/shared-protocol';
 import { BlobRefs } from './blob-refs.js';
 import { inflateBlob } from '../recover/gzip-size.js';
 import { DirSync } from './dir-sync.js';
@@ -44,7 +51,8 @@ export interface PutRequest {
   signal?: AbortSignal | undefined;
   /**
    * Migration mode: a tombstone of the name (a 1.x file deleted during migration) makes a
-   * PUT with a version `<=` its version an ignored older write; a newer PUT clears it.
+   * PUT with a version `<=` its version store nothing and throw a {@link DeletedError}
+   * (410); a newer PUT clears it.
    */
   honorTombstones?: boolean;
 }
@@ -441,8 +449,11 @@ export class Store {
           }
           const tombstone = req.honorTombstones ? await this.meta.getTombstone(name) : undefined;
           if (tombstone !== undefined && existing === null && tombstone >= req.version) {
-            await discard(body.tmpPath);
-            return { version: tombstone, stored: false, receivedBytes: body.receivedBytes };
+            // Nothing is stored, so there is no version to answer with (a 200 would make
+            // the client believe in a name@version that cannot be read): see DeletedError.
+            throw new DeletedError(
+              `Deleted during the migration: versions up to ${formatHttpDate(tombstone)} are refused`,
+            );
           }
           this.#written(name);
           const sameBlob =
@@ -566,11 +577,22 @@ export class Store {
   }
 
   /**
-   * Migration mode DELETE (DESIGN.md "Online migration"): a name we hold is deleted as
-   * usual. A name we lack is looked up on the fallback (`askFallback`, under the name's lock
-   * so no PUT interleaves); if the fallback has it at a version `<=` the request's, a
-   * tombstone with the **fallback's** version is recorded, so the migrator cannot bring
-   * it back while a re-upload in the same second still can.
+   * Migration mode DELETE (DESIGN.md "Online migration"). The fallback is asked for the
+   * name's legacy version (`askFallback`, under the name's lock so no PUT interleaves); if
+   * it has it at a version `<=` the request's, a tombstone with the **fallback's** version
+   * is recorded, so the migrator cannot bring it back while a re-upload in the same second
+   * still can. A name we hold is deleted as usual either way.
+   *
+   * When the fallback cannot be asked (`askFallback` throws a {@link FallbackError}: down,
+   * or no answer in time), a name we hold is still deleted, and the tombstone gets the
+   * **held** version H instead. The migrator can only bring back the legacy copy, at its
+   * mtime L: if L <= H the tombstone stops it; if L > H, its PUT would have replaced the
+   * held file anyway (the newer version wins), so the delete is ordered before it. In
+   * practice L <= H: clients write at their current time, after the 1.x store was frozen,
+   * and the migrator's own upload holds H = L, the very tombstone the fallback would have
+   * given. The cost: a re-upload at a version <= H is refused (410) until migration mode
+   * ends. A name we do not hold still needs the fallback (we cannot know whether it
+   * exists), so its DELETE fails with the FallbackError (502/504).
    */
   async deleteWithFallback(
     components: readonly string[],
@@ -587,7 +609,24 @@ export class Store {
       }
       // Asked even for a name we hold: if the migrator has not reached it yet, only a
       // tombstone stops it from bringing the legacy copy back after this delete.
-      const legacyVersion = await askFallback();
+      let unanswered: FallbackError | undefined;
+      const legacyVersion = await askFallback().catch((err: unknown) => {
+        if (!held || !(err instanceof FallbackError)) throw err;
+        unanswered = err;
+        return null;
+      });
+      if (held && unanswered !== undefined) {
+        this.#warn(
+          { name, version: existing.version, err: unanswered },
+          'the fallback did not answer: deleted a held name, tombstone at its version',
+        );
+        // The tombstone first: if the delete then fails, a tombstone beside a held link
+        // changes nothing (it only stops PUTs of absent names), and the next PUT clears it.
+        await this.meta.putTombstone(name, existing.version);
+        this.stats.tombstones++;
+        await this.#deleteLocked(components, version);
+        return { deleted: true, found: true };
+      }
       const legacyDeleted = legacyVersion !== null && legacyVersion <= version;
       if (!held && !legacyDeleted) return { deleted: false, found: false };
       if (held) await this.#deleteLocked(components, version);
