@@ -600,42 +600,48 @@ export class Store {
     askFallback: () => Promise<number | null>,
   ): Promise<{ deleted: boolean; found: boolean }> {
     const name = joinName(components);
-    return this.#names.run(name, async () => {
-      const existing = await this.links.read(components);
-      const held = existing !== null && existing !== 'directory';
-      if (held && existing.version > version) return { deleted: false, found: true };
-      if (!held && (await this.meta.getTombstone(name)) !== undefined) {
-        return { deleted: false, found: false };
-      }
-      // Asked even for a name we hold: if the migrator has not reached it yet, only a
-      // tombstone stops it from bringing the legacy copy back after this delete.
-      let unanswered: FallbackError | undefined;
-      const legacyVersion = await askFallback().catch((err: unknown) => {
-        if (!held || !(err instanceof FallbackError)) throw err;
-        unanswered = err;
-        return null;
-      });
-      if (held && unanswered !== undefined) {
-        this.#warn(
-          { name, version: existing.version, err: unanswered },
-          'the fallback did not answer: deleted a held name, tombstone at its version',
-        );
-        // The tombstone first: if the delete then fails, a tombstone beside a held link
-        // changes nothing (it only stops PUTs of absent names), and the next PUT clears it.
-        await this.meta.putTombstone(name, existing.version);
-        this.stats.tombstones++;
-        await this.#deleteLocked(components, version);
+    return this.#names
+      .run(name, async () => {
+        const existing = await this.links.read(components);
+        const held = existing !== null && existing !== 'directory';
+        if (held && existing.version > version) return { deleted: false, found: true };
+        if (!held && (await this.meta.getTombstone(name)) !== undefined) {
+          return { deleted: false, found: false };
+        }
+        // Asked even for a name we hold: if the migrator has not reached it yet, only a
+        // tombstone stops it from bringing the legacy copy back after this delete.
+        let unanswered: FallbackError | undefined;
+        const legacyVersion = await askFallback().catch((err: unknown) => {
+          if (!held || !(err instanceof FallbackError)) throw err;
+          unanswered = err;
+          return null;
+        });
+        if (held && unanswered !== undefined) {
+          this.#warn(
+            { name, version: existing.version, err: unanswered },
+            'the fallback did not answer: deleted a held name, tombstone at its version',
+          );
+          // The tombstone first: if the delete then fails, a tombstone beside a held link
+          // changes nothing (it only stops PUTs of absent names), and the next PUT clears it.
+          await this.meta.putTombstone(name, existing.version);
+          this.stats.tombstones++;
+          await this.#deleteLocked(components, version);
+          return { deleted: true, found: true };
+        }
+        const legacyDeleted = legacyVersion !== null && legacyVersion <= version;
+        if (!held && !legacyDeleted) return { deleted: false, found: false };
+        // The tombstone before the link goes, for the same reason: a crash in between must
+        // not leave a name that the migrator can bring back.
+        if (legacyDeleted) {
+          await this.meta.putTombstone(name, legacyVersion);
+          this.stats.tombstones++;
+        }
+        if (held) await this.#deleteLocked(components, version);
         return { deleted: true, found: true };
-      }
-      const legacyDeleted = legacyVersion !== null && legacyVersion <= version;
-      if (!held && !legacyDeleted) return { deleted: false, found: false };
-      if (held) await this.#deleteLocked(components, version);
-      if (legacyDeleted) {
-        await this.meta.putTombstone(name, legacyVersion);
-        this.stats.tombstones++;
-      }
-      return { deleted: true, found: true };
-    });
+      })
+      .catch((err: unknown) => {
+        throw notWritableError(err, this.layout.root) ?? err;
+      });
   }
 
   /** Removes every tombstone (after migration); returns how many there were. */
