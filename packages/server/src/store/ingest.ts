@@ -1,6 +1,13 @@
 import { createHash } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { Readable, Transform, Writable, addAbortSignal, type TransformCallback } from 'node:stream';
+import {
+  Readable,
+  Transform,
+  Writable,
+  addAbortSignal,
+  finished,
+  type TransformCallback,
+} from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip, gunzipSync } from 'node:zlib';
 import {
@@ -198,15 +205,42 @@ function checkClaims(result: IngestResult, options: IngestOptions): void {
   }
 }
 
+/**
+ * A stream of `body`'s bytes that pipeline() may destroy without destroying `body`. A failed
+ * pipeline destroys its source, and destroying a request whose body is still arriving
+ * drops the connection under the error answer (a reset: issue 16). Borrowed, the rest of
+ * the body stays paused in `body` for the error handler to drain (see http/linger.ts).
+ */
+function borrow(body: Readable): Readable {
+  const onData = (chunk: Buffer): void => {
+    if (!source.push(chunk)) body.pause();
+  };
+  const source = new Readable({
+    read() {
+      body.resume();
+    },
+    destroy(err, callback) {
+      body.off('data', onData);
+      stopWatching();
+      body.pause();
+      callback(err);
+    },
+  });
+  const stopWatching = finished(body, (err) => (err ? source.destroy(err) : source.push(null)));
+  body.on('data', onData);
+  return source;
+}
+
 /** {@link ingest} through streams: any size, memory bounded by stream buffers. */
 async function ingestStream(body: Readable, options: IngestOptions): Promise<IngestResult> {
   const verifier = new Verifier(options.gzip);
   const counter = new Counter();
+  const source = borrow(body);
   let tmpPath: string | undefined;
   let out: WriteStream | undefined;
   try {
     if (!options.write) {
-      await pipeline(body, verifier, discard(), { signal: options.signal });
+      await pipeline(source, verifier, discard(), { signal: options.signal });
     } else {
       tmpPath = tmpFile(options.tmpDir, 'upload');
       // `flush` fsyncs before the close that pipeline() waits for: once this resolves the
@@ -214,7 +248,7 @@ async function ingestStream(body: Readable, options: IngestOptions): Promise<Ing
       out = createWriteStream(tmpPath, { flags: 'wx', mode: 0o644, flush: true });
       const stages: NodeJS.ReadWriteStream[] = [verifier];
       if (!options.gzip) stages.push(createGzip({ level: options.gzipLevel }));
-      await pipeline([body, ...stages, counter, out], { signal: options.signal });
+      await pipeline([source, ...stages, counter, out], { signal: options.signal });
     }
   } catch (err) {
     // A body that fails at once (a client gone) can fail the pipeline while the temp
