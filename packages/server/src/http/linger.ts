@@ -10,7 +10,7 @@ const LINGER_BYTES = 16 * 1024 * 1024;
 const LINGER_MS = 5_000;
 
 /**
- * Makes an answer given before the request's body was read (a 507, a 400 mismatch, a 409)
+ * Makes an answer given before the request's body was read (a 507, a 413, a 400 mismatch)
  * reach the client. Closing a socket with unread bytes makes the kernel send a reset, and
  * the reset makes the client's kernel drop the answer it has not read yet: 507s of a full
  * disk came out as ECONNRESET (issue 16). So the answer says `Connection: close`, and after
