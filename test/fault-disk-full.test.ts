@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, rm, statfs, truncate } from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
@@ -272,6 +273,82 @@ test(
     const check = await runRecover(['--check', store]);
     assert.equal(check.code, 0, `ft-recover --check: ${check.stdout}${check.stderr}`);
     assert.deepEqual((await inspectStore(store)).problems, []);
+  },
+);
+
+/** What a client that sends its whole request before reading saw. */
+interface WriteFirstResult {
+  /** The status line, if any answer was read. */
+  status: string | undefined;
+  /** A socket error (ECONNRESET, EPIPE) or 'timeout'. */
+  error: string | undefined;
+}
+
+/**
+ * One PUT from a client that writes the whole request, and only then reads, as Python's
+ * http.client does: its socket reads nothing until the body is handed to the kernel. An
+ * answer reaches it only if the server reads the body it does not want, or lets it
+ * through, before closing.
+ */
+function writeFirstPut(port: number, name: string, body: Buffer): Promise<WriteFirstResult> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    socket.pause();
+    let received = '';
+    let error: string | undefined;
+    const timer = setTimeout(() => {
+      error ??= 'timeout';
+      socket.destroy();
+    }, 30_000);
+    socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
+    socket.on('error', (err: NodeJS.ErrnoException) => (error ??= err.code ?? err.message));
+    socket.on('end', () => socket.end());
+    socket.on('close', () => {
+      clearTimeout(timer);
+      const line = received.split('\r\n')[0];
+      resolve({ status: line || undefined, error });
+    });
+    socket.write(
+      `PUT ${fileQuery(name)} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n\r\n`,
+    );
+    socket.write(body, () => socket.resume());
+  });
+}
+
+test(
+  'on a full disk, 40 uploads of 1 and 4 MiB from clients that send before they read all get their 507, none a reset',
+  { timeout: 120_000 },
+  async (t) => {
+    const store = storeDir(t, 'store-linger');
+    if (!store) return;
+    const server = await serve(t, store);
+    const filler = path.join(mnt, 'filler-linger');
+    t.after(() => rm(filler, { force: true }));
+    await fillUp(filler);
+    const port = Number(new URL(server.url).port);
+    // 4 MiB is more than a loopback connection buffers: the client is still sending when
+    // the 507 comes, as a large upload from across a network would be.
+    const bodies = [randomBytes(1024 * 1024), randomBytes(4 * 1024 * 1024)];
+    const outcomes = new Map<string, number>();
+    const bad: string[] = [];
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        for (let i = next++; i < 40; i = next++) {
+          const body = bodies[i % 2]!;
+          const res = await writeFirstPut(port, `/linger/${i}`, body);
+          const outcome = `${res.status ?? 'no answer'}${res.error ? ` then ${res.error}` : ''}`;
+          outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+          if (!res.status?.startsWith('HTTP/1.1 507 ') || res.error !== undefined) {
+            bad.push(`${i} (${body.length} bytes): ${outcome}`);
+          }
+        }
+      }),
+    );
+    t.diagnostic(`outcomes: ${[...outcomes].map(([o, n]) => `${n}x ${o}`).join(', ')}`);
+    assert.deepEqual(bad, [], 'every upload read its 507 and saw the connection closed cleanly');
+    assert.deepEqual(await tmpEntries(store), [], 'ft-tmp/ empty');
+    await stop(server);
   },
 );
 

@@ -348,11 +348,23 @@ describe('ft-server refuses bad input and stores nothing', () => {
           {
             'SHA256-Checksum': sha256(seed),
             'Content-Encoding': 'gzip',
-            'Logical-Size': seed.length,
+            'Logical-Size': content.length,
           },
           V + 1,
         );
         assertError(res, 400, 'CHECKSUM_MISMATCH');
+        // Sizes are checked first: the body is refused once it passes seed's size.
+        const sized = await put(
+          '/ck/claims-seed',
+          gzipSync(content),
+          {
+            'SHA256-Checksum': sha256(seed),
+            'Content-Encoding': 'gzip',
+            'Logical-Size': seed.length,
+          },
+          V + 1,
+        );
+        assertError(sized, 400, 'SIZE_MISMATCH');
         const plain = await put('/ck/claims-seed', content, { 'SHA256-Checksum': sha256(seed) });
         assertError(plain, 400, 'CHECKSUM_MISMATCH');
       });

@@ -399,3 +399,22 @@ test('--idle-timeout 1 drops a connection whose body stalls (ft-tmp/ emptied) bu
   assert.equal(await stopWithin(p, 'SIGTERM'), 0);
   assert.deepEqual((await checkStore(dir)).problems, []);
 });
+
+test('--max-file-size takes bytes or a K/M/G/T size (1KiB: 1024 bytes stored, 1025 refused with 413); 0, 1.5G and abc exit non-zero naming the option', async (t) => {
+  const s = scope(t);
+  const dir = await s.dir();
+  for (const bad of ['0', '1.5G', 'abc', '-1']) {
+    const p = s.spawn(['-d', dir, '-p', '0', `--max-file-size=${bad}`]);
+    const { code } = await exitWithin(p, 10_000);
+    assert.notEqual(code, 0, `--max-file-size=${bad} exits non-zero`);
+    assert.match(p.stderr(), /--max-file-size/, `the reason names the option: ${p.stderr()}`);
+  }
+  const p = await s.serve(['-d', dir, '-p', '0', '--max-file-size', '1KiB']);
+  const put = (name: string, size: number) =>
+    fetch(fileUrl(p.url, name, V), { method: 'PUT', body: Buffer.alloc(size, 1) });
+  assert.equal((await put('/cap/at', 1024)).status, 200);
+  const over = await put('/cap/over', 1025);
+  assert.equal(over.status, 413);
+  assert.equal(over.headers.get('x-error-code'), 'FILE_TOO_LARGE');
+  assert.equal(await stopWithin(p, 'SIGTERM'), 0);
+});

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { answerHalfClosedClients, expandLongOptionPrefixes } from '@filetracker/shared-protocol';
+import { DEFAULT_MAX_FILE_BYTES } from './http/app.js';
 import { createRequestListener } from './http/fast-path.js';
 import { createLogger } from './logger.js';
 import { Store, StoreOpenError } from './store/store.js';
@@ -16,6 +17,24 @@ function port(value: string): number {
 function positive(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('not a positive number');
+  return n;
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  '': 1,
+  k: 1024,
+  m: 1024 ** 2,
+  g: 1024 ** 3,
+  t: 1024 ** 4,
+};
+
+/** Bytes, or a whole number with K, M, G or T (powers of 1024; `16G` and `16GiB` alike). */
+function byteSize(value: string): number {
+  const m = /^(\d+)\s*(?:([kmgt])(?:ib)?)?$/i.exec(value.trim());
+  const n = m ? Number(m[1]) * SIZE_UNITS[(m[2] ?? '').toLowerCase()]! : NaN;
+  if (!Number.isSafeInteger(n) || n <= 0) {
+    throw new InvalidArgumentError('not a size (bytes, or a number with K, M, G or T: 16G)');
+  }
   return n;
 }
 
@@ -101,6 +120,14 @@ function program(): Command {
         .default(120)
         .argParser(positive),
     )
+    .addOption(
+      new Option(
+        '--max-file-size <SIZE>',
+        'refuse (413) a PUT of a file larger than SIZE uncompressed, as soon as its body passes SIZE; SIZE is bytes or has a K, M, G or T suffix (powers of 1024)',
+      )
+        .default(DEFAULT_MAX_FILE_BYTES, '16G')
+        .argParser(byteSize),
+    )
     .showHelpAfterError('(run ft-server --help for usage)');
 }
 
@@ -115,6 +142,7 @@ interface Flags {
   fallbackUrl?: string;
   legacyTimeout: number;
   idleTimeout: number;
+  maxFileSize: number;
 }
 
 /** Parses flags, opens the store, listens, and stops cleanly on SIGTERM/SIGINT. */
@@ -160,6 +188,7 @@ export async function main(argv: string[]): Promise<void> {
       logger,
       fallbackUrl: flags.fallbackUrl,
       fallbackTimeoutMs: flags.legacyTimeout * 1000,
+      maxFileBytes: flags.maxFileSize,
     }),
   );
   // Slow uploads must not be cut off (Node's default requestTimeout is 5 minutes); idle and

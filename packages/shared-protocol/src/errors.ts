@@ -12,6 +12,7 @@ export type FiletrackerErrorCode =
   | 'SIZE_MISMATCH'
   | 'BAD_GZIP'
   | 'INCOMPLETE_BODY'
+  | 'FILE_TOO_LARGE'
   | 'NOT_FOUND'
   | 'NOT_A_DIRECTORY'
   | 'PATH_CONFLICT'
@@ -87,6 +88,14 @@ export class MethodNotAllowedError extends FiletrackerError {
       headers: { Allow: allow.join(', ') },
     });
     this.name = 'MethodNotAllowedError';
+  }
+}
+
+/** A file larger than the server takes (`--max-file-size`), counted uncompressed (413). */
+export class FileTooLargeError extends FiletrackerError {
+  constructor(message: string, cause?: unknown) {
+    super(message, { code: 'FILE_TOO_LARGE', status: 413, cause });
+    this.name = 'FileTooLargeError';
   }
 }
 

@@ -15,6 +15,7 @@ function codeForStatus(status: number): FiletrackerErrorCode {
   if (status === 404) return 'NOT_FOUND';
   if (status === 405) return 'METHOD_NOT_ALLOWED';
   if (status === 409) return 'PATH_CONFLICT';
+  if (status === 413) return 'FILE_TOO_LARGE';
   if (status === 507) return 'INSUFFICIENT_STORAGE';
   if (status >= 500) return 'SERVER_ERROR';
   return 'PROTOCOL_ERROR';

@@ -40,7 +40,16 @@ export interface AppOptions {
   fallbackTimeoutMs?: number;
   /** Request log and metrics; one is made from `logger` when absent. */
   telemetry?: Telemetry;
+  /** The largest file a PUT may store, uncompressed; {@link DEFAULT_MAX_FILE_BYTES} if absent. */
+  maxFileBytes?: number;
 }
+
+/**
+ * The default cap on a file's uncompressed size: far above any contest file, but a gzip
+ * bomb of a few MiB can no longer become a stored file that plain clients are sent as
+ * many GiB (issue 16).
+ */
+export const DEFAULT_MAX_FILE_BYTES = 16 * 1024 ** 3;
 
 interface State {
   target: RequestTarget;
@@ -95,6 +104,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
   const telemetry = options.telemetry ?? new Telemetry(logger, store);
   const fallbackUrl = options.fallbackUrl?.replace(/\/+$/, '');
   const fallbackTimeoutMs = options.fallbackTimeoutMs ?? 10_000;
+  const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   const startedAt = Date.now();
   const app = new Koa();
   app.silent = true;
@@ -191,6 +201,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
       gzip: isGzipEncoding(header(ctx, HEADER.contentEncoding)),
       checksum: parseChecksumHeader(header(ctx, HEADER.checksum)),
       logicalSize: parseLogicalSizeHeader(header(ctx, HEADER.logicalSize)),
+      maxLogicalSize: maxFileBytes,
       honorTombstones: fallbackUrl !== undefined,
     });
     ctx.state.bytesIn = result.receivedBytes;

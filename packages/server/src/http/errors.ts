@@ -1,6 +1,7 @@
 import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
 import { FiletrackerError, HEADER } from '@filetracker/shared-protocol';
+import { lingerAfterAnswer } from './linger.js';
 
 /**
  * Maps errors to responses in one place: a FiletrackerError becomes its status with the
@@ -33,6 +34,8 @@ export function errorHandler(logger: Logger) {
         ctx.req.socket.destroy();
         return;
       }
+      // Refused before its body was read in full (a full disk, a bomb, a conflict).
+      if (!ctx.req.complete) lingerAfterAnswer(ctx.req, ctx.res);
       ctx.status = status;
       ctx.set(headers);
       ctx.set(HEADER.exception, message);

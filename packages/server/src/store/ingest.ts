@@ -1,10 +1,18 @@
 import { createHash } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { Readable, Transform, Writable, addAbortSignal, type TransformCallback } from 'node:stream';
+import {
+  Readable,
+  Transform,
+  Writable,
+  addAbortSignal,
+  finished,
+  type TransformCallback,
+} from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip, gunzipSync } from 'node:zlib';
 import {
   BadRequestError,
+  FileTooLargeError,
   FiletrackerError,
   InsufficientStorageError,
 } from '@filetracker/shared-protocol';
@@ -33,6 +41,8 @@ export interface IngestOptions {
   gzipLevel: number;
   expectedDigest?: string | undefined;
   expectedLogicalSize?: number | undefined;
+  /** Content larger than this (uncompressed) is refused with 413, as soon as it is seen. */
+  maxLogicalSize?: number | undefined;
   /** The body's Content-Length, when it declared one. */
   bodyLength?: number | undefined;
   signal?: AbortSignal | undefined;
@@ -43,21 +53,61 @@ const WHOLE_BODY_BYTES = 64 * 1024;
 /** ...when they inflate to at most this much (else they are streamed like larger ones). */
 const WHOLE_INFLATED_BYTES = 1024 * 1024;
 
+/** The most content bytes a body may hold, and the error for one that holds more. */
+interface ContentLimit {
+  bytes: number;
+  refuse(): FiletrackerError;
+}
+
+const sizeMismatch = (): BadRequestError =>
+  new BadRequestError('SIZE_MISMATCH', 'Logical-Size does not match the content');
+
+const tooLarge = (maxBytes: number): FileTooLargeError =>
+  new FileTooLargeError(`Files larger than ${maxBytes} bytes are not accepted`);
+
+/**
+ * What the content must not pass: the client's Logical-Size (a body may not hold more than
+ * it claimed), else the server's cap. Passing it ends the upload then and there: a gzip
+ * bomb of a few MiB inflates to GiBs, and was inflated and hashed in full before (issue 16).
+ */
+function contentLimit(options: IngestOptions): ContentLimit | undefined {
+  const { expectedLogicalSize: expected, maxLogicalSize: max } = options;
+  if (expected !== undefined) return { bytes: expected, refuse: sizeMismatch };
+  if (max !== undefined) return { bytes: max, refuse: () => tooLarge(max) };
+  return undefined;
+}
+
+/** Refuses, before a byte is read, a body whose headers already say it is too large. */
+function checkDeclaredSize(options: IngestOptions): void {
+  const max = options.maxLogicalSize;
+  if (max === undefined) return;
+  const { expectedLogicalSize, bodyLength } = options;
+  // A plain body is its content; a gzip body's length says nothing of what it inflates to.
+  const plainLength = options.gzip ? undefined : bodyLength;
+  if ((expectedLogicalSize ?? 0) > max || (plainLength ?? 0) > max) throw tooLarge(max);
+}
+
 /**
  * Hashes and counts the uncompressed bytes flowing through; with `gzip`, the bytes passing
- * through are gzip, inflated on the side for hashing and passed on untouched.
+ * through are gzip, inflated on the side for hashing and passed on untouched. Content past
+ * `limit` fails the stream at once.
  */
 class Verifier extends Transform {
   readonly hash = createHash('sha256');
   logicalSize = 0;
   receivedBytes = 0;
   readonly #gunzip: ReturnType<typeof createGunzip> | undefined;
+  readonly #limit: ContentLimit | undefined;
 
-  constructor(gzip: boolean) {
+  constructor(gzip: boolean, limit: ContentLimit | undefined) {
     super();
+    this.#limit = limit;
     if (gzip) {
       const gunzip = createGunzip();
-      gunzip.on('data', (chunk: Buffer) => this.#count(chunk));
+      gunzip.on('data', (chunk: Buffer) => {
+        const err = this.#count(chunk);
+        if (err) this.destroy(err);
+      });
       gunzip.on('error', (err) =>
         this.destroy(
           new BadRequestError('BAD_GZIP', 'Body claims gzip but is not valid gzip', err),
@@ -67,23 +117,32 @@ class Verifier extends Transform {
     }
   }
 
-  #count(chunk: Buffer): void {
-    this.hash.update(chunk);
+  /** Counts and hashes content; returns the error when it passes the limit. */
+  #count(chunk: Buffer): FiletrackerError | undefined {
     this.logicalSize += chunk.length;
+    if (this.#limit && this.logicalSize > this.#limit.bytes) return this.#limit.refuse();
+    this.hash.update(chunk);
+    return undefined;
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
     this.receivedBytes += chunk.length;
-    this.push(chunk);
     const gunzip = this.#gunzip;
     if (!gunzip) {
-      this.#count(chunk);
-      callback();
-    } else if (gunzip.write(chunk)) {
-      callback();
-    } else {
-      gunzip.once('drain', callback);
+      const err = this.#count(chunk);
+      if (err) callback(err);
+      else callback(null, chunk);
+      return;
     }
+    this.push(chunk);
+    if (gunzip.write(chunk)) callback();
+    else gunzip.once('drain', callback);
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    // Stops inflating: zlib checks between output chunks whether its stream is destroyed.
+    this.#gunzip?.destroy();
+    callback(err);
   }
 
   override _flush(callback: TransformCallback): void {
@@ -135,6 +194,7 @@ function classify(err: unknown, body: Readable): unknown {
  * is bounded by stream buffers whatever the size. On any failure the temp file is removed.
  */
 export async function ingest(body: Readable, options: IngestOptions): Promise<IngestResult> {
+  checkDeclaredSize(options);
   const { bodyLength } = options;
   if (options.gzip && options.write && bodyLength && bodyLength <= WHOLE_BODY_BYTES) {
     return ingestWhole(body, options);
@@ -190,26 +250,57 @@ async function ingestWhole(body: Readable, options: IngestOptions): Promise<Inge
 
 /** Throws when the body is not what the client's headers said it is. */
 function checkClaims(result: IngestResult, options: IngestOptions): void {
-  if (options.expectedDigest !== undefined && options.expectedDigest !== result.digest) {
-    throw new BadRequestError('CHECKSUM_MISMATCH', 'SHA256-Checksum does not match the content');
-  }
+  // Sizes first, as a streamed body is refused once it passes them, before its digest is known.
   if (
     options.expectedLogicalSize !== undefined &&
     options.expectedLogicalSize !== result.logicalSize
   ) {
-    throw new BadRequestError('SIZE_MISMATCH', 'Logical-Size does not match the content');
+    throw sizeMismatch();
   }
+  if (options.maxLogicalSize !== undefined && result.logicalSize > options.maxLogicalSize) {
+    throw tooLarge(options.maxLogicalSize);
+  }
+  if (options.expectedDigest !== undefined && options.expectedDigest !== result.digest) {
+    throw new BadRequestError('CHECKSUM_MISMATCH', 'SHA256-Checksum does not match the content');
+  }
+}
+
+/**
+ * A stream of `body`'s bytes that pipeline() may destroy without destroying `body`. A failed
+ * pipeline destroys its source, and destroying a request whose body is still arriving
+ * drops the connection under the error answer (a reset: issue 16). Borrowed, the rest of
+ * the body stays paused in `body` for the error handler to drain (see http/linger.ts).
+ */
+function borrow(body: Readable): Readable {
+  const onData = (chunk: Buffer): void => {
+    if (!source.push(chunk)) body.pause();
+  };
+  const source = new Readable({
+    read() {
+      body.resume();
+    },
+    destroy(err, callback) {
+      body.off('data', onData);
+      stopWatching();
+      body.pause();
+      callback(err);
+    },
+  });
+  const stopWatching = finished(body, (err) => (err ? source.destroy(err) : source.push(null)));
+  body.on('data', onData);
+  return source;
 }
 
 /** {@link ingest} through streams: any size, memory bounded by stream buffers. */
 async function ingestStream(body: Readable, options: IngestOptions): Promise<IngestResult> {
-  const verifier = new Verifier(options.gzip);
+  const verifier = new Verifier(options.gzip, contentLimit(options));
   const counter = new Counter();
+  const source = borrow(body);
   let tmpPath: string | undefined;
   let out: WriteStream | undefined;
   try {
     if (!options.write) {
-      await pipeline(body, verifier, discard(), { signal: options.signal });
+      await pipeline(source, verifier, discard(), { signal: options.signal });
     } else {
       tmpPath = tmpFile(options.tmpDir, 'upload');
       // `flush` fsyncs before the close that pipeline() waits for: once this resolves the
@@ -217,7 +308,7 @@ async function ingestStream(body: Readable, options: IngestOptions): Promise<Ing
       out = createWriteStream(tmpPath, { flags: 'wx', mode: 0o644, flush: true });
       const stages: NodeJS.ReadWriteStream[] = [verifier];
       if (!options.gzip) stages.push(createGzip({ level: options.gzipLevel }));
-      await pipeline([body, ...stages, counter, out], { signal: options.signal });
+      await pipeline([source, ...stages, counter, out], { signal: options.signal });
     }
   } catch (err) {
     // A body that fails at once (a client gone) can fail the pipeline while the temp

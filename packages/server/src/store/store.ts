@@ -48,6 +48,8 @@ export interface PutRequest {
   gzip: boolean;
   checksum?: string | undefined;
   logicalSize?: number | undefined;
+  /** Content larger than this (uncompressed) is refused with 413 (`--max-file-size`). */
+  maxLogicalSize?: number | undefined;
   signal?: AbortSignal | undefined;
   /**
    * Migration mode: a tombstone of the name (a 1.x file deleted during migration) makes a
@@ -437,6 +439,7 @@ export class Store {
         gzipLevel: this.#gzipLevel,
         expectedDigest: req.checksum,
         expectedLogicalSize: req.logicalSize,
+        maxLogicalSize: req.maxLogicalSize,
         bodyLength: req.bodyLength,
         signal: req.signal,
       });
