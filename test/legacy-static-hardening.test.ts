@@ -1,13 +1,18 @@
 import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { Agent, get } from 'node:http';
+import { mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
+import { Agent, createServer, get, type RequestListener, type Server } from 'node:http';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
-import { startLegacy, type LegacyProcess } from './helpers/legacy-static.js';
+import { createLegacyListener } from '@filetracker/legacy-static';
+import { httpRequest, startLegacy, type LegacyProcess } from './helpers/legacy-static.js';
 
-// Issue 16: a primary that crashed on EPIPE sending to a dead worker.
+// Issue 16: a race that served files from outside FT_ROOT, FIFOs that froze the server,
+// and a primary that crashed on EPIPE sending to a dead worker.
 
 /** Long enough for a loaded machine; a hang shows as this, not as a stuck test. */
 const ANSWER_MS = 15_000;
@@ -32,6 +37,17 @@ async function makeTree(t: TestContext): Promise<Tree> {
   return { dir, root, files, outside };
 }
 
+async function serve(t: TestContext, listener: RequestListener): Promise<string> {
+  const server: Server = createServer(listener);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
 async function start(t: TestContext, args: string[]): Promise<LegacyProcess> {
   const proc = await startLegacy(['--port', '0', ...args]);
   t.after(() => proc.kill());
@@ -45,6 +61,113 @@ async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 10_0
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }
+
+/**
+ * Swaps `target` between a hard link of `inside` and a symlink to `outside`, each by an
+ * atomic rename, as fast as it can for `ms`; prints the number of swaps.
+ */
+const RACER = `
+const fs = require('node:fs');
+const [target, inside, outside, ms] = process.argv.slice(1);
+const link = target + '.link', file = target + '.file';
+const end = Date.now() + Number(ms);
+let swaps = 0;
+while (Date.now() < end) {
+  fs.rmSync(link, { force: true });
+  fs.symlinkSync(outside, link);
+  fs.renameSync(link, target);
+  fs.rmSync(file, { force: true });
+  fs.linkSync(inside, file);
+  fs.renameSync(file, target);
+  swaps++;
+}
+process.stdout.write(String(swaps));
+`;
+
+describe('ft-legacy-static never serves a file from outside FT_ROOT through a race', () => {
+  test('GETs of a file swapped with a symlink to an outside file in a loop never get the outside bytes, at every size', async (t) => {
+    const tree = await makeTree(t);
+    const base = await serve(t, createLegacyListener({ root: tree.root }));
+    // Served from memory (to 256 KiB), and from the disk in 64 KiB reads (to 1 MiB) and in
+    // 1 MiB reads: koa-send's stream and sendFile before the fix.
+    for (const size of [10 * 1024, 300 * 1024, 2 * 1024 * 1024]) {
+      const inside = Buffer.alloc(size, 'i');
+      const outside = Buffer.alloc(size, 'O');
+      const backing = join(tree.files, `backing-${size}`);
+      const secret = join(tree.outside, `secret-${size}`);
+      await writeFile(backing, inside);
+      await writeFile(secret, outside);
+      // Same size and mtime: nothing but the bytes tells them apart.
+      await utimes(backing, 1_500_000_000, 1_500_000_000);
+      await utimes(secret, 1_500_000_000, 1_500_000_000);
+      const target = join(tree.files, `race-${size}`);
+      const racer = spawn(process.execPath, ['-e', RACER, target, backing, secret, '4000'], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      t.after(() => racer.kill('SIGKILL'));
+      let swaps = '';
+      racer.stdout.on('data', (d: Buffer) => (swaps += d.toString()));
+      const racerDone = once(racer, 'exit');
+      let running = true;
+      void racerDone.then(() => (running = false));
+
+      const seen = { inside: 0, absent: 0, outside: 0, other: [] as string[] };
+      let sent = 0;
+      const client = async () => {
+        while (running && sent < 3000) {
+          sent++;
+          const answer = await httpRequest(base, `/files/race-${size}`, {
+            timeoutMs: ANSWER_MS,
+          }).catch((err: Error) => ({ status: 0, body: Buffer.from(err.message) }));
+          if (answer.status === 404) seen.absent++;
+          else if (answer.status === 200 && answer.body.equals(inside)) seen.inside++;
+          else if (answer.body.includes('OOOO')) seen.outside++;
+          else seen.other.push(`${answer.status} ${answer.body.length} bytes`);
+        }
+      };
+      await Promise.all([client(), client(), client(), client()]);
+      await racerDone;
+      const label = `${size} bytes: ${JSON.stringify({ ...seen, swaps })}`;
+      t.diagnostic(label);
+      assert.equal(seen.outside, 0, label);
+      assert.deepEqual(seen.other, [], label);
+      assert.ok(seen.inside > 0 && Number(swaps) > 0, label);
+    }
+  });
+});
+
+describe('ft-legacy-static serves regular files only, and never hangs on others', () => {
+  test('GETs of a FIFO and a socket are 404 at once, and files, /healthz and /status go on', async (t) => {
+    const tree = await makeTree(t);
+    await mkdir(join(tree.files, 'misc'));
+    execFileSync('mkfifo', [join(tree.files, 'misc', 'a.fifo')]);
+    const socketServer = createNetServer();
+    socketServer.listen(join(tree.files, 'misc', 'a.sock'));
+    await once(socketServer, 'listening');
+    t.after(() => socketServer.close());
+    const big = Buffer.alloc(1024 * 1024, 'b');
+    await writeFile(join(tree.files, 'big.bin'), big);
+    // One process: its thread pool is the one the FIFO opens held.
+    const proc = await start(t, ['--root', tree.root, '--workers', '1']);
+    const ask = (path: string, method = 'GET') =>
+      httpRequest(proc.url, path, { method, timeoutMs: ANSWER_MS });
+    const fifo = await Promise.all(
+      Array.from({ length: 5 }, (_, i) => ask('/files/misc/a.fifo', i % 2 ? 'HEAD' : 'GET')),
+    );
+    assert.deepEqual(
+      fifo.map((a) => a.status),
+      [404, 404, 404, 404, 404],
+    );
+    assert.equal((await ask('/files/misc/a.sock')).status, 404);
+    assert.equal((await ask('/files/misc')).status, 404);
+    // Not in memory yet: resolved and read through the thread pool.
+    const answer = await ask('/files/big.bin');
+    assert.equal(answer.status, 200);
+    assert.ok(answer.body.equals(big));
+    assert.equal((await ask('/healthz')).status, 200);
+    assert.equal((await ask('/status')).status, 200);
+  });
+});
 
 describe('the primary of --workers N survives sending to a worker that is gone', () => {
   test('a /status asked while another worker dies unnoticed is answered, and the primary stays', async (t) => {
