@@ -1,18 +1,18 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
+import { closeSync, constants, existsSync, openSync, readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, open, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { Agent, createServer, get, type RequestListener, type Server } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
-import { createLegacyListener } from '@filetracker/legacy-static';
+import { createLegacyApp, createLegacyListener } from '@filetracker/legacy-static';
 import { httpRequest, startLegacy, type LegacyProcess } from './helpers/legacy-static.js';
 
-// Issue 16: a race that served files from outside FT_ROOT, FIFOs that froze the server,
-// and a primary that crashed on EPIPE sending to a dead worker.
+// Issue 16: a race that served files from outside FT_ROOT, FIFOs that froze the server
+// while /status said 200, and a primary that crashed on EPIPE sending to a dead worker.
 
 /** Long enough for a loaded machine; a hang shows as this, not as a stuck test. */
 const ANSWER_MS = 15_000;
@@ -166,6 +166,80 @@ describe('ft-legacy-static serves regular files only, and never hangs on others'
     assert.ok(answer.body.equals(big));
     assert.equal((await ask('/healthz')).status, 200);
     assert.equal((await ask('/status')).status, 200);
+  });
+});
+
+describe('/status says when files cannot be read', () => {
+  for (const [label, make] of [
+    ['createLegacyApp', (root: string) => createLegacyApp({ root }).callback()],
+    ['createLegacyListener', (root: string) => createLegacyListener({ root })],
+  ] as const) {
+    test(`${label}: /status is 503 with the reason while FT_ROOT/files is gone, 200 once back`, async (t) => {
+      const tree = await makeTree(t);
+      const base = await serve(t, make(tree.root));
+      assert.equal((await httpRequest(base, '/status')).status, 200);
+      await rename(tree.files, tree.files + '.away');
+      const down = await httpRequest(base, '/status', { timeoutMs: ANSWER_MS });
+      assert.equal(down.status, 503);
+      assert.ok(down.headers['x-exception']);
+      const body = JSON.parse(down.body.toString()) as { requests: number; problem?: string };
+      assert.equal(typeof body.requests, 'number');
+      assert.equal(typeof body.problem, 'string');
+      await rename(tree.files + '.away', tree.files);
+      assert.equal((await httpRequest(base, '/status')).status, 200);
+    });
+  }
+
+  test('--workers 2: /status summed over the workers is 503 while FT_ROOT/files is gone', async (t) => {
+    const tree = await makeTree(t);
+    const proc = await start(t, ['--root', tree.root, '--workers', '2']);
+    assert.equal((await httpRequest(proc.url, '/status')).status, 200);
+    await rename(tree.files, tree.files + '.away');
+    const down = await httpRequest(proc.url, '/status', { timeoutMs: ANSWER_MS });
+    assert.equal(down.status, 503);
+    assert.equal(
+      typeof (JSON.parse(down.body.toString()) as { problem?: string }).problem,
+      'string',
+    );
+    await rename(tree.files + '.away', tree.files);
+    assert.equal((await httpRequest(proc.url, '/status')).status, 200);
+    proc.child.kill('SIGTERM');
+    assert.equal(await proc.exited, 0);
+  });
+
+  test('while every thread of the pool is stuck, /status and /healthz answer 503 in bounded time', async (t) => {
+    const tree = await makeTree(t);
+    const base = await serve(t, createLegacyListener({ root: tree.root }));
+    assert.equal((await httpRequest(base, '/status')).status, 200);
+    // Each open of a FIFO without a writer holds one thread of this process's pool, the
+    // one the server in this process reads through, as a hung disk would.
+    const threads = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+    const fifos = Array.from({ length: threads }, (_, i) => join(tree.dir, `stuck-${i}.fifo`));
+    for (const fifo of fifos) execFileSync('mkfifo', [fifo]);
+    const stuck = fifos.map((fifo) => open(fifo, 'r'));
+    const release = async () => {
+      // A writer lets each blocked open return.
+      for (const fifo of fifos)
+        closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
+      for (const handle of await Promise.all(stuck)) await handle.close();
+    };
+    // Not in t.after: hooks run in order, and removing the temp dir needs the pool.
+    try {
+      // Let the opens take the threads before the probe asks for one.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const status = await httpRequest(base, '/status', { timeoutMs: ANSWER_MS });
+      assert.equal(status.status, 503);
+      assert.match(
+        String((JSON.parse(status.body.toString()) as { problem?: string }).problem),
+        /not finished/,
+      );
+      const health = await httpRequest(base, '/healthz', { timeoutMs: ANSWER_MS });
+      assert.equal(health.status, 503);
+    } finally {
+      await release();
+    }
+    await waitFor(async () => (await httpRequest(base, '/status')).status === 200);
+    assert.equal((await httpRequest(base, '/healthz')).status, 200);
   });
 });
 

@@ -5,15 +5,18 @@ import { AccessLog, logResponseError } from '@filetracker/http-telemetry';
 import {
   MethodNotAllowedError,
   NotFoundError,
+  HEADER,
   formatHttpDate,
+  oneLine,
   sendFile,
   type SendProgress,
 } from '@filetracker/shared-protocol';
 import type { WorkerLink } from './cluster.js';
-import { legacyHealth, LegacyMetrics } from './metrics.js';
+import { LegacyMetrics } from './metrics.js';
 import { parseLegacyPath } from './paths.js';
+import { ReadProbe } from './read-probe.js';
 import { respondError } from './respond-error.js';
-import { RequestStats } from './request-stats.js';
+import { RequestStats, type StatusSnapshot } from './request-stats.js';
 import { RootGuard, type OpenedFile } from './root-guard.js';
 
 /** Options of {@link createLegacyApp}. */
@@ -81,8 +84,8 @@ function notFound(): never {
  * The read-only server of a 1.x store, in place of lighttpd (PROTOCOL.md "Migration
  * (fallback) mode"): `GET`/`HEAD /files/{name}` give the file's own bytes as
  * `application/octet-stream` with `Content-Length` and `Last-Modified` = its mtime (only
- * regular files: anything else is 404), and `GET /status` gives counters. Built apart from
- * listening; `main()` listens.
+ * regular files: anything else is 404), and `GET /status` gives counters, with a 503 when
+ * files cannot be read. Built apart from listening; `main()` listens.
  * Throws when `root` cannot be resolved.
  */
 export function createLegacyApp(options: LegacyAppOptions): Koa {
@@ -95,7 +98,10 @@ export interface LegacyContext {
   guard: RootGuard;
   stats: RequestStats;
   metrics: LegacyMetrics;
+  probe: ReadProbe;
   link: WorkerLink | undefined;
+  /** This process's /status: its counters, and a problem when the tree cannot be read. */
+  localStatus(): Promise<StatusSnapshot>;
   /** Counts and logs one finished request. */
   record(method: string, path: string, status: number, bytes: number, ms: number): void;
 }
@@ -106,13 +112,21 @@ export function legacyContext(options: LegacyAppOptions): LegacyContext {
   const stats = new RequestStats();
   const metrics = new LegacyMetrics();
   const log = new AccessLog(logger, 'request');
-  options.link?.provide(metrics.registry, () => stats.snapshot());
+  const guard = new RootGuard(options.root);
+  const probe = new ReadProbe(guard.realRoot);
+  const localStatus = async (): Promise<StatusSnapshot> => {
+    const problem = await probe.check();
+    return problem === undefined ? stats.snapshot() : { ...stats.snapshot(), problem };
+  };
+  options.link?.provide(metrics.registry, localStatus);
   return {
     logger,
-    guard: new RootGuard(options.root),
+    guard,
     stats,
     metrics,
+    probe,
     link: options.link,
+    localStatus,
     record(method, path, status, bytes, ms) {
       stats.bytesSent += bytes;
       if (log.enabled) {
@@ -128,14 +142,21 @@ export function legacyContext(options: LegacyAppOptions): LegacyContext {
 
 /** The Koa app over a context shared with {@link createLegacyListener}. */
 export function buildLegacyApp(context: LegacyContext): Koa {
-  const { logger, guard, stats, metrics, link } = context;
+  const { logger, guard, stats, metrics, probe, link } = context;
   async function route(ctx: Context): Promise<void> {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
       throw new MethodNotAllowedError(ctx.method, ALLOW);
     }
     const target = parseLegacyPath(ctx.path);
     if (target.kind === 'status') {
-      ctx.body = link ? await link.status() : stats.snapshot();
+      const snapshot = link ? await link.status() : await context.localStatus();
+      // Still the counters, but not a 200: a monitor probing /status must see that files
+      // cannot be served (issue 16: it said 200 while every file read hung).
+      if (snapshot.problem !== undefined) {
+        ctx.status = 503;
+        ctx.set(HEADER.exception, oneLine(snapshot.problem));
+      }
+      ctx.body = snapshot;
       return;
     }
     if (target.kind === 'metrics') {
@@ -144,7 +165,7 @@ export function buildLegacyApp(context: LegacyContext): Koa {
       return;
     }
     if (target.kind === 'healthz') {
-      const problem = await legacyHealth(guard.realRoot);
+      const problem = await probe.check();
       ctx.status = problem === undefined ? 200 : 503;
       ctx.body = (problem ?? 'ok') + '\n';
       if (problem !== undefined) ctx.set('X-Exception', problem);

@@ -103,6 +103,10 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
     statusAsks.delete(id);
     clearTimeout(ask.timer);
     ask.sum.uptimeSeconds = Math.floor((Date.now() - started) / 1000);
+    // A worker that is alive and does not answer cannot serve files either.
+    if (ask.pending > 0) {
+      ask.sum.problem ??= `${ask.pending} worker(s) did not answer within ${ASK_TIMEOUT_MS} ms`;
+    }
     post(ask.from, { ft: 'status=', id: ask.replyId, snapshot: ask.sum });
   };
 
@@ -153,6 +157,7 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
         if (!ask) break;
         ask.sum.requests += m.snapshot.requests;
         ask.sum.bytesSent += m.snapshot.bytesSent;
+        ask.sum.problem ??= m.snapshot.problem;
         if (--ask.pending === 0) finishStatus(m.id);
         break;
       }
@@ -255,7 +260,8 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
 export class WorkerLink {
   #nextId = 0;
   readonly #waiting = new Map<number, (m: Message) => void>();
-  #localStatus: () => StatusSnapshot = () => ({ uptimeSeconds: 0, requests: 0, bytesSent: 0 });
+  #localStatus: () => Promise<StatusSnapshot> = () =>
+    Promise.resolve({ uptimeSeconds: 0, requests: 0, bytesSent: 0 });
 
   /**
    * `hooks`: what this worker does when the primary asks it to stop (gracefully or at
@@ -266,7 +272,9 @@ export class WorkerLink {
       if (!isMessage(m)) return;
       switch (m.ft) {
         case 'status-of':
-          toPrimary({ ft: 'status-is', id: m.id, snapshot: this.#localStatus() });
+          void this.#localStatus().then((snapshot) =>
+            toPrimary({ ft: 'status-is', id: m.id, snapshot }),
+          );
           break;
         case 'status=':
         case 'metrics=':
@@ -290,7 +298,7 @@ export class WorkerLink {
   }
 
   /** This worker's own registry and counters, for the primary to sum. */
-  provide(registry: Registry, localStatus: () => StatusSnapshot): void {
+  provide(registry: Registry, localStatus: () => Promise<StatusSnapshot>): void {
     this.#localStatus = localStatus;
     AggregatorRegistry.setRegistries([registry]);
     // prom-client answers the primary's metric requests once an AggregatorRegistry exists.
