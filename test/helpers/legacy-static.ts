@@ -17,11 +17,19 @@ export interface HttpAnswer {
   body: Buffer;
 }
 
-/** One request through node:http (no normalizing, no decompressing): `path` is sent as is. */
+/**
+ * One request through node:http (no normalizing, no decompressing): `path` is sent as is.
+ * `timeoutMs`: fails once the connection has been idle that long (a server that hangs).
+ */
 export function httpRequest(
   base: string,
   path: string,
-  options: { method?: string; headers?: Record<string, string>; body?: string } = {},
+  options: {
+    method?: string;
+    headers?: Record<string, string>;
+    body?: string;
+    timeoutMs?: number;
+  } = {},
 ): Promise<HttpAnswer> {
   const url = new URL(base);
   return new Promise((resolve, reject) => {
@@ -53,6 +61,11 @@ export function httpRequest(
       },
     );
     req.on('error', reject);
+    if (options.timeoutMs !== undefined) {
+      req.setTimeout(options.timeoutMs, () =>
+        req.destroy(new Error(`no answer to ${path} within ${options.timeoutMs} ms`)),
+      );
+    }
     req.end(options.body);
   });
 }
@@ -86,6 +99,8 @@ export interface LegacyProcess {
   exited: Promise<number | string>;
   /** The worker processes the listening line named (--workers above 1), else empty. */
   workers: number[];
+  /** What the process wrote to stderr so far. */
+  stderr(): string;
   /** SIGKILLs the process and its workers if they still run; safe to call twice. */
   kill(): Promise<void>;
 }
@@ -134,7 +149,15 @@ export async function startLegacy(args: string[], logFile?: string): Promise<Leg
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   workers = Array.isArray(listening.workers) ? (listening.workers as number[]) : [];
-  return { child, url: String(listening.url), lines, exited, workers, kill };
+  return {
+    child,
+    url: String(listening.url),
+    lines,
+    exited,
+    workers,
+    stderr: () => stderr,
+    kill,
+  };
 }
 
 function parseLine(text: string): Record<string, unknown> {

@@ -1,24 +1,23 @@
-import { ReadStream } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
 import Koa from 'koa';
 import type { Context } from 'koa';
-import koaStatic from 'koa-static';
 import { pino, type Logger } from 'pino';
 import { AccessLog, logResponseError } from '@filetracker/http-telemetry';
 import {
   MethodNotAllowedError,
   NotFoundError,
-  encodeName,
+  HEADER,
   formatHttpDate,
+  oneLine,
   sendFile,
   type SendProgress,
 } from '@filetracker/shared-protocol';
 import type { WorkerLink } from './cluster.js';
-import { legacyHealth, LegacyMetrics } from './metrics.js';
+import { LegacyMetrics } from './metrics.js';
 import { parseLegacyPath } from './paths.js';
+import { ReadProbe } from './read-probe.js';
 import { respondError } from './respond-error.js';
-import { RequestStats } from './request-stats.js';
-import { RootGuard } from './root-guard.js';
+import { RequestStats, type StatusSnapshot } from './request-stats.js';
+import { RootGuard, type OpenedFile } from './root-guard.js';
 
 /** Options of {@link createLegacyApp}. */
 export interface LegacyAppOptions {
@@ -40,42 +39,41 @@ function sentBytes(ctx: Context): number {
   if (ctx.method === 'HEAD') return 0;
   const sent = ctx.state.sent as SendProgress | undefined;
   if (sent) return sent.bytesRead; // sendFile's
-  if (ctx.body instanceof ReadStream) return ctx.body.bytesRead;
   return Number(ctx.res.getHeader('content-length') ?? 0) || 0;
 }
 
-/** Files above this size are sent with sendFile rather than koa-send's stream. */
-const SEND_FILE_FROM = 1024 * 1024;
-const READ_BYTES = 1024 * 1024;
+/**
+ * Reads per chunk: 1 MiB for files above 1 MiB (read ahead while the last chunk is sent;
+ * koa-send's 64 KiB stream served them at a fraction of the speed), 64 KiB below, which
+ * keeps to the memory koa-send used for them. Two sizes only: sendFile keeps spare
+ * buffers by size.
+ */
+const LARGE_FILE_BYTES = 1024 * 1024;
+const LARGE_READ_BYTES = 1024 * 1024;
+const SMALL_READ_BYTES = 64 * 1024;
 
 /**
- * Sends the file with sendFile (1 MiB reads into reused buffers, the next read in flight
- * while the last is sent) in place of koa-send's stream (64 KiB reads into new buffers,
- * the disk and the socket taking turns), when the file opened again is the one koa-send
- * described (same size and Last-Modified); else leaves koa-send's stream to Koa.
+ * Answers with the opened file, as lighttpd was set up: opaque bytes whatever the
+ * extension, `Last-Modified` its mtime (whole seconds), the body (none for HEAD) read
+ * from the descriptor that was checked, never by name again.
  */
-async function sendFileInstead(ctx: Context, original: ReadStream): Promise<void> {
-  const length = ctx.length;
-  let handle: FileHandle;
-  try {
-    handle = await open(String(original.path), 'r');
-  } catch {
-    return;
-  }
-  const st = await handle.stat().catch(() => undefined);
-  const same =
-    st?.isFile() === true &&
-    st.size === length &&
-    formatHttpDate(Math.floor(st.mtimeMs / 1000)) === ctx.response.get('Last-Modified');
-  if (!same) {
+async function sendOpened(ctx: Context, { handle, stats }: OpenedFile): Promise<void> {
+  ctx.status = 200;
+  ctx.set({
+    'Content-Type': 'application/octet-stream',
+    'Content-Length': String(stats.size),
+    'Last-Modified': formatHttpDate(Math.floor(stats.mtimeMs / 1000)),
+  });
+  ctx.respond = false; // the headers are on ctx.res
+  if (ctx.method === 'HEAD') {
     await handle.close();
+    ctx.res.end();
     return;
   }
-  original.destroy();
-  ctx.respond = false; // the headers koa-send set are on ctx.res already
   const progress: SendProgress = { bytesRead: 0 };
   ctx.state.sent = progress; // for the request log (sentBytes)
-  await sendFile(handle, ctx.res, length, { chunkBytes: READ_BYTES, progress });
+  const chunkBytes = stats.size > LARGE_FILE_BYTES ? LARGE_READ_BYTES : SMALL_READ_BYTES;
+  await sendFile(handle, ctx.res, stats.size, { chunkBytes, progress });
 }
 
 function notFound(): never {
@@ -85,8 +83,9 @@ function notFound(): never {
 /**
  * The read-only server of a 1.x store, in place of lighttpd (PROTOCOL.md "Migration
  * (fallback) mode"): `GET`/`HEAD /files/{name}` give the file's own bytes as
- * `application/octet-stream` with `Content-Length` and `Last-Modified` = its mtime, and
- * `GET /status` gives counters. Built apart from listening; `main()` listens.
+ * `application/octet-stream` with `Content-Length` and `Last-Modified` = its mtime (only
+ * regular files: anything else is 404), and `GET /status` gives counters, with a 503 when
+ * files cannot be read. Built apart from listening; `main()` listens.
  * Throws when `root` cannot be resolved.
  */
 export function createLegacyApp(options: LegacyAppOptions): Koa {
@@ -99,7 +98,10 @@ export interface LegacyContext {
   guard: RootGuard;
   stats: RequestStats;
   metrics: LegacyMetrics;
+  probe: ReadProbe;
   link: WorkerLink | undefined;
+  /** This process's /status: its counters, and a problem when the tree cannot be read. */
+  localStatus(): Promise<StatusSnapshot>;
   /** Counts and logs one finished request. */
   record(method: string, path: string, status: number, bytes: number, ms: number): void;
 }
@@ -110,13 +112,21 @@ export function legacyContext(options: LegacyAppOptions): LegacyContext {
   const stats = new RequestStats();
   const metrics = new LegacyMetrics();
   const log = new AccessLog(logger, 'request');
-  options.link?.provide(metrics.registry, () => stats.snapshot());
+  const guard = new RootGuard(options.root);
+  const probe = new ReadProbe(guard.realRoot);
+  const localStatus = async (): Promise<StatusSnapshot> => {
+    const problem = await probe.check();
+    return problem === undefined ? stats.snapshot() : { ...stats.snapshot(), problem };
+  };
+  options.link?.provide(metrics.registry, localStatus);
   return {
     logger,
-    guard: new RootGuard(options.root),
+    guard,
     stats,
     metrics,
+    probe,
     link: options.link,
+    localStatus,
     record(method, path, status, bytes, ms) {
       stats.bytesSent += bytes;
       if (log.enabled) {
@@ -132,32 +142,21 @@ export function legacyContext(options: LegacyAppOptions): LegacyContext {
 
 /** The Koa app over a context shared with {@link createLegacyListener}. */
 export function buildLegacyApp(context: LegacyContext): Koa {
-  const { logger, guard, stats, metrics, link } = context;
-  const serve = koaStatic(guard.realRoot, {
-    // koa-send's defaults do not fit a 1.x store. It would answer `x` with a sibling
-    // `x.gz`/`x.br` (test packages hold both `foo.in` and `foo.in.gz`), hide dotfiles
-    // (lighttpd serves them) and serve index files of directories (a directory is 404).
-    gzip: false,
-    brotli: false,
-    hidden: true,
-    index: false,
-    format: false,
-    extensions: false,
-    maxage: 0,
-    setHeaders(res, _path, fileStats) {
-      // Every file is opaque bytes, whatever its extension, as lighttpd was set up.
-      res.setHeader('Content-Type', 'application/octet-stream');
-      res.setHeader('Last-Modified', formatHttpDate(Math.floor(fileStats.mtimeMs / 1000)));
-    },
-  });
-
+  const { logger, guard, stats, metrics, probe, link } = context;
   async function route(ctx: Context): Promise<void> {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
       throw new MethodNotAllowedError(ctx.method, ALLOW);
     }
     const target = parseLegacyPath(ctx.path);
     if (target.kind === 'status') {
-      ctx.body = link ? await link.status() : stats.snapshot();
+      const snapshot = link ? await link.status() : await context.localStatus();
+      // Still the counters, but not a 200: a monitor probing /status must see that files
+      // cannot be served (issue 16: it said 200 while every file read hung).
+      if (snapshot.problem !== undefined) {
+        ctx.status = 503;
+        ctx.set(HEADER.exception, oneLine(snapshot.problem));
+      }
+      ctx.body = snapshot;
       return;
     }
     if (target.kind === 'metrics') {
@@ -166,22 +165,18 @@ export function buildLegacyApp(context: LegacyContext): Koa {
       return;
     }
     if (target.kind === 'healthz') {
-      const problem = await legacyHealth(guard.realRoot);
+      const problem = await probe.check();
       ctx.status = problem === undefined ? 200 : 503;
       ctx.body = (problem ?? 'ok') + '\n';
       if (problem !== undefined) ctx.set('X-Exception', problem);
       return;
     }
     if (target.kind === 'none') notFound();
-    if ((await guard.resolve(target.components)) === undefined) notFound();
-    // koa-send decodes the path once more with decodeURIComponent: hand it the name
-    // re-encoded, so `%` in names and `%2F` or `.` in the request are read as we read them.
-    const canonical = '/files/' + encodeName(target.components.join('/'));
-    if (ctx.path !== canonical) ctx.path = canonical;
-    await serve(ctx, notFound);
-    if (ctx.method === 'GET' && ctx.body instanceof ReadStream && ctx.length > SEND_FILE_FROM) {
-      await sendFileInstead(ctx, ctx.body);
-    }
+    const real = await guard.resolve(target.components);
+    // A directory, FIFO, socket or device is absent too (ft-migrate skips them as well).
+    const file = real === undefined ? undefined : await guard.open(real);
+    if (file === undefined) notFound();
+    await sendOpened(ctx, file);
   }
 
   const app = new Koa();

@@ -68,8 +68,27 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
 
   const alive = (): Worker[] =>
     Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w && !w.isDead());
+  /**
+   * Sends `m` to `worker` unless its channel is known to be closed; `failed` runs when the
+   * write fails. A worker that has just died still looks connected until the primary reads
+   * the end of its channel, and a message handled before that end (a `fatal` from a worker
+   * that then exits, a `status?` while another worker is killed) writes into a closed pipe:
+   * without a callback Node emits that EPIPE as an 'error' event, which crashed the primary
+   * (issue 16). The 'exit' that follows is handled as for any death.
+   */
+  const post = (worker: Worker, m: Message, failed?: () => void): void => {
+    if (!worker.isConnected()) {
+      failed?.();
+      return;
+    }
+    worker.send(m, (err: Error | null) => {
+      if (!err) return;
+      logger.debug({ err, pid: worker.process.pid, ft: m.ft }, 'a worker is gone; not sent');
+      failed?.();
+    });
+  };
   const sendAll = (m: Message): void => {
-    for (const w of alive()) if (w.isConnected()) w.send(m);
+    for (const w of alive()) post(w, m);
   };
 
   // Status requests in flight: the worker that asked, and the answers gathered so far.
@@ -84,9 +103,11 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
     statusAsks.delete(id);
     clearTimeout(ask.timer);
     ask.sum.uptimeSeconds = Math.floor((Date.now() - started) / 1000);
-    if (ask.from.isConnected()) {
-      ask.from.send({ ft: 'status=', id: ask.replyId, snapshot: ask.sum } satisfies Message);
+    // A worker that is alive and does not answer cannot serve files either.
+    if (ask.pending > 0) {
+      ask.sum.problem ??= `${ask.pending} worker(s) did not answer within ${ASK_TIMEOUT_MS} ms`;
     }
+    post(ask.from, { ft: 'status=', id: ask.replyId, snapshot: ask.sum });
   };
 
   const onMessage = (worker: Worker, m: unknown): void => {
@@ -123,7 +144,12 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
           sum: { uptimeSeconds: 0, requests: 0, bytesSent: 0 },
           timer: setTimeout(() => finishStatus(id), ASK_TIMEOUT_MS),
         });
-        for (const w of workers) w.send({ ft: 'status-of', id } satisfies Message);
+        // A worker that is gone cannot answer: count it as answered, not as a wait.
+        const gone = (): void => {
+          const ask = statusAsks.get(id);
+          if (ask && --ask.pending === 0) finishStatus(id);
+        };
+        for (const w of workers) post(w, { ft: 'status-of', id }, gone);
         break;
       }
       case 'status-is': {
@@ -131,17 +157,16 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
         if (!ask) break;
         ask.sum.requests += m.snapshot.requests;
         ask.sum.bytesSent += m.snapshot.bytesSent;
+        ask.sum.problem ??= m.snapshot.problem;
         if (--ask.pending === 0) finishStatus(m.id);
         break;
       }
       case 'metrics?':
         aggregator.clusterMetrics().then(
-          (text) => {
-            if (worker.isConnected()) worker.send({ ft: 'metrics=', id: m.id, text });
-          },
+          (text) => post(worker, { ft: 'metrics=', id: m.id, text }),
           (err: Error) => {
             logger.error({ err }, 'summing the workers’ metrics failed');
-            if (worker.isConnected()) worker.send({ ft: 'metrics=', id: m.id, error: err.message });
+            post(worker, { ft: 'metrics=', id: m.id, error: err.message });
           },
         );
         break;
@@ -156,6 +181,11 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
     const worker = cluster.fork();
     bornAt.set(worker.id, Date.now());
     worker.on('message', (m: unknown) => onMessage(worker, m));
+    // prom-client's clusterMetrics() sends to every connected worker without a callback,
+    // so a write to one that just died arrives here (see post()) instead of crashing us.
+    worker.on('error', (err: Error) => {
+      logger.warn({ err, pid: worker.process.pid }, 'a worker’s process reported an error');
+    });
   };
 
   cluster.on('exit', (worker, code, signal) => {
@@ -199,7 +229,13 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
       }, 2_000).unref();
     } else if (!stopping) {
       logger.info({ why }, 'shutting down');
-      sendAll({ ft: 'stop' });
+      for (const w of alive()) {
+        // A worker still starting would lose the message: node:cluster hands one that
+        // arrives before our listener to cluster.worker alone, and the worker would
+        // then listen and never stop. A signal reaches it at any stage.
+        if (listening.has(w.id)) post(w, { ft: 'stop' });
+        else w.process.kill('SIGTERM');
+      }
     }
     stopping = true;
     if (alive().length === 0) resolveExit(exitCode);
@@ -224,7 +260,8 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
 export class WorkerLink {
   #nextId = 0;
   readonly #waiting = new Map<number, (m: Message) => void>();
-  #localStatus: () => StatusSnapshot = () => ({ uptimeSeconds: 0, requests: 0, bytesSent: 0 });
+  #localStatus: () => Promise<StatusSnapshot> = () =>
+    Promise.resolve({ uptimeSeconds: 0, requests: 0, bytesSent: 0 });
 
   /**
    * `hooks`: what this worker does when the primary asks it to stop (gracefully or at
@@ -235,11 +272,9 @@ export class WorkerLink {
       if (!isMessage(m)) return;
       switch (m.ft) {
         case 'status-of':
-          process.send?.({
-            ft: 'status-is',
-            id: m.id,
-            snapshot: this.#localStatus(),
-          } satisfies Message);
+          void this.#localStatus().then((snapshot) =>
+            toPrimary({ ft: 'status-is', id: m.id, snapshot }),
+          );
           break;
         case 'status=':
         case 'metrics=':
@@ -263,7 +298,7 @@ export class WorkerLink {
   }
 
   /** This worker's own registry and counters, for the primary to sum. */
-  provide(registry: Registry, localStatus: () => StatusSnapshot): void {
+  provide(registry: Registry, localStatus: () => Promise<StatusSnapshot>): void {
     this.#localStatus = localStatus;
     AggregatorRegistry.setRegistries([registry]);
     // prom-client answers the primary's metric requests once an AggregatorRegistry exists.
@@ -271,11 +306,11 @@ export class WorkerLink {
   }
 
   listening(port: number): void {
-    process.send?.({ ft: 'listening', port } satisfies Message);
+    toPrimary({ ft: 'listening', port });
   }
 
   fatal(message: string): void {
-    process.send?.({ ft: 'fatal', message } satisfies Message);
+    toPrimary({ ft: 'fatal', message });
   }
 
   async status(): Promise<StatusSnapshot> {
@@ -310,9 +345,18 @@ export class WorkerLink {
         reject(new Error('no channel to the primary'));
         return;
       }
-      process.send({ ft, id } satisfies Message);
+      toPrimary({ ft, id });
     });
   }
+}
+
+/**
+ * Sends `m` to the primary, if there is still a channel. A primary that was killed leaves
+ * a closed pipe: the write's EPIPE goes to the callback, not to an 'error' event that
+ * would crash this worker, which stops on 'disconnect' anyway.
+ */
+function toPrimary(m: Message): void {
+  if (process.connected) process.send?.(m, undefined, {}, () => {});
 }
 
 export const isWorker = (): boolean => cluster.isWorker;

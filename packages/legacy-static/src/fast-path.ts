@@ -1,9 +1,10 @@
-import { closeSync, fstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
+import { closeSync, readSync, statSync, type Stats } from 'node:fs';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { LRUCache } from 'lru-cache';
 import { formatHttpDate } from '@filetracker/shared-protocol';
 import { buildLegacyApp, legacyContext, type LegacyAppOptions, type LegacyContext } from './app.js';
 import { parseLegacyPath } from './paths.js';
+import type { RootGuard } from './root-guard.js';
 
 /** Files up to this size are answered from memory. */
 const SMALL_FILE_BYTES = 256 * 1024;
@@ -44,15 +45,17 @@ function sameFile(file: CachedFile, st: Stats): boolean {
  * Reads `real` whole and describes it, or undefined when it is not the file `st` (taken
  * through the unresolved path) describes: it changed in between, so the caller gives up.
  */
-function readSmall(joined: string, real: string, st: Stats, now: number): CachedFile | undefined {
-  let fd: number;
+function readSmall(
+  guard: RootGuard,
+  joined: string,
+  real: string,
+  st: Stats,
+  now: number,
+): CachedFile | undefined {
+  const opened = guard.openSync(real);
+  if (opened === undefined) return undefined;
+  const { fd, stats: own } = opened;
   try {
-    fd = openSync(real, 'r');
-  } catch {
-    return undefined;
-  }
-  try {
-    const own = fstatSync(fd);
     const body = Buffer.allocUnsafe(own.size);
     if (readSync(fd, body, 0, own.size, 0) !== own.size) return undefined;
     const file: CachedFile = {
@@ -75,7 +78,7 @@ function readSmall(joined: string, real: string, st: Stats, now: number): Cached
 
 /**
  * The request listener of ft-legacy-static: small files from memory, everything else
- * through koa-static.
+ * through the Koa app.
  *
  * Judges fetch thousands of small test files through the redirect. Measured with wrk (8
  * connections, 3,000 files of 1-10 KiB), koa-send's per-request work (an async realpath,
@@ -192,8 +195,9 @@ class SmallFiles {
       file.checkedAt = now;
       return file;
     }
-    const real = this.#context.guard.resolveSync(joined);
-    file = real === undefined ? undefined : readSmall(joined, real, st, now);
+    const { guard } = this.#context;
+    const real = guard.resolveSync(joined);
+    file = real === undefined ? undefined : readSmall(guard, joined, real, st, now);
     if (file === undefined) {
       this.#lru.delete(rawPath);
       return undefined;

@@ -5,6 +5,11 @@ export interface StatusSnapshot {
   requests: number;
   /** Body bytes of finished responses. */
   bytesSent: number;
+  /**
+   * Why files cannot be served now (`FT_ROOT/files` unreadable, or a read of it or a
+   * worker not answering in time); the answer is then 503. Absent while all is well.
+   */
+  problem?: string;
 }
 
 /** Counters behind `GET /status`. */

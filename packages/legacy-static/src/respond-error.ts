@@ -2,7 +2,7 @@ import type { Context } from 'koa';
 import type { Logger } from 'pino';
 import { FiletrackerError, HEADER, oneLine } from '@filetracker/shared-protocol';
 
-/** A status an error carries (ours, or koa-send's http-errors), when it is a 4xx. */
+/** A status an error carries (ours, or Koa's http-errors), when it is a 4xx. */
 function clientStatus(err: unknown): number | undefined {
   const status = err instanceof Error ? (err as { status?: unknown }).status : undefined;
   return typeof status === 'number' && status >= 400 && status < 500 ? status : undefined;
