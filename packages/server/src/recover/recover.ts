@@ -46,10 +46,13 @@ export interface RecoverProgress {
   ratePerSecond: number;
 }
 
-/** Something an operator should read: a skipped rename (warn) or a corrupt blob (error). */
+/**
+ * Something an operator should read: a skipped rename or a foreign link (warn), a corrupt
+ * blob (error).
+ */
 export interface RecoverNotice {
   level: 'warn' | 'error';
-  code: 'RENAME_CONFLICT' | 'CORRUPT_BLOB';
+  code: 'RENAME_CONFLICT' | 'CORRUPT_BLOB' | 'FOREIGN_LINK';
   message: string;
 }
 
@@ -144,6 +147,21 @@ export async function recoverStore(
     throw new RecoverError(code, `cannot open store ${layout.root}: ${reason}`, err);
   }
 
+  /**
+   * A symlink that names no blob (issue 16 item 2): ft-server follows none, so what it
+   * points at is not part of the store. Named, because it may be a directory the operator
+   * meant to be in the store (moved to another disk and linked back): the remedy is to put
+   * that directory in its place before a repair removes the link (only the link: the
+   * directory it points at is never read or touched).
+   */
+  const foreignLink = (where: string, target: string, lost: string): void => {
+    notice({
+      level: 'warn',
+      code: 'FOREIGN_LINK',
+      message: `${where} is a symlink to ${target}, which ft-server does not follow (${lost}): ${check ? 'a repair removes' : 'removed'} the link, never its target; to keep what it points at, move that into its place instead`,
+    });
+  };
+
   const progress = new ProgressTracker(options);
   try {
     progress.start('ft-tmp', 'entries');
@@ -182,6 +200,11 @@ export async function recoverStore(
         tally.addBlob(digest);
       } else {
         report.strayFiles++;
+        if (entry.dirent.isSymbolicLink()) {
+          const target = await readlink(entry.absolute).catch(() => '?');
+          foreignLink(`blobs/${entry.relative}`, target, 'blobs behind it are not in the store');
+        }
+        // rm of a symlink removes the link, never what it points at.
         if (!check) await rm(entry.absolute, { force: true });
       }
     }
@@ -194,9 +217,17 @@ export async function recoverStore(
         progress.tick();
         const link = await judgeLink(entry.absolute, entry.relative, entry.dirent.isSymbolicLink());
         if (link === 'gone') return;
-        if (link === 'non-link' || link === 'dangling') {
-          if (link === 'non-link') report.nonLinks++;
-          else report.danglingLinks++;
+        if (link === 'non-link' || 'foreign' in link) {
+          if (link === 'non-link') {
+            report.nonLinks++;
+          } else {
+            report.danglingLinks++;
+            foreignLink(
+              `links/${entry.relative}`,
+              link.foreign,
+              'names under it are not files of the store',
+            );
+          }
           if (!check) await removeIfThere(entry.absolute);
           return;
         }
@@ -229,7 +260,9 @@ export async function recoverStore(
             entry.relative,
             entry.dirent.isSymbolicLink(),
           );
-          if (typeof link === 'object' && tally.addLink(link.digest)) report.links++;
+          if (typeof link === 'object' && 'digest' in link && tally.addLink(link.digest)) {
+            report.links++;
+          }
         },
         signal,
       );
@@ -361,14 +394,17 @@ async function wantedRecord(
 }
 
 /**
- * What a `links/` entry is: gone meanwhile, not a symlink, a symlink naming no digest, or a
- * link to `digest` (with `canonical` set when its target is not the canonical relative one).
+ * What a `links/` entry is: gone meanwhile, not a symlink, a symlink whose target names no
+ * digest (`foreign`: a directory elsewhere, say), or a link to `digest` (with `canonical`
+ * set when its target is not the canonical relative one).
  */
 async function judgeLink(
   absolute: string,
   relative: string,
   isSymlink: boolean,
-): Promise<'gone' | 'non-link' | 'dangling' | { digest: string; canonical: string | undefined }> {
+): Promise<
+  'gone' | 'non-link' | { foreign: string } | { digest: string; canonical: string | undefined }
+> {
   if (!isSymlink) return 'non-link';
   let target: string;
   try {
@@ -378,7 +414,7 @@ async function judgeLink(
     throw err;
   }
   const digest = digestOfTarget(target);
-  if (digest === undefined) return 'dangling';
+  if (digest === undefined) return { foreign: target };
   const canonical = linkTarget(relative.split('/'), digest);
   return { digest, canonical: target === canonical ? undefined : canonical };
 }

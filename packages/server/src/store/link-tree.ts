@@ -3,6 +3,7 @@ import { BadRequestError, ConflictError } from '@filetracker/shared-protocol';
 import { lstat, lutimes, readlink, symlink, unlink } from './fs-calls.js';
 import type { DirSync } from './dir-sync.js';
 import { digestOfTarget, linkPath, linkTarget, tmpFile, type StoreLayout } from './layout.js';
+import { RealDirs } from './real-dirs.js';
 
 /** A name as `links/` records it: which blob, and the link's own mtime as the version. */
 export interface LinkState {
@@ -36,11 +37,18 @@ const PATH_MAX = 4095;
  */
 export class LinkTree {
   readonly #layout: StoreLayout;
-  readonly #dirs: DirSync;
+  readonly #sync: DirSync;
+  /**
+   * A name under a symlinked directory is not ours (issue 16 item 2): reads and deletes
+   * find it absent, a PUT a conflict, a listing no directory. Checked before any call
+   * that would go through it.
+   */
+  readonly #dirs: RealDirs;
 
   constructor(layout: StoreLayout, dirs: DirSync) {
     this.#layout = layout;
-    this.#dirs = dirs;
+    this.#sync = dirs;
+    this.#dirs = new RealDirs(layout.links);
   }
 
   path(components: readonly string[]): string {
@@ -52,6 +60,8 @@ export class LinkTree {
    * and the same link even while a writer replaces it.
    */
   async read(components: readonly string[]): Promise<LinkLookup> {
+    const parents = this.#dirs.state(components, components.length - 1);
+    if (parents !== 'real' && (await parents) !== 'real') return null;
     const p = this.path(components);
     for (let attempt = 0; ; attempt++) {
       let before;
@@ -108,8 +118,14 @@ export class LinkTree {
       if (!surelyKept(version) && Math.floor((await lstat(tmp)).mtimeMs / 1000) !== version) {
         throw new BadRequestError('BAD_DATE', "The store's file system cannot hold this version");
       }
+      // Missing directories are made by the rename below (mkdir -p): the ones that exist
+      // were just found real, so it goes through no symlink.
+      const parents = this.#dirs.state(components, components.length - 1);
+      if ((parents === 'real' ? parents : await parents) === 'blocked') {
+        throw new ConflictError('A parent of this name is not a directory');
+      }
       // Durable (its directory fsynced) before the PUT is answered.
-      await this.#dirs.rename(tmp, final, this.#layout.links, (err) => {
+      await this.#sync.rename(tmp, final, this.#layout.links, (err) => {
         const code = (err as NodeJS.ErrnoException).code;
         return code === 'ENOTDIR' || code === 'EEXIST'
           ? new ConflictError('A parent of this name is a file', err)
@@ -129,11 +145,19 @@ export class LinkTree {
   /**
    * Removes the link of `name`, durably: its blob may be removed next, and a link that came
    * back after a power cut without its blob would be a name that answers with an error.
-   * Empty directories stay (compat).
+   * Empty directories stay (compat). Under a symlinked directory there is no link of ours:
+   * nothing is removed.
    */
   async remove(components: readonly string[]): Promise<void> {
+    const parents = this.#dirs.state(components, components.length - 1);
+    if (parents !== 'real' && (await parents) !== 'real') return;
     const p = this.path(components);
     await unlink(p);
-    await this.#dirs.sync(path.dirname(p));
+    await this.#sync.sync(path.dirname(p));
+  }
+
+  /** Whether `components` name a directory, reached through no symlink (for /list). */
+  async isDirectory(components: readonly string[]): Promise<boolean> {
+    return (await this.#dirs.state(components)) === 'real';
   }
 }

@@ -1,4 +1,5 @@
-import { mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { lstat, mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
@@ -223,6 +224,14 @@ export class Store {
       }
       throw err;
     }
+    const notReal = await blobDirsNotReal(layout.blobs);
+    if (notReal !== undefined) {
+      await meta.close();
+      throw new StoreOpenError(
+        'NEEDS_RECOVER',
+        `${layout.blobs}/${notReal} is not a directory (a symlink?), and ft-server follows no link out of its store: put the directory itself there, or run \`ft-recover --check ${layout.root}\` to see what ft-recover would remove`,
+      );
+    }
     let leftovers: string[];
     try {
       // Only the lock holder may clear ft-tmp/: what is there was left by a crash.
@@ -364,7 +373,9 @@ export class Store {
     const file = blobPath(this.layout, digest);
     let storedSize: number;
     try {
-      storedSize = (await stat(file)).size;
+      const st = await lstat(file);
+      if (!st.isFile()) return undefined;
+      storedSize = st.size;
     } catch {
       return undefined;
     }
@@ -396,8 +407,14 @@ export class Store {
       if (cachedBlob) return { ...entry, buffer: cachedBlob, handle: undefined };
       let handle: FileHandle;
       try {
-        handle = await open(blobPath(this.layout, entry.digest), 'r');
+        handle = await open(blobPath(this.layout, entry.digest), READ_BLOB);
       } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ELOOP') {
+          throw new Error(
+            `blob ${entry.digest} is a symlink, which ft-server does not follow: run ft-recover`,
+            { cause: err },
+          );
+        }
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
         if (this.#entries.get(name) === entry) this.#entries.delete(name);
         continue;
@@ -555,15 +572,13 @@ export class Store {
    * walk of `links/` (never the whole listing in memory).
    */
   async list(components: readonly string[], cutoff: number): Promise<AsyncIterable<string>> {
-    const dir = this.links.path(components);
-    const st = await stat(dir).catch(() => null);
-    if (!st?.isDirectory()) {
+    if (!(await this.links.isDirectory(components))) {
       throw new FiletrackerError("Path doesn't exist or is not a directory", {
         code: 'NOT_A_DIRECTORY',
         status: 400,
       });
     }
-    return listLinks(dir, cutoff);
+    return listLinks(this.links.path(components), cutoff);
   }
 
   async #afterCommit(name: string, work: () => Promise<void>): Promise<void> {
@@ -708,6 +723,24 @@ export class StoreOpenError extends Error {
     this.name = 'StoreOpenError';
     this.code = code;
   }
+}
+
+/**
+ * A blob is opened only if it is a file: a symlink in its place (a hand edit) is never
+ * followed out of the store.
+ */
+const READ_BLOB = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW;
+
+/**
+ * The first `blobs/<2 hex>` that is not a real directory, if any. A symlink there would
+ * take blob writes, reads and removals out of the store; checked once at open, as only a
+ * hand edit makes one (ft-server makes these directories with mkdir).
+ */
+async function blobDirsNotReal(blobs: string): Promise<string | undefined> {
+  for (const dirent of await readdir(blobs, { withFileTypes: true })) {
+    if (/^[0-9a-f]{2}$/.test(dirent.name) && !dirent.isDirectory()) return dirent.name;
+  }
+  return undefined;
 }
 
 async function exists(p: string): Promise<boolean> {
