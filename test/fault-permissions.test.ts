@@ -18,7 +18,7 @@ import { openStore } from '@filetracker/server';
 import { RECOVER_BIN, runBin, SERVER_BIN, sha256 } from './helpers/recover-store.js';
 import { httpRequest, type HttpResult } from './helpers/server-http.js';
 import { snapshotStore, tmpEntries, waitUntil } from './helpers/server-store.js';
-import { startProcess, tempDir, type RunningProcess } from './helpers/server.js';
+import { REPO_ROOT, startProcess, tempDir, type RunningProcess } from './helpers/server.js';
 
 const run = promisify(execFile);
 const VERSION = 1_700_000_000;
@@ -205,11 +205,32 @@ test('in an immutable links/ a PUT of a new name and a DELETE are 503 STORE_NOT_
 
 /**
  * A store made by root, as a first run of ft-server or ft-recover as root leaves it, that
- * `OTHER_USER` can reach but not write; undefined (the test skipped) when not root.
+ * `OTHER_USER` can reach but not write; undefined (the test skipped) when not root, or when
+ * `OTHER_USER` cannot read `bin`.
  */
-async function rootOwnedStore(t: TestContext): Promise<string | undefined> {
+async function rootOwnedStore(t: TestContext, bin: string): Promise<string | undefined> {
   if (process.getuid?.() !== 0) {
     const reason = 'needs root, to run ft-server as another user than the store owner';
+    t.diagnostic(reason);
+    t.skip(reason);
+    return undefined;
+  }
+  // The repository itself must be readable by that user (a clone under a mode-700 temp
+  // dir is not): else the CLI cannot even be loaded, which says nothing about the store.
+  const probe = await run(
+    process.execPath,
+    [
+      '-e',
+      'require("fs").accessSync(process.argv[1], require("fs").constants.R_OK)',
+      path.join(REPO_ROOT, bin),
+    ],
+    { ...OTHER_USER, timeout: 10_000 },
+  ).then(
+    () => undefined,
+    (err: Error) => err.message.split('\n')[0],
+  );
+  if (probe !== undefined) {
+    const reason = `uid ${OTHER_USER.uid} cannot read ${bin} (the repository's directory mode): ${probe}`;
     t.diagnostic(reason);
     t.skip(reason);
     return undefined;
@@ -225,7 +246,7 @@ for (const [program, bin, args] of [
   ['ft-recover', RECOVER_BIN, (dir: string) => [dir]],
 ] as const) {
   test(`${program} run as another user than the store's owner exits 1 with one line naming meta/LOCK, "permission denied" and a chown -R hint`, async (t) => {
-    const dir = await rootOwnedStore(t);
+    const dir = await rootOwnedStore(t, bin);
     if (dir === undefined) return;
     const entries = await readdir(dir);
     const res = await runBin(bin, args(dir), 20_000, OTHER_USER);
