@@ -45,7 +45,9 @@ Without --check it removes links that do not point at a stored blob and anything
 that is not a link, rewrites link targets to the relative form (keeping each link's mtime,
 the version), recounts references, adds missing records (logical sizes from the gzip
 trailer, or by decompressing), drops records of missing blobs, removes blobs no link uses
-and empties ft-tmp/. A store without meta/ (made by the Python 2.x server) is adopted: meta/
+and empties ft-tmp/. A symlink naming no blob (one to a directory elsewhere, say) and a
+symlink in blobs/ are named on stderr: ft-server never follows them, and a repair removes
+the link only, never what it points at; to keep that, move it into the link's place first. A store without meta/ (made by the Python 2.x server) is adopted: meta/
 is built, double-encoded non-ASCII names are renamed to their real UTF-8 names, db/ and
 locks/ are left alone; nothing is re-uploaded.
 
