@@ -81,7 +81,7 @@ export async function rawGet(
   const url = new URL(base);
   const socket = connect(Number(url.port), url.hostname);
   await once(socket, 'connect');
-  // No half-close: a server may drop a request whose client already sent FIN.
+  // No half-close here: test/half-close.test.ts tests that case on its own.
   socket.write(`GET ${target} HTTP/1.1\r\nHost: ${url.host}\r\nConnection: close\r\n\r\n`);
   const chunks: Buffer[] = [];
   for await (const chunk of socket) chunks.push(chunk as Buffer);
