@@ -3,17 +3,19 @@ import type { Context } from 'koa';
 import { pino, type Logger } from 'pino';
 import { AccessLog, logResponseError } from '@filetracker/http-telemetry';
 import {
-  MethodNotAllowedError,
-  NotFoundError,
   HEADER,
+  LEGACY_METHODS,
+  MEDIA_TYPE,
+  NotFoundError,
+  checkMethod,
+  exceptionHeader,
   formatHttpDate,
-  oneLine,
+  parseLegacyPath,
   sendFile,
   type SendProgress,
 } from '@filetracker/shared-protocol';
 import type { WorkerLink } from './cluster.js';
 import { LegacyMetrics } from './metrics.js';
-import { parseLegacyPath } from './paths.js';
 import { ReadProbe } from './read-probe.js';
 import { respondError } from './respond-error.js';
 import { RequestStats, type StatusSnapshot } from './request-stats.js';
@@ -29,8 +31,6 @@ export interface LegacyAppOptions {
   link?: WorkerLink;
 }
 
-const ALLOW = ['GET', 'HEAD'] as const;
-
 /**
  * Body bytes a response sent: what was read from the file for a file (the client may
  * hang up early), else its Content-Length.
@@ -39,7 +39,7 @@ function sentBytes(ctx: Context): number {
   if (ctx.method === 'HEAD') return 0;
   const sent = ctx.state.sent as SendProgress | undefined;
   if (sent) return sent.bytesRead; // sendFile's
-  return Number(ctx.res.getHeader('content-length') ?? 0) || 0;
+  return Number(ctx.res.getHeader(HEADER.contentLength) ?? 0) || 0;
 }
 
 /**
@@ -60,9 +60,9 @@ const SMALL_READ_BYTES = 64 * 1024;
 async function sendOpened(ctx: Context, { handle, stats }: OpenedFile): Promise<void> {
   ctx.status = 200;
   ctx.set({
-    'Content-Type': 'application/octet-stream',
-    'Content-Length': String(stats.size),
-    'Last-Modified': formatHttpDate(Math.floor(stats.mtimeMs / 1000)),
+    [HEADER.contentType]: MEDIA_TYPE.file,
+    [HEADER.contentLength]: String(stats.size),
+    [HEADER.lastModified]: formatHttpDate(Math.floor(stats.mtimeMs / 1000)),
   });
   ctx.respond = false; // the headers are on ctx.res
   if (ctx.method === 'HEAD') {
@@ -144,9 +144,7 @@ export function legacyContext(options: LegacyAppOptions): LegacyContext {
 export function buildLegacyApp(context: LegacyContext): Koa {
   const { logger, guard, stats, metrics, probe, link } = context;
   async function route(ctx: Context): Promise<void> {
-    if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
-      throw new MethodNotAllowedError(ctx.method, ALLOW);
-    }
+    checkMethod(ctx.method, LEGACY_METHODS);
     const target = parseLegacyPath(ctx.path);
     if (target.kind === 'status') {
       const snapshot = link ? await link.status() : await context.localStatus();
@@ -154,21 +152,21 @@ export function buildLegacyApp(context: LegacyContext): Koa {
       // cannot be served (issue 16: it said 200 while every file read hung).
       if (snapshot.problem !== undefined) {
         ctx.status = 503;
-        ctx.set(HEADER.exception, oneLine(snapshot.problem));
+        ctx.set(exceptionHeader(snapshot.problem));
       }
       ctx.body = snapshot;
       return;
     }
     if (target.kind === 'metrics') {
       ctx.body = link ? await link.metrics() : await metrics.registry.metrics();
-      ctx.set('Content-Type', metrics.registry.contentType);
+      ctx.set(HEADER.contentType, metrics.registry.contentType);
       return;
     }
     if (target.kind === 'healthz') {
       const problem = await probe.check();
       ctx.status = problem === undefined ? 200 : 503;
       ctx.body = (problem ?? 'ok') + '\n';
-      if (problem !== undefined) ctx.set('X-Exception', problem);
+      if (problem !== undefined) ctx.set(exceptionHeader(problem));
       return;
     }
     if (target.kind === 'none') notFound();

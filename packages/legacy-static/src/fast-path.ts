@@ -1,9 +1,8 @@
 import { closeSync, readSync, statSync, type Stats } from 'node:fs';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { LRUCache } from 'lru-cache';
-import { formatHttpDate } from '@filetracker/shared-protocol';
+import { HEADER, MEDIA_TYPE, formatHttpDate, parseLegacyPath } from '@filetracker/shared-protocol';
 import { buildLegacyApp, legacyContext, type LegacyAppOptions, type LegacyContext } from './app.js';
-import { parseLegacyPath } from './paths.js';
 import type { RootGuard } from './root-guard.js';
 
 /** Files up to this size are answered from memory. */
@@ -142,9 +141,9 @@ class SmallFiles {
     const context = this.#context;
     context.stats.requests++;
     res.writeHead(200, {
-      'Content-Type': 'application/octet-stream',
-      'Content-Length': String(file.size),
-      'Last-Modified': file.lastModified,
+      [HEADER.contentType]: MEDIA_TYPE.file,
+      [HEADER.contentLength]: String(file.size),
+      [HEADER.lastModified]: file.lastModified,
     });
     const head = req.method === 'HEAD';
     res.end(head ? undefined : file.body);

@@ -1,5 +1,4 @@
 export { createLegacyApp, type LegacyAppOptions } from './app.js';
 export { main } from './main.js';
-export { parseLegacyPath, type LegacyTarget } from './paths.js';
 export type { StatusSnapshot } from './request-stats.js';
 export { createLegacyListener, type LegacyListenerOptions } from './fast-path.js';

@@ -11,7 +11,7 @@ import {
 } from 'node:fs';
 import { lstat, open, readlink, realpath, type FileHandle } from 'node:fs/promises';
 import { join, sep } from 'node:path';
-import { FiletrackerError } from '@filetracker/shared-protocol';
+import { FiletrackerError, legacyFilesDir } from '@filetracker/shared-protocol';
 
 /** realpath errors that mean "there is no such file" rather than a fault. */
 const ABSENT = new Set(['ENOENT', 'ENOTDIR', 'ENAMETOOLONG', 'ELOOP']);
@@ -58,7 +58,7 @@ export class RootGuard {
   /** Throws (ENOENT, ENOTDIR...) when FT_ROOT cannot be resolved. */
   constructor(root: string) {
     this.realRoot = realpathSync(root);
-    this.#files = join(this.realRoot, 'files');
+    this.#files = legacyFilesDir(this.realRoot);
     this.#prefixes = [withSep(this.realRoot)];
     try {
       const realFiles = realpathSync(this.#files);

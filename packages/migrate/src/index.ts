@@ -23,7 +23,7 @@ export { ProgressView, type ProgressViewProps } from './ui/ProgressView.js';
 export { progressLine, startPlainLog, type LineSink } from './plain-log.js';
 export { StateFile, defaultStatePath, type StateIdentity } from './state-file.js';
 export { BoundedQueue } from './bounded-queue.js';
-export { walkSource, namePrefix, type SourceEntry } from './source.js';
+export { walkSource, type SourceEntry } from './source.js';
 export { isTransient } from './retry.js';
 export { MigrateConfigError, type MigrateConfigErrorCode } from './errors.js';
 export { parseCommandLine, buildProgram, type CliOptions } from './cli-options.js';

@@ -1,14 +1,13 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { CommanderError } from 'commander';
-import { FiletrackerClient } from '@filetracker/shared-protocol';
+import { FiletrackerClient, PROTOCOL_VERSION, legacyName } from '@filetracker/shared-protocol';
 import { parseCommandLine, type CliOptions } from './cli-options.js';
 import { MigrateConfigError } from './errors.js';
 import { Migrator, type MigrateMode } from './migrator.js';
 import { startPlainLog } from './plain-log.js';
 import { ProgressTracker } from './progress.js';
 import { describeError } from './retry.js';
-import { namePrefix } from './source.js';
 import { StateFile, defaultStatePath, type StateIdentity } from './state-file.js';
 import { summaryLines, writeReport } from './summary.js';
 
@@ -49,7 +48,7 @@ async function resolveSetup(options: CliOptions, cwd: string): Promise<Setup> {
       : path.dirname(files);
   try {
     if (!(await stat(root)).isDirectory()) throw new Error('not a directory');
-    namePrefix(files, root);
+    legacyName(files, root);
   } catch (err) {
     throw new MigrateConfigError(
       'BAD_ROOT',
@@ -84,10 +83,11 @@ async function checkServer(client: FiletrackerClient, url: string): Promise<void
       { cause: err },
     );
   }
-  if (!versions.includes(2)) {
+  if (!versions.includes(PROTOCOL_VERSION)) {
     throw new MigrateConfigError(
       'NOT_A_FILETRACKER_SERVER',
-      `${url} speaks filetracker protocol ${versions.join(', ') || 'none'}, not 2: give the ` +
+      `${url} speaks filetracker protocol ${versions.join(', ') || 'none'}, not ` +
+        `${PROTOCOL_VERSION}: give the ` +
         'URL of a 2.x server',
     );
   }

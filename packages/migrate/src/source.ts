@@ -1,6 +1,5 @@
 import { stat } from 'node:fs/promises';
-import path from 'node:path';
-import { walkTree, type UnreadableDirHandler } from '@filetracker/shared-protocol';
+import { legacyName, walkTree, type UnreadableDirHandler } from '@filetracker/shared-protocol';
 
 /** One entry of the tree being migrated (not a directory; possibly a symlink or a FIFO). */
 export interface SourceEntry {
@@ -21,7 +20,7 @@ export async function* walkSource(
   signal?: AbortSignal,
   onUnreadable?: UnreadableDirHandler,
 ): AsyncGenerator<SourceEntry> {
-  const prefix = namePrefix(files, root);
+  const prefix = legacyName(files, root);
   // FILES itself is followed if it is a symlink: the operator named it.
   const info = await stat(files);
   if (!info.isDirectory()) {
@@ -31,17 +30,4 @@ export async function* walkSource(
   for await (const entry of walkTree(files, signal, onUnreadable)) {
     yield { path: entry.absolute, name: `${prefix}/${entry.relative}` };
   }
-}
-
-/**
- * `/` + the path of `files` relative to `root` (`''` when they are the same), or a
- * `TypeError` when `files` is not inside `root`.
- */
-export function namePrefix(files: string, root: string): string {
-  const relative = path.relative(root, files);
-  if (relative === '') return '';
-  if (relative === '..' || relative.startsWith(`..${path.sep}`) || path.isAbsolute(relative)) {
-    throw new TypeError(`${files} is not inside ${root}`);
-  }
-  return `/${relative.split(path.sep).join('/')}`;
 }

@@ -6,9 +6,16 @@ import { setTimeout as delay } from 'node:timers/promises';
 import got, { RequestError, TimeoutError, type Got, type Response } from 'got';
 import { formatHttpDate, nowVersion, parseHttpDate } from './dates.js';
 import { FiletrackerError } from './errors.js';
-import { HEADER, LAST_MODIFIED_PARAM, isGzipEncoding, parseLogicalSizeHeader } from './headers.js';
+import { HEADER } from './header-names.js';
+import {
+  LAST_MODIFIED_PARAM,
+  headerValue,
+  isGzipEncoding,
+  parseLogicalSizeHeader,
+} from './headers.js';
 import { toFiletrackerError } from './http-error.js';
 import { encodeName, normalizeName } from './path.js';
+import { parseVersionBody } from './protocol-version.js';
 import { preparePutBody } from './put-body.js';
 import { splitLines } from './split-lines.js';
 
@@ -106,8 +113,7 @@ function checkSuccess(response: Response): void {
 }
 
 function header(response: Response | http.IncomingMessage, name: string): string | undefined {
-  const value = response.headers[name];
-  return Array.isArray(value) ? value[0] : value;
+  return headerValue(response.headers, name);
 }
 
 function lastModified(response: Response): number {
@@ -132,7 +138,7 @@ function sizeOf(response: Response): number | undefined {
     const logical = parseLogicalSizeHeader(header(response, HEADER.logicalSize));
     if (logical !== undefined) return logical;
     if (isGzipEncoding(header(response, HEADER.contentEncoding))) return undefined;
-    return parseLogicalSizeHeader(header(response, 'content-length'));
+    return parseLogicalSizeHeader(header(response, HEADER.contentLength));
   } catch (err) {
     throw new FiletrackerError('The answer has an unparsable size header', {
       code: 'PROTOCOL_ERROR',
@@ -190,7 +196,7 @@ export class FiletrackerClient {
         errorCodes: [...CONNECTION_ERROR_CODES, 'ETIMEDOUT'],
       },
       // What the Python client sends; our server answers gzip as stored, 1.x servers plain.
-      headers: { 'accept-encoding': 'gzip, deflate', 'user-agent': 'filetracker-ts' },
+      headers: { [HEADER.acceptEncoding]: 'gzip, deflate', [HEADER.userAgent]: 'filetracker-ts' },
       hooks: { beforeError: [toFiletrackerError] },
     });
   }
@@ -202,20 +208,7 @@ export class FiletrackerClient {
       signal: options.signal,
       responseType: 'text',
     });
-    let versions: unknown;
-    try {
-      versions = (JSON.parse(response.body) as { protocol_versions?: unknown }).protocol_versions;
-    } catch (err) {
-      throw new FiletrackerError('GET /version did not answer JSON', {
-        code: 'PROTOCOL_ERROR',
-        status: response.statusCode,
-        cause: err,
-      });
-    }
-    if (!Array.isArray(versions) || !versions.every((v) => Number.isInteger(v))) {
-      throw protocolError('GET /version did not list protocol_versions', response.statusCode);
-    }
-    return versions as number[];
+    return parseVersionBody(response.body, response.statusCode);
   }
 
   /**
@@ -301,7 +294,7 @@ export class FiletrackerClient {
     let logicalSize: number | undefined;
     try {
       logicalSize = parseLogicalSizeHeader(
-        header(response, gzip ? HEADER.logicalSize : 'content-length'),
+        header(response, gzip ? HEADER.logicalSize : HEADER.contentLength),
       );
     } catch (err) {
       throw new FiletrackerError('HEAD answered an unparsable size', {

@@ -1,3 +1,5 @@
+import { HEADER } from './header-names.js';
+
 /**
  * Error codes are part of the contract (README lists them); messages are not.
  */
@@ -85,7 +87,7 @@ export class MethodNotAllowedError extends FiletrackerError {
     super(`Method ${method} is not allowed here`, {
       code: 'METHOD_NOT_ALLOWED',
       status: 405,
-      headers: { Allow: allow.join(', ') },
+      headers: { [HEADER.allow]: allow.join(', ') },
     });
     this.name = 'MethodNotAllowedError';
   }
@@ -139,6 +141,20 @@ export class DeletedError extends FiletrackerError {
     super(message, { code: 'DELETED', status: 410 });
     this.name = 'DeletedError';
   }
+}
+
+/**
+ * The code an error answer without `X-Error-Code` stands for (a Python or 1.x server, or
+ * an error that carries only a status), by its status.
+ */
+export function codeForStatus(status: number): FiletrackerErrorCode {
+  if (status === 404) return 'NOT_FOUND';
+  if (status === 405) return 'METHOD_NOT_ALLOWED';
+  if (status === 409) return 'PATH_CONFLICT';
+  if (status === 413) return 'FILE_TOO_LARGE';
+  if (status === 507) return 'INSUFFICIENT_STORAGE';
+  if (status >= 500) return 'SERVER_ERROR';
+  return 'PROTOCOL_ERROR';
 }
 
 /** Reasons travel in a header: keep them on one latin-1-safe line. */

@@ -1,16 +1,22 @@
-import { BadRequestError } from './errors.js';
+import { BadRequestError, oneLine } from './errors.js';
+import { HEADER } from './header-names.js';
 
-/** Header names of the protocol, lowercased as Node presents incoming headers. */
-export const HEADER = {
-  checksum: 'sha256-checksum',
-  logicalSize: 'logical-size',
-  lastModified: 'last-modified',
-  contentEncoding: 'content-encoding',
-  acceptEncoding: 'accept-encoding',
-  exception: 'x-exception',
-  /** Ours: the error code (errors.ts) of an error answer; the Python server sends none. */
-  errorCode: 'x-error-code',
-} as const;
+/** The first value of header `name` (any case) in Node's or got's lowercased headers. */
+export function headerValue(
+  headers: Readonly<Record<string, string | string[] | undefined>>,
+  name: string,
+): string | undefined {
+  const value = headers[name.toLowerCase()];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/**
+ * `X-Exception` with `message` made one latin-1-safe line: how every answer that is not a
+ * success gives its reason (error answers, and a 503 of `/healthz` or `/status`).
+ */
+export function exceptionHeader(message: string): Record<string, string> {
+  return { [HEADER.exception]: oneLine(message) };
+}
 
 /** The query parameter that carries a version on PUT, DELETE and list. */
 export const LAST_MODIFIED_PARAM = 'last_modified';

@@ -3,23 +3,11 @@ import {
   BadRequestError,
   FiletrackerError,
   NotFoundError,
+  codeForStatus,
   type FiletrackerErrorCode,
 } from './errors.js';
-import { HEADER } from './headers.js';
-
-function headerValue(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
-}
-
-function codeForStatus(status: number): FiletrackerErrorCode {
-  if (status === 404) return 'NOT_FOUND';
-  if (status === 405) return 'METHOD_NOT_ALLOWED';
-  if (status === 409) return 'PATH_CONFLICT';
-  if (status === 413) return 'FILE_TOO_LARGE';
-  if (status === 507) return 'INSUFFICIENT_STORAGE';
-  if (status >= 500) return 'SERVER_ERROR';
-  return 'PROTOCOL_ERROR';
-}
+import { HEADER } from './header-names.js';
+import { headerValue } from './headers.js';
 
 /**
  * got `beforeError` hook: turns an `HTTPError` into a `FiletrackerError` (a `NotFoundError`
@@ -31,14 +19,14 @@ export function toFiletrackerError(error: RequestError): Error {
   if (!(error instanceof HTTPError)) return error;
   const { response } = error;
   const status = response.statusCode;
-  const sent = headerValue(response.headers[HEADER.errorCode])?.trim();
+  const sent = headerValue(response.headers, HEADER.errorCode)?.trim();
   // Codes are UPPER_SNAKE; a code newer than this client still passes through.
   const code = (
     sent && /^[A-Z][A-Z0-9_]*$/.test(sent) ? sent : codeForStatus(status)
   ) as FiletrackerErrorCode;
   const body = typeof response.body === 'string' ? response.body.trim().split('\n')[0] : '';
   const reason =
-    headerValue(response.headers[HEADER.exception]) ||
+    headerValue(response.headers, HEADER.exception) ||
     body?.slice(0, 200) ||
     `${status} ${response.statusMessage ?? ''}`.trim();
   if (status === 404) return new NotFoundError(reason, code, error);

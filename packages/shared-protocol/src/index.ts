@@ -1,10 +1,63 @@
-export * from './errors.js';
-export * from './headers.js';
-export * from './path.js';
-export * from './dates.js';
-export * from './walk.js';
-export * from './read-ahead.js';
-export * from './cli.js';
-export * from './client.js';
-export * from './send-file.js';
-export * from './half-close.js';
+// The wire: names, versions and dates, headers, methods, errors and their answers.
+export {
+  FiletrackerError,
+  BadRequestError,
+  NotFoundError,
+  ConflictError,
+  MethodNotAllowedError,
+  FileTooLargeError,
+  InsufficientStorageError,
+  StoreNotWritableError,
+  FallbackError,
+  DeletedError,
+  codeForStatus,
+  oneLine,
+  type FiletrackerErrorCode,
+  type FiletrackerErrorOptions,
+} from './errors.js';
+export { HEADER, MEDIA_TYPE } from './header-names.js';
+export {
+  LAST_MODIFIED_PARAM,
+  acceptsGzip,
+  exceptionHeader,
+  headerValue,
+  isGzipEncoding,
+  parseChecksumHeader,
+  parseLogicalSizeHeader,
+} from './headers.js';
+export {
+  ENDPOINTS,
+  encodeName,
+  joinName,
+  normalizeName,
+  parseRequestPath,
+  percentDecode,
+  splitName,
+  type Endpoint,
+  type RequestTarget,
+} from './path.js';
+export { ENDPOINT_METHODS, LEGACY_METHODS, checkMethod } from './methods.js';
+export { PROTOCOL_VERSION, VERSION_BODY, parseVersionBody } from './protocol-version.js';
+export {
+  LEGACY_FILES_DIR,
+  legacyFilesDir,
+  legacyName,
+  parseLegacyPath,
+  type LegacyTarget,
+} from './legacy-path.js';
+export { formatHttpDate, nowVersion, parseHttpDate } from './dates.js';
+export {
+  FiletrackerClient,
+  type ClientOptions,
+  type GetOptions,
+  type GetResult,
+  type PutOptions,
+  type StatResult,
+} from './client.js';
+
+// Runtime helpers the packages share (file walks, sending files, CLI parsing).
+export { walkTree, type UnreadableDirHandler, type WalkEntry } from './walk.js';
+export { readAhead, type ReadAheadStream } from './read-ahead.js';
+export { expandLongOptionPrefixes } from './cli.js';
+export { sendFile, type SendFileOptions, type SendProgress } from './send-file.js';
+export { answerHalfClosedClients } from './half-close.js';

@@ -4,7 +4,7 @@ import { PassThrough, pipeline, type Readable, type Transform } from 'node:strea
 import { pipeline as pipelineAsync } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { createGzip, gzip, gzipSync } from 'node:zlib';
-import { HEADER } from './headers.js';
+import { HEADER } from './header-names.js';
 
 /**
  * Files below this size are read into memory and sent like a Buffer (gzip, all hints,
@@ -79,7 +79,7 @@ export async function preparePutBody(
 async function bufferBody(data: Buffer, compress: boolean, level: number): Promise<PutBody> {
   if (!compress) {
     return {
-      headers: { 'content-length': String(data.length) },
+      headers: { [HEADER.contentLength]: String(data.length) },
       replayable: true,
       open: () => data,
     };
@@ -89,7 +89,7 @@ async function bufferBody(data: Buffer, compress: boolean, level: number): Promi
   return {
     headers: {
       ...hints(createHash('sha256').update(data).digest('hex'), data.length),
-      'content-length': String(gz.length),
+      [HEADER.contentLength]: String(gz.length),
     },
     replayable: true,
     open: () => gz,

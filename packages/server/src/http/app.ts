@@ -7,13 +7,19 @@ import { pino, type Logger } from 'pino';
 import { logResponseError } from '@filetracker/http-telemetry';
 import {
   BadRequestError,
+  ENDPOINT_METHODS,
   HEADER,
   LAST_MODIFIED_PARAM,
-  MethodNotAllowedError,
+  LEGACY_FILES_DIR,
+  MEDIA_TYPE,
   NotFoundError,
+  VERSION_BODY,
   acceptsGzip,
+  checkMethod,
   encodeName,
+  exceptionHeader,
   formatHttpDate,
+  headerValue,
   isGzipEncoding,
   nowVersion,
   parseChecksumHeader,
@@ -22,7 +28,6 @@ import {
   parseRequestPath,
   readAhead,
   sendFile,
-  type Endpoint,
   type RequestTarget,
 } from '@filetracker/shared-protocol';
 import type { Store } from '../store/store.js';
@@ -59,29 +64,11 @@ interface State {
 
 type Ctx = Context & { state: State };
 
-/** Methods each endpoint answers; anything else is 405 with this `Allow`. */
-const ALLOWED: Record<Endpoint, readonly string[]> = {
-  files: ['GET', 'HEAD', 'PUT', 'DELETE'],
-  list: ['GET', 'HEAD'],
-  version: ['GET', 'HEAD'],
-  status: ['GET', 'HEAD'],
-  metrics: ['GET', 'HEAD'],
-  healthz: ['GET', 'HEAD'],
-};
-
 /**
  * Read size for large blobs: 1 MiB reads instead of the stream default of 64 KiB cut the
  * system calls per GiB sixteen-fold (memory stays bounded: see sendFile and readAhead).
  */
 const LARGE_READ_BYTES = 1024 * 1024;
-
-/** compat, critical: exactly this body; a miss makes clients drop to protocol 1. */
-const VERSION_BODY = '{"protocol_versions": [2]}';
-
-function header(ctx: Context, name: string): string | undefined {
-  const value = ctx.req.headers[name];
-  return Array.isArray(value) ? value[0] : value;
-}
 
 function requiredVersion(ctx: Context): number {
   const raw = ctx.query[LAST_MODIFIED_PARAM];
@@ -114,7 +101,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
 
   router.get('/version', (ctx) => {
     ctx.body = VERSION_BODY;
-    ctx.set('Content-Type', 'application/json');
+    ctx.set(HEADER.contentType, MEDIA_TYPE.json);
   });
 
   // sioworkers probes this; a 4xx would make it start a Python server of its own.
@@ -128,7 +115,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
 
   router.get('/metrics', async (ctx) => {
     ctx.body = await telemetry.metrics.registry.metrics();
-    ctx.set('Content-Type', telemetry.metrics.registry.contentType);
+    ctx.set(HEADER.contentType, telemetry.metrics.registry.contentType);
   });
 
   // 200 when the store takes writes; 503 with the reason otherwise (for load balancers).
@@ -136,7 +123,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
     const health = await store.health();
     ctx.status = health.ok ? 200 : 503;
     ctx.body = health.ok ? 'ok\n' : health.reason + '\n';
-    if (!health.ok) ctx.set('X-Exception', health.reason);
+    if (!health.ok) ctx.set(exceptionHeader(health.reason));
   });
 
   router.get('/files', async (ctx) => {
@@ -150,7 +137,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
         (await store.tombstone(components)) === undefined
       ) {
         ctx.status = 307;
-        ctx.set('Location', fallbackUrl + '/files' + encodeName(name));
+        ctx.set(HEADER.location, `${fallbackUrl}/${LEGACY_FILES_DIR}${encodeName(name)}`);
         ctx.body = '';
         return;
       }
@@ -158,15 +145,15 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
     }
     ctx.set(fileHeaders(file));
     const opened = head ? undefined : (file as Awaited<ReturnType<Store['openFile']>>);
-    if (matchesEtag(ctx.get('If-None-Match'), etagOf(file))) {
+    if (matchesEtag(ctx.get(HEADER.ifNoneMatch), etagOf(file))) {
       await opened?.handle?.close();
       ctx.status = 304;
       return;
     }
     ctx.status = 200;
-    ctx.type = 'application/octet-stream';
-    if (acceptsGzip(ctx.get('Accept-Encoding'))) {
-      ctx.set('Content-Encoding', 'gzip');
+    ctx.type = MEDIA_TYPE.file;
+    if (acceptsGzip(ctx.get(HEADER.acceptEncoding))) {
+      ctx.set(HEADER.contentEncoding, 'gzip');
       ctx.length = file.storedSize;
       if (opened?.buffer) {
         ctx.body = opened.buffer;
@@ -198,15 +185,15 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
       body: ctx.req,
       bodyLength: ctx.request.length,
       // An absent header is undefined; an empty one is a malformed value (400).
-      gzip: isGzipEncoding(header(ctx, HEADER.contentEncoding)),
-      checksum: parseChecksumHeader(header(ctx, HEADER.checksum)),
-      logicalSize: parseLogicalSizeHeader(header(ctx, HEADER.logicalSize)),
+      gzip: isGzipEncoding(headerValue(ctx.req.headers, HEADER.contentEncoding)),
+      checksum: parseChecksumHeader(headerValue(ctx.req.headers, HEADER.checksum)),
+      logicalSize: parseLogicalSizeHeader(headerValue(ctx.req.headers, HEADER.logicalSize)),
       maxLogicalSize: maxFileBytes,
       honorTombstones: fallbackUrl !== undefined,
     });
     ctx.state.bytesIn = result.receivedBytes;
-    ctx.set('Last-Modified', formatHttpDate(result.version));
-    ctx.type = 'text/plain';
+    ctx.set(HEADER.lastModified, formatHttpDate(result.version));
+    ctx.type = MEDIA_TYPE.text;
     ctx.body = '';
   });
 
@@ -220,14 +207,14 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
             fallbackVersion(fallbackUrl, ctx.state.target.name, fallbackTimeoutMs),
           );
     if (!result.found) throw new NotFoundError('File not found');
-    ctx.type = 'text/plain';
+    ctx.type = MEDIA_TYPE.text;
     ctx.body = '';
   });
 
   router.get('/list', async (ctx) => {
     const cutoff = optionalVersion(ctx) ?? nowVersion();
     const lines = await store.list(ctx.state.target.components, cutoff);
-    ctx.type = 'text/plain; charset=utf-8';
+    ctx.type = MEDIA_TYPE.text;
     ctx.body = ctx.method === 'HEAD' ? '' : Readable.from(lines);
   });
 
@@ -237,9 +224,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
     const target = parseRequestPath(ctx.path);
     ctx.state.target = target;
     // Route on the endpoint alone: the name was parsed by the protocol grammar above.
-    if (!ALLOWED[target.endpoint].includes(ctx.method)) {
-      throw new MethodNotAllowedError(ctx.method, ALLOWED[target.endpoint]);
-    }
+    checkMethod(ctx.method, ENDPOINT_METHODS[target.endpoint]);
     ctx.path = '/' + target.endpoint;
     await next();
   });

@@ -1,4 +1,10 @@
-import { FallbackError, encodeName, parseHttpDate } from '@filetracker/shared-protocol';
+import {
+  FallbackError,
+  HEADER,
+  LEGACY_FILES_DIR,
+  encodeName,
+  parseHttpDate,
+} from '@filetracker/shared-protocol';
 
 /**
  * Asks the 1.x fallback server (ft-legacy-static or lighttpd) for a name's version with a
@@ -12,7 +18,7 @@ export async function fallbackVersion(
 ): Promise<number | null> {
   let res: Response;
   try {
-    res = await fetch(baseUrl + '/files' + encodeName(name), {
+    res = await fetch(`${baseUrl}/${LEGACY_FILES_DIR}${encodeName(name)}`, {
       method: 'HEAD',
       redirect: 'manual',
       signal: AbortSignal.timeout(timeoutMs),
@@ -28,7 +34,7 @@ export async function fallbackVersion(
     throw new FallbackError('FALLBACK_UNREACHABLE', 'Fallback server is unreachable', err);
   }
   if (res.status === 404) return null;
-  const lastModified = res.headers.get('last-modified');
+  const lastModified = res.headers.get(HEADER.lastModified);
   if (res.status !== 200 || lastModified === null) {
     throw new FallbackError('FALLBACK_UNREACHABLE', `Fallback server answered ${res.status}`);
   }

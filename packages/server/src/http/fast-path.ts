@@ -1,6 +1,12 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { pino } from 'pino';
-import { acceptsGzip, parseRequestPath } from '@filetracker/shared-protocol';
+import {
+  HEADER,
+  MEDIA_TYPE,
+  acceptsGzip,
+  headerValue,
+  parseRequestPath,
+} from '@filetracker/shared-protocol';
 import type { FileEntry, Store } from '../store/store.js';
 import { createApp, type AppOptions } from './app.js';
 import { fileHeaders, etagOf, matchesEtag } from './file-headers.js';
@@ -41,9 +47,9 @@ function okHeaders(entry: FileEntry, gzipBytes: number): Record<string, string> 
   if (cached === undefined || cached.bytes !== gzipBytes) {
     const headers = {
       ...fileHeaders(entry),
-      'Content-Type': 'application/octet-stream',
-      'Content-Encoding': 'gzip',
-      'Content-Length': String(gzipBytes),
+      [HEADER.contentType]: MEDIA_TYPE.file,
+      [HEADER.contentEncoding]: 'gzip',
+      [HEADER.contentLength]: String(gzipBytes),
     };
     cached = { bytes: gzipBytes, headers };
     okHeaderCache.set(entry, cached);
@@ -66,12 +72,12 @@ function serveFromMemory(
     return false;
   }
   if (target.endpoint !== 'files' || target.components.length === 0) return false;
-  if (!acceptsGzip(req.headers['accept-encoding'])) return false;
+  if (!acceptsGzip(headerValue(req.headers, HEADER.acceptEncoding))) return false;
   const hit = store.peek(target.name);
   if (!hit) return false;
   const started = process.hrtime.bigint();
   let status = 200;
-  if (matchesEtag(req.headers['if-none-match'], etagOf(hit.entry))) {
+  if (matchesEtag(headerValue(req.headers, HEADER.ifNoneMatch), etagOf(hit.entry))) {
     status = 304;
     res.writeHead(304, fileHeaders(hit.entry));
     res.end();

@@ -1,4 +1,4 @@
-import { formatHttpDate } from '@filetracker/shared-protocol';
+import { HEADER, formatHttpDate } from '@filetracker/shared-protocol';
 import type { FileEntry } from '../store/store.js';
 
 /** The strong validator of a file's content: its digest. */
@@ -18,9 +18,9 @@ export function matchesEtag(ifNoneMatch: string | undefined, etag: string): bool
 /** Headers of every GET/HEAD answer for a file (PROTOCOL.md), whatever its encoding. */
 export function fileHeaders(entry: FileEntry): Record<string, string> {
   return {
-    'Last-Modified': formatHttpDate(entry.version),
-    'Logical-Size': String(entry.logicalSize),
-    ETag: etagOf(entry),
-    Vary: 'Accept-Encoding',
+    [HEADER.lastModified]: formatHttpDate(entry.version),
+    [HEADER.logicalSize]: String(entry.logicalSize),
+    [HEADER.etag]: etagOf(entry),
+    [HEADER.vary]: HEADER.acceptEncoding,
   };
 }

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { HEADER } from '@filetracker/shared-protocol';
 
 /**
  * How much of an unread body is read and thrown away after an early answer before the
@@ -21,7 +22,7 @@ const LINGER_MS = 5_000;
 export function lingerAfterAnswer(req: IncomingMessage, res: ServerResponse): void {
   const socket = res.socket;
   if (!socket) return;
-  res.setHeader('Connection', 'close');
+  res.setHeader(HEADER.connection, 'close');
   let discarded = 0;
   let answered = false;
   let closing = false;
