@@ -15,6 +15,7 @@ export {
   type FiletrackerErrorCode,
   type FiletrackerErrorOptions,
 } from './errors.js';
+export { errorAnswer, type ErrorAnswer } from './error-answer.js';
 export { HEADER, MEDIA_TYPE } from './header-names.js';
 export {
   LAST_MODIFIED_PARAM,

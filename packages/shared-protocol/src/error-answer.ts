@@ -1,0 +1,82 @@
+import { FiletrackerError, codeForStatus, oneLine } from './errors.js';
+import { HEADER, MEDIA_TYPE } from './header-names.js';
+import { exceptionHeader } from './headers.js';
+
+/**
+ * An error as the HTTP answer that carries it: what a server writes, whatever its
+ * framework. The client's `toFiletrackerError` reads it back into the same code.
+ */
+export interface ErrorAnswer {
+  status: number;
+  /** `Content-Type`, `X-Exception`, `X-Error-Code`, and the error's own (`Allow` of a 405). */
+  headers: Record<string, string>;
+  /** The reason again, on one line. */
+  body: string;
+  /** Our fault or the machine's (a 5xx): the server logs the error with its stack. */
+  logged: boolean;
+}
+
+/** What a 5xx that is not exposed says: its message may name internals. */
+const HIDDEN_REASON = 'Internal server error';
+
+/**
+ * Turns an error into its answer, in one place for both servers (STYLE.md, after koa's
+ * `onerror`): a `FiletrackerError` gives its status, code and headers, and its reason when
+ * it is exposed (4xx, and a store that refuses writes); another error carrying a 4xx
+ * `status` (Koa's http-errors) gives that status and its reason; a full disk anywhere
+ * below (ENOSPC, EDQUOT, LevelDB's message) is 507; anything else is 500 with a generic
+ * reason.
+ */
+export function errorAnswer(err: unknown): ErrorAnswer {
+  let status = 500;
+  let code: string = 'SERVER_ERROR';
+  let message = HIDDEN_REASON;
+  let own: Record<string, string> = {};
+  if (isDiskFull(err)) {
+    status = 507;
+    code = 'INSUFFICIENT_STORAGE';
+    message = 'No space left on the store';
+  } else if (err instanceof FiletrackerError) {
+    status = err.status;
+    code = err.code;
+    own = err.headers;
+    if (err.expose) message = err.message;
+  } else {
+    const carried = clientStatus(err);
+    if (carried !== undefined) {
+      status = carried;
+      code = codeForStatus(carried);
+      message = (err as Error).message || 'Bad request';
+    }
+  }
+  message = oneLine(message);
+  return {
+    status,
+    headers: {
+      ...own,
+      [HEADER.contentType]: MEDIA_TYPE.text,
+      ...exceptionHeader(message),
+      [HEADER.errorCode]: code,
+    },
+    body: message + '\n',
+    logged: status >= 500,
+  };
+}
+
+/** A 4xx status a foreign error carries (Koa's http-errors), else undefined. */
+function clientStatus(err: unknown): number | undefined {
+  const status = err instanceof Error ? (err as { status?: unknown }).status : undefined;
+  return typeof status === 'number' && status >= 400 && status < 500 ? status : undefined;
+}
+
+/**
+ * A full disk can surface anywhere a write happens (a blob, a link in ft-tmp/, a LevelDB
+ * log): all of it is 507, not our fault. LevelDB reports it only in its message.
+ */
+function isDiskFull(err: unknown): boolean {
+  if (err instanceof FiletrackerError) return err.code === 'INSUFFICIENT_STORAGE';
+  const e = err as { code?: string; message?: string; cause?: unknown } | undefined;
+  if (e?.code === 'ENOSPC' || e?.code === 'EDQUOT') return true;
+  if (typeof e?.message === 'string' && /No space left on device/i.test(e.message)) return true;
+  return e?.cause !== undefined && e.cause !== err && isDiskFull(e.cause);
+}
