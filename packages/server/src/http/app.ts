@@ -8,6 +8,7 @@ import { logResponseError } from '@filetracker/http-telemetry';
 import {
   BadRequestError,
   ENDPOINT_METHODS,
+  FallbackError,
   HEADER,
   LAST_MODIFIED_PARAM,
   LEGACY_FILES_DIR,
@@ -33,6 +34,7 @@ import {
 import type { Store } from '../store/store.js';
 import { errorHandler } from './errors.js';
 import { fallbackVersion } from './fallback.js';
+import { FallbackProbe } from './fallback-probe.js';
 import { etagOf, fileHeaders, matchesEtag } from './file-headers.js';
 import { requestLogger } from './request-log.js';
 import { Telemetry } from './metrics.js';
@@ -43,6 +45,12 @@ export interface AppOptions {
   fallbackUrl?: string | undefined;
   /** How long a DELETE waits for the fallback's answer before a 504. */
   fallbackTimeoutMs?: number;
+  /**
+   * Migration mode: probes the fallback for `/healthz`, `/status` and `/metrics`; the
+   * owner closes it on shutdown. Absent, one is made (and started) that runs until the
+   * process exits.
+   */
+  fallbackProbe?: FallbackProbe;
   /** Request log and metrics; one is made from `logger` when absent. */
   telemetry?: Telemetry;
   /** The largest file a PUT may store, uncompressed; {@link DEFAULT_MAX_FILE_BYTES} if absent. */
@@ -92,6 +100,15 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
   const fallbackUrl = options.fallbackUrl?.replace(/\/+$/, '');
   const fallbackTimeoutMs = options.fallbackTimeoutMs ?? 10_000;
   const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+  const probe =
+    fallbackUrl === undefined
+      ? undefined
+      : (options.fallbackProbe ??
+        new FallbackProbe(fallbackUrl, { timeoutMs: fallbackTimeoutMs, logger }));
+  if (probe !== undefined) {
+    telemetry.metrics.watchFallback(probe);
+    probe.start();
+  }
   const startedAt = Date.now();
   const app = new Koa();
   app.silent = true;
@@ -110,6 +127,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
       status: 'ok',
       uptimeSeconds: Math.floor((Date.now() - startedAt) / 1000),
       uploadsInFlight: store.stats.uploadsInFlight,
+      ...(probe !== undefined && { fallback: probe.status() }),
     };
   });
 
@@ -119,10 +137,15 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
   });
 
   // 200 when the store takes writes; 503 with the reason otherwise (for load balancers).
+  // A fallback known down adds a `degraded:` line but never fails the store's own health:
+  // the server still serves and stores everything it holds (issue 18).
   router.get('/healthz', async (ctx) => {
     const health = await store.health();
+    const degraded = probe?.degradedReason();
     ctx.status = health.ok ? 200 : 503;
-    ctx.body = health.ok ? 'ok\n' : health.reason + '\n';
+    ctx.body =
+      (health.ok ? 'ok\n' : health.reason + '\n') +
+      (degraded === undefined ? '' : `degraded: ${degraded}\n`);
     if (!health.ok) ctx.set(exceptionHeader(health.reason));
   });
 
@@ -204,7 +227,12 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
       fallbackUrl === undefined
         ? await store.delete(components, version)
         : await store.deleteWithFallback(components, version, () =>
-            fallbackVersion(fallbackUrl, ctx.state.target.name, fallbackTimeoutMs),
+            fallbackVersion(fallbackUrl, ctx.state.target.name, fallbackTimeoutMs).catch(
+              (err: unknown) => {
+                if (err instanceof FallbackError) probe?.noteRequestError(err.code);
+                throw err;
+              },
+            ),
           );
     if (!result.found) throw new NotFoundError('File not found');
     ctx.type = MEDIA_TYPE.text;
