@@ -20,11 +20,10 @@ import {
   parseHttpDate,
   parseLogicalSizeHeader,
   parseRequestPath,
-  readAhead,
-  sendFile,
   type Endpoint,
   type RequestTarget,
 } from '@filetracker/shared-protocol';
+import { readAhead, sendFile } from '@filetracker/runtime';
 import type { Store } from '../store/store.js';
 import { errorHandler } from './errors.js';
 import { fallbackVersion } from './fallback.js';
