@@ -14,6 +14,7 @@ import {
   runCommand,
 } from '@filetracker/runtime';
 import { DEFAULT_MAX_FILE_BYTES } from './http/app.js';
+import { FallbackProbe } from './http/fallback-probe.js';
 import { createRequestListener } from './http/fast-path.js';
 import { Store, StoreOpenError } from './store/store.js';
 
@@ -70,7 +71,7 @@ function program(): Command {
     .addOption(
       new Option(
         '--fallback-url <URL>',
-        'migration mode: answer GET/HEAD of names this store lacks with a 307 to URL/files/NAME (the 1.x store served by ft-legacy-static)',
+        'migration mode: answer GET/HEAD of names this store lacks with a 307 to URL/files/NAME (the 1.x store served by ft-legacy-static); URL is probed every 5 s (HEAD /) and a dead or hung fallback shows in /healthz, /status and /metrics',
       ).argParser(httpUrl),
     )
     .addOption(
@@ -158,6 +159,10 @@ async function serve(argv: string[]): Promise<void> {
     );
   }
 
+  const fallbackProbe =
+    flags.fallbackUrl === undefined
+      ? undefined
+      : new FallbackProbe(flags.fallbackUrl, { timeoutMs: flags.legacyTimeout * 1000, logger });
   // Check header and request deadlines every 5 s rather than Node's 30 s, so a client that
   // trickles its headers is cut off near headersTimeout, not up to half a minute later.
   const server: Server = createServer(
@@ -166,6 +171,7 @@ async function serve(argv: string[]): Promise<void> {
       logger,
       fallbackUrl: flags.fallbackUrl,
       fallbackTimeoutMs: flags.legacyTimeout * 1000,
+      fallbackProbe,
       maxFileBytes: flags.maxFileSize,
     }),
   );
@@ -181,7 +187,18 @@ async function serve(argv: string[]): Promise<void> {
     reopen();
     logger.info('log file reopened');
   });
-  const stop = gracefulStop({ server, logger, flushLog: flush, release: () => store.close() });
+  const stopServer = gracefulStop({
+    server,
+    logger,
+    flushLog: flush,
+    release: async () => {
+      await Promise.all([store.close(), fallbackProbe?.close()]);
+    },
+  });
+  const stop = (signal: string): void => {
+    void fallbackProbe?.close(); // no more probing while requests in flight finish
+    stopServer(signal);
+  };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   server.listen(flags.port, flags.listenOn);
@@ -191,7 +208,7 @@ async function serve(argv: string[]): Promise<void> {
       once(server, 'error').then(([e]) => Promise.reject(e)),
     ]);
   } catch (err) {
-    await store.close();
+    await Promise.all([store.close(), fallbackProbe?.close()]);
     flush();
     const code = (err as NodeJS.ErrnoException).code;
     throw code === 'EADDRINUSE'
