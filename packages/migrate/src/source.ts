@@ -1,5 +1,6 @@
 import { stat } from 'node:fs/promises';
-import { legacyName, walkTree, type UnreadableDirHandler } from '@filetracker/shared-protocol';
+import { walkTree, type UnreadableDirHandler } from '@filetracker/runtime';
+import { legacyName } from '@filetracker/shared-protocol';
 
 /** One entry of the tree being migrated (not a directory; possibly a symlink or a FIFO). */
 export interface SourceEntry {

@@ -55,10 +55,3 @@ export {
   type PutOptions,
   type StatResult,
 } from './client.js';
-
-// Runtime helpers the packages share (file walks, sending files, CLI parsing).
-export { walkTree, type UnreadableDirHandler, type WalkEntry } from './walk.js';
-export { readAhead, type ReadAheadStream } from './read-ahead.js';
-export { expandLongOptionPrefixes } from './cli.js';
-export { sendFile, type SendFileOptions, type SendProgress } from './send-file.js';
-export { answerHalfClosedClients } from './half-close.js';

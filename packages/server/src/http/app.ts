@@ -27,10 +27,9 @@ import {
   parseHttpDate,
   parseLogicalSizeHeader,
   parseRequestPath,
-  readAhead,
-  sendFile,
   type RequestTarget,
 } from '@filetracker/shared-protocol';
+import { readAhead, sendFile } from '@filetracker/runtime';
 import type { Store } from '../store/store.js';
 import { errorHandler } from './errors.js';
 import { fallbackVersion } from './fallback.js';

@@ -11,7 +11,7 @@ import {
   unlink,
 } from 'node:fs/promises';
 import path from 'node:path';
-import { walkTree } from '@filetracker/shared-protocol';
+import { walkTree } from '@filetracker/runtime';
 import { describeFailure } from '../store/fs-failure.js';
 import { blobPath, digestOfTarget, linkTarget, storeLayout, tmpFile } from '../store/layout.js';
 import { MetaDb, type BlobRecord } from '../store/meta-db.js';
@@ -162,7 +162,7 @@ export async function recoverStore(
     });
   };
 
-  const progress = new ProgressTracker(options);
+  const progress = new PhaseProgressReporter(options);
   try {
     progress.start('ft-tmp', 'entries');
     report.tmpLeftovers = await clearTmp(layout.tmp, adopting ? ADOPT_DB : undefined, check);
@@ -485,7 +485,7 @@ async function isDirectory(p: string): Promise<boolean> {
 }
 
 /** Counts work per phase and reports it on a timer (not per item: millions of items). */
-class ProgressTracker {
+class PhaseProgressReporter {
   readonly #onProgress: ((p: RecoverProgress) => void) | undefined;
   readonly #timer: NodeJS.Timeout | undefined;
   #phase: RecoverPhase = 'ft-tmp';
