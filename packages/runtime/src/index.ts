@@ -1,12 +1,23 @@
-export * from './walk.js';
-export * from './send-file.js';
-export * from './read-ahead.js';
-export * from './half-close.js';
-export * from './memory-first.js';
-export * from './graceful-stop.js';
-export * from './stream-digest.js';
-export * from './transient-errors.js';
-export * from './option-prefixes.js';
-export * from './command-line.js';
-export * from './cli-values.js';
-export * from './cli-error.js';
+export { walkTree, type UnreadableDirHandler, type WalkEntry } from './walk.js';
+export { sendFile, type SendFileOptions, type SendProgress } from './send-file.js';
+export { readAhead, type ReadAheadStream } from './read-ahead.js';
+export { answerHalfClosedClients } from './half-close.js';
+export {
+  memoryFirstListener,
+  type MemoryAnswer,
+  type MemoryAnswered,
+  type MemoryLookup,
+} from './memory-first.js';
+export { gracefulStop, type GracefulStopOptions, type StopLogger } from './graceful-stop.js';
+export {
+  byteCountOfStream,
+  sha256OfFile,
+  sha256OfStream,
+  type ByteSource,
+  type StreamDigest,
+} from './stream-digest.js';
+export { TRANSIENT_NETWORK_ERROR_CODES, isTransientNetworkError } from './transient-errors.js';
+export { expandLongOptionPrefixes } from './option-prefixes.js';
+export { parseCommandLine } from './command-line.js';
+export { byteSize, httpUrl, portNumber, positiveSeconds, wholeNumber } from './cli-values.js';
+export { CliError, EXIT_STATUS, exitStatusOf, runCommand } from './cli-error.js';
