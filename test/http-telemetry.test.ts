@@ -27,8 +27,8 @@ test('RequestMetrics writes the series prom-client itself writes for the same re
     labelNames: ['endpoint', 'method'],
     requests: { name: 't_requests_total', help: 'requests' },
     duration: { name: 't_duration_seconds', help: 'duration', buckets: BUCKETS },
-    bytesIn: { name: 't_in_bytes_total', help: 'in' },
-    bytesOut: { name: 't_out_bytes_total', help: 'out' },
+    bodyBytesIn: { name: 't_in_bytes_total', help: 'in' },
+    bodyBytesOut: { name: 't_out_bytes_total', help: 'out' },
   });
   const reference = new Registry();
   const registers = [reference];

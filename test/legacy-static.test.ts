@@ -499,7 +499,7 @@ describe('ft-legacy-static as a process', () => {
     await rm(store.dir, { recursive: true, force: true });
   });
 
-  test('serves files and logs one JSON line per request with method, path, status, bytes, ms', async () => {
+  test('serves files and logs one JSON line per request with method, path, status, bodyBytesOut, ms', async () => {
     const proc = await start();
     assert.match(proc.url, /^http:\/\/127\.0\.0\.1:\d+$/);
     const name = '/dir one/zażółć gęślą.txt';
@@ -514,10 +514,10 @@ describe('ft-legacy-static as a process', () => {
     const requests = proc.lines.filter((l) => l.msg === 'request');
     assert.equal(requests.length, 2);
     const served = requests.find((l) => l.status === 200)!;
-    const { method, path, status, bytes } = served;
+    const { method, path, status, bodyBytesOut } = served;
     assert.deepEqual(
-      { method, path, status, bytes },
-      { method: 'GET', path: filesPath(name), status: 200, bytes: FILES[name]!.length },
+      { method, path, status, bodyBytesOut },
+      { method: 'GET', path: filesPath(name), status: 200, bodyBytesOut: FILES[name]!.length },
     );
     assert.equal(typeof served.ms, 'number');
     assert.deepEqual(

@@ -132,7 +132,7 @@ export function legacyContext(options: LegacyAppOptions): LegacyContext {
       if (log.enabled) {
         log.write(
           `"method":${AccessLog.str(method)},"path":${AccessLog.str(path)},` +
-            `"status":${status},"bytes":${bytes},"ms":${ms}`,
+            `"status":${status},"bodyBytesOut":${bytes},"ms":${ms}`,
         );
       }
       metrics.observe(method, status, bytes, ms);

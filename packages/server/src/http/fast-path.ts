@@ -84,8 +84,8 @@ function serveFromMemory(
     path: url,
     endpoint: 'files',
     status,
-    bytesIn: 0,
-    bytesOut: req.method === 'HEAD' || status === 304 ? 0 : hit.buffer.length,
+    bodyBytesIn: 0,
+    bodyBytesOut: req.method === 'HEAD' || status === 304 ? 0 : hit.buffer.length,
     ms: Number(process.hrtime.bigint() - started) / 1e6,
   });
   return true;
