@@ -34,6 +34,16 @@ export interface StatResult {
   logicalSize: number;
 }
 
+/** What `GET /version` tells ({@link FiletrackerClient.versionInfo}). */
+export interface ServerVersion {
+  protocolVersions: number[];
+  /**
+   * The identity of the store behind the server, made once when the store was created;
+   * `undefined` from a server that sends none (the Python 2.x server).
+   */
+  storeId: string | undefined;
+}
+
 /** Options of {@link FiletrackerClient.put}. */
 export interface PutOptions {
   /** The version to store, default now ({@link nowVersion}), as the Python client sends. */
@@ -197,6 +207,14 @@ export class FiletrackerClient {
 
   /** `GET /version`: the protocol versions the server speaks (`[2]` for a 2.x server). */
   async version(options: { signal?: AbortSignal } = {}): Promise<number[]> {
+    return (await this.versionInfo(options)).protocolVersions;
+  }
+
+  /**
+   * `GET /version`, with what its headers tell: the protocol versions, and the identity of
+   * the store behind an ft-server (`X-Filetracker-Store-Id`).
+   */
+  async versionInfo(options: { signal?: AbortSignal } = {}): Promise<ServerVersion> {
     this.#checkOpen();
     const response = await this.#got.get(`${this.#root}/version`, {
       signal: options.signal,
@@ -215,7 +233,8 @@ export class FiletrackerClient {
     if (!Array.isArray(versions) || !versions.every((v) => Number.isInteger(v))) {
       throw protocolError('GET /version did not list protocol_versions', response.statusCode);
     }
-    return versions as number[];
+    const storeId = header(response, HEADER.storeId)?.trim();
+    return { protocolVersions: versions as number[], storeId: storeId || undefined };
   }
 
   /**
