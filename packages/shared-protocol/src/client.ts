@@ -306,16 +306,27 @@ export class FiletrackerClient {
    * `HEAD /files/{name}`, following redirects: the version and logical size, or `null` for
    * exactly 404 (the Python client's `exists()` treats any other status as present). The
    * size is `Logical-Size` when the answer is gzip, else `Content-Length` (PROTOCOL.md).
+   * With `followRedirects: false` a redirect answers `null` too: a server in migration mode
+   * redirects the names its own store lacks to the old tree, and a caller asking what the
+   * store holds (ft-migrate) must not take the old tree's answer for it.
    */
-  async stat(name: string, options: { signal?: AbortSignal } = {}): Promise<StatResult | null> {
+  async stat(
+    name: string,
+    options: { signal?: AbortSignal; followRedirects?: boolean } = {},
+  ): Promise<StatResult | null> {
     this.#checkOpen();
+    const follow = options.followRedirects ?? true;
     let response: Response;
     try {
-      response = await this.#got.head(this.#fileUrl(name), { signal: options.signal });
+      response = await this.#got.head(this.#fileUrl(name), {
+        signal: options.signal,
+        followRedirect: follow,
+      });
     } catch (err) {
       if (err instanceof FiletrackerError && err.status === 404) return null;
       throw err;
     }
+    if (!follow && response.statusCode >= 300 && response.statusCode <= 399) return null;
     const gzip = isGzipEncoding(header(response, HEADER.contentEncoding));
     let logicalSize: number | undefined;
     try {
