@@ -23,6 +23,7 @@ import { LinkTree, type LinkState } from './link-tree.js';
 import { listLinks } from './list.js';
 import { MetaDb } from './meta-db.js';
 import { StoreDirs } from './store-dirs.js';
+import { loadStoreId } from './store-id.js';
 
 /** What a reader needs to answer for a name. */
 export interface FileEntry {
@@ -154,6 +155,7 @@ export class Store {
   /** Notices the store's directories removed while we run (see StoreDirs). */
   readonly #storeDirs: StoreDirs;
   #closing: Promise<void> | undefined;
+  #storeId = '';
 
   private constructor(
     layout: StoreLayout,
@@ -278,6 +280,13 @@ export class Store {
       throw err;
     }
     const store = new Store(layout, meta, leftovers.length, options);
+    try {
+      // Under the lock, ft-tmp/ empty; made durable by the fsync of the root just below.
+      store.#storeId = await loadStoreId(layout, store.#warn);
+    } catch (err) {
+      await meta.close();
+      throw err;
+    }
     // A new store's directories (blobs/, links/...) must outlive a power cut as the first
     // upload into them must. Best effort: a parent the service user may not read (mode
     // 711) must not keep the store from opening.
@@ -290,6 +299,14 @@ export class Store {
     );
     store.#countTotals();
     return store;
+  }
+
+  /**
+   * The store's identity: made once, at its first open, and kept in the store (see
+   * store-id.ts). Answered in `/status` and the `X-Filetracker-Store-Id` header.
+   */
+  get storeId(): string {
+    return this.#storeId;
   }
 
   #countTotals(): void {
