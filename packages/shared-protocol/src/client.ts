@@ -42,6 +42,16 @@ export interface StatResult {
   logicalSize: number;
 }
 
+/** What `GET /version` tells ({@link FiletrackerClient.versionInfo}). */
+export interface ServerVersion {
+  protocolVersions: number[];
+  /**
+   * The identity of the store behind the server, made once when the store was created;
+   * `undefined` from a server that sends none (the Python 2.x server).
+   */
+  storeId: string | undefined;
+}
+
 /** Options of {@link FiletrackerClient.put}. */
 export interface PutOptions {
   /** The version to store, default now ({@link nowVersion}), as the Python client sends. */
@@ -192,12 +202,24 @@ export class FiletrackerClient {
 
   /** `GET /version`: the protocol versions the server speaks (`[2]` for a 2.x server). */
   async version(options: { signal?: AbortSignal } = {}): Promise<number[]> {
+    return (await this.versionInfo(options)).protocolVersions;
+  }
+
+  /**
+   * `GET /version`, with what its headers tell: the protocol versions, and the identity of
+   * the store behind an ft-server (`X-Filetracker-Store-Id`).
+   */
+  async versionInfo(options: { signal?: AbortSignal } = {}): Promise<ServerVersion> {
     this.#checkOpen();
     const response = await this.#got.get(`${this.#root}/version`, {
       signal: options.signal,
       responseType: 'text',
     });
-    return parseVersionBody(response.body, response.statusCode);
+    const storeId = header(response, HEADER.storeId)?.trim();
+    return {
+      protocolVersions: parseVersionBody(response.body, response.statusCode),
+      storeId: storeId || undefined,
+    };
   }
 
   /**
@@ -269,16 +291,27 @@ export class FiletrackerClient {
    * `HEAD /files/{name}`, following redirects: the version and logical size, or `null` for
    * exactly 404 (the Python client's `exists()` treats any other status as present). The
    * size is `Logical-Size` when the answer is gzip, else `Content-Length` (PROTOCOL.md).
+   * With `followRedirects: false` a redirect answers `null` too: a server in migration mode
+   * redirects the names its own store lacks to the old tree, and a caller asking what the
+   * store holds (ft-migrate) must not take the old tree's answer for it.
    */
-  async stat(name: string, options: { signal?: AbortSignal } = {}): Promise<StatResult | null> {
+  async stat(
+    name: string,
+    options: { signal?: AbortSignal; followRedirects?: boolean } = {},
+  ): Promise<StatResult | null> {
     this.#checkOpen();
+    const follow = options.followRedirects ?? true;
     let response: Response;
     try {
-      response = await this.#got.head(this.#fileUrl(name), { signal: options.signal });
+      response = await this.#got.head(this.#fileUrl(name), {
+        signal: options.signal,
+        followRedirect: follow,
+      });
     } catch (err) {
       if (err instanceof FiletrackerError && err.status === 404) return null;
       throw err;
     }
+    if (!follow && response.statusCode >= 300 && response.statusCode <= 399) return null;
     const gzip = isGzipEncoding(header(response, HEADER.contentEncoding));
     let logicalSize: number | undefined;
     try {
@@ -367,6 +400,10 @@ export class FiletrackerClient {
   ): Promise<{ stream: Readable; response: Response }> {
     return this.#attempt(true, signal, async () => {
       const stream = this.#got.stream(url, { signal });
+      // got's streams do not destroy themselves (autoDestroy: false), and only destroy
+      // takes their listener off `signal`: one read to its end would leave one behind,
+      // and a run sharing one signal warns after ~80 (issue 18, item 5).
+      stream.once('end', () => stream.destroy());
       try {
         const [response] = (await once(stream, 'response')) as [Response];
         return { stream, response };

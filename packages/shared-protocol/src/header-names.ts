@@ -24,6 +24,17 @@ export const HEADER = {
   vary: 'Vary',
   connection: 'Connection',
   userAgent: 'User-Agent',
+  /**
+   * Ours: the identity of the store behind the server (made once, when the store was
+   * created), on the answers to `/version` and `/status`. The Python server sends none.
+   */
+  storeId: 'X-Filetracker-Store-Id',
+} as const;
+
+/** Fields of ft-server's `GET /status` JSON that clients may read. */
+export const STATUS_FIELD = {
+  /** The same identity as the {@link HEADER} `storeId`. */
+  storeId: 'storeId',
 } as const;
 
 /** The media types of the protocol's answers. */

@@ -16,7 +16,7 @@ export {
   type FiletrackerErrorOptions,
 } from './errors.js';
 export { errorAnswer, type ErrorAnswer } from './error-answer.js';
-export { HEADER, MEDIA_TYPE } from './header-names.js';
+export { HEADER, MEDIA_TYPE, STATUS_FIELD } from './header-names.js';
 export {
   LAST_MODIFIED_PARAM,
   acceptsGzip,
@@ -53,5 +53,6 @@ export {
   type GetOptions,
   type GetResult,
   type PutOptions,
+  type ServerVersion,
   type StatResult,
 } from './client.js';

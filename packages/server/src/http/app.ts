@@ -14,6 +14,7 @@ import {
   LEGACY_FILES_DIR,
   MEDIA_TYPE,
   NotFoundError,
+  STATUS_FIELD,
   VERSION_BODY,
   acceptsGzip,
   checkMethod,
@@ -66,7 +67,7 @@ export const DEFAULT_MAX_FILE_BYTES = 16 * 1024 ** 3;
 interface State {
   target: RequestTarget;
   /** Body bytes read, for the request log. */
-  bytesIn?: number;
+  bodyBytesIn?: number;
 }
 
 type Ctx = Context & { state: State };
@@ -118,6 +119,8 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
   router.get('/version', (ctx) => {
     ctx.body = VERSION_BODY;
     ctx.set(HEADER.contentType, MEDIA_TYPE.json);
+    // What ft-migrate binds its state to, read off the answer it asks for anyway.
+    ctx.set(HEADER.storeId, store.storeId);
   });
 
   // sioworkers probes this; a 4xx would make it start a Python server of its own.
@@ -127,7 +130,9 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
       uptimeSeconds: Math.floor((Date.now() - startedAt) / 1000),
       uploadsInFlight: store.stats.uploadsInFlight,
       ...(probe !== undefined && { fallback: probe.status() }),
+      [STATUS_FIELD.storeId]: store.storeId,
     };
+    ctx.set(HEADER.storeId, store.storeId);
   });
 
   router.get('/metrics', async (ctx) => {
@@ -213,7 +218,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
       maxLogicalSize: maxFileBytes,
       honorTombstones: fallbackUrl !== undefined,
     });
-    ctx.state.bytesIn = result.receivedBytes;
+    ctx.state.bodyBytesIn = result.receivedBytes;
     ctx.set(HEADER.lastModified, formatHttpDate(result.version));
     ctx.type = MEDIA_TYPE.text;
     ctx.body = '';

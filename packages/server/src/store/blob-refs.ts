@@ -1,6 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import { DigestFilter } from './digest-filter.js';
-import { unlink } from './fs-calls.js';
+import { StoreNotWritableError } from '@filetracker/shared-protocol';
+import { lstat, unlink } from './fs-calls.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import type { DirSync } from './dir-sync.js';
 import { blobPath, type StoreLayout } from './layout.js';
@@ -41,6 +42,8 @@ export class BlobRefs {
   readonly stored: DigestFilter;
   /** Called with +1/-1 and the stored size when a blob file appears or goes. */
   onBlobCountChange: ((delta: number, storedSize: number) => void) | undefined;
+  /** Called when a blob whose file was missing is stored again from an upload. */
+  onBlobRestored: ((digest: string) => void) | undefined;
 
   /**
    * `cachedRecords`: how many records (and absences) stay in memory; `filterCapacity`: the
@@ -99,12 +102,79 @@ export class BlobRefs {
     this.#records.set(digest, record ?? ABSENT);
   }
 
-  /** Pins `digest` if it is stored; returns its record, or undefined (nothing pinned). */
+  /**
+   * Pins `digest` if it is stored, its file there too; returns its record, or undefined
+   * (nothing pinned: the upload writes its body, which can replace a missing file).
+   */
   pinIfStored(digest: string): Promise<BlobRecord | undefined> {
     return this.#locks.run(digest, async () => {
       const record = await this.#read(digest);
-      if (record) this.#pins.set(digest, (this.#pins.get(digest) ?? 0) + 1);
+      if (!record || !(await this.#present(digest))) return undefined;
+      this.#pins.set(digest, (this.#pins.get(digest) ?? 0) + 1);
       return record;
+    });
+  }
+
+  /**
+   * Whether the blob file is there. A record outlives its file when `blobs/` is removed by
+   * hand while the server runs (issue 18): a dedup must not trust the record alone, or an
+   * upload would be answered 200 with a link to nothing.
+   */
+  async #present(digest: string): Promise<boolean> {
+    try {
+      await lstat(blobPath(this.#layout, digest));
+      return true;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return false;
+      throw err;
+    }
+  }
+
+  /**
+   * With the digest's lock held and `record` read: makes sure the blob file is there,
+   * renaming `tmpPath` (this upload's verified gzip) into the place of a missing one, or
+   * removing it. Returns the record to keep (the sizes of the file now in place).
+   */
+  async #ensureFile(
+    digest: string,
+    record: BlobRecord,
+    sizes: { logicalSize: number; storedSize: number },
+    tmpPath: string | undefined,
+  ): Promise<BlobRecord> {
+    if (await this.#present(digest)) {
+      if (tmpPath) await unlink(tmpPath).catch(() => {});
+      return record;
+    }
+    if (!tmpPath) {
+      // Pinned with its file there a moment ago: removed by hand since.
+      throw new StoreNotWritableError(
+        'A blob was removed from blobs/ while this upload ran: retry',
+      );
+    }
+    await this.#dirs.rename(tmpPath, blobPath(this.#layout, digest), this.#layout.blobs);
+    const restored = { ...record, storedSize: sizes.storedSize };
+    await this.#write(digest, restored, true);
+    this.onBlobCountChange?.(-1, record.storedSize);
+    this.onBlobCountChange?.(1, restored.storedSize);
+    this.onBlobRestored?.(digest);
+    return restored;
+  }
+
+  /**
+   * For an upload of the content a name already links to: makes sure the blob file is
+   * there (see {@link acquire}) and returns its record; undefined when it has none.
+   */
+  keep(
+    digest: string,
+    sizes: { logicalSize: number; storedSize: number },
+    tmpPath: string | undefined,
+  ): Promise<BlobRecord | undefined> {
+    return this.#locks.run(digest, async () => {
+      const record = await this.#read(digest);
+      if (record) return this.#ensureFile(digest, record, sizes, tmpPath);
+      if (tmpPath) await unlink(tmpPath).catch(() => {});
+      return undefined;
     });
   }
 
@@ -124,7 +194,8 @@ export class BlobRefs {
   /**
    * Adds one reference to `digest`. If the blob is not stored yet, `tmpPath` (the verified
    * gzip in `ft-tmp/`) is fsynced already and is renamed into place; if it is, `tmpPath` is
-   * removed (identical content is stored once).
+   * removed (identical content is stored once), unless the record's file is missing, which
+   * `tmpPath` then replaces.
    */
   acquire(
     digest: string,
@@ -134,8 +205,8 @@ export class BlobRefs {
     return this.#locks.run(digest, async () => {
       const record = await this.#read(digest);
       if (record) {
-        if (tmpPath) await unlink(tmpPath).catch(() => {});
-        const updated = { ...record, refs: record.refs + 1 };
+        const kept = await this.#ensureFile(digest, record, sizes, tmpPath);
+        const updated = { ...kept, refs: kept.refs + 1 };
         await this.#write(digest, updated, true);
         return { dedup: true, record: updated };
       }

@@ -22,6 +22,8 @@ import { blobPath, storeLayout, tmpFile, type StoreLayout } from './layout.js';
 import { LinkTree, type LinkState } from './link-tree.js';
 import { listLinks } from './list.js';
 import { MetaDb } from './meta-db.js';
+import { StoreDirs } from './store-dirs.js';
+import { loadStoreId } from './store-id.js';
 
 /** What a reader needs to answer for a name. */
 export interface FileEntry {
@@ -150,7 +152,10 @@ export class Store {
   readonly #reads = new Map<string, { stale: boolean }[]>();
   /** digest -> gzip bytes of small blobs; blobs never change, so this is always right. */
   readonly #blobCache: LRUCache<string, Buffer>;
+  /** Notices the store's directories removed while we run (see StoreDirs). */
+  readonly #storeDirs: StoreDirs;
   #closing: Promise<void> | undefined;
+  #storeId = '';
 
   private constructor(
     layout: StoreLayout,
@@ -178,6 +183,37 @@ export class Store {
       maxSize: options.blobCacheBytes ?? 64 * 1024 * 1024,
       sizeCalculation: (b) => b.length || 1,
     });
+    this.#storeDirs = new StoreDirs(layout, this.#dirs, {
+      onRestored: (made) => {
+        this.#forgetCached();
+        const lost = made.some((d) => d !== layout.tmp);
+        this.#warn(
+          { dirs: made.map((d) => path.relative(layout.root, d) + '/') },
+          'store directories were removed while ft-server ran and are made again' +
+            (lost
+              ? '; the files stored in them are gone: run ft-recover when convenient to drop their records'
+              : ''),
+        );
+      },
+      onGone: (reason) => this.#warn({ dir: layout.root }, reason),
+    });
+    this.blobs.onBlobRestored = (digest) => {
+      // Names cached with the sizes of the gzip that was removed would be sent wrong.
+      this.#forgetCached();
+      this.#warn({ digest }, 'blob was missing from blobs/ and is stored again from an upload');
+    };
+  }
+
+  /**
+   * Forgets every cached name, directory and small blob, after files were removed behind
+   * our back: the next reads look at the disk.
+   */
+  #forgetCached(): void {
+    for (const reads of this.#reads.values()) for (const read of reads) read.stale = true;
+    this.#entries.clear();
+    this.#absent.clear();
+    this.#blobCache.clear();
+    this.links.forgetDirs();
   }
 
   /**
@@ -244,6 +280,13 @@ export class Store {
       throw err;
     }
     const store = new Store(layout, meta, leftovers.length, options);
+    try {
+      // Under the lock, ft-tmp/ empty; made durable by the fsync of the root just below.
+      store.#storeId = await loadStoreId(layout, store.#warn);
+    } catch (err) {
+      await meta.close();
+      throw err;
+    }
     // A new store's directories (blobs/, links/...) must outlive a power cut as the first
     // upload into them must. Best effort: a parent the service user may not read (mode
     // 711) must not keep the store from opening.
@@ -256,6 +299,14 @@ export class Store {
     );
     store.#countTotals();
     return store;
+  }
+
+  /**
+   * The store's identity: made once, at its first open, and kept in the store (see
+   * store-id.ts). Answered in `/status` and the `X-Filetracker-Store-Id` header.
+   */
+  get storeId(): string {
+    return this.#storeId;
   }
 
   #countTotals(): void {
@@ -400,6 +451,7 @@ export class Store {
    */
   async openFile(components: readonly string[]): Promise<OpenedFile | null> {
     const name = joinName(components);
+    let lastMissing: string | undefined;
     for (let attempt = 0; attempt < 10; attempt++) {
       const entry = await this.stat(components);
       if (!entry) return null;
@@ -417,6 +469,15 @@ export class Store {
         }
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
         if (this.#entries.get(name) === entry) this.#entries.delete(name);
+        if (attempt > 0 && entry.digest === lastMissing) {
+          // Twice the same link to a blob that is not there: removed by hand (issue 18).
+          this.#warn(
+            { name, digest: entry.digest },
+            'blob of a name is missing from blobs/ (answered 404): run ft-recover to drop the link',
+          );
+          return null;
+        }
+        lastMissing = entry.digest;
         continue;
       }
       if (entry.storedSize > this.#smallBlobBytes) return { ...entry, buffer: undefined, handle };
@@ -439,6 +500,12 @@ export class Store {
     const name = joinName(req.components);
     if (req.components.length === 0) throw new BadRequestError('BAD_PATH', 'A file needs a name');
     this.links.checkStorable(req.components);
+    const dirsChecked = this.#storeDirs.beforeWrite();
+    if (dirsChecked) {
+      await dirsChecked.catch(async (err: unknown) => {
+        throw await this.#writeFailure(err);
+      });
+    }
     const current = await this.#lookup(req.components, true);
     if (current && current.version > req.version)
       return { version: current.version, stored: false, receivedBytes: 0 };
@@ -482,8 +549,11 @@ export class Store {
           // upload's gzip, whose size is not this body's).
           let sizes: { logicalSize: number; storedSize: number };
           if (sameBlob) {
-            await discard(body.tmpPath);
-            sizes = (await this.#entryOf(req.components, existing)) ?? body;
+            // The blob is stored again from this body if it went missing.
+            sizes =
+              (await this.blobs.keep(body.digest, body, body.tmpPath)) ??
+              (await this.#entryOf(req.components, existing)) ??
+              body;
           } else {
             const acquired = await this.blobs.acquire(body.digest, body, body.tmpPath);
             if (acquired.dedup) this.stats.dedupHits++;
@@ -525,7 +595,7 @@ export class Store {
         throw err;
       }
     } catch (err) {
-      throw notWritableError(err, this.layout.root) ?? err;
+      throw await this.#writeFailure(err);
     } finally {
       this.stats.uploadsInFlight--;
       if (pinned !== undefined) await this.blobs.unpin(pinned);
@@ -541,12 +611,23 @@ export class Store {
     version: number,
   ): Promise<{ deleted: boolean; found: boolean }> {
     try {
+      await this.#storeDirs.beforeWrite();
       return await this.#names.run(joinName(components), () =>
         this.#deleteLocked(components, version),
       );
     } catch (err) {
-      throw notWritableError(err, this.layout.root) ?? err;
+      throw await this.#writeFailure(err);
     }
+  }
+
+  /**
+   * The error to answer for a failed write: a 503 for files that refuse us or for a
+   * directory removed while it ran (see StoreDirs), else `err` itself.
+   */
+  async #writeFailure(err: unknown): Promise<unknown> {
+    return (
+      notWritableError(err, this.layout.root) ?? (await this.#storeDirs.afterMissing(err)) ?? err
+    );
   }
 
   /** Deletes under the name's lock, which the caller holds. */
@@ -620,6 +701,9 @@ export class Store {
     askFallback: () => Promise<number | null>,
   ): Promise<{ deleted: boolean; found: boolean }> {
     const name = joinName(components);
+    await this.#storeDirs.beforeWrite()?.catch(async (err: unknown) => {
+      throw await this.#writeFailure(err);
+    });
     return this.#names
       .run(name, async () => {
         const existing = await this.links.read(components);
@@ -661,8 +745,8 @@ export class Store {
         if (held) await this.#deleteLocked(components, version);
         return { deleted: true, found: true };
       })
-      .catch((err: unknown) => {
-        throw notWritableError(err, this.layout.root) ?? err;
+      .catch(async (err: unknown) => {
+        throw await this.#writeFailure(err);
       });
   }
 
@@ -690,6 +774,15 @@ export class Store {
    * written, fsynced and removed in ft-tmp/. The reason says what failed.
    */
   async health(): Promise<{ ok: true } | { ok: false; reason: string }> {
+    try {
+      // Directories removed since are made again; a database removed is the reason.
+      await this.#storeDirs.check();
+    } catch (err) {
+      const reason = this.#storeDirs.gone;
+      if (reason !== undefined) return { ok: false, reason };
+      const code = (err as NodeJS.ErrnoException).code ?? 'error';
+      return { ok: false, reason: `store directories cannot be made again (${code})` };
+    }
     if (!this.meta.isOpen) return { ok: false, reason: 'database is not open' };
     const probe = tmpFile(this.layout.tmp, 'health');
     try {
