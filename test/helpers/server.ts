@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import {
   createRequestListener,
   openStore,
-  type Store,
+  type LocalStore,
   type StoreOptions,
 } from '@filetracker/server';
 
@@ -25,7 +25,7 @@ export interface TestServer {
   port: number;
   /** The store directory. */
   dir: string;
-  store: Store;
+  store: LocalStore;
   server: Server;
   /** Stops listening, closes the store and removes the dir unless it was given. */
   close(): Promise<void>;

@@ -25,6 +25,7 @@ import {
   type Endpoint,
   type RequestTarget,
 } from '@filetracker/shared-protocol';
+import { MigrationMode } from '../store/migration.js';
 import type { Store } from '../store/store.js';
 import { errorHandler } from './errors.js';
 import { fallbackVersion } from './fallback.js';
@@ -105,6 +106,16 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
   const fallbackUrl = options.fallbackUrl?.replace(/\/+$/, '');
   const fallbackTimeoutMs = options.fallbackTimeoutMs ?? 10_000;
   const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+  const migration =
+    fallbackUrl === undefined
+      ? undefined
+      : new MigrationMode(
+          store,
+          (name) => fallbackVersion(fallbackUrl, name, fallbackTimeoutMs),
+          (details, message) => logger.warn(details, message),
+        );
+  /** Where writes go: the store, or in migration mode the store with tombstones. */
+  const writes = migration ?? store;
   const startedAt = Date.now();
   const app = new Koa();
   app.silent = true;
@@ -144,11 +155,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
     const head = ctx.method === 'HEAD';
     const file = head ? await store.stat(components) : await store.openFile(components);
     if (!file) {
-      if (
-        fallbackUrl !== undefined &&
-        components.length > 0 &&
-        (await store.tombstone(components)) === undefined
-      ) {
+      if (migration && (await migration.redirects(components))) {
         ctx.status = 307;
         ctx.set('Location', fallbackUrl + '/files' + encodeName(name));
         ctx.body = '';
@@ -192,7 +199,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
   router.put('/files', async (ctx) => {
     const { components } = ctx.state.target;
     const version = requiredVersion(ctx);
-    const result = await store.put({
+    const result = await writes.put({
       components,
       version,
       body: ctx.req,
@@ -202,7 +209,6 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
       checksum: parseChecksumHeader(header(ctx, HEADER.checksum)),
       logicalSize: parseLogicalSizeHeader(header(ctx, HEADER.logicalSize)),
       maxLogicalSize: maxFileBytes,
-      honorTombstones: fallbackUrl !== undefined,
     });
     ctx.state.bytesIn = result.receivedBytes;
     ctx.set('Last-Modified', formatHttpDate(result.version));
@@ -213,12 +219,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
   router.delete('/files', async (ctx) => {
     const { components } = ctx.state.target;
     const version = requiredVersion(ctx);
-    const result =
-      fallbackUrl === undefined
-        ? await store.delete(components, version)
-        : await store.deleteWithFallback(components, version, () =>
-            fallbackVersion(fallbackUrl, ctx.state.target.name, fallbackTimeoutMs),
-          );
+    const result = await writes.delete(components, version);
     if (!result.found) throw new NotFoundError('File not found');
     ctx.type = 'text/plain';
     ctx.body = '';

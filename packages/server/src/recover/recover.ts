@@ -14,10 +14,11 @@ import path from 'node:path';
 import { walkTree } from '@filetracker/shared-protocol';
 import { describeFailure } from '../store/fs-failure.js';
 import { blobPath, digestOfTarget, linkTarget, storeLayout, tmpFile } from '../store/layout.js';
-import { MetaDb, type BlobRecord } from '../store/meta-db.js';
+import { MetaDb, isLevelLocked, type BlobRecord } from '../store/meta-db.js';
 import { forEachBatched } from './batch.js';
 import { DigestTally, isDigest } from './digest-tally.js';
-import { inflateBlob, readGzipFrame, trailerLogicalSize } from './gzip-size.js';
+import { inflateBlob } from '../store/inflate.js';
+import { readGzipFrame, trailerLogicalSize } from './gzip-size.js';
 import { clearRenameMarkers, renameDoubleEncoded } from './rename-names.js';
 import { emptyReport, type RecoverReport } from './report.js';
 
@@ -423,9 +424,7 @@ async function openLocked(location: string, root: string): Promise<MetaDb> {
   try {
     return await MetaDb.open(location);
   } catch (err) {
-    const code =
-      (err as { cause?: { code?: string } }).cause?.code ?? (err as { code?: string }).code;
-    if (code === 'LEVEL_LOCKED') {
+    if (isLevelLocked(err)) {
       throw new RecoverError(
         'LOCKED',
         `${root} is in use by a running ft-server (or another ft-recover); stop it first`,

@@ -2,18 +2,15 @@ import path from 'node:path';
 import { BadRequestError, ConflictError } from '@filetracker/shared-protocol';
 import { lstat, lutimes, readlink, symlink, unlink } from './fs-calls.js';
 import type { DirSync } from './dir-sync.js';
+import type { NameLookup, NameRecord } from './metadata-store.js';
 import { digestOfTarget, linkPath, linkTarget, tmpFile, type StoreLayout } from './layout.js';
 import { RealDirs } from './real-dirs.js';
 
 /** A name as `links/` records it: which blob, and the link's own mtime as the version. */
-export interface LinkState {
-  digest: string;
-  version: number;
+export interface LinkState extends NameRecord {
   /** The link's inode, to tell a replaced link from the one first seen. */
   ino: number;
 }
-
-export type LinkLookup = LinkState | 'directory' | null;
 
 /** A name too long for the file system cannot exist: reads treat it as absent. */
 function isMissing(err: unknown): boolean {
@@ -59,32 +56,32 @@ export class LinkTree {
    * Reads a link; lstat, readlink and lstat again, so the digest and version come from one
    * and the same link even while a writer replaces it.
    */
-  async read(components: readonly string[]): Promise<LinkLookup> {
+  async read(components: readonly string[]): Promise<LinkState | Exclude<NameLookup, NameRecord>> {
     const parents = this.#dirs.state(components, components.length - 1);
-    if (parents !== 'real' && (await parents) !== 'real') return null;
+    if (parents !== 'real' && (await parents) !== 'real') return 'absent';
     const p = this.path(components);
     for (let attempt = 0; ; attempt++) {
       let before;
       try {
         before = await lstat(p);
       } catch (err) {
-        if (isMissing(err)) return null;
+        if (isMissing(err)) return 'absent';
         throw err;
       }
       if (before.isDirectory()) return 'directory';
-      if (!before.isSymbolicLink()) return null;
+      if (!before.isSymbolicLink()) return 'absent';
       let target: string;
       let after;
       try {
         target = await readlink(p);
         after = await lstat(p);
       } catch (err) {
-        if (isMissing(err)) return null;
+        if (isMissing(err)) return 'absent';
         throw err;
       }
       if (after.ino !== before.ino && attempt < 10) continue;
       const digest = digestOfTarget(target);
-      if (digest === undefined) return null;
+      if (digest === undefined) return 'absent';
       return { digest, version: Math.floor(after.mtimeMs / 1000), ino: after.ino };
     }
   }
