@@ -148,11 +148,30 @@ describe('ft-server with --fallback-url in front of ft-legacy-static', () => {
     assert.equal((await get(server.url, '/del/held.txt')).status, 404);
   });
 
-  test('DELETE older than the legacy file, or of a name nobody has, is 404 and records nothing', async () => {
-    assert.equal((await del(server.url, '/del/old.txt', LEGACY_MTIME - 1)).status, 404);
-    assert.equal((await get(server.url, '/del/old.txt')).status, 307);
-    assert.equal((await del(server.url, '/nobody/has.txt', LEGACY_MTIME + 1)).status, 404);
+  test('DELETE older than a legacy-only file answers as for a held name and keeps the file (issue 18, item 4)', async () => {
+    // The held case: a name the server holds at a version newer than the DELETE's.
+    assert.equal((await put(server.url, '/held/newer.txt', 'held', LEGACY_MTIME)).status, 200);
+    const heldAnswer = await del(server.url, '/held/newer.txt', LEGACY_MTIME - 1);
+    assert.equal(await (await get(server.url, '/held/newer.txt')).text(), 'held');
+
+    const res = await del(server.url, '/del/old.txt', LEGACY_MTIME - 1);
+    assert.equal(res.status, 200);
+    assert.equal(res.status, heldAnswer.status);
+    assert.equal(await res.text(), await heldAnswer.text());
     assert.equal(await server.store.metadata.tombstone('/del/old.txt'), undefined);
+    assert.equal((await get(server.url, '/del/old.txt')).status, 307);
+    const kept = await fetch(server.url + '/files/del/old.txt');
+    assert.equal(kept.status, 200);
+    assert.equal(await kept.text(), 'newer than the delete');
+    // ...and the migrator still brings it over.
+    assert.equal(
+      (await put(server.url, '/del/old.txt', 'newer than the delete', LEGACY_MTIME)).status,
+      200,
+    );
+  });
+
+  test('DELETE of a name nobody has is 404 and records nothing', async () => {
+    assert.equal((await del(server.url, '/nobody/has.txt', LEGACY_MTIME + 1)).status, 404);
     assert.equal(await server.store.metadata.tombstone('/nobody/has.txt'), undefined);
   });
 
@@ -169,7 +188,7 @@ describe('ft-server with --fallback-url in front of ft-legacy-static', () => {
 
 /**
  * Issue 16, item 9: while ft-legacy-static is down a DELETE of a name the server holds
- * still works, with a tombstone at the held version (Store.deleteWithFallback has the rule).
+ * still works, with a tombstone at the held version (MigrationMode.delete has the rule).
  */
 describe('ft-server whose ft-legacy-static has stopped', () => {
   let root: string;

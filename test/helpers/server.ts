@@ -7,6 +7,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import {
+  FallbackProbe,
   createRequestListener,
   openStore,
   type LocalStore,
@@ -37,14 +38,26 @@ export async function startServer(
     dir?: string;
     fallbackUrl?: string;
     fallbackTimeoutMs?: number;
+    /** How often the fallback is probed (default: the server's). */
+    fallbackProbeIntervalMs?: number;
     store?: StoreOptions;
   } = {},
 ): Promise<TestServer> {
   const dir = options.dir ?? (await tempDir());
   const store = await openStore(dir, options.store);
+  const fallbackProbe =
+    options.fallbackUrl === undefined
+      ? undefined
+      : new FallbackProbe(options.fallbackUrl, {
+          ...(options.fallbackTimeoutMs !== undefined && { timeoutMs: options.fallbackTimeoutMs }),
+          ...(options.fallbackProbeIntervalMs !== undefined && {
+            intervalMs: options.fallbackProbeIntervalMs,
+          }),
+        });
   const server = createServer(
     createRequestListener(store, {
       fallbackUrl: options.fallbackUrl,
+      fallbackProbe,
       ...(options.fallbackTimeoutMs !== undefined && {
         fallbackTimeoutMs: options.fallbackTimeoutMs,
       }),
@@ -62,7 +75,10 @@ export async function startServer(
     close() {
       closing ??= (async () => {
         server.closeAllConnections();
-        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await Promise.all([
+          new Promise<void>((resolve) => server.close(() => resolve())),
+          fallbackProbe?.close(),
+        ]);
         await store.close();
         if (!options.dir) await rm(dir, { recursive: true, force: true });
       })();

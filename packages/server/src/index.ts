@@ -1,5 +1,11 @@
 export { createApp, type AppOptions } from './http/app.js';
 export { createRequestListener } from './http/fast-path.js';
+export {
+  FallbackProbe,
+  type FallbackProbeOptions,
+  type FallbackStatus,
+  type ProbeResult,
+} from './http/fallback-probe.js';
 export { ServerMetrics, Telemetry, type RequestRecord } from './http/metrics.js';
 export {
   Store,

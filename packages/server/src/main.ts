@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { answerHalfClosedClients, expandLongOptionPrefixes } from '@filetracker/shared-protocol';
 import { DEFAULT_MAX_FILE_BYTES } from './http/app.js';
+import { FallbackProbe } from './http/fallback-probe.js';
 import { createRequestListener } from './http/fast-path.js';
 import { createLogger } from './logger.js';
 import { Store, StoreOpenError } from './store/store.js';
@@ -101,7 +102,7 @@ function program(): Command {
     .addOption(
       new Option(
         '--fallback-url <URL>',
-        'migration mode: answer GET/HEAD of names this store lacks with a 307 to URL/files/NAME (the 1.x store served by ft-legacy-static)',
+        'migration mode: answer GET/HEAD of names this store lacks with a 307 to URL/files/NAME (the 1.x store served by ft-legacy-static); URL is probed every 5 s (HEAD /) and a dead or hung fallback shows in /healthz, /status and /metrics',
       ).argParser(url),
     )
     .addOption(
@@ -180,6 +181,10 @@ export async function main(argv: string[]): Promise<void> {
     );
   }
 
+  const fallbackProbe =
+    flags.fallbackUrl === undefined
+      ? undefined
+      : new FallbackProbe(flags.fallbackUrl, { timeoutMs: flags.legacyTimeout * 1000, logger });
   // Check header and request deadlines every 5 s rather than Node's 30 s, so a client that
   // trickles its headers is cut off near headersTimeout, not up to half a minute later.
   const server: Server = createServer(
@@ -188,6 +193,7 @@ export async function main(argv: string[]): Promise<void> {
       logger,
       fallbackUrl: flags.fallbackUrl,
       fallbackTimeoutMs: flags.legacyTimeout * 1000,
+      fallbackProbe,
       maxFileBytes: flags.maxFileSize,
     }),
   );
@@ -208,6 +214,7 @@ export async function main(argv: string[]): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'stopping: finishing requests in flight');
+    void fallbackProbe?.close();
     // Connections that finish a request during shutdown become idle: drop them at once
     // rather than after the keep-alive timeout.
     setInterval(() => server.closeIdleConnections(), 100).unref();
@@ -242,7 +249,7 @@ export async function main(argv: string[]): Promise<void> {
         ? `ft-server: ${flags.listenOn}:${flags.port} is already in use; pick another --port`
         : `ft-server: cannot listen on ${flags.listenOn}:${flags.port}: ${(err as Error).message}`,
     );
-    await store.close();
+    await Promise.all([store.close(), fallbackProbe?.close()]);
     flush();
     process.exitCode = 1;
     return;

@@ -7,6 +7,7 @@ import { pino, type Logger } from 'pino';
 import { logResponseError } from '@filetracker/http-telemetry';
 import {
   BadRequestError,
+  FallbackError,
   HEADER,
   LAST_MODIFIED_PARAM,
   MethodNotAllowedError,
@@ -29,6 +30,7 @@ import { MigrationMode } from '../store/migration.js';
 import type { Store } from '../store/store.js';
 import { errorHandler } from './errors.js';
 import { fallbackVersion } from './fallback.js';
+import { FallbackProbe } from './fallback-probe.js';
 import { etagOf, fileHeaders, matchesEtag } from './file-headers.js';
 import { requestLogger } from './request-log.js';
 import { Telemetry } from './metrics.js';
@@ -39,6 +41,12 @@ export interface AppOptions {
   fallbackUrl?: string | undefined;
   /** How long a DELETE waits for the fallback's answer before a 504. */
   fallbackTimeoutMs?: number;
+  /**
+   * Migration mode: probes the fallback for `/healthz`, `/status` and `/metrics`; the
+   * owner closes it on shutdown. Absent, one is made (and started) that runs until the
+   * process exits.
+   */
+  fallbackProbe?: FallbackProbe;
   /** Request log and metrics; one is made from `logger` when absent. */
   telemetry?: Telemetry;
   /** The largest file a PUT may store, uncompressed; {@link DEFAULT_MAX_FILE_BYTES} if absent. */
@@ -106,12 +114,25 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
   const fallbackUrl = options.fallbackUrl?.replace(/\/+$/, '');
   const fallbackTimeoutMs = options.fallbackTimeoutMs ?? 10_000;
   const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+  const probe =
+    fallbackUrl === undefined
+      ? undefined
+      : (options.fallbackProbe ??
+        new FallbackProbe(fallbackUrl, { timeoutMs: fallbackTimeoutMs, logger }));
+  if (probe !== undefined) {
+    telemetry.metrics.watchFallback(probe);
+    probe.start();
+  }
   const migration =
     fallbackUrl === undefined
       ? undefined
       : new MigrationMode(
           store,
-          (name) => fallbackVersion(fallbackUrl, name, fallbackTimeoutMs),
+          (name) =>
+            fallbackVersion(fallbackUrl, name, fallbackTimeoutMs).catch((err: unknown) => {
+              if (err instanceof FallbackError) probe?.noteRequestError(err.code);
+              throw err;
+            }),
           (details, message) => logger.warn(details, message),
         );
   /** Where writes go: the store, or in migration mode the store with tombstones. */
@@ -134,6 +155,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
       status: 'ok',
       uptimeSeconds: Math.floor((Date.now() - startedAt) / 1000),
       uploadsInFlight: store.stats.uploadsInFlight,
+      ...(probe !== undefined && { fallback: probe.status() }),
     };
   });
 
@@ -143,10 +165,15 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
   });
 
   // 200 when the store takes writes; 503 with the reason otherwise (for load balancers).
+  // A fallback known down adds a `degraded:` line but never fails the store's own health:
+  // the server still serves and stores everything it holds (issue 18).
   router.get('/healthz', async (ctx) => {
     const health = await store.health();
+    const degraded = probe?.degradedReason();
     ctx.status = health.ok ? 200 : 503;
-    ctx.body = health.ok ? 'ok\n' : health.reason + '\n';
+    ctx.body =
+      (health.ok ? 'ok\n' : health.reason + '\n') +
+      (degraded === undefined ? '' : `degraded: ${degraded}\n`);
     if (!health.ok) ctx.set('X-Exception', health.reason);
   });
 

@@ -1,7 +1,8 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from 'pino';
 import { AccessLog, RequestMetrics } from '@filetracker/http-telemetry';
 import type { Store } from '../store/store.js';
+import type { FallbackProbe } from './fallback-probe.js';
 
 /** One finished request, as the log line and the metrics see it. */
 export interface RequestRecord {
@@ -76,6 +77,58 @@ export class ServerMetrics {
       '1 once the start-up count of blobs and tombstones has finished',
       () => (store.stats.countsReady ? 1 : 0),
     );
+  }
+
+  /**
+   * Migration mode: the fallback's probes (issue 18). Only then are these metrics present,
+   * so `ft_fallback_up == 0` never fires on a server without a fallback.
+   */
+  watchFallback(probe: FallbackProbe): void {
+    const registers = [this.registry];
+    const probes = new Counter({
+      name: 'ft_fallback_probes_total',
+      help: 'Probes (HEAD /) of the migration-mode fallback server',
+      registers,
+    });
+    const errors = new Counter({
+      name: 'ft_fallback_probe_errors_total',
+      help: 'Probes of the fallback that got no HTTP answer, by reason (unreachable, timeout)',
+      labelNames: ['reason'],
+      registers,
+    });
+    // Present at 0 from the start, so rate() and increase() see the first error.
+    for (const reason of ['unreachable', 'timeout']) errors.inc({ reason }, 0);
+    const duration = new Histogram({
+      name: 'ft_fallback_probe_duration_seconds',
+      help: 'Time a probe of the fallback took, to its answer or its failure',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    new Gauge({
+      name: 'ft_fallback_up',
+      help: '1 while the last probe of the fallback got an HTTP answer in time, else 0',
+      registers,
+      collect() {
+        this.set(probe.status().state === 'up' ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: 'ft_fallback_request_errors_total',
+      help: "DELETEs that could not ask the fallback for a name's version, by error code",
+      labelNames: ['code'],
+      registers,
+      collect() {
+        this.reset();
+        for (const code of ['FALLBACK_UNREACHABLE', 'FALLBACK_TIMEOUT']) {
+          this.inc({ code }, probe.requestErrors.get(code) ?? 0);
+        }
+      },
+    });
+    probe.onProbe((r) => {
+      probes.inc();
+      duration.observe(r.ms / 1000);
+      if (r.error !== undefined) errors.inc({ reason: r.error });
+    });
   }
 
   observe(r: RequestRecord): void {

@@ -65,7 +65,8 @@ export class MigrationMode {
    * the name's lock, so no PUT interleaves); if it has it at a version `<=` the request's, a
    * tombstone with the **fallback's** version is recorded, so the migrator cannot bring it
    * back while a re-upload in the same second still can. A name we hold is deleted as usual
-   * either way.
+   * either way. A name only the fallback has, at a version newer than the request's, is kept
+   * and answered as found, like a held name newer than the request.
    *
    * When the fallback cannot be asked (`askFallback` throws a {@link FallbackError}: down,
    * or no answer in time), a name we hold is still deleted, and the tombstone gets the
@@ -110,7 +111,9 @@ export class MigrationMode {
         return { deleted: true, found: true };
       }
       const legacyDeleted = legacyVersion !== null && legacyVersion <= version;
-      if (!held && !legacyDeleted) return { deleted: false, found: false };
+      // A legacy file newer than the DELETE exists and is kept, as a held name newer than
+      // the DELETE is: found, not deleted (issue 18, item 4; it used to be a 404).
+      if (!held && !legacyDeleted) return { deleted: false, found: legacyVersion !== null };
       // The tombstone before the link goes, for the same reason: a crash in between must
       // not leave a name that the migrator can bring back.
       if (legacyDeleted) await metadata.putTombstone(name, legacyVersion);
