@@ -36,6 +36,7 @@ export type {
 export { LocalBlobStore } from './store/local-blob-store.js';
 export { LocalMetadataStore, type LocalMetadataOptions } from './store/local-metadata-store.js';
 export { DigestFilter } from './store/digest-filter.js';
+export { ReadCaches, type EntryLookup } from './store/read-caches.js';
 export {
   storeLayout,
   blobPath,
