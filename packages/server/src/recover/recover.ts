@@ -1,19 +1,9 @@
-import {
-  lstat,
-  lutimes,
-  mkdir,
-  opendir,
-  readlink,
-  rename,
-  rm,
-  stat,
-  symlink,
-  unlink,
-} from 'node:fs/promises';
+import { lstat, mkdir, opendir, readlink, rename, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { walkTree } from '@filetracker/shared-protocol';
 import { describeFailure } from '../store/fs-failure.js';
-import { blobPath, digestOfTarget, linkTarget, storeLayout, tmpFile } from '../store/layout.js';
+import { blobPath, digestOfTarget, linkTarget, storeLayout } from '../store/layout.js';
+import { stageLink } from '../store/link-tree.js';
 import { MetaDb, isLevelLocked, type BlobRecord } from '../store/meta-db.js';
 import { forEachBatched } from './batch.js';
 import { DigestTally, isDigest } from './digest-tally.js';
@@ -459,10 +449,8 @@ async function clearTmp(tmp: string, keep: string | undefined, check: boolean): 
  */
 async function retarget(link: string, target: string, tmpDir: string): Promise<void> {
   const st = await lstat(link);
-  const tmp = tmpFile(tmpDir, 'link');
-  await symlink(target, tmp);
+  const tmp = await stageLink(tmpDir, target, st.mtime, st.atime);
   try {
-    await lutimes(tmp, st.atime, st.mtime);
     await rename(tmp, link);
   } catch (err) {
     await unlink(tmp).catch(() => {});

@@ -23,6 +23,29 @@ function surelyKept(version: number): boolean {
   return version >= 0 && version < 2 ** 31;
 }
 
+/**
+ * The first half of an atomic link replace (DESIGN.md invariant 2): a new symlink to
+ * `target` made in `tmpDir` with `mtime` (the version) as its time; renaming it over the
+ * old link is the second half, so a reader sees the old link or the new one, never
+ * neither. Returns its path; on failure nothing is left behind.
+ */
+export async function stageLink(
+  tmpDir: string,
+  target: string,
+  mtime: Date,
+  atime: Date = mtime,
+): Promise<string> {
+  const tmp = tmpFile(tmpDir, 'link');
+  await symlink(target, tmp);
+  try {
+    await lutimes(tmp, atime, mtime);
+  } catch (err) {
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
+  return tmp;
+}
+
 /** Linux limits: NAME_MAX bytes per component, PATH_MAX for the whole path. */
 const NAME_MAX = 255;
 const PATH_MAX = 4095;
@@ -101,13 +124,11 @@ export class LinkTree {
   /** Points `name` at `digest` with `version`, atomically. 409 if the path is in the way. */
   async replace(components: readonly string[], digest: string, version: number): Promise<void> {
     const final = this.path(components);
-    const tmp = tmpFile(this.#layout.tmp, 'link');
-    await symlink(linkTarget(components, digest), tmp);
+    // A Date, not seconds: Node takes a negative number of seconds for "now", and versions
+    // before 1970 are real.
+    const when = new Date(version * 1000);
+    const tmp = await stageLink(this.#layout.tmp, linkTarget(components, digest), when);
     try {
-      // A Date, not seconds: Node takes a negative number of seconds for "now", and versions
-      // before 1970 are real.
-      const when = new Date(version * 1000);
-      await lutimes(tmp, when, when);
       // File systems clamp timestamps they cannot hold (ext4: 1901 to 2446); a version
       // answered but not kept would change which write wins after a restart. Every file
       // system with symlinks holds 1970 to 2038 (signed 32-bit seconds), so only versions
