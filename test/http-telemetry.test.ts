@@ -1,14 +1,16 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { Counter, Histogram, Registry } from 'prom-client';
 import { AccessLog, RequestMetrics, bufferedLogDestination } from '@filetracker/http-telemetry';
-import { tempDir } from './helpers/server.js';
+import { httpRequest, startLegacy } from './helpers/legacy-static.js';
+import { startProcess, tempDir } from './helpers/server.js';
+import { getFile, putFile } from './helpers/store-traffic.js';
 
 const BUCKETS = [0.001, 0.01, 0.1, 1, 10];
 
@@ -77,11 +79,12 @@ test('AccessLog writes the line pino would write for the same fields', async (t)
   const file = path.join(dir, 'log');
   const destination = pino.destination({ dest: file, sync: true });
   const logger = pino({ name: 'svc', level: 'info' }, destination);
-  const log = new AccessLog(logger, 'request');
+  const log = new AccessLog(logger);
   const odd = '/files/a"b\\c\u0001\u00e9\u2028?x=1';
   for (const p of ['/files/plain', odd]) {
-    log.write(`"method":${AccessLog.str('GET')},"path":${AccessLog.str(p)},"status":200,"ms":0.25`);
-    logger.info({ method: 'GET', path: p, status: 200, ms: 0.25 }, 'request');
+    log.request('GET', p, 200, 0, 12, 0.25);
+    const fields = { method: 'GET', path: p, status: 200, bytesIn: 0, bytesOut: 12, ms: 0.25 };
+    logger.info(fields, 'request');
   }
   const lines = (await readFile(file, 'utf8')).trimEnd().split('\n');
   assert.equal(lines.length, 4);
@@ -126,7 +129,7 @@ test('bufferedLogDestination writes a batch as soon as 64 KiB of lines are held,
   const { destination, close } = bufferedLogDestination({ file, name: 'test' });
   t.after(close);
   const logger = pino({ base: null }, destination);
-  const access = new AccessLog(logger, 'request');
+  const access = new AccessLog(logger);
   // About 100 characters a line: 1,000 lines pass 64 KiB once, not twice.
   const expected: string[] = [];
   for (let i = 0; i < 1000; i++) {
@@ -134,7 +137,7 @@ test('bufferedLogDestination writes a batch as soon as 64 KiB of lines are held,
       logger.warn({ i }, 'other');
       expected.push(`other ${i}`);
     }
-    access.write(`"i":${i},"pad":"${'x'.repeat(40)}"`);
+    access.request('GET', `/files/${i}/${'x'.repeat(40)}`, 200, 0, i, 0);
     expected.push(`request ${i}`);
   }
   const read = async (): Promise<string[]> =>
@@ -142,8 +145,12 @@ test('bufferedLogDestination writes a batch as soon as 64 KiB of lines are held,
       .split('\n')
       .filter((l) => l !== '')
       .map((l) => {
-        const { msg, i } = JSON.parse(l) as { msg: string; i: number };
-        return `${msg} ${i}`;
+        const { msg, i, bytesOut } = JSON.parse(l) as {
+          msg: string;
+          i?: number;
+          bytesOut?: number;
+        };
+        return `${msg} ${i ?? bytesOut}`;
       });
   // Written at once, with no timer having run: whole lines, in the order logged.
   const first = await read();
@@ -175,4 +182,78 @@ test('bufferedLogDestination writes what it holds when the process dies of an un
   assert.equal(code, 1, stderr);
   assert.match(stderr, /boom/);
   assert.match(await readFile(file, 'utf8'), /the line before the crash/);
+});
+
+/** The fields of a request line and the JSON type of each, e.g. `status:number`. */
+function shapeOf(line: Record<string, unknown>): string[] {
+  return Object.entries(line)
+    .map(([key, value]) => `${key}:${typeof value}`)
+    .sort();
+}
+
+test('ft-server and ft-legacy-static write request lines of one schema, answered from memory or by Koa', async (t) => {
+  const dir = await tempDir();
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await mkdir(path.join(dir, 'legacy', 'files'), { recursive: true });
+  await writeFile(path.join(dir, 'legacy', 'files', 'a.txt'), 'legacy bytes');
+
+  const server = await startProcess('packages/server/bin/ft-server.mjs', [
+    '-d',
+    path.join(dir, 'store'),
+    '-p',
+    '0',
+  ]);
+  t.after(() => server.stop('SIGKILL'));
+  const legacy = await startLegacy(['--root', path.join(dir, 'legacy'), '--port', '0', '-w', '1']);
+  t.after(() => legacy.kill());
+
+  assert.equal(
+    (await putFile(server.url, '/a.txt', Buffer.from('new bytes'), 1_700_000_000)).status,
+    200,
+  );
+  // The first GET reads the blob (Koa); later ones are answered from memory.
+  for (let i = 0; i < 3; i++) assert.equal((await getFile(server.url, '/a.txt')).status, 200);
+  assert.equal((await getFile(server.url, '/missing')).status, 404);
+  for (let i = 0; i < 3; i++)
+    assert.equal((await httpRequest(legacy.url, '/files/a.txt')).status, 200);
+  assert.equal((await httpRequest(legacy.url, '/files/missing')).status, 404);
+  assert.equal(await server.stop('SIGTERM'), 0);
+  legacy.child.kill('SIGTERM');
+  assert.equal(await legacy.exited, 0);
+
+  const serverLines = server.lines
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((l) => 'method' in l);
+  const legacyLines = legacy.lines.filter((l) => 'method' in l);
+  assert.equal(serverLines.length, 5, server.lines.join('\n'));
+  assert.equal(legacyLines.length, 4);
+  const expected = shapeOf({
+    level: 30,
+    time: 0,
+    pid: 0,
+    hostname: '',
+    name: '',
+    method: '',
+    path: '',
+    status: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    ms: 0,
+    msg: '',
+  });
+  for (const line of [...serverLines, ...legacyLines]) {
+    assert.deepEqual(shapeOf(line), expected, JSON.stringify(line));
+    assert.equal(line.msg, 'request');
+  }
+  assert.deepEqual(
+    [...new Set(serverLines.map((l) => l.name))].concat([
+      ...new Set(legacyLines.map((l) => l.name)),
+    ]),
+    ['ft-server', 'ft-legacy-static'],
+  );
+  // Body bytes: the legacy file's own bytes on each 200 it served.
+  assert.deepEqual(
+    legacyLines.filter((l) => l.status === 200).map((l) => l.bytesOut),
+    [12, 12, 12],
+  );
 });

@@ -514,10 +514,16 @@ describe('ft-legacy-static as a process', () => {
     const requests = proc.lines.filter((l) => l.msg === 'request');
     assert.equal(requests.length, 2);
     const served = requests.find((l) => l.status === 200)!;
-    const { method, path, status, bytes } = served;
+    const { method, path, status, bytesIn, bytesOut } = served;
     assert.deepEqual(
-      { method, path, status, bytes },
-      { method: 'GET', path: filesPath(name), status: 200, bytes: FILES[name]!.length },
+      { method, path, status, bytesIn, bytesOut },
+      {
+        method: 'GET',
+        path: filesPath(name),
+        status: 200,
+        bytesIn: 0,
+        bytesOut: FILES[name]!.length,
+      },
     );
     assert.equal(typeof served.ms, 'number');
     assert.deepEqual(
@@ -585,7 +591,7 @@ describe('ft-legacy-static as a process', () => {
       assert.equal(await proc.exited, 0);
     });
 
-    test(`--workers ${workers}: a port already taken exits non-zero with one line on stderr`, async (t) => {
+    test(`--workers ${workers}: a port already taken exits 1 with one line on stderr`, async (t) => {
       const blocker = createNetServer();
       blocker.listen(0, '127.0.0.1');
       await once(blocker, 'listening');
@@ -599,7 +605,7 @@ describe('ft-legacy-static as a process', () => {
         '-w',
         workers,
       ]);
-      assert.notEqual(code, 0);
+      assert.equal(code, 1);
       assert.equal(stderr.trim().split('\n').length, 1, stderr);
       assert.ok(!stderr.includes('    at '), stderr);
     });
@@ -735,26 +741,28 @@ describe('ft-legacy-static as a process', () => {
     assert.ok(stdout.includes('127.0.0.1'));
   });
 
-  test('a missing or non-directory root exits non-zero with one line on stderr', async () => {
+  test('a missing or non-directory root exits 1 with one line on stderr', async () => {
     for (const root of [join(store.dir, 'nope'), join(store.dir, 'secret.txt')]) {
       const { code, stdout, stderr } = await runLegacy(['--root', root, '--port', '0']);
-      assert.notEqual(code, 0);
+      assert.equal(code, 1);
       assert.equal(stderr.trim().split('\n').length, 1, stderr);
       assert.ok(!stderr.includes('    at '), stderr);
       assert.ok(!stdout.includes('listening'));
     }
   });
 
-  test('no --root, a bad --port, --stat-cache-ms or --workers exits non-zero', async () => {
-    assert.notEqual((await runLegacy(['--port', '0'])).code, 0);
-    assert.notEqual((await runLegacy(['--root', store.root, '--port', '70000'])).code, 0);
+  test('no --root, a bad --port, --stat-cache-ms or --workers exits 2 naming the option', async () => {
+    assert.equal((await runLegacy(['--port', '0'])).code, 2);
+    const badPort = await runLegacy(['--root', store.root, '--port', '70000']);
+    assert.equal(badPort.code, 2);
+    assert.match(badPort.stderr, /--port/);
     const badCache = await runLegacy(['--root', store.root, '--stat-cache-ms', '-5']);
-    assert.notEqual(badCache.code, 0);
-    assert.match(badCache.stderr, /stat cache/);
+    assert.equal(badCache.code, 2);
+    assert.match(badCache.stderr, /--stat-cache-ms/);
     for (const bad of ['0', '65', 'two']) {
       const badWorkers = await runLegacy(['--root', store.root, '--port', '0', '-w', bad]);
-      assert.notEqual(badWorkers.code, 0, `-w ${bad}`);
-      assert.match(badWorkers.stderr, /workers is a whole number from 1 to 64/, `-w ${bad}`);
+      assert.equal(badWorkers.code, 2, `-w ${bad}`);
+      assert.match(badWorkers.stderr, /--workers/, `-w ${bad}`);
     }
   });
 

@@ -3,11 +3,11 @@ import { appendFile, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, test, type TestContext } from 'node:test';
+import { CliError } from '@filetracker/runtime';
 import { FiletrackerError } from '@filetracker/shared-protocol';
 import {
   BoundedQueue,
   Migrator,
-  MigrateConfigError,
   StateFile,
   parseCommandLine,
   type MigrateClient,
@@ -312,12 +312,12 @@ describe('StateFile', () => {
 
     await assert.rejects(
       StateFile.open(file, { ...identity, url: 'http://other:1' }),
-      (err: unknown) => err instanceof MigrateConfigError && err.code === 'STATE_MISMATCH',
+      (err: unknown) => err instanceof CliError && err.code === 'STATE_MISMATCH',
     );
     await writeFile(path.join(dir, 'junk'), 'not a state file\n');
     await assert.rejects(
       StateFile.open(path.join(dir, 'junk'), identity),
-      (err: unknown) => err instanceof MigrateConfigError && err.code === 'STATE_UNUSABLE',
+      (err: unknown) => err instanceof CliError && err.code === 'STATE_UNUSABLE',
     );
     assert.match(await readFile(file, 'utf8'), /^\{"ftMigrateState":1,/);
   });

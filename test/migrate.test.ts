@@ -131,11 +131,11 @@ test('--root (and its prefix --ro): names are relative to the root when FILES is
   assert.ok(data.equals(single.content));
   assert.equal(version, versionOf(single));
 
-  // FILES outside --root is a usage error.
+  // FILES outside --root: a setup that cannot work (exit 1), found once the line is parsed.
   const outside = await runMigrate(['files', server.url, '--root', 'files/problems'], {
     cwd: ftRoot,
   });
-  assert.equal(outside.code, 2);
+  assert.equal(outside.code, 1);
 });
 
 test('resumes after kill -9: the rerun with the same --state skips what was finished and uploads the rest', async (t) => {
@@ -414,16 +414,16 @@ test('symlinks and a FIFO are reported and skipped without crashing; --follow-sy
   assert.equal(await client.stat('/link-to-dir'), null);
 });
 
-test('CLI errors say what failed on one line and exit 2; --help explains every option', async (t) => {
+test('a setup that cannot work says what failed on one line and exits 1; a bad command line exits 2; --help explains every option', async (t) => {
   const ftRoot = await makeFtRoot(t, smallTreeFiles(3));
   const server = await serverFor(t);
 
   const unreachable = await runMigrate(['./files', 'http://127.0.0.1:1'], { cwd: ftRoot });
-  assert.equal(unreachable.code, 2);
+  assert.equal(unreachable.code, 1);
   assert.match(unreachable.stderr, /^ft-migrate: Cannot reach the filetracker server at .*\n$/);
 
   const missing = await runMigrate(['./nothing-here', server.url], { cwd: ftRoot });
-  assert.equal(missing.code, 2);
+  assert.equal(missing.code, 1);
   assert.match(missing.stderr, /^ft-migrate: FILES \.\/nothing-here does not exist: .*\n$/);
 
   assert.equal((await runMigrate(['./files'], { cwd: ftRoot })).code, 2);
@@ -437,7 +437,7 @@ test('CLI errors say what failed on one line and exit 2; --help explains every o
     `${JSON.stringify({ ftMigrateState: 1, url: 'http://elsewhere', root: '/x' })}\n`,
   );
   const mismatch = await runMigrate(['./files', server.url, '--state', statePath], { cwd: ftRoot });
-  assert.equal(mismatch.code, 2);
+  assert.equal(mismatch.code, 1);
   assert.match(mismatch.stderr, /belongs to a migration/);
 
   const help = await runMigrate(['--help']);

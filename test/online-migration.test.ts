@@ -10,7 +10,8 @@ import { mkdir, rm, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import { FiletrackerClient, nowVersion, walkTree } from '@filetracker/shared-protocol';
+import { walkTree } from '@filetracker/runtime';
+import { FiletrackerClient, nowVersion } from '@filetracker/shared-protocol';
 import { REPO_ROOT, startProcess, tempDir, type RunningProcess } from './helpers/server.js';
 import { prng } from './helpers/fault-prng.js';
 

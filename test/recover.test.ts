@@ -317,7 +317,7 @@ describe('ft-recover', () => {
     assert.equal((await dumpMeta(dir)).filter(([k]) => k.startsWith('t:')).length, 2);
 
     const conflict = await runRecover([dir, '--check', '--purge-tombstones']);
-    assert.equal(conflict.code, 1);
+    assert.equal(conflict.code, 2, 'a usage error');
 
     const run = await runRecover([dir, '--purge']);
     assert.equal(run.code, 0, run.stdout + run.stderr);
@@ -347,5 +347,16 @@ describe('ft-recover', () => {
     for (const flag of ['--silent', '--full', '--check', '--purge-tombstones']) {
       assert.match(run.stdout, new RegExp(flag));
     }
+  });
+
+  test('a bad command line (unknown option, no DIR, --check with --purge-tombstones) exits 2 and touches nothing', async (t) => {
+    const dir = await storeDir(t);
+    await mkdir(path.join(dir, 'unrelated'));
+    for (const args of [[dir, '--bogus'], [], [dir, '--check', '--purge-tombstones']]) {
+      const run = await runRecover(args);
+      assert.equal(run.code, 2, `${args.join(' ')}: ${run.stderr}`);
+      assert.match(run.stderr, /ft-recover --help/);
+    }
+    assert.deepEqual([...(await snapshotTree(dir)).keys()], ['unrelated']);
   });
 });

@@ -400,13 +400,13 @@ test('--idle-timeout 1 drops a connection whose body stalls (ft-tmp/ emptied) bu
   assert.deepEqual((await checkStore(dir)).problems, []);
 });
 
-test('--max-file-size takes bytes or a K/M/G/T size (1KiB: 1024 bytes stored, 1025 refused with 413); 0, 1.5G and abc exit non-zero naming the option', async (t) => {
+test('--max-file-size takes bytes or a K/M/G/T size (1KiB: 1024 bytes stored, 1025 refused with 413); 0, 1.5G and abc exit 2 naming the option', async (t) => {
   const s = scope(t);
   const dir = await s.dir();
   for (const bad of ['0', '1.5G', 'abc', '-1']) {
     const p = s.spawn(['-d', dir, '-p', '0', `--max-file-size=${bad}`]);
     const { code } = await exitWithin(p, 10_000);
-    assert.notEqual(code, 0, `--max-file-size=${bad} exits non-zero`);
+    assert.equal(code, 2, `--max-file-size=${bad} is a usage error`);
     assert.match(p.stderr(), /--max-file-size/, `the reason names the option: ${p.stderr()}`);
   }
   const p = await s.serve(['-d', dir, '-p', '0', '--max-file-size', '1KiB']);

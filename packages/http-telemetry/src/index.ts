@@ -1,4 +1,5 @@
 export { AccessLog } from './access-log.js';
+export { createLogger, type LoggerHandle, type LoggerOptions } from './logger.js';
 export { logResponseError } from './response-errors.js';
 export { RequestMetrics, type RequestMetricsOptions } from './request-metrics.js';
 export {

@@ -8,9 +8,8 @@ import {
   HEADER,
   formatHttpDate,
   oneLine,
-  sendFile,
-  type SendProgress,
 } from '@filetracker/shared-protocol';
+import { sendFile, type SendProgress } from '@filetracker/runtime';
 import type { WorkerLink } from './cluster.js';
 import { LegacyMetrics } from './metrics.js';
 import { parseLegacyPath } from './paths.js';
@@ -102,7 +101,10 @@ export interface LegacyContext {
   link: WorkerLink | undefined;
   /** This process's /status: its counters, and a problem when the tree cannot be read. */
   localStatus(): Promise<StatusSnapshot>;
-  /** Counts and logs one finished request. */
+  /**
+   * Counts and logs one finished request: `path` the request target as sent, `bytes` the
+   * body bytes sent.
+   */
   record(method: string, path: string, status: number, bytes: number, ms: number): void;
 }
 
@@ -111,7 +113,7 @@ export function legacyContext(options: LegacyAppOptions): LegacyContext {
   const logger = options.logger ?? pino({ level: 'silent' });
   const stats = new RequestStats();
   const metrics = new LegacyMetrics();
-  const log = new AccessLog(logger, 'request');
+  const log = new AccessLog(logger);
   const guard = new RootGuard(options.root);
   const probe = new ReadProbe(guard.realRoot);
   const localStatus = async (): Promise<StatusSnapshot> => {
@@ -129,12 +131,8 @@ export function legacyContext(options: LegacyAppOptions): LegacyContext {
     localStatus,
     record(method, path, status, bytes, ms) {
       stats.bytesSent += bytes;
-      if (log.enabled) {
-        log.write(
-          `"method":${AccessLog.str(method)},"path":${AccessLog.str(path)},` +
-            `"status":${status},"bytes":${bytes},"ms":${ms}`,
-        );
-      }
+      // Nothing is uploaded to a read-only server: bytesIn is 0.
+      if (log.enabled) log.request(method, path, status, 0, bytes, ms);
       metrics.observe(method, status, bytes, ms);
     },
   };
@@ -185,12 +183,16 @@ export function buildLegacyApp(context: LegacyContext): Koa {
   app.on('error', (err: unknown) => logResponseError(logger, err, 'response failed'));
   app.use(async (ctx) => {
     const startMs = performance.now();
-    const { method, path, res } = ctx;
+    const { method, originalUrl, res } = ctx;
     stats.requests++;
     res.once('close', () => {
-      const bytes = sentBytes(ctx);
-      const ms = Math.round((performance.now() - startMs) * 100) / 100;
-      context.record(method, path, res.statusCode, bytes, ms);
+      context.record(
+        method,
+        originalUrl,
+        res.statusCode,
+        sentBytes(ctx),
+        performance.now() - startMs,
+      );
     });
     try {
       await route(ctx);

@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { portNumber, wholeNumber } from '@filetracker/runtime';
 
 /** The parsed command line of `ft-legacy-static`. */
 export interface CliOptions {
@@ -14,34 +15,6 @@ export interface CliOptions {
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
-function parsePort(value: string): number {
-  const port = Number(value);
-  if (!/^\d+$/.test(value) || port > 65535) {
-    throw new InvalidArgumentError('a port is a whole number from 0 to 65535.');
-  }
-  return port;
-}
-
-/**
- * The one option table: it drives both parsing and `--help`. The defaults are those of
- * the lighttpd setup this replaces (DESIGN.md "Command lines").
- */
-function parseWorkers(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n < 1 || n > 64) {
-    throw new InvalidArgumentError('workers is a whole number from 1 to 64.');
-  }
-  return n;
-}
-
-function parseStatCacheMs(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n > 3_600_000) {
-    throw new InvalidArgumentError('the stat cache time is whole milliseconds, at most 3600000.');
-  }
-  return n;
-}
-
 /**
  * One worker per core but one, from 1 to 4. During an online migration ft-legacy-static
  * shares its host with ft-server and ft-migrate, so a worker on every core only contends
@@ -52,6 +25,10 @@ function parseStatCacheMs(value: string): number {
  */
 export const DEFAULT_WORKERS = Math.min(4, Math.max(1, availableParallelism() - 1));
 
+/**
+ * The one option table: it drives both parsing and `--help`. The defaults are those of
+ * the lighttpd setup this replaces (DESIGN.md "Command lines").
+ */
 const OPTIONS: Option[] = [
   new Option('--root <FT_ROOT>', 'the 1.x store to serve; FT_ROOT/files/{name} is served')
     .env('FT_LEGACY_STATIC_ROOT')
@@ -59,7 +36,7 @@ const OPTIONS: Option[] = [
   new Option('-p, --port <PORT>', 'TCP port to listen on (0 picks a free one)')
     .env('FT_LEGACY_STATIC_PORT')
     .default(59999)
-    .argParser(parsePort),
+    .argParser(portNumber),
   new Option('--host <ADDR>', 'address to listen on')
     .env('FT_LEGACY_STATIC_HOST')
     .default('127.0.0.1'),
@@ -74,7 +51,7 @@ const OPTIONS: Option[] = [
   )
     .env('FT_LEGACY_STATIC_WORKERS')
     .default(DEFAULT_WORKERS)
-    .argParser(parseWorkers),
+    .argParser(wholeNumber(1, 64)),
   new Option(
     '--stat-cache-ms <MS>',
     'serve a small file from memory for up to MS ms before checking it against the disk ' +
@@ -83,7 +60,7 @@ const OPTIONS: Option[] = [
   )
     .env('FT_LEGACY_STATIC_STAT_CACHE_MS')
     .default(1000)
-    .argParser(parseStatCacheMs),
+    .argParser(wholeNumber(0, 3_600_000)),
   new Option('--log-level <LEVEL>', 'least severe level logged; "silent" logs nothing')
     .env('FT_LEGACY_STATIC_LOG_LEVEL')
     .choices(LOG_LEVELS)
@@ -99,7 +76,8 @@ export function buildProgram(): Command {
         'counters. SIGTERM/SIGINT stop it after in-flight requests; SIGHUP reopens the log file.',
     )
     .helpOption('-h, --help', 'show this help and exit')
-    .allowExcessArguments(false);
+    .allowExcessArguments(false)
+    .showHelpAfterError('(run ft-legacy-static --help for usage)');
   for (const option of OPTIONS) program.addOption(option);
   return program;
 }

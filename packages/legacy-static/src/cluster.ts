@@ -1,6 +1,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
 import { AggregatorRegistry, type Registry } from 'prom-client';
+import { EXIT_STATUS } from '@filetracker/runtime';
 import type { StatusSnapshot } from './request-stats.js';
 
 /**
@@ -53,7 +54,7 @@ const HEALTHY_AFTER_MS = 10_000;
  * Runs the primary: forks the workers, logs one `listening` line once all of them listen,
  * and stops them on SIGTERM/SIGINT (a second signal stops them at once). Resolves with
  * the exit code (the caller flushes the log and exits): 0 after a clean stop, 1 after a
- * forced one, 2 when a worker could not listen (its one-line reason goes to stderr).
+ * forced one or when a worker could not listen (its one-line reason goes to stderr).
  */
 export function runPrimary(options: PrimaryOptions): Promise<number> {
   const { logger } = options;
@@ -130,7 +131,7 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
       case 'fatal':
         if (!stopping) {
           process.stderr.write(`ft-legacy-static: ${m.message}\n`);
-          exitCode = 2;
+          exitCode = EXIT_STATUS.failed;
           stop('a worker could not listen', false);
         }
         break;
@@ -221,7 +222,7 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
   /** Graceful: workers finish what is in flight. `now`: they exit at once. */
   function stop(why: string, now: boolean): void {
     if (now) {
-      exitCode = exitCode || 1;
+      exitCode = exitCode || EXIT_STATUS.failed;
       logger.warn({ why }, 'stopping workers at once');
       sendAll({ ft: 'stop-now' });
       setTimeout(() => {

@@ -1,6 +1,7 @@
 import { closeSync, readSync, statSync, type Stats } from 'node:fs';
-import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import type { RequestListener } from 'node:http';
 import { LRUCache } from 'lru-cache';
+import { memoryFirstListener, type MemoryAnswer } from '@filetracker/runtime';
 import { formatHttpDate } from '@filetracker/shared-protocol';
 import { buildLegacyApp, legacyContext, type LegacyAppOptions, type LegacyContext } from './app.js';
 import { parseLegacyPath } from './paths.js';
@@ -9,7 +10,8 @@ import type { RootGuard } from './root-guard.js';
 /** Files up to this size are answered from memory. */
 const SMALL_FILE_BYTES = 256 * 1024;
 
-interface CachedFile {
+/** A small file in memory: its answer, and what it is checked against the disk by. */
+interface CachedFile extends MemoryAnswer {
   /** `FT_ROOT/files/{name}` as the request path named it (not resolved). */
   joined: string;
   body: Buffer;
@@ -17,7 +19,6 @@ interface CachedFile {
   ino: number;
   size: number;
   mtimeMs: number;
-  lastModified: string;
   /** When it was last checked against the disk (performance.now()). */
   checkedAt: number;
 }
@@ -58,14 +59,21 @@ function readSmall(
   try {
     const body = Buffer.allocUnsafe(own.size);
     if (readSync(fd, body, 0, own.size, 0) !== own.size) return undefined;
+    // As the Koa path answers (app.ts, sendOpened).
+    const headers = {
+      'Content-Type': 'application/octet-stream',
+      'Content-Length': String(own.size),
+      'Last-Modified': formatHttpDate(Math.floor(own.mtimeMs / 1000)),
+    };
     const file: CachedFile = {
+      status: 200,
+      headers,
       joined,
       body,
       dev: own.dev,
       ino: own.ino,
       size: own.size,
       mtimeMs: own.mtimeMs,
-      lastModified: formatHttpDate(Math.floor(own.mtimeMs / 1000)),
       checkedAt: now,
     };
     return sameFile(file, st) ? file : undefined;
@@ -95,10 +103,14 @@ export function createLegacyListener(options: LegacyListenerOptions): RequestLis
   const context = legacyContext(options);
   const koa = buildLegacyApp(context).callback();
   const files = new SmallFiles(context, options.statCacheMs ?? 0);
-  return function listener(req: IncomingMessage, res: ServerResponse): void {
-    if ((req.method === 'GET' || req.method === 'HEAD') && files.serve(req, res)) return;
-    void koa(req, res);
-  };
+  return memoryFirstListener(
+    (_req, rawPath, now) => files.lookup(rawPath, now),
+    (req, url, status, bodyBytes, ms) => {
+      context.stats.requests++;
+      context.record(req.method!, url, status, bodyBytes, ms);
+    },
+    koa,
+  );
 }
 
 /**
@@ -128,35 +140,11 @@ class SmallFiles {
     });
   }
 
-  /** Answers a GET or HEAD of a small file from memory; false leaves it to the Koa app. */
-  serve(req: IncomingMessage, res: ServerResponse): boolean {
-    const started = performance.now();
-    const url = req.url ?? '/';
-    const q = url.indexOf('?');
-    const rawPath = q < 0 ? url : url.slice(0, q);
-    let file = this.#trusted.get(rawPath);
-    if (file === undefined || started - file.checkedAt >= this.#statCacheMs) {
-      file = this.#check(rawPath, started);
-      if (file === undefined) return false;
-    }
-    const context = this.#context;
-    context.stats.requests++;
-    res.writeHead(200, {
-      'Content-Type': 'application/octet-stream',
-      'Content-Length': String(file.size),
-      'Last-Modified': file.lastModified,
-    });
-    const head = req.method === 'HEAD';
-    res.end(head ? undefined : file.body);
-    const bytes = head ? 0 : file.size;
-    context.record(
-      req.method!,
-      rawPath,
-      200,
-      bytes,
-      Math.round((performance.now() - started) * 100) / 100,
-    );
-    return true;
+  /** The small file `rawPath` names, checked as `statCacheMs` says; undefined: ask Koa. */
+  lookup(rawPath: string, now: number): CachedFile | undefined {
+    const file = this.#trusted.get(rawPath);
+    if (file !== undefined && now - file.checkedAt < this.#statCacheMs) return file;
+    return this.#check(rawPath, now);
   }
 
   /**

@@ -2,24 +2,18 @@ import { open, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { answerHalfClosedClients } from '@filetracker/shared-protocol';
+import { createLogger, type LoggerHandle } from '@filetracker/http-telemetry';
+import {
+  CliError,
+  EXIT_STATUS,
+  answerHalfClosedClients,
+  gracefulStop,
+  parseCommandLine,
+  runCommand,
+} from '@filetracker/runtime';
 import { createLegacyListener } from './fast-path.js';
 import { buildProgram, type CliOptions } from './cli-options.js';
-import { createLogger, type LoggerHandle } from './logger.js';
 import { isWorker, runPrimary, WorkerLink } from './cluster.js';
-
-type CliErrorCode = 'BAD_ROOT' | 'BAD_LOG_FILE' | 'ADDRESS_IN_USE' | 'LISTEN_DENIED' | 'BAD_HOST';
-
-/** A failure the user can fix: printed as one line, no stack, exit code 2. */
-class CliError extends Error {
-  readonly code: CliErrorCode;
-
-  constructor(code: CliErrorCode, message: string) {
-    super(message);
-    this.name = 'CliError';
-    this.code = code;
-  }
-}
 
 async function checkRoot(root: string): Promise<void> {
   let isDirectory: boolean;
@@ -96,33 +90,6 @@ function listen(server: Server, port: number, host: string): Promise<AddressInfo
   });
 }
 
-/**
- * Stops the server: in-flight requests finish (keep-alive connections are closed as soon
- * as they are idle), the log is flushed, and the process exits 0. `now`: exits 1 at once.
- */
-function stopper(server: Server, log: LoggerHandle): (why: string, now?: boolean) => void {
-  let stopping = false;
-  return (why, now = false) => {
-    if (now) {
-      log.logger.warn({ why }, 'exiting without waiting');
-      log.flush();
-      process.exit(1);
-    }
-    if (stopping) return;
-    stopping = true;
-    log.logger.info({ why }, 'shutting down');
-    server.close(() => {
-      log.logger.info('stopped');
-      log.flush();
-      process.exit(0);
-    });
-    // Keep-alive connections would hold close() open until they time out: close each one
-    // as soon as it is idle, also those whose download is still running now.
-    server.closeIdleConnections();
-    setInterval(() => server.closeIdleConnections(), 100).unref();
-  };
-}
-
 /** The URL clients reach at `port` (an IPv6 host in brackets). */
 function urlOf(options: CliOptions, port: number): string {
   const host = options.host.includes(':') ? `[${options.host}]` : options.host;
@@ -138,7 +105,11 @@ async function warnIfNoFiles(log: LoggerHandle, root: string): Promise<void> {
 
 /** One process serving on its own (--workers 1). */
 async function runSingle(options: CliOptions): Promise<void> {
-  const log = createLogger({ logFile: options.logFile, level: options.logLevel });
+  const log = createLogger({
+    name: 'ft-legacy-static',
+    file: options.logFile,
+    level: options.logLevel,
+  });
   const server = createServer(
     createLegacyListener({
       root: options.root,
@@ -150,7 +121,7 @@ async function runSingle(options: CliOptions): Promise<void> {
   const address = await listen(server, options.port, options.host);
   await warnIfNoFiles(log, options.root);
   log.logger.info({ url: urlOf(options, address.port), root: options.root }, 'listening');
-  const stop = stopper(server, log);
+  const stop = gracefulStop({ server, logger: log.logger, flushLog: log.flush });
   let signalled = false;
   const onSignal = (signal: NodeJS.Signals): void => {
     stop(signal, signalled);
@@ -166,7 +137,11 @@ async function runSingle(options: CliOptions): Promise<void> {
 
 /** The primary of --workers N: starts and watches the workers (see cluster.ts). */
 async function runClusterPrimary(options: CliOptions): Promise<void> {
-  const log = createLogger({ logFile: options.logFile, level: options.logLevel });
+  const log = createLogger({
+    name: 'ft-legacy-static',
+    file: options.logFile,
+    level: options.logLevel,
+  });
   await warnIfNoFiles(log, options.root);
   const code = await runPrimary({
     workers: options.workers,
@@ -184,7 +159,11 @@ async function runClusterPrimary(options: CliOptions): Promise<void> {
  * Signals sent to the whole group (Ctrl-C, systemd's stop) are taken as a graceful stop.
  */
 async function runClusterWorker(options: CliOptions): Promise<void> {
-  const log = createLogger({ logFile: options.logFile, level: options.logLevel });
+  const log = createLogger({
+    name: 'ft-legacy-static',
+    file: options.logFile,
+    level: options.logLevel,
+  });
   let stop: (why: string, now?: boolean) => void = () => process.exit(0);
   const link = new WorkerLink({
     stop: () => stop('asked by the primary'),
@@ -200,7 +179,7 @@ async function runClusterWorker(options: CliOptions): Promise<void> {
     }),
   );
   answerHalfClosedClients(server);
-  stop = stopper(server, log);
+  stop = gracefulStop({ server, logger: log.logger, flushLog: log.flush });
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   // The primary passes SIGHUP on as a message (logrotate signals only the primary); a
@@ -210,9 +189,9 @@ async function runClusterWorker(options: CliOptions): Promise<void> {
     const address = await listen(server, options.port, options.host);
     link.listening(address.port);
   } catch (err) {
-    link.fatal(err instanceof CliError ? err.message : (err as Error).message);
+    link.fatal((err as Error).message);
     log.flush();
-    process.exit(2);
+    process.exit(EXIT_STATUS.failed);
   }
 }
 
@@ -225,13 +204,8 @@ async function run(options: CliOptions): Promise<void> {
 }
 
 /** The `ft-legacy-static` command line; `argv` as in `process.argv`. */
-export async function main(argv: string[]): Promise<void> {
-  const options = buildProgram().parse(argv).opts<CliOptions>();
-  try {
-    await run(options);
-  } catch (err) {
-    if (!(err instanceof CliError)) throw err;
-    console.error(`ft-legacy-static: ${err.message}`);
-    process.exitCode = 2;
-  }
+export function main(argv: string[]): Promise<void> {
+  return runCommand('ft-legacy-static', () =>
+    run(parseCommandLine(buildProgram(), argv).opts<CliOptions>()),
+  );
 }

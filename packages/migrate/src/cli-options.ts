@@ -1,5 +1,10 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
-import { expandLongOptionPrefixes } from '@filetracker/shared-protocol';
+import { Command, Option } from 'commander';
+import {
+  httpUrl,
+  parseCommandLine as parseWith,
+  positiveSeconds,
+  wholeNumber,
+} from '@filetracker/runtime';
 import { DEFAULT_CONCURRENCY, DEFAULT_RETRIES } from './migrator.js';
 
 /** The parsed command line of `ft-migrate`. */
@@ -22,38 +27,6 @@ export interface CliOptions {
   progressInterval: number;
 }
 
-function integer(min: number, max = Number.MAX_SAFE_INTEGER): (value: string) => number {
-  return (value) => {
-    const n = Number(value);
-    if (!/^\d+$/.test(value.trim()) || n < min || n > max) {
-      throw new InvalidArgumentError(
-        max === Number.MAX_SAFE_INTEGER
-          ? `expected a whole number of at least ${min}.`
-          : `expected a whole number from ${min} to ${max}.`,
-      );
-    }
-    return n;
-  };
-}
-
-function seconds(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n <= 0) {
-    throw new InvalidArgumentError('expected a positive number of seconds.');
-  }
-  return n;
-}
-
-function httpUrl(value: string): string {
-  try {
-    const url = new URL(value);
-    if (url.protocol === 'http:' || url.protocol === 'https:') return value;
-  } catch {
-    // fall through
-  }
-  throw new InvalidArgumentError('expected an http(s) URL such as http://127.0.0.1:9999.');
-}
-
 /**
  * The one option table: it drives parsing and `--help` (STYLE.md). `--root` and
  * `-s/--silent` are the Python migrator's; the rest are ours.
@@ -69,7 +42,7 @@ function options(): Option[] {
     new Option('-j, --concurrency <N>', 'files uploaded (or verified) at once')
       .env('FT_MIGRATE_CONCURRENCY')
       .default(DEFAULT_CONCURRENCY)
-      .argParser(integer(1)),
+      .argParser(wholeNumber(1)),
     new Option(
       '--gzip-level <N>',
       'zlib level (1-9) of the gzip sent; 1 moved large files at 76 MiB/s against 43 at ' +
@@ -77,7 +50,7 @@ function options(): Option[] {
     )
       .env('FT_MIGRATE_GZIP_LEVEL')
       .default(1)
-      .argParser(integer(1, 9)),
+      .argParser(wholeNumber(1, 9)),
     new Option(
       '--retries <N>',
       'retries, with backoff, of a request that failed transiently (connection refused or ' +
@@ -86,14 +59,14 @@ function options(): Option[] {
     )
       .env('FT_MIGRATE_RETRIES')
       .default(DEFAULT_RETRIES)
-      .argParser(integer(0)),
+      .argParser(wholeNumber(0)),
     new Option(
       '--timeout <SECONDS>',
       'give up on a request that makes no progress (connecting, or no bytes moving) for this long',
     )
       .env('FT_MIGRATE_TIMEOUT')
       .default(60)
-      .argParser(seconds),
+      .argParser(positiveSeconds),
     new Option(
       '--state <FILE>',
       'resume file: each finished file is appended to it, and files it lists are skipped ' +
@@ -135,26 +108,26 @@ function options(): Option[] {
     )
       .env('FT_MIGRATE_PROGRESS_INTERVAL')
       .default(5)
-      .argParser(seconds),
+      .argParser(positiveSeconds),
   ];
 }
 
-/** The `ft-migrate` command, ready to parse (errors throw instead of exiting). */
+/** The `ft-migrate` command, ready to parse. */
 export function buildProgram(): Command {
   const program = new Command('ft-migrate')
     .description(
       'Uploads a filetracker 1.x file tree to a filetracker 2.x server, each file under\n' +
         '/ + its path relative to --root, with its mtime as version (as the Python\n' +
         'filetracker-migrate). Run inside ft_root: ft-migrate ./files http://127.0.0.1:9999\n\n' +
-        'Exit status: 0 done; 1 some files failed (or --verify found differences);\n' +
-        '2 bad command line or setup (FILES missing, server unreachable); 130 interrupted.',
+        'Exit status: 0 done; 1 some files failed (or --verify found differences), or the\n' +
+        'setup cannot work (FILES missing, server unreachable); 2 bad command line;\n' +
+        '130 interrupted.',
     )
     .argument('<FILES>', 'the tree to upload (ft_root/files), or a single file')
     .argument('<URL>', 'the filetracker 2.x server, e.g. http://127.0.0.1:9999', httpUrl)
     .helpOption('-h, --help', 'show this help and exit')
     .allowExcessArguments(false)
-    .showHelpAfterError('(run ft-migrate --help for usage)')
-    .exitOverride();
+    .showHelpAfterError('(run ft-migrate --help for usage)');
   for (const option of options()) program.addOption(option);
   return program;
 }
@@ -165,11 +138,7 @@ export function buildProgram(): Command {
  * next word as its MODE (it would swallow FILES): write `--verify=digest`.
  */
 export function parseCommandLine(argv: readonly string[], program = buildProgram()): CliOptions {
-  const longNames = program.options.map((o) => o.long).filter((n): n is string => n !== undefined);
-  const args = expandLongOptionPrefixes(argv.slice(2), longNames).map((arg) =>
-    arg === '--verify' ? '--verify=stat' : arg,
-  );
-  program.parse([...argv.slice(0, 2), ...args]);
+  parseWith(program, argv, (arg) => (arg === '--verify' ? '--verify=stat' : arg));
   const [files, url] = program.processedArgs as [string, string];
   return { ...program.opts<Omit<CliOptions, 'files' | 'url'>>(), files, url };
 }

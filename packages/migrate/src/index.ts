@@ -25,6 +25,5 @@ export { StateFile, defaultStatePath, type StateIdentity } from './state-file.js
 export { BoundedQueue } from './bounded-queue.js';
 export { walkSource, namePrefix, type SourceEntry } from './source.js';
 export { isTransient } from './retry.js';
-export { MigrateConfigError, type MigrateConfigErrorCode } from './errors.js';
 export { parseCommandLine, buildProgram, type CliOptions } from './cli-options.js';
 export { runCli, main } from './main.js';

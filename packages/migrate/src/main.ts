@@ -1,9 +1,8 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { CommanderError } from 'commander';
+import { CliError, EXIT_STATUS, exitStatusOf, runCommand } from '@filetracker/runtime';
 import { FiletrackerClient } from '@filetracker/shared-protocol';
 import { parseCommandLine, type CliOptions } from './cli-options.js';
-import { MigrateConfigError } from './errors.js';
 import { Migrator, type MigrateMode } from './migrator.js';
 import { startPlainLog } from './plain-log.js';
 import { ProgressTracker } from './progress.js';
@@ -12,8 +11,8 @@ import { namePrefix } from './source.js';
 import { StateFile, defaultStatePath, type StateIdentity } from './state-file.js';
 import { summaryLines, writeReport } from './summary.js';
 
-/** Exit statuses (also in `--help`). */
-const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 } as const;
+/** Exit statuses (also in `--help`): runtime's EXIT_STATUS, and a stop by Ctrl-C. */
+const EXIT = { ...EXIT_STATUS, interrupted: 130 } as const;
 
 /** How long the start-up check of the server (`GET /version`) may take. */
 const VERSION_CHECK_MS = 10_000;
@@ -33,7 +32,7 @@ async function resolveSetup(options: CliOptions, cwd: string): Promise<Setup> {
     isDirectory = (await stat(files)).isDirectory();
   } catch (err) {
     const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
-    throw new MigrateConfigError(
+    throw new CliError(
       'FILES_NOT_FOUND',
       missing
         ? `FILES ${options.files} does not exist: run ft-migrate inside ft_root ` +
@@ -51,7 +50,7 @@ async function resolveSetup(options: CliOptions, cwd: string): Promise<Setup> {
     if (!(await stat(root)).isDirectory()) throw new Error('not a directory');
     namePrefix(files, root);
   } catch (err) {
-    throw new MigrateConfigError(
+    throw new CliError(
       'BAD_ROOT',
       `--root ${options.root ?? root} is not a directory containing FILES ${options.files} ` +
         `(${describeError(err)}): give the directory that corresponds to the storage root`,
@@ -70,14 +69,14 @@ async function checkServer(client: FiletrackerClient, url: string): Promise<void
   } catch (err) {
     const status = (err as { status?: unknown }).status;
     if (typeof status === 'number' && status < 500) {
-      throw new MigrateConfigError(
+      throw new CliError(
         'NOT_A_FILETRACKER_SERVER',
         `${url} is not a filetracker 2.x server (GET /version answered ${status}): give the ` +
           'URL of ft-server (or filetracker-server 2.x), not of the old 1.x store',
         { cause: err },
       );
     }
-    throw new MigrateConfigError(
+    throw new CliError(
       'SERVER_UNREACHABLE',
       `Cannot reach the filetracker server at ${url} (${describeError(err)}): start it ` +
         '(ft-server -d DIR -p PORT) or fix the URL',
@@ -85,7 +84,7 @@ async function checkServer(client: FiletrackerClient, url: string): Promise<void
     );
   }
   if (!versions.includes(2)) {
-    throw new MigrateConfigError(
+    throw new CliError(
       'NOT_A_FILETRACKER_SERVER',
       `${url} speaks filetracker protocol ${versions.join(', ') || 'none'}, not 2: give the ` +
         'URL of a 2.x server',
@@ -124,7 +123,7 @@ async function checkReportPath(report: string | undefined, cwd: string): Promise
   try {
     if (!(await stat(dir)).isDirectory()) throw new Error('not a directory');
   } catch (err) {
-    throw new MigrateConfigError(
+    throw new CliError(
       'REPORT_UNWRITABLE',
       `Cannot write --report ${report}: ${dir} is not a directory (${describeError(err)})`,
       { cause: err },
@@ -134,7 +133,8 @@ async function checkReportPath(report: string | undefined, cwd: string): Promise
 
 /**
  * Runs `ft-migrate` with `argv` (as `process.argv`) and resolves with its exit status:
- * 0 done, 1 some files failed or differ, 2 bad command line or setup, 130 interrupted.
+ * 0 done, 1 some files failed or differ or the setup cannot work (FILES missing, server
+ * unreachable), 2 bad command line, 130 interrupted.
  */
 export async function runCli(argv: readonly string[]): Promise<number> {
   const { stdout, stderr, env } = process;
@@ -144,8 +144,9 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     options = parseCommandLine(argv);
   } catch (err) {
     // commander printed the message (or the help) already.
-    if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
-    throw err;
+    const status = exitStatusOf('ft-migrate', err);
+    if (status === undefined) throw err;
+    return status;
   }
 
   let setup: Setup;
@@ -163,9 +164,9 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     state = await openState(options, setup, identity, cwd);
   } catch (err) {
     client.close();
-    if (!(err instanceof MigrateConfigError)) throw err;
-    stderr.write(`ft-migrate: ${err.message}\n`);
-    return EXIT.usage;
+    const status = exitStatusOf('ft-migrate', err);
+    if (status === undefined) throw err;
+    return status;
   }
 
   // CI logs keep escape codes as garbage; `CI=false` or `CI=0` means not in CI.
@@ -250,6 +251,6 @@ export async function runCli(argv: readonly string[]): Promise<number> {
 }
 
 /** The `ft-migrate` bin: runs {@link runCli} and sets the exit status. */
-export async function main(argv: string[]): Promise<void> {
-  process.exitCode = await runCli(argv);
+export function main(argv: string[]): Promise<void> {
+  return runCommand('ft-migrate', () => runCli(argv));
 }

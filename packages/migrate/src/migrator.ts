@@ -2,9 +2,9 @@ import { EventEmitter, setMaxListeners } from 'node:events';
 import fs, { type Stats } from 'node:fs';
 import { promisify } from 'node:util';
 import { setTimeout as delay } from 'node:timers/promises';
+import { sha256OfFile, sha256OfStream } from '@filetracker/runtime';
 import { FiletrackerError, type FiletrackerClient } from '@filetracker/shared-protocol';
 import { BoundedQueue } from './bounded-queue.js';
-import { sha256OfFile, sha256OfStream } from './digest.js';
 import { backoffMs, describeError, errorCode, isTransient } from './retry.js';
 import { walkSource, type SourceEntry } from './source.js';
 

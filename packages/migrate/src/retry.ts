@@ -1,22 +1,5 @@
+import { isTransientNetworkError } from '@filetracker/runtime';
 import { FiletrackerError } from '@filetracker/shared-protocol';
-
-/**
- * Error codes after which the same request may well succeed: the connection was refused,
- * reset or timed out (got's `TimeoutError` is `ETIMEDOUT`), or closed mid-answer.
- */
-const TRANSIENT_CODES = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'ECONNABORTED',
-  'EPIPE',
-  'ETIMEDOUT',
-  'ESOCKETTIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'EAI_AGAIN',
-  'ERR_STREAM_PREMATURE_CLOSE',
-]);
 
 /**
  * Whether a failed request is worth retrying: connection failures, timeouts and 5xx (and
@@ -26,8 +9,7 @@ export function isTransient(err: unknown): boolean {
   if (err instanceof FiletrackerError) {
     return err.status >= 500 || err.status === 408 || err.status === 429;
   }
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && TRANSIENT_CODES.has(code);
+  return isTransientNetworkError(err);
 }
 
 /** The code to report for an error: the protocol code, an errno code, or `ERROR`. */

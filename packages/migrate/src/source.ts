@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { walkTree, type UnreadableDirHandler } from '@filetracker/shared-protocol';
+import { walkTree, type UnreadableDirHandler } from '@filetracker/runtime';
 
 /** One entry of the tree being migrated (not a directory; possibly a symlink or a FIFO). */
 export interface SourceEntry {

@@ -3,7 +3,7 @@ import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { MigrateConfigError } from './errors.js';
+import { CliError } from '@filetracker/runtime';
 
 /** What a state file belongs to: a state file of another migration must not skip files. */
 export interface StateIdentity {
@@ -83,7 +83,7 @@ export class StateFile {
     try {
       const info = await stat(filePath);
       if (!info.isFile()) {
-        throw new MigrateConfigError(
+        throw new CliError(
           'STATE_UNUSABLE',
           `The state file ${filePath} is not a regular file: pass another --state FILE`,
         );
@@ -91,7 +91,7 @@ export class StateFile {
       if (info.size === 0) exists = false;
       else endsWithNewline = await lastByteIsNewline(filePath, info.size);
     } catch (err) {
-      if (err instanceof MigrateConfigError) throw err;
+      if (err instanceof CliError) throw err;
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw unusable(filePath, err);
       exists = false;
     }
@@ -190,13 +190,13 @@ function checkHeader(filePath: string, line: string, identity: StateIdentity): v
     header = undefined;
   }
   if (header?.ftMigrateState !== FORMAT) {
-    throw new MigrateConfigError(
+    throw new CliError(
       'STATE_UNUSABLE',
       `${filePath} is not an ft-migrate state file: pass another --state FILE`,
     );
   }
   if (header.url !== identity.url || header.root !== identity.root) {
-    throw new MigrateConfigError(
+    throw new CliError(
       'STATE_MISMATCH',
       `The state file ${filePath} belongs to a migration of ${String(header.root)} to ` +
         `${String(header.url)}, not of ${identity.root} to ${identity.url}: pass another ` +
@@ -205,8 +205,8 @@ function checkHeader(filePath: string, line: string, identity: StateIdentity): v
   }
 }
 
-function unusable(filePath: string, err: unknown): MigrateConfigError {
-  return new MigrateConfigError(
+function unusable(filePath: string, err: unknown): CliError {
+  return new CliError(
     'STATE_UNUSABLE',
     `Cannot use the state file ${filePath} (${(err as Error).message}): pass --state FILE ` +
       'in a writable directory, or --no-state',

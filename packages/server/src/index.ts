@@ -46,7 +46,6 @@ export {
 } from './store/layout.js';
 export { MetaDb, type BlobRecord } from './store/meta-db.js';
 export { DirSync } from './store/dir-sync.js';
-export { createLogger } from './logger.js';
 
 import type { LocalMetadataStore } from './store/local-metadata-store.js';
 import type { StoreOptions } from './store/store.js';

@@ -1,53 +1,22 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
-import { Command, InvalidArgumentError, Option } from 'commander';
-import { answerHalfClosedClients, expandLongOptionPrefixes } from '@filetracker/shared-protocol';
+import { Command, Option } from 'commander';
+import { createLogger } from '@filetracker/http-telemetry';
+import {
+  CliError,
+  answerHalfClosedClients,
+  byteSize,
+  gracefulStop,
+  httpUrl,
+  parseCommandLine,
+  portNumber,
+  positiveSeconds,
+  runCommand,
+} from '@filetracker/runtime';
 import { DEFAULT_MAX_FILE_BYTES } from './http/app.js';
 import { FallbackProbe } from './http/fallback-probe.js';
 import { createRequestListener } from './http/fast-path.js';
-import { createLogger } from './logger.js';
 import { Store, StoreOpenError } from './store/store.js';
-
-function port(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65535)
-    throw new InvalidArgumentError('not a port number');
-  return n;
-}
-
-function positive(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('not a positive number');
-  return n;
-}
-
-const SIZE_UNITS: Record<string, number> = {
-  '': 1,
-  k: 1024,
-  m: 1024 ** 2,
-  g: 1024 ** 3,
-  t: 1024 ** 4,
-};
-
-/** Bytes, or a whole number with K, M, G or T (powers of 1024; `16G` and `16GiB` alike). */
-function byteSize(value: string): number {
-  const m = /^(\d+)\s*(?:([kmgt])(?:ib)?)?$/i.exec(value.trim());
-  const n = m ? Number(m[1]) * SIZE_UNITS[(m[2] ?? '').toLowerCase()]! : NaN;
-  if (!Number.isSafeInteger(n) || n <= 0) {
-    throw new InvalidArgumentError('not a size (bytes, or a number with K, M, G or T: 16G)');
-  }
-  return n;
-}
-
-function url(value: string): string {
-  try {
-    const u = new URL(value);
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error();
-  } catch {
-    throw new InvalidArgumentError('not an http(s) URL');
-  }
-  return value;
-}
 
 /** The option table: parsing and --help come from this one list (STYLE.md). */
 function program(): Command {
@@ -68,7 +37,7 @@ function program(): Command {
     .addOption(
       new Option('-p, --port <PORT>', 'port to listen on (0: any free port)')
         .default(9999)
-        .argParser(port),
+        .argParser(portNumber),
     )
     .addOption(
       new Option(
@@ -103,7 +72,7 @@ function program(): Command {
       new Option(
         '--fallback-url <URL>',
         'migration mode: answer GET/HEAD of names this store lacks with a 307 to URL/files/NAME (the 1.x store served by ft-legacy-static); URL is probed every 5 s (HEAD /) and a dead or hung fallback shows in /healthz, /status and /metrics',
-      ).argParser(url),
+      ).argParser(httpUrl),
     )
     .addOption(
       new Option(
@@ -111,7 +80,7 @@ function program(): Command {
         "migration mode: how long a DELETE waits for the fallback's answer; then a name only the fallback has is 504, one this store holds is deleted",
       )
         .default(10)
-        .argParser(positive),
+        .argParser(positiveSeconds),
     )
     .addOption(
       new Option(
@@ -119,7 +88,7 @@ function program(): Command {
         'drop a connection that sends or accepts nothing for this long (uploads that keep moving are never cut off)',
       )
         .default(120)
-        .argParser(positive),
+        .argParser(positiveSeconds),
     )
     .addOption(
       new Option(
@@ -146,14 +115,24 @@ interface Flags {
   maxFileSize: number;
 }
 
-/** Parses flags, opens the store, listens, and stops cleanly on SIGTERM/SIGINT. */
-export async function main(argv: string[]): Promise<void> {
-  const cmd = program();
-  const longNames = cmd.options.map((o) => o.long).filter((n): n is string => n !== undefined);
-  cmd.parse([...argv.slice(0, 2), ...expandLongOptionPrefixes(argv.slice(2), longNames)]);
-  const flags = cmd.opts<Flags>();
+/**
+ * Parses flags, opens the store, listens, and stops cleanly on SIGTERM/SIGINT. Exit status
+ * (runCommand): 2 for a bad command line, 1 when the store cannot be opened or the address
+ * cannot be listened on.
+ */
+export function main(argv: string[]): Promise<void> {
+  return runCommand('ft-server', () => serve(argv));
+}
 
-  const { logger, reopen, flush } = createLogger({ file: flags.log, level: flags.logLevel });
+async function serve(argv: string[]): Promise<void> {
+  const flags = parseCommandLine(program(), argv).opts<Flags>();
+
+  const { logger, reopen, flush } = createLogger({
+    name: 'ft-server',
+    file: flags.log,
+    mkdir: flags.log !== undefined,
+    level: flags.logLevel,
+  });
   if (flags.logConfig !== undefined)
     logger.warn({ logConfig: flags.logConfig }, '--log-config is ignored');
   if (flags.workers !== undefined)
@@ -165,14 +144,13 @@ export async function main(argv: string[]): Promise<void> {
       warn: (details, message) => logger.warn(details, message),
     });
   } catch (err) {
-    if (err instanceof StoreOpenError) {
-      console.error(`ft-server: ${err.message}`);
-    } else {
-      console.error(`ft-server: cannot open store ${flags.dir}: ${(err as Error).message}`);
-    }
     flush();
-    process.exitCode = 1;
-    return;
+    if (err instanceof StoreOpenError) throw new CliError(err.code, err.message, { cause: err });
+    throw new CliError(
+      'STORE_UNUSABLE',
+      `cannot open store ${flags.dir}: ${(err as Error).message}`,
+      { cause: err },
+    );
   }
   if (store.tmpLeftovers > 0) {
     logger.warn(
@@ -209,30 +187,17 @@ export async function main(argv: string[]): Promise<void> {
     reopen();
     logger.info('log file reopened');
   });
-  let stopping = false;
+  const stopServer = gracefulStop({
+    server,
+    logger,
+    flushLog: flush,
+    release: async () => {
+      await Promise.all([store.close(), fallbackProbe?.close()]);
+    },
+  });
   const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'stopping: finishing requests in flight');
-    void fallbackProbe?.close();
-    // Connections that finish a request during shutdown become idle: drop them at once
-    // rather than after the keep-alive timeout.
-    setInterval(() => server.closeIdleConnections(), 100).unref();
-    server.close(() => {
-      store
-        .close()
-        .then(() => {
-          logger.info('stopped');
-          flush();
-          process.exit(0);
-        })
-        .catch((err: unknown) => {
-          logger.error({ err }, 'closing the store failed');
-          flush();
-          process.exit(1);
-        });
-    });
-    server.closeIdleConnections();
+    void fallbackProbe?.close(); // no more probing while requests in flight finish
+    stopServer(signal);
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
@@ -243,16 +208,19 @@ export async function main(argv: string[]): Promise<void> {
       once(server, 'error').then(([e]) => Promise.reject(e)),
     ]);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    console.error(
-      code === 'EADDRINUSE'
-        ? `ft-server: ${flags.listenOn}:${flags.port} is already in use; pick another --port`
-        : `ft-server: cannot listen on ${flags.listenOn}:${flags.port}: ${(err as Error).message}`,
-    );
     await Promise.all([store.close(), fallbackProbe?.close()]);
     flush();
-    process.exitCode = 1;
-    return;
+    const code = (err as NodeJS.ErrnoException).code;
+    throw code === 'EADDRINUSE'
+      ? new CliError(
+          'ADDRESS_IN_USE',
+          `${flags.listenOn}:${flags.port} is already in use; pick another --port`,
+        )
+      : new CliError(
+          'CANNOT_LISTEN',
+          `cannot listen on ${flags.listenOn}:${flags.port}: ${(err as Error).message}`,
+          { cause: err },
+        );
   }
   const address = server.address();
   const actualPort = typeof address === 'object' && address ? address.port : flags.port;

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { Command, Option } from 'commander';
-import { expandLongOptionPrefixes } from '@filetracker/shared-protocol';
+import { CliError, EXIT_STATUS, parseCommandLine, runCommand } from '@filetracker/runtime';
 import { recoverStore, RecoverError } from './recover/recover.js';
 import { describeFailure } from './store/fs-failure.js';
 import { isConsistent, summarizeReport, type RecoverReport } from './recover/report.js';
@@ -52,7 +52,7 @@ is built, double-encoded non-ASCII names are renamed to their real UTF-8 names, 
 locks/ are left alone; nothing is re-uploaded.
 
 Progress goes to stderr every 2 s, a one-line summary to stdout.
-Exit status: 0 done (or, with --check, consistent); 1 otherwise.`,
+Exit status: 0 done (or, with --check, consistent); 1 otherwise; 2 a bad command line.`,
     )
     .showHelpAfterError('(run ft-recover --help for usage)');
 }
@@ -64,11 +64,13 @@ interface Flags {
   purgeTombstones?: boolean;
 }
 
-/** Parses flags and runs the recovery; sets the exit code. */
-export async function main(argv: string[]): Promise<void> {
-  const cmd = program();
-  const longNames = cmd.options.map((o) => o.long).filter((n): n is string => n !== undefined);
-  cmd.parse([...argv.slice(0, 2), ...expandLongOptionPrefixes(argv.slice(2), longNames)]);
+/** Parses flags and runs the recovery; sets the exit code (runCommand). */
+export function main(argv: string[]): Promise<void> {
+  return runCommand('ft-recover', () => recover(argv));
+}
+
+async function recover(argv: string[]): Promise<number> {
+  const cmd = parseCommandLine(program(), argv);
   const flags = cmd.opts<Flags>();
   const dir = cmd.args[0]!;
 
@@ -96,21 +98,21 @@ export async function main(argv: string[]): Promise<void> {
       },
     });
   } catch (err) {
-    if (err instanceof RecoverError) {
-      console.error(`ft-recover: ${err.message}`);
-    } else if (abort.signal.aborted) {
-      console.error(`ft-recover: interrupted; run ft-recover ${dir} again to finish`);
-    } else {
-      // The store's files refusing us half-way (a subtree of another owner): say what to do.
-      const { code, reason } = describeFailure(err, path.resolve(dir));
-      console.error(
-        code === 'PERMISSION'
-          ? `ft-recover: recovering ${dir} failed: ${reason}; then run ft-recover again`
-          : `ft-recover: recovering ${dir} failed: ${(err as Error).message}; fix the cause and run ft-recover again`,
-      );
+    if (err instanceof RecoverError) throw new CliError(err.code, err.message, { cause: err });
+    if (abort.signal.aborted) {
+      throw new CliError('INTERRUPTED', `interrupted; run ft-recover ${dir} again to finish`, {
+        cause: err,
+      });
     }
-    process.exitCode = 1;
-    return;
+    // The store's files refusing us half-way (a subtree of another owner): say what to do.
+    const { code, reason } = describeFailure(err, path.resolve(dir));
+    throw new CliError(
+      code === 'PERMISSION' ? 'PERMISSION' : 'RECOVER_FAILED',
+      code === 'PERMISSION'
+        ? `recovering ${dir} failed: ${reason}; then run ft-recover again`
+        : `recovering ${dir} failed: ${(err as Error).message}; fix the cause and run ft-recover again`,
+      { cause: err },
+    );
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -119,5 +121,5 @@ export async function main(argv: string[]): Promise<void> {
   const summary = summarizeReport(report);
   if (!flags.silent) console.log(summary);
   else if (!ok) console.error(summary);
-  if (!ok) process.exitCode = 1;
+  return ok ? EXIT_STATUS.ok : EXIT_STATUS.failed;
 }

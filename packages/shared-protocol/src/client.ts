@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import got, { RequestError, TimeoutError, type Got, type Response } from 'got';
+import { TRANSIENT_NETWORK_ERROR_CODES } from '@filetracker/runtime';
 import { formatHttpDate, nowVersion, parseHttpDate } from './dates.js';
 import { FiletrackerError } from './errors.js';
 import { HEADER, LAST_MODIFIED_PARAM, isGzipEncoding, parseLogicalSizeHeader } from './headers.js';
@@ -60,18 +61,6 @@ export interface GetResult {
   logicalSize: number | undefined;
 }
 
-/** Connection failures after which nothing reached the server's application. */
-const CONNECTION_ERROR_CODES = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'EPIPE',
-  'ENOTFOUND',
-  'ENETUNREACH',
-  'EHOSTUNREACH',
-  'EAI_AGAIN',
-  'EADDRINUSE',
-]);
-
 /** got's timeout phases that end before a request is sent. */
 const CONNECT_TIMEOUT_EVENTS = new Set(['lookup', 'connect', 'secureConnect']);
 
@@ -84,7 +73,7 @@ const MAX_VERSION = 8.64e12;
 function isConnectionError(err: unknown): boolean {
   if (!(err instanceof RequestError) || err.response !== undefined) return false;
   if (err instanceof TimeoutError) return CONNECT_TIMEOUT_EVENTS.has(err.event);
-  return CONNECTION_ERROR_CODES.has(err.code);
+  return TRANSIENT_NETWORK_ERROR_CODES.has(err.code);
 }
 
 function checkVersion(version: number): number {
@@ -187,7 +176,7 @@ export class FiletrackerClient {
         // 502/504 are the fallback server failing, 503 an overloaded proxy; a 500 of ours is
         // a bug that retrying would only repeat.
         statusCodes: [408, 429, 502, 503, 504],
-        errorCodes: [...CONNECTION_ERROR_CODES, 'ETIMEDOUT'],
+        errorCodes: [...TRANSIENT_NETWORK_ERROR_CODES],
       },
       // What the Python client sends; our server answers gzip as stored, 1.x servers plain.
       headers: { 'accept-encoding': 'gzip, deflate', 'user-agent': 'filetracker-ts' },

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import fs, { createReadStream } from 'node:fs';
 import { PassThrough, pipeline, type Readable, type Transform } from 'node:stream';
-import { pipeline as pipelineAsync } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { createGzip, gzip, gzipSync } from 'node:zlib';
+import { sha256OfStream } from '@filetracker/runtime';
 import { HEADER } from './headers.js';
 
 /**
@@ -111,20 +111,9 @@ async function fileBody(
     return { headers: {}, replayable: true, open: () => createReadStream(path) };
   }
   // First pass: the digest and size, so the server can verify what it stores.
-  const hash = createHash('sha256');
-  let size = 0;
-  await pipelineAsync(
-    createReadStream(path),
-    async (chunks: AsyncIterable<Buffer>) => {
-      for await (const chunk of chunks) {
-        hash.update(chunk);
-        size += chunk.length;
-      }
-    },
-    { signal },
-  );
+  const { digest, size } = await sha256OfStream(createReadStream(path), signal);
   return {
-    headers: hints(hash.digest('hex'), size),
+    headers: hints(digest, size),
     replayable: true,
     open() {
       const gz = createGzip({ level });

@@ -21,11 +21,10 @@ import {
   parseHttpDate,
   parseLogicalSizeHeader,
   parseRequestPath,
-  readAhead,
-  sendFile,
   type Endpoint,
   type RequestTarget,
 } from '@filetracker/shared-protocol';
+import { readAhead, sendFile } from '@filetracker/runtime';
 import { MigrationMode } from '../store/migration.js';
 import type { Store } from '../store/store.js';
 import { errorHandler } from './errors.js';

@@ -154,10 +154,7 @@ export class Telemetry {
 
   record(r: RequestRecord): void {
     if (this.#log.enabled) {
-      this.#log.write(
-        `"method":${AccessLog.str(r.method)},"path":${AccessLog.str(r.path)},` +
-          `"status":${r.status},"bytesIn":${r.bytesIn},"bytesOut":${r.bytesOut},"ms":${r.ms}`,
-      );
+      this.#log.request(r.method, r.path, r.status, r.bytesIn, r.bytesOut, r.ms);
     }
     this.metrics.observe(r);
   }

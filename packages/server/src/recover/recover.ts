@@ -1,6 +1,6 @@
 import { lstat, mkdir, opendir, readlink, rename, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { walkTree } from '@filetracker/shared-protocol';
+import { walkTree } from '@filetracker/runtime';
 import { describeFailure } from '../store/fs-failure.js';
 import { blobPath, digestOfTarget, linkTarget, storeLayout } from '../store/layout.js';
 import { stageLink } from '../store/link-tree.js';
@@ -153,7 +153,7 @@ export async function recoverStore(
     });
   };
 
-  const progress = new ProgressTracker(options);
+  const progress = new PhaseProgressReporter(options);
   try {
     progress.start('ft-tmp', 'entries');
     report.tmpLeftovers = await clearTmp(layout.tmp, adopting ? ADOPT_DB : undefined, check);
@@ -472,7 +472,7 @@ async function isDirectory(p: string): Promise<boolean> {
 }
 
 /** Counts work per phase and reports it on a timer (not per item: millions of items). */
-class ProgressTracker {
+class PhaseProgressReporter {
   readonly #onProgress: ((p: RecoverProgress) => void) | undefined;
   readonly #timer: NodeJS.Timeout | undefined;
   #phase: RecoverPhase = 'ft-tmp';

@@ -1,10 +1,9 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { createGunzip, gunzip } from 'node:zlib';
+import { byteCountOfStream, sha256OfStream } from '@filetracker/runtime';
 
 const gunzipAsync = promisify(gunzip);
 
@@ -38,19 +37,10 @@ export async function inflateBlob(
       };
     }
   }
-  const hash = options.hash ? createHash('sha256') : undefined;
-  let logicalSize = 0;
-  await pipeline(
-    createReadStream(file),
-    createGunzip(),
-    new Writable({
-      write(chunk: Buffer, _enc, callback) {
-        hash?.update(chunk);
-        logicalSize += chunk.length;
-        callback();
-      },
-    }),
-    { signal: options.signal },
-  );
-  return { logicalSize, digest: hash?.digest('hex') };
+  const source = [createReadStream(file), createGunzip()] as const;
+  if (!options.hash) {
+    return { logicalSize: await byteCountOfStream(source, options.signal), digest: undefined };
+  }
+  const { digest, size } = await sha256OfStream(source, options.signal);
+  return { logicalSize: size, digest };
 }

@@ -1,5 +1,5 @@
 import { lstat } from 'node:fs/promises';
-import { walkTree, type WalkEntry } from '@filetracker/shared-protocol';
+import { walkTree, type WalkEntry } from '@filetracker/runtime';
 
 /** lstat calls in flight at once per listing: enough to hide the thread-pool round trip. */
 const BATCH = 64;
