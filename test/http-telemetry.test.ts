@@ -29,8 +29,8 @@ test('RequestMetrics writes the series prom-client itself writes for the same re
     labelNames: ['endpoint', 'method'],
     requests: { name: 't_requests_total', help: 'requests' },
     duration: { name: 't_duration_seconds', help: 'duration', buckets: BUCKETS },
-    bytesIn: { name: 't_in_bytes_total', help: 'in' },
-    bytesOut: { name: 't_out_bytes_total', help: 'out' },
+    bodyBytesIn: { name: 't_in_bytes_total', help: 'in' },
+    bodyBytesOut: { name: 't_out_bytes_total', help: 'out' },
   });
   const reference = new Registry();
   const registers = [reference];
@@ -83,7 +83,14 @@ test('AccessLog writes the line pino would write for the same fields', async (t)
   const odd = '/files/a"b\\c\u0001\u00e9\u2028?x=1';
   for (const p of ['/files/plain', odd]) {
     log.request('GET', p, 200, 0, 12, 0.25);
-    const fields = { method: 'GET', path: p, status: 200, bytesIn: 0, bytesOut: 12, ms: 0.25 };
+    const fields = {
+      method: 'GET',
+      path: p,
+      status: 200,
+      bodyBytesIn: 0,
+      bodyBytesOut: 12,
+      ms: 0.25,
+    };
     logger.info(fields, 'request');
   }
   const lines = (await readFile(file, 'utf8')).trimEnd().split('\n');
@@ -145,12 +152,12 @@ test('bufferedLogDestination writes a batch as soon as 64 KiB of lines are held,
       .split('\n')
       .filter((l) => l !== '')
       .map((l) => {
-        const { msg, i, bytesOut } = JSON.parse(l) as {
+        const { msg, i, bodyBytesOut } = JSON.parse(l) as {
           msg: string;
           i?: number;
-          bytesOut?: number;
+          bodyBytesOut?: number;
         };
-        return `${msg} ${i ?? bytesOut}`;
+        return `${msg} ${i ?? bodyBytesOut}`;
       });
   // Written at once, with no timer having run: whole lines, in the order logged.
   const first = await read();
@@ -236,8 +243,8 @@ test('ft-server and ft-legacy-static write request lines of one schema, answered
     method: '',
     path: '',
     status: 0,
-    bytesIn: 0,
-    bytesOut: 0,
+    bodyBytesIn: 0,
+    bodyBytesOut: 0,
     ms: 0,
     msg: '',
   });
@@ -253,7 +260,7 @@ test('ft-server and ft-legacy-static write request lines of one schema, answered
   );
   // Body bytes: the legacy file's own bytes on each 200 it served.
   assert.deepEqual(
-    legacyLines.filter((l) => l.status === 200).map((l) => l.bytesOut),
+    legacyLines.filter((l) => l.status === 200).map((l) => l.bodyBytesOut),
     [12, 12, 12],
   );
 });

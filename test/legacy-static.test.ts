@@ -499,7 +499,7 @@ describe('ft-legacy-static as a process', () => {
     await rm(store.dir, { recursive: true, force: true });
   });
 
-  test('serves files and logs one JSON line per request with method, path, status, bytes, ms', async () => {
+  test('serves files and logs one JSON line per request with method, path, status, bodyBytesOut, ms', async () => {
     const proc = await start();
     assert.match(proc.url, /^http:\/\/127\.0\.0\.1:\d+$/);
     const name = '/dir one/zażółć gęślą.txt';
@@ -514,15 +514,15 @@ describe('ft-legacy-static as a process', () => {
     const requests = proc.lines.filter((l) => l.msg === 'request');
     assert.equal(requests.length, 2);
     const served = requests.find((l) => l.status === 200)!;
-    const { method, path, status, bytesIn, bytesOut } = served;
+    const { method, path, status, bodyBytesIn, bodyBytesOut } = served;
     assert.deepEqual(
-      { method, path, status, bytesIn, bytesOut },
+      { method, path, status, bodyBytesIn, bodyBytesOut },
       {
         method: 'GET',
         path: filesPath(name),
         status: 200,
-        bytesIn: 0,
-        bytesOut: FILES[name]!.length,
+        bodyBytesIn: 0,
+        bodyBytesOut: FILES[name]!.length,
       },
     );
     assert.equal(typeof served.ms, 'number');

@@ -259,6 +259,20 @@ test('--dry-run uploads nothing and lists what it would upload, with totals', as
   );
 });
 
+test('upload, --verify and --verify=digest over 150 files leave no abort listener behind (no MaxListenersExceededWarning, issue 18)', async (t) => {
+  // Every request of a run shares one AbortSignal, allowed 4 × concurrency + 16 listeners
+  // (80 at the default 16): a listener left per file warns well before 150 files.
+  const files = smallTreeFiles(150, 'leak');
+  const ftRoot = await makeFtRoot(t, files);
+  const server = await serverFor(t);
+  for (const args of [[], ['--verify'], ['--verify=digest']]) {
+    const run = await runMigrate(['./files', server.url, ...args], { cwd: ftRoot });
+    assert.equal(run.code, 0, `${args.join(' ')}: ${run.stdout}${run.stderr}`);
+    assert.doesNotMatch(run.stderr, /MaxListenersExceededWarning/, args.join(' '));
+    assert.doesNotMatch(run.stderr, /Warning/, args.join(' '));
+  }
+});
+
 test('--verify finds a file changed on the server (exit 1); --verify=digest finds same-size content changes', async (t) => {
   const files = legacyTreeFiles().filter((f) => f.content.length < 1024);
   const ftRoot = await makeFtRoot(t, files);

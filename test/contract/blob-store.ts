@@ -51,8 +51,10 @@ export function blobStoreContract(name: string, make: () => Promise<BlobStoreUnd
         assert.equal(staged.receivedBytes, content.length);
         assert.notEqual(staged.location, undefined);
         assert.equal(await blobs.open(staged.digest), null, 'not readable before commit');
+        assert.equal(await blobs.has(staged.digest), false);
         assert.deepEqual(await all(blobs.digests()), []);
         await blobs.commit(staged);
+        assert.equal(await blobs.has(staged.digest), true);
         const handle = await blobs.open(staged.digest);
         assert.ok(handle);
         const gz = await handle.readFile();
@@ -155,6 +157,7 @@ export function blobStoreContract(name: string, make: () => Promise<BlobStoreUnd
         await blobs.remove(staged.digest);
         await blobs.remove('f'.repeat(64));
         assert.equal(await blobs.open(staged.digest), null);
+        assert.equal(await blobs.has(staged.digest), false);
         assert.equal(await blobs.sizes(staged.digest), undefined);
         assert.deepEqual(await all(blobs.digests()), []);
         const gz = Buffer.alloc(staged.storedSize);

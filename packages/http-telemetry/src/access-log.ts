@@ -11,10 +11,10 @@ interface Destination {
  * both) finds the same fields:
  *
  *     {"level":30,"time":1700000000000,"pid":4242,"hostname":"judge1","name":"ft-server",
- *      "method":"GET","path":"/files/a?last_modified=...","status":200,"bytesIn":0,
- *      "bytesOut":1234,"ms":0.42,"msg":"request"}
+ *      "method":"GET","path":"/files/a?last_modified=...","status":200,"bodyBytesIn":0,
+ *      "bodyBytesOut":1234,"ms":0.42,"msg":"request"}
  *
- * `path` is the request target as sent, `bytesIn` the body bytes received, `ms` the time
+ * `path` is the request target as sent, `bodyBytesIn` and `bodyBytesOut` the body bytes received and sent (no headers), `ms` the time
  * from the request to the end of the answer (to 0.01 ms); `name`, `pid` and `hostname`
  * come from the logger (createLogger).
  *
@@ -48,14 +48,14 @@ export class AccessLog {
     method: string,
     path: string,
     status: number,
-    bytesIn: number,
-    bytesOut: number,
+    bodyBytesIn: number,
+    bodyBytesOut: number,
     ms: number,
   ): void {
     this.#destination.write(
       `{"level":30,"time":${Date.now()}${this.#bindings},"method":${JSON.stringify(method)},` +
-        `"path":${JSON.stringify(path)},"status":${status},"bytesIn":${bytesIn},` +
-        `"bytesOut":${bytesOut},"ms":${Math.round(ms * 100) / 100},"msg":"request"}\n`,
+        `"path":${JSON.stringify(path)},"status":${status},"bodyBytesIn":${bodyBytesIn},` +
+        `"bodyBytesOut":${bodyBytesOut},"ms":${Math.round(ms * 100) / 100},"msg":"request"}\n`,
     );
   }
 }

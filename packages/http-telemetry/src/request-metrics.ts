@@ -14,10 +14,10 @@ export interface RequestMetricsOptions {
   requests: Described;
   /** Request duration in seconds, labelled with `labelNames`. */
   duration: Described & { buckets: readonly number[] };
-  /** Body bytes received, when counted. */
-  bytesIn?: Described;
-  /** Bytes sent. */
-  bytesOut: Described;
+  /** Request body bytes received, when counted. */
+  bodyBytesIn?: Described;
+  /** Response body bytes sent (no headers). */
+  bodyBytesOut: Described;
 }
 
 interface Series {
@@ -53,8 +53,8 @@ export class RequestMetrics {
   readonly #labelNames: readonly string[];
   readonly #bounds: readonly number[];
   readonly #series = new Map<string, LabelSeries>();
-  #bytesIn = 0;
-  #bytesOut = 0;
+  #bodyBytesIn = 0;
+  #bodyBytesOut = 0;
 
   constructor(options: RequestMetricsOptions) {
     this.#labelNames = options.labelNames;
@@ -84,8 +84,8 @@ export class RequestMetrics {
         },
       });
     };
-    if (options.bytesIn) total(options.bytesIn, () => this.#bytesIn);
-    total(options.bytesOut, () => this.#bytesOut);
+    if (options.bodyBytesIn) total(options.bodyBytesIn, () => this.#bodyBytesIn);
+    total(options.bodyBytesOut, () => this.#bodyBytesOut);
   }
 
   /** One finished request; `labels` are the values of `labelNames`, in order. */
@@ -93,8 +93,8 @@ export class RequestMetrics {
     labels: readonly string[],
     status: number,
     seconds: number,
-    bytesIn: number,
-    bytesOut: number,
+    bodyBytesIn: number,
+    bodyBytesOut: number,
   ): void {
     const key = labels.length === 1 ? labels[0]! : labels.join('\u0000');
     const series = this.#series.get(key) ?? this.#addSeries(key, labels);
@@ -110,8 +110,8 @@ export class RequestMetrics {
     dur.buckets[i]!++;
     dur.sum += seconds;
     dur.count++;
-    this.#bytesIn += bytesIn;
-    this.#bytesOut += bytesOut;
+    this.#bodyBytesIn += bodyBytesIn;
+    this.#bodyBytesOut += bodyBytesOut;
   }
 
   #addSeries(key: string, values: readonly string[]): LabelSeries {

@@ -131,7 +131,7 @@ export function legacyContext(options: LegacyAppOptions): LegacyContext {
     localStatus,
     record(method, path, status, bytes, ms) {
       stats.bytesSent += bytes;
-      // Nothing is uploaded to a read-only server: bytesIn is 0.
+      // Nothing is uploaded to a read-only server: bodyBytesIn is 0.
       if (log.enabled) log.request(method, path, status, 0, bytes, ms);
       metrics.observe(method, status, bytes, ms);
     },

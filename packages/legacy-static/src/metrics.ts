@@ -25,7 +25,7 @@ export class LegacyMetrics {
         help: 'Time from request to the end of the answer',
         buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30],
       },
-      bytesOut: { name: 'ft_legacy_http_sent_bytes_total', help: 'Body bytes sent' },
+      bodyBytesOut: { name: 'ft_legacy_http_sent_bytes_total', help: 'Body bytes sent' },
     });
   }
 

@@ -374,6 +374,10 @@ export class FiletrackerClient {
   ): Promise<{ stream: Readable; response: Response }> {
     return this.#attempt(true, signal, async () => {
       const stream = this.#got.stream(url, { signal });
+      // got's streams do not destroy themselves (autoDestroy: false), and only destroy
+      // takes their listener off `signal`: one read to its end would leave one behind,
+      // and a run sharing one signal warns after ~80 (issue 18, item 5).
+      stream.once('end', () => stream.destroy());
       try {
         const [response] = (await once(stream, 'response')) as [Response];
         return { stream, response };

@@ -62,7 +62,7 @@ export const DEFAULT_MAX_FILE_BYTES = 16 * 1024 ** 3;
 interface State {
   target: RequestTarget;
   /** Body bytes read, for the request log. */
-  bytesIn?: number;
+  bodyBytesIn?: number;
 }
 
 type Ctx = Context & { state: State };
@@ -236,7 +236,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
       logicalSize: parseLogicalSizeHeader(header(ctx, HEADER.logicalSize)),
       maxLogicalSize: maxFileBytes,
     });
-    ctx.state.bytesIn = result.receivedBytes;
+    ctx.state.bodyBytesIn = result.receivedBytes;
     ctx.set('Last-Modified', formatHttpDate(result.version));
     ctx.type = 'text/plain';
     ctx.body = '';

@@ -11,8 +11,10 @@ export interface RequestRecord {
   /** The protocol endpoint (`files`, `list`, ...), or `invalid` for a path the grammar refused. */
   endpoint: string;
   status: number;
-  bytesIn: number;
-  bytesOut: number;
+  /** Request body bytes received (as sent: gzip when the upload was). */
+  bodyBytesIn: number;
+  /** Response body bytes sent: no status line, headers or chunk framing. */
+  bodyBytesOut: number;
   ms: number;
 }
 
@@ -42,8 +44,8 @@ export class ServerMetrics {
           0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120,
         ],
       },
-      bytesIn: { name: 'ft_http_received_bytes_total', help: 'Bytes received' },
-      bytesOut: { name: 'ft_http_sent_bytes_total', help: 'Bytes sent' },
+      bodyBytesIn: { name: 'ft_http_received_bytes_total', help: 'Request body bytes received' },
+      bodyBytesOut: { name: 'ft_http_sent_bytes_total', help: 'Response body bytes sent' },
     });
     const gauge = (name: string, help: string, read: () => number): void => {
       new Gauge({
@@ -132,7 +134,13 @@ export class ServerMetrics {
   }
 
   observe(r: RequestRecord): void {
-    this.#requests.observe([r.endpoint, r.method], r.status, r.ms / 1000, r.bytesIn, r.bytesOut);
+    this.#requests.observe(
+      [r.endpoint, r.method],
+      r.status,
+      r.ms / 1000,
+      r.bodyBytesIn,
+      r.bodyBytesOut,
+    );
   }
 }
 
@@ -154,7 +162,7 @@ export class Telemetry {
 
   record(r: RequestRecord): void {
     if (this.#log.enabled) {
-      this.#log.request(r.method, r.path, r.status, r.bytesIn, r.bytesOut, r.ms);
+      this.#log.request(r.method, r.path, r.status, r.bodyBytesIn, r.bodyBytesOut, r.ms);
     }
     this.metrics.observe(r);
   }

@@ -1,21 +1,64 @@
+import type { ServerResponse } from 'node:http';
 import type { Context, Next } from 'koa';
 import type { Telemetry } from './metrics.js';
 
-/** One log line and one metrics observation per request (method, path, status, bytes, ms). */
+/** What {@link countBody} has counted so far. */
+interface BodyCount {
+  bytes: number;
+}
+
+/**
+ * Counts the body bytes handed to `res` through `write()` and `end()`, whoever writes them
+ * (Koa's respond, a piped stream, sendFile). The socket's `bytesWritten` would count the
+ * status line, the headers and chunked framing too (issue 18: `/version` logged 181 bytes
+ * for its 26-byte body). Writes after the response was destroyed (the client went) go
+ * nowhere and are not counted.
+ */
+function countBody(res: ServerResponse): BodyCount {
+  const count: BodyCount = { bytes: 0 };
+  const add = (chunk: unknown, encoding: unknown): void => {
+    if (res.destroyed) return;
+    if (typeof chunk === 'string') {
+      count.bytes += Buffer.byteLength(
+        chunk,
+        typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8',
+      );
+    } else if (chunk instanceof Uint8Array) {
+      count.bytes += chunk.byteLength;
+    }
+  };
+  const write = res.write as (...args: unknown[]) => boolean;
+  const end = res.end as (...args: unknown[]) => ServerResponse;
+  res.write = ((chunk: unknown, ...rest: unknown[]) => {
+    add(chunk, rest[0]);
+    return write.call(res, chunk, ...rest);
+  }) as ServerResponse['write'];
+  res.end = ((chunk?: unknown, ...rest: unknown[]) => {
+    if (typeof chunk !== 'function') add(chunk, rest[0]);
+    return end.call(res, chunk, ...rest);
+  }) as ServerResponse['end'];
+  return count;
+}
+
+/**
+ * One log line and one metrics observation per request (method, path, status, body bytes
+ * in and out, ms). A HEAD, 204 or 304 answer has no body whatever was written.
+ */
 export function requestLogger(telemetry: Telemetry) {
   return async function logRequest(ctx: Context, next: Next): Promise<void> {
     const started = process.hrtime.bigint();
-    const socket = ctx.req.socket;
-    const writtenBefore = socket.bytesWritten;
+    const body = countBody(ctx.res);
     const path = ctx.originalUrl;
     ctx.res.once('close', () => {
+      const status = ctx.status;
+      const bodyless = ctx.method === 'HEAD' || status === 204 || status === 304;
       telemetry.record({
         method: ctx.method,
         path,
         endpoint: (ctx.state as { target?: { endpoint: string } }).target?.endpoint ?? 'invalid',
-        status: ctx.status,
-        bytesIn: (ctx.state as { bytesIn?: number }).bytesIn ?? 0,
-        bytesOut: socket.bytesWritten - writtenBefore,
+        status,
+        bodyBytesIn: (ctx.state as { bodyBytesIn?: number }).bodyBytesIn ?? 0,
+        bodyBytesOut: bodyless ? 0 : body.bytes,
         ms: Number(process.hrtime.bigint() - started) / 1e6,
       });
     });

@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import { StoreNotWritableError } from '@filetracker/shared-protocol';
 import type { BlobStore, StagedBlob } from './blob-store.js';
 import { DigestFilter } from './digest-filter.js';
 import { KeyedMutex } from './keyed-mutex.js';
@@ -33,6 +34,8 @@ export class BlobRefs {
   readonly #blobs: BlobStore;
   readonly #meta: MetaDb;
   readonly #events: MetadataEvents | undefined;
+  /** Called when a blob whose file was missing is stored again from an upload. */
+  onBlobRestored: ((digest: string) => void) | undefined;
   readonly #locks = new KeyedMutex();
   readonly #pins = new Map<string, number>();
   readonly #records: LRUCache<string, BlobRecord | typeof ABSENT>;
@@ -97,12 +100,58 @@ export class BlobRefs {
     this.#records.set(digest, record ?? ABSENT);
   }
 
-  /** Pins `digest` if it is stored; returns its record, or undefined (nothing pinned). */
+  /**
+   * Pins `digest` if it is stored, its file there too; returns its record, or undefined
+   * (nothing pinned: the upload writes its body, which can replace a missing file).
+   */
   pinIfStored(digest: string): Promise<BlobRecord | undefined> {
     return this.#locks.run(digest, async () => {
       const record = await this.#read(digest);
-      if (record) this.#pins.set(digest, (this.#pins.get(digest) ?? 0) + 1);
+      if (!record || !(await this.#blobs.has(digest))) return undefined;
+      this.#pins.set(digest, (this.#pins.get(digest) ?? 0) + 1);
       return record;
+    });
+  }
+
+  /**
+   * With the digest's lock held and `record` read: makes sure the blob file is there,
+   * committing `blob` (this upload's verified gzip) into the place of a missing one, or
+   * discarding it. A record outlives its file when `blobs/` is removed by hand while the
+   * server runs (issue 18): a dedup must not trust the record alone, or an upload would be
+   * answered 200 with a link to nothing. Returns the record to keep (the sizes of the file
+   * now in place).
+   */
+  async #ensureFile(record: BlobRecord, blob: StagedBlob): Promise<BlobRecord> {
+    const { digest } = blob;
+    if (await this.#blobs.has(digest)) {
+      if (blob.location !== undefined) await this.#blobs.discard(blob);
+      return record;
+    }
+    if (blob.location === undefined) {
+      // Pinned with its file there a moment ago: removed by hand since.
+      throw new StoreNotWritableError(
+        'A blob was removed from blobs/ while this upload ran: retry',
+      );
+    }
+    await this.#blobs.commit(blob);
+    const restored = { ...record, storedSize: blob.storedSize };
+    await this.#write(digest, restored, true);
+    this.#events?.blobCountChanged(-1, record.storedSize);
+    this.#events?.blobCountChanged(1, restored.storedSize);
+    this.onBlobRestored?.(digest);
+    return restored;
+  }
+
+  /**
+   * For an upload of the content a name already links to: makes sure the blob file is
+   * there (see {@link acquire}) and returns its record; undefined when it has none.
+   */
+  keep(blob: StagedBlob): Promise<BlobRecord | undefined> {
+    return this.#locks.run(blob.digest, async () => {
+      const record = await this.#read(blob.digest);
+      if (record) return this.#ensureFile(record, blob);
+      if (blob.location !== undefined) await this.#blobs.discard(blob);
+      return undefined;
     });
   }
 
@@ -122,15 +171,16 @@ export class BlobRefs {
   /**
    * Adds one reference to `blob`'s digest, durably. If the blob is not stored yet, the staged
    * one is committed first (a record never names a blob that a power cut could take); if it
-   * is, the staged copy is discarded (identical content is stored once).
+   * is, the staged copy is discarded (identical content is stored once), unless the
+   * record's file is missing, which the staged copy then replaces.
    */
   acquire(blob: StagedBlob): Promise<{ dedup: boolean; record: BlobRecord }> {
     const { digest } = blob;
     return this.#locks.run(digest, async () => {
       const record = await this.#read(digest);
       if (record) {
-        if (blob.location !== undefined) await this.#blobs.discard(blob);
-        const updated = { ...record, refs: record.refs + 1 };
+        const kept = await this.#ensureFile(record, blob);
+        const updated = { ...kept, refs: kept.refs + 1 };
         await this.#write(digest, updated, true);
         return { dedup: true, record: updated };
       }

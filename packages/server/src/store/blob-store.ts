@@ -62,6 +62,8 @@ export interface BlobSizes {
  * - **discard** drops a staged blob (commit not called, or failed); idempotent.
  * - **open** gives a handle on the whole gzip, or null for a digest not stored. The bytes of
  *   an open handle stay readable even if the blob is removed meanwhile.
+ * - **has** says whether a digest's blob is there (a record may outlive a blob removed by
+ *   hand: a dedup checks).
  * - **remove** deletes a blob; a digest not stored is no error. Not durable by itself: a
  *   crash may bring the blob back (an orphan, which ft-recover or a sweep removes).
  * - **digests** lists every committed blob (for repair and sweeps; never on a request).
@@ -73,6 +75,8 @@ export interface BlobStore {
   commit(blob: StagedBlob): Promise<void>;
   discard(blob: StagedBlob): Promise<void>;
   open(digest: string): Promise<BlobHandle | null>;
+  /** Whether a blob of `digest` is committed (and not removed since). */
+  has(digest: string): Promise<boolean>;
   /** The sizes read off a stored blob (decompressing it), or undefined when not stored. */
   sizes(digest: string): Promise<BlobSizes | undefined>;
   remove(digest: string): Promise<void>;

@@ -41,6 +41,14 @@ export class DirSync {
    * lost with the directory.
    */
   readonly #madeDirs = new Map<string, Promise<void>>();
+  /** A {@link restore} in progress: renames that land meanwhile wait for it. */
+  #restoring: Promise<string[]> | undefined;
+  /**
+   * Called with `top` before a rename makes missing directories under it: a `top` that is
+   * gone itself (ft-tmp/, blobs/ or links/ removed while the server runs) must be made by
+   * {@link restore}, durably, and not by the mkdir -p as a side effect.
+   */
+  beforeMkdir: ((top: string) => Promise<void> | undefined) | undefined;
 
   /** Resolves once everything changed in `dir` before this call is durable. */
   sync(dir: string): Promise<void> {
@@ -69,7 +77,37 @@ export class DirSync {
       await (this.#madeDirs.get(dir) ?? this.#makeDirs(dir, top, mkdirFailed));
       await rename(from, to);
     }
-    await Promise.all([this.sync(dir), this.#madeDurable(dir, top)]);
+    await Promise.all([this.sync(dir), this.#madeDurable(dir, top), this.#restoring]);
+  }
+
+  /**
+   * Makes those of `children` (directories in `parent`) that are missing, then fsyncs
+   * `parent` if any was made; resolves with the ones made. One at a time: a call while one
+   * runs gets its promise, and a rename that ends meanwhile waits for it too, so no answer
+   * goes out before a directory it renamed into is durable in `parent`.
+   */
+  restore(parent: string, children: readonly string[]): Promise<string[]> {
+    this.#restoring ??= (async () => {
+      try {
+        const made = await Promise.all(
+          children.map((dir) =>
+            mkdir(dir).then(
+              () => dir,
+              (err: NodeJS.ErrnoException) => {
+                if (err.code === 'EEXIST') return undefined;
+                throw err;
+              },
+            ),
+          ),
+        );
+        const restored = made.filter((d): d is string => d !== undefined);
+        if (restored.length > 0) await this.sync(parent);
+        return restored;
+      } finally {
+        this.#restoring = undefined;
+      }
+    })();
+    return this.#restoring;
   }
 
   /**
@@ -85,6 +123,7 @@ export class DirSync {
       made.push(d);
     }
     const durable = (async () => {
+      await this.beforeMkdir?.(top);
       try {
         await mkdir(dir, { recursive: true });
       } catch (err) {

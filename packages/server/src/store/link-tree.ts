@@ -174,6 +174,11 @@ export class LinkTree {
     await this.#sync.sync(path.dirname(p));
   }
 
+  /** Forgets the directories found real, after `links/` was removed while we ran. */
+  forgetDirs(): void {
+    this.#dirs.clear();
+  }
+
   /** Whether `components` name a directory, reached through no symlink (for /list). */
   async isDirectory(components: readonly string[]): Promise<boolean> {
     return (await this.#dirs.state(components)) === 'real';

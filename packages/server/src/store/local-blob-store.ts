@@ -70,6 +70,17 @@ export class LocalBlobStore implements BlobStore {
     }
   }
 
+  async has(digest: string): Promise<boolean> {
+    try {
+      await lstat(blobPath(this.#layout, digest));
+      return true;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return false;
+      throw err;
+    }
+  }
+
   async sizes(digest: string): Promise<BlobSizes | undefined> {
     const file = blobPath(this.#layout, digest);
     let storedSize: number;

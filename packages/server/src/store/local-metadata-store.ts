@@ -24,6 +24,8 @@ export interface LocalMetadataOptions {
   /** The least number of digests the filter of stored digests is sized for. */
   filterCapacity?: number | undefined;
   events?: MetadataEvents | undefined;
+  /** Told when a blob whose file was missing is stored again from an upload. */
+  blobRestored?: ((digest: string) => void) | undefined;
   /** Told of bookkeeping that failed after a change was made (a log line for the operator). */
   warn?: ((details: Record<string, unknown>, message: string) => void) | undefined;
 }
@@ -44,7 +46,6 @@ export interface LocalMetadataOptions {
 export class LocalMetadataStore implements MetadataStore {
   readonly db: MetaDb;
   readonly #links: LinkTree;
-  readonly #blobs: BlobStore;
   readonly #refs: BlobRefs;
   readonly #names = new KeyedMutex();
   readonly #events: MetadataEvents | undefined;
@@ -60,8 +61,8 @@ export class LocalMetadataStore implements MetadataStore {
     this.db = db;
     this.#links = new LinkTree(layout, dirs);
     this.#events = options.events;
-    this.#blobs = blobs;
     this.#refs = new BlobRefs(blobs, db, options.events, options);
+    this.#refs.onBlobRestored = options.blobRestored;
     this.#warn = options.warn ?? (() => {});
   }
 
@@ -104,8 +105,8 @@ export class LocalMetadataStore implements MetadataStore {
     const sameBlob = held?.digest === blob.digest;
     let result: CommitResult;
     if (sameBlob) {
-      if (blob.location !== undefined) await this.#blobs.discard(blob);
-      result = { dedup: false, sizes: await this.#refs.get(blob.digest).catch(() => undefined) };
+      // The blob is stored again from this body if it went missing.
+      result = { dedup: false, sizes: await this.#refs.keep(blob) };
     } else {
       const acquired = await this.#refs.acquire(blob);
       result = { dedup: acquired.dedup, sizes: acquired.record };
@@ -156,6 +157,11 @@ export class LocalMetadataStore implements MetadataStore {
 
   blobs(): AsyncIterable<[string, BlobRecord]> {
     return this.db.blobs();
+  }
+
+  /** Forgets the directories found real, after `links/` was removed while we ran. */
+  forgetDirs(): void {
+    this.#links.forgetDirs();
   }
 
   isDirectory(components: readonly string[]): Promise<boolean> {

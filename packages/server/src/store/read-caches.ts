@@ -138,6 +138,14 @@ export class ReadCaches {
     if (this.#entries.get(name) === entry) this.#entries.delete(name);
   }
 
+  /** Forgets everything (files were removed behind the store's back); reads in flight are stale. */
+  clear(): void {
+    for (const reads of this.#reads.values()) for (const read of reads) read.stale = true;
+    this.#entries.clear();
+    this.#absent.clear();
+    this.#blobs.clear();
+  }
+
   /**
    * The entry and whole gzip of a name when both are in memory, else undefined: synchronous,
    * for the read path of the small files judges fetch by the thousand.

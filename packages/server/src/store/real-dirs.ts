@@ -49,6 +49,11 @@ export class RealDirs {
     return this.#check(components, depth);
   }
 
+  /** Forgets every directory found real (the tree was removed behind our back). */
+  clear(): void {
+    this.#known.clear();
+  }
+
   async #check(components: readonly string[], depth: number): Promise<DirState> {
     // The deepest directory known real: only those below it are looked at.
     let known = depth - 1;

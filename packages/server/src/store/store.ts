@@ -11,6 +11,7 @@ import { LocalMetadataStore } from './local-metadata-store.js';
 import { MetaDb, isLevelLocked } from './meta-db.js';
 import type { MetadataStore, NameLookup, NameRecord } from './metadata-store.js';
 import { ReadCaches, type EntryLookup, type FileEntry } from './read-caches.js';
+import { StoreDirs } from './store-dirs.js';
 import { StoreMetrics, type StoreStats } from './store-metrics.js';
 
 export type { FileEntry, StoreStats };
@@ -64,6 +65,21 @@ export interface LockedName {
   remove(held: NameRecord): Promise<void>;
 }
 
+/**
+ * What a backend checks around writes: the local one, that its directories were not
+ * removed while it runs (see StoreDirs, issue 18).
+ */
+export interface WriteGuard {
+  /** Usually undefined at once; else resolves when writes may go on, or rejects with the 503. */
+  beforeWrite(): Promise<void> | undefined;
+  /** The 503 to answer for a write that failed because the backend went missing, if so. */
+  afterMissing(err: unknown): Promise<unknown>;
+  /** Looks now (for /healthz); rejects when writes are refused. */
+  check(): Promise<void>;
+  /** Why writes are refused until a restart; undefined while they are not. */
+  readonly gone: string | undefined;
+}
+
 export interface StoreOptions {
   /** zlib level for plain uploads (gzip uploads are stored as sent). */
   gzipLevel?: number;
@@ -96,13 +112,14 @@ export class Store<M extends MetadataStore = MetadataStore> {
   /** Leftovers found in `ft-tmp/` at open (from a crash), now removed. */
   readonly tmpLeftovers: number;
   readonly #metrics: StoreMetrics;
+  readonly #guard: WriteGuard | undefined;
   readonly #caches: ReadCaches;
   readonly #smallBlobBytes: number;
   readonly #warn: (details: Record<string, unknown>, message: string) => void;
   #closing: Promise<void> | undefined;
 
   constructor(
-    ports: { blobs: BlobStore; metadata: M; metrics: StoreMetrics },
+    ports: { blobs: BlobStore; metadata: M; metrics: StoreMetrics; guard?: WriteGuard },
     where: { layout: StoreLayout; tmpLeftovers: number },
     options: StoreOptions = {},
   ) {
@@ -111,12 +128,29 @@ export class Store<M extends MetadataStore = MetadataStore> {
     this.blobs = ports.blobs;
     this.metadata = ports.metadata;
     this.#metrics = ports.metrics;
+    this.#guard = ports.guard;
     this.#caches = new ReadCaches({
       entries: options.entryCacheSize,
       blobBytes: options.blobCacheBytes,
     });
     this.#smallBlobBytes = options.smallBlobBytes ?? 256 * 1024;
     this.#warn = options.warn ?? (() => {});
+  }
+
+  /**
+   * Forgets every cached name and small blob, after files were removed behind our back: the
+   * next reads ask the ports.
+   */
+  forgetCached(): void {
+    this.#caches.clear();
+  }
+
+  /**
+   * The error to answer for a failed write: a 503 for files that refuse us or for a
+   * directory removed while it ran (see StoreDirs), else `err` itself.
+   */
+  async #writeFailure(err: unknown): Promise<unknown> {
+    return notWritableError(err, this.layout.root) ?? (await this.#guard?.afterMissing(err)) ?? err;
   }
 
   /** Counters for a metrics exporter (see StoreMetrics). */
@@ -190,15 +224,39 @@ export class Store<M extends MetadataStore = MetadataStore> {
     // Directory fsyncs, shared by the blob and link writers (see DirSync).
     const dirs = new DirSync();
     const metrics = new StoreMetrics();
+    const warn = options.warn ?? (() => {});
+    const forget = (): void => {
+      store.forgetCached();
+      metadata.forgetDirs();
+    };
     const blobs = new LocalBlobStore(layout, dirs, options.gzipLevel);
     const metadata = new LocalMetadataStore(layout, meta, dirs, blobs, {
       cachedRecords: options.blobRecordCacheSize,
       filterCapacity: options.digestFilterCapacity,
       events: metrics,
       warn: options.warn,
+      blobRestored: (digest) => {
+        // Names cached with the sizes of the gzip that was removed would be sent wrong.
+        forget();
+        warn({ digest }, 'blob was missing from blobs/ and is stored again from an upload');
+      },
     });
-    const store = new Store(
-      { blobs, metadata, metrics },
+    const guard = new StoreDirs(layout, dirs, {
+      onRestored: (made) => {
+        forget();
+        const lost = made.some((d) => d !== layout.tmp);
+        warn(
+          { dirs: made.map((d) => path.relative(layout.root, d) + '/') },
+          'store directories were removed while ft-server ran and are made again' +
+            (lost
+              ? '; the files stored in them are gone: run ft-recover when convenient to drop their records'
+              : ''),
+        );
+      },
+      onGone: (reason) => warn({ dir: layout.root }, reason),
+    });
+    const store: Store<LocalMetadataStore> = new Store(
+      { blobs, metadata, metrics, guard },
       { layout, tmpLeftovers: leftovers.length },
       options,
     );
@@ -268,6 +326,7 @@ export class Store<M extends MetadataStore = MetadataStore> {
    * between choosing it and opening it, so a reader sees the old or the new content.
    */
   async openFile(components: readonly string[]): Promise<OpenedFile | null> {
+    let lastMissing: string | undefined;
     for (let attempt = 0; attempt < 10; attempt++) {
       const entry = await this.stat(components);
       if (!entry) return null;
@@ -276,6 +335,15 @@ export class Store<M extends MetadataStore = MetadataStore> {
       const handle = await this.blobs.open(entry.digest);
       if (!handle) {
         this.#caches.forgetIfStill(joinName(components), entry);
+        if (attempt > 0 && entry.digest === lastMissing) {
+          // Twice the same name to a blob that is not there: removed by hand (issue 18).
+          this.#warn(
+            { name: joinName(components), digest: entry.digest },
+            'blob of a name is missing from blobs/ (answered 404): run ft-recover to drop the link',
+          );
+          return null;
+        }
+        lastMissing = entry.digest;
         continue;
       }
       if (entry.storedSize > this.#smallBlobBytes) return { ...entry, buffer: undefined, handle };
@@ -300,6 +368,12 @@ export class Store<M extends MetadataStore = MetadataStore> {
     if (components.length === 0) throw new BadRequestError('BAD_PATH', 'A file needs a name');
     this.metadata.checkStorable(components);
     const name = joinName(components);
+    const guarded = this.#guard?.beforeWrite();
+    if (guarded) {
+      await guarded.catch(async (err: unknown) => {
+        throw await this.#writeFailure(err);
+      });
+    }
     // 1. A newer version stored: answered without reading the body.
     const current =
       this.#caches.entry(name) ??
@@ -354,7 +428,7 @@ export class Store<M extends MetadataStore = MetadataStore> {
       // Whatever failed after the body was read (a full disk, a conflict), its staged copy
       // goes; once committed it is no longer staged and this does nothing.
       if (body !== undefined) await this.blobs.discard(body);
-      throw notWritableError(err, this.layout.root) ?? err;
+      throw await this.#writeFailure(err);
     } finally {
       this.#metrics.uploadEnded(dedup);
       if (pinned !== undefined) await this.metadata.unpin(pinned);
@@ -372,6 +446,7 @@ export class Store<M extends MetadataStore = MetadataStore> {
   ): Promise<T> {
     const name = joinName(components);
     try {
+      await this.#guard?.beforeWrite();
       return await this.metadata.withName(name, async () => {
         const existing = await this.metadata.read(components);
         return fn({
@@ -385,7 +460,7 @@ export class Store<M extends MetadataStore = MetadataStore> {
         });
       });
     } catch (err) {
-      throw notWritableError(err, this.layout.root) ?? err;
+      throw await this.#writeFailure(err);
     }
   }
 
@@ -424,6 +499,15 @@ export class Store<M extends MetadataStore = MetadataStore> {
    * the way an upload is. The reason says what failed.
    */
   async health(): Promise<{ ok: true } | { ok: false; reason: string }> {
+    try {
+      // Directories removed since are made again; a database removed is the reason.
+      await this.#guard?.check();
+    } catch (err) {
+      const reason = this.#guard?.gone;
+      if (reason !== undefined) return { ok: false, reason };
+      const code = (err as NodeJS.ErrnoException).code ?? 'error';
+      return { ok: false, reason: `store directories cannot be made again (${code})` };
+    }
     if (!this.metadata.isOpen) return { ok: false, reason: 'database is not open' };
     try {
       await this.blobs.checkWritable();
