@@ -529,7 +529,7 @@ test(
     t.diagnostic(`${inspection.links.size} names stored`);
     assert.deepEqual(
       (await readdir(store)).sort(),
-      ['blobs', 'ft-tmp', 'links', 'meta'],
+      ['blobs', 'ft-store-id', 'ft-tmp', 'links', 'meta'],
       'nothing but the store layout in the store',
     );
     assert.deepEqual(

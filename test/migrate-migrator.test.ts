@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { appendFile, readFile, rm, unlink, writeFile } from 'node:fs/promises';
+import { appendFile, readFile, readdir, rm, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, test, type TestContext } from 'node:test';
@@ -320,6 +320,33 @@ describe('StateFile', () => {
       (err: unknown) => err instanceof CliError && err.code === 'STATE_UNUSABLE',
     );
     assert.match(await readFile(file, 'utf8'), /^\{"ftMigrateState":1,/);
+  });
+
+  test('names the store it was made against; restart() starts the file afresh for another store, keeping what to check in memory; deleted files are never sampled (issue 18)', async (t) => {
+    const dir = await tempDir('ft-migrate-state-');
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const file = path.join(dir, 'state');
+    const identity = { url: 'http://127.0.0.1:9999', root: '/srv/ft_root/files' };
+    const first = await StateFile.open(file, identity, { storeId: 'store-a' });
+    first.record('/a', 1);
+    first.record('/gone', 2, true);
+    await first.close();
+
+    const second = await StateFile.open(file, identity, { storeId: 'store-b' });
+    assert.equal(second.storeId, 'store-a', 'the store the file was made against');
+    assert.deepEqual(second.sample(10), [['/a', 1]], 'a deleted file is no evidence');
+    await second.restart('store-b');
+    assert.equal(second.storeId, 'store-b');
+    assert.ok(second.has('/a', 1) && second.has('/gone', 2), 'still known, to be checked');
+    second.record('/b', 3);
+    await second.close();
+
+    const text = await readFile(file, 'utf8');
+    assert.deepEqual(
+      text.split('\n').map((l) => (l ? (JSON.parse(l) as unknown) : l)),
+      [{ ftMigrateState: 1, ...identity, store: 'store-b' }, ['/b', 3], ''],
+    );
+    assert.deepEqual(await readdir(dir), ['state'], 'no temp file left');
   });
 });
 

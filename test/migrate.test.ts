@@ -472,3 +472,141 @@ test('a setup that cannot work says what failed on one line and exits 1; a bad c
     assert.ok(help.stdout.includes(option), option);
   }
 });
+
+/** ft-server as a process on `port` (0: any) over `dir`, stopped after the test. */
+async function serverProcess(
+  t: TestContext,
+  dir: string,
+  port: number,
+  extra: string[] = [],
+): Promise<{ url: string; port: number; stop(): Promise<number | null> }> {
+  const server = await startProcess('packages/server/bin/ft-server.mjs', [
+    '-d',
+    dir,
+    '-p',
+    String(port),
+    ...extra,
+  ]);
+  t.after(() => server.stop());
+  return { url: server.url, port: Number(new URL(server.url).port), stop: () => server.stop() };
+}
+
+test('a rehearsal state file does not skip files of another store: the real migration to the same URL uploads everything (issue 18)', async (t) => {
+  const files = smallTreeFiles(60, 'rehearsal');
+  const ftRoot = await makeFtRoot(t, files);
+  const rehearsalStore = await tempDir('ft-migrate-rehearsal-');
+  const realStore = await tempDir('ft-migrate-real-');
+  t.after(() =>
+    Promise.all([rehearsalStore, realStore].map((d) => rm(d, { recursive: true, force: true }))),
+  );
+
+  // The rehearsal: migrate into ft_root_v2, then stop that server.
+  const rehearsal = await serverProcess(t, rehearsalStore, 0);
+  const first = await runMigrate(['./files', rehearsal.url], { cwd: ftRoot });
+  assert.equal(first.code, 0, first.stderr);
+  assert.equal(await rehearsal.stop(), 0);
+
+  // The guide verbatim: another store on the same port, the same command, so the same
+  // default state file.
+  const real = await serverProcess(t, realStore, rehearsal.port);
+  assert.equal(real.url, rehearsal.url);
+  const run = await runMigrate(['./files', real.url, '--report', 'report.json'], { cwd: ftRoot });
+  assert.equal(run.code, 0, run.stderr);
+  const report = await readReport(path.join(ftRoot, 'report.json'));
+  assert.equal(report.uploaded.files, files.length, 'every file uploaded');
+  const warning = run.stderr.split('\n').filter((l) => /was made against store/.test(l));
+  assert.equal(warning.length, 1, `one line says why: ${run.stderr}`);
+  assert.equal(report.skipped.files, 0);
+  assert.equal((report as Report & { resume: { decision: string } }).resume.decision, 'check-all');
+  const client = clientFor(t, real.url);
+  assert.deepEqual(await listAll(client), files.map((f) => `/${f.name}`).sort());
+  await assertOnServer(client, files);
+
+  // The state file is now the real store's: the next run trusts it, and says so first.
+  const again = await runMigrate(['./files', real.url, '--report', 'report.json'], {
+    cwd: ftRoot,
+  });
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stdout.split('\n')[0]!, /resuming from .*60 files .* skipped/);
+  const second = await readReport(path.join(ftRoot, 'report.json'));
+  assert.equal(second.uploaded.files, 0);
+  assert.equal(second.skipped.byReason['already-done'], files.length);
+});
+
+test('a state file of this store is checked on a sample first: a finished file deleted behind its back makes the run check every finished file and upload it again (issue 18)', async (t) => {
+  // At most 16 finished files: the sample is all of them, so the deleted one is in it.
+  const files = smallTreeFiles(12, 'sampled');
+  const ftRoot = await makeFtRoot(t, files);
+  const server = await serverFor(t);
+  const client = clientFor(t, server.url);
+  const first = await runMigrate(['./files', server.url], { cwd: ftRoot });
+  assert.equal(first.code, 0, first.stderr);
+
+  const gone = files[5]!;
+  await client.delete(`/${gone.name}`);
+  const run = await runMigrate(['./files', server.url, '--report', 'report.json'], {
+    cwd: ftRoot,
+  });
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stderr, /1 of 12 of them, picked at random, are not on the server/);
+  const report = await readReport(path.join(ftRoot, 'report.json'));
+  assert.equal(report.uploaded.files, 1);
+  assert.equal(report.skipped.byReason['already-there'], files.length - 1);
+  await assertOnServer(client, files);
+
+  // A state file from before store identities (no "store") is sample-checked too.
+  const [statePath] = (await readdir(ftRoot)).filter((f) => f.startsWith('.ft-migrate-state-'));
+  const lines = (await readFile(path.join(ftRoot, statePath!), 'utf8')).split('\n');
+  const header = JSON.parse(lines[0]!) as Record<string, unknown>;
+  assert.equal(header.store, server.store.storeId, 'the rebuilt state names this store');
+  delete header.store;
+  await writeFile(
+    path.join(ftRoot, statePath!),
+    [JSON.stringify(header), ...lines.slice(1)].join('\n'),
+  );
+  await client.delete(`/${files[7]!.name}`);
+  const old = await runMigrate(['./files', server.url, '--report', 'report.json'], {
+    cwd: ftRoot,
+  });
+  assert.equal(old.code, 0, old.stderr);
+  assert.equal((await readReport(path.join(ftRoot, 'report.json'))).uploaded.files, 1);
+  await assertOnServer(client, files);
+});
+
+test('online: a rehearsal state file against a store in migration mode is not fooled by the redirects to the old tree (issue 18)', async (t) => {
+  const files = smallTreeFiles(20, 'online-rehearsal');
+  const ftRoot = await makeFtRoot(t, files);
+  const legacy = await startLegacy(['--root', ftRoot, '--port', '0']);
+  t.after(() => legacy.kill());
+  const rehearsalStore = await tempDir('ft-migrate-rehearsal-');
+  const realStore = await tempDir('ft-migrate-real-');
+  t.after(() =>
+    Promise.all([rehearsalStore, realStore].map((d) => rm(d, { recursive: true, force: true }))),
+  );
+  const fallback = ['--fallback-url', legacy.url];
+
+  const rehearsal = await serverProcess(t, rehearsalStore, 0, fallback);
+  const first = await runMigrate(['./files', rehearsal.url], { cwd: ftRoot });
+  assert.equal(first.code, 0, first.stderr);
+  assert.equal(await rehearsal.stop(), 0);
+
+  // Every name the new store lacks is a 307 to the old tree, which has every file.
+  const real = await serverProcess(t, realStore, rehearsal.port, fallback);
+  const run = await runMigrate(['./files', real.url, '--report', 'report.json'], { cwd: ftRoot });
+  assert.equal(run.code, 0, run.stderr);
+  const report = await readReport(path.join(ftRoot, 'report.json'));
+  assert.equal(report.uploaded.files, files.length, 'every file uploaded to the new store');
+
+  // The switch-over: without the fallback, the new store alone serves every file.
+  assert.equal(await real.stop(), 0);
+  const alone = await serverProcess(t, realStore, 0);
+  await assertOnServer(clientFor(t, alone.url), files);
+
+  // --verify asks the store, not the old tree behind it.
+  const empty = await startServer({ fallbackUrl: legacy.url });
+  t.after(() => empty.close());
+  const verify = await runMigrate(['./files', empty.url, '--verify'], { cwd: ftRoot });
+  assert.equal(verify.code, 1, 'an empty store differs from the tree');
+  const gone = files[3]!;
+  assert.match(verify.stdout, new RegExp(`DIFFERS /${gone.name} .*not on the server`));
+});

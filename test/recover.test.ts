@@ -1,6 +1,16 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, readlink, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
+import {
+  lstat,
+  mkdir,
+  readFile,
+  readlink,
+  rm,
+  stat,
+  symlink,
+  unlink,
+  writeFile,
+} from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
@@ -195,7 +205,7 @@ describe('ft-recover', () => {
     ];
     await makePythonStore(dir, files);
     const pythonOnly = async (): Promise<Map<string, string>> =>
-      snapshotTree(dir, ['links', 'blobs', 'meta', 'ft-tmp']);
+      snapshotTree(dir, ['links', 'blobs', 'meta', 'ft-tmp', 'ft-store-id']);
     const dbBefore = await pythonOnly();
 
     const refused = await runBin(SERVER_BIN, ['-d', dir, '-p', '0']);
@@ -231,6 +241,9 @@ describe('ft-recover', () => {
         assert.equal(head.logicalSize, String(f.content.length), f.name);
       }
       assert.deepEqual(await listAll(server.url), files.map((f) => f.name.slice(1)).sort());
+      // The adopted store got its identity at its first open (issue 18).
+      const status = (await (await fetch(server.url + '/status')).json()) as { storeId: string };
+      assert.equal(status.storeId, (await readFile(path.join(dir, 'ft-store-id'), 'utf8')).trim());
     } finally {
       assert.equal(await server.stop(), 0);
     }

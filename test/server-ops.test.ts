@@ -1,9 +1,16 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { rm } from 'node:fs/promises';
+import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import { test } from 'node:test';
-import { formatHttpDate } from '@filetracker/shared-protocol';
+import { recoverStore } from '@filetracker/server';
+import {
+  FiletrackerClient,
+  HEADER,
+  STATUS_FIELD,
+  formatHttpDate,
+} from '@filetracker/shared-protocol';
 import { startServer, tempDir } from './helpers/server.js';
 
 const run = promisify(execFile);
@@ -126,4 +133,59 @@ test('/healthz is 200 while the store takes writes and 503 once it cannot', asyn
   assert.equal((await fetch(server.url + '/version')).status, 200);
   await run('chattr', ['-i', tmp]);
   assert.equal((await fetch(server.url + '/healthz')).status, 200);
+});
+
+/** The identity a server answers, checked to agree across `/status`, its header and `/version`. */
+async function answeredStoreId(url: string): Promise<string> {
+  const status = await fetch(url + '/status');
+  const body = (await status.json()) as Record<string, unknown>;
+  const id = body[STATUS_FIELD.storeId];
+  assert.equal(typeof id, 'string');
+  assert.equal(status.headers.get(HEADER.storeId), id);
+  const client = new FiletrackerClient(url);
+  try {
+    assert.deepEqual(await client.versionInfo(), { protocolVersions: [2], storeId: id });
+  } finally {
+    client.close();
+  }
+  return id as string;
+}
+
+test('a store has one identity, made at its first open, kept across restarts and ft-recover, answered in /status and a header (issue 18)', async (t) => {
+  const dir = await tempDir();
+  const other = await tempDir();
+  t.after(() => Promise.all([dir, other].map((d) => rm(d, { recursive: true, force: true }))));
+  const reopen = async (d: string): Promise<string> => {
+    const server = await startServer({ dir: d });
+    try {
+      return await answeredStoreId(server.url);
+    } finally {
+      await server.close();
+    }
+  };
+
+  const first = await reopen(dir);
+  assert.match(first, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+  assert.equal((await readFile(path.join(dir, 'ft-store-id'), 'utf8')).trim(), first);
+  assert.equal(await reopen(dir), first, 'the same store after a restart');
+  assert.notEqual(await reopen(other), first, 'another store');
+
+  // ft-recover rebuilds meta/ (as after losing it) and leaves the identity alone.
+  await rm(path.join(dir, 'meta'), { recursive: true });
+  await recoverStore(dir);
+  assert.equal(await reopen(dir), first, 'after ft-recover rebuilt meta/');
+
+  // A store from before identities (or adopted from the Python server) gets one at its
+  // first open, which then stays.
+  await rm(path.join(dir, 'ft-store-id'));
+  const made = await reopen(dir);
+  assert.notEqual(made, first);
+  assert.equal(await reopen(dir), made);
+
+  // A hand-edited file that holds no identity is replaced, not a reason to refuse to start.
+  await writeFile(path.join(dir, 'ft-store-id'), 'not an id!\n');
+  const replaced = await reopen(dir);
+  assert.notEqual(replaced, made);
+  assert.equal(await reopen(dir), replaced);
+  assert.deepEqual(await readdir(path.join(dir, 'ft-tmp')), []);
 });

@@ -6,6 +6,7 @@ import { parseCommandLine, type CliOptions } from './cli-options.js';
 import { Migrator, type MigrateMode } from './migrator.js';
 import { startPlainLog } from './plain-log.js';
 import { ProgressTracker } from './progress.js';
+import { checkResume, type ResumeDecision } from './resume-check.js';
 import { describeError } from './retry.js';
 import { namePrefix } from './source.js';
 import { StateFile, defaultStatePath, type StateIdentity } from './state-file.js';
@@ -61,11 +62,17 @@ async function resolveSetup(options: CliOptions, cwd: string): Promise<Setup> {
   return { files, root, url: options.url, mode };
 }
 
-/** `GET /version`: the server must be up and speak protocol 2 before anything starts. */
-async function checkServer(client: FiletrackerClient, url: string): Promise<void> {
+/**
+ * `GET /version`: the server must be up and speak protocol 2 before anything starts.
+ * Resolves with the identity of its store (`undefined` from a server that names none).
+ */
+async function checkServer(client: FiletrackerClient, url: string): Promise<string | undefined> {
   let versions: number[];
+  let storeId: string | undefined;
   try {
-    versions = await client.version({ signal: AbortSignal.timeout(VERSION_CHECK_MS) });
+    ({ protocolVersions: versions, storeId } = await client.versionInfo({
+      signal: AbortSignal.timeout(VERSION_CHECK_MS),
+    }));
   } catch (err) {
     const status = (err as { status?: unknown }).status;
     if (typeof status === 'number' && status < 500) {
@@ -90,6 +97,7 @@ async function checkServer(client: FiletrackerClient, url: string): Promise<void
         'URL of a 2.x server',
     );
   }
+  return storeId;
 }
 
 /*
@@ -106,6 +114,7 @@ async function openState(
   options: CliOptions,
   setup: Setup,
   identity: StateIdentity,
+  storeId: string | undefined,
   cwd: string,
 ): Promise<StateFile | undefined> {
   if (setup.mode === 'verify' || options.state === false) return undefined;
@@ -114,7 +123,7 @@ async function openState(
       ? path.resolve(cwd, options.state)
       : defaultStatePath(setup.files, identity, cwd);
   // A dry run reads what earlier runs finished but records nothing.
-  return StateFile.open(file, identity, { readOnly: setup.mode === 'dry-run' });
+  return StateFile.open(file, identity, { readOnly: setup.mode === 'dry-run', storeId });
 }
 
 async function checkReportPath(report: string | undefined, cwd: string): Promise<void> {
@@ -151,6 +160,7 @@ export async function runCli(argv: readonly string[]): Promise<number> {
 
   let setup: Setup;
   let state: StateFile | undefined;
+  let resume: ResumeDecision | undefined;
   const client = new FiletrackerClient(options.url, {
     timeoutMs: options.timeout * 1000,
     // Retried by the migrator, which counts and reports retries and honours --retries.
@@ -159,10 +169,12 @@ export async function runCli(argv: readonly string[]): Promise<number> {
   try {
     setup = await resolveSetup(options, cwd);
     await checkReportPath(options.report, cwd);
-    await checkServer(client, options.url);
+    const storeId = await checkServer(client, options.url);
     const identity = { url: options.url.replace(/\/+$/, ''), root: setup.root };
-    state = await openState(options, setup, identity, cwd);
+    state = await openState(options, setup, identity, storeId, cwd);
+    if (state) resume = await checkResume(state, storeId, client, { url: options.url });
   } catch (err) {
+    await state?.close().catch(() => {});
     client.close();
     const status = exitStatusOf('ft-migrate', err);
     if (status === undefined) throw err;
@@ -176,6 +188,13 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     : setup.mode === 'dry-run' || !stdout.isTTY || inCi
       ? 'plain'
       : 'tty';
+  // Said before the run and its live view start (issue 18: a run that skips everything
+  // must say so, and why, at the start): a distrusted state is a warning, on stderr.
+  if (resume?.decision === 'check-all' || (resume?.decision === 'none' && resume.message)) {
+    stderr.write(`${resume.message}\n`);
+  } else if (resume?.decision === 'trusted' && display !== 'silent') {
+    stdout.write(`${resume.message}\n`);
+  }
   const migrator = new Migrator({
     files: setup.files,
     root: setup.root,
@@ -188,6 +207,7 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     followSymlinks: options.followSymlinks,
     state,
     checkServer: options.state === false && setup.mode !== 'verify',
+    checkFinished: resume?.decision === 'check-all',
     countTotals: display !== 'silent',
   });
   const tracker = new ProgressTracker(migrator);
@@ -229,6 +249,7 @@ export async function runCli(argv: readonly string[]): Promise<number> {
         await writeReport(path.resolve(cwd, options.report), summary, {
           url: options.url,
           statePath: state?.path,
+          resume,
         });
       } catch (err) {
         problems.push(`ft-migrate: cannot write --report ${options.report}: ${describeError(err)}`);

@@ -50,7 +50,8 @@ export type MigrateClient = Pick<FiletrackerClient, 'put' | 'stat' | 'get'>;
 /** Where finished files are remembered across runs (a `StateFile`). */
 export interface ResumeState {
   has(name: string, version: number): boolean;
-  record(name: string, version: number): void;
+  /** `deleted`: finished because a client deleted the name on the server. */
+  record(name: string, version: number, deleted?: boolean): void;
 }
 
 /** A regular file to migrate. */
@@ -206,6 +207,13 @@ export interface MigratorOptions {
   state?: ResumeState;
   /** Ask the server (HEAD) before each upload and skip files it has at this version or newer. */
   checkServer?: boolean;
+  /**
+   * Do not trust `state`: ask the server (HEAD) about each file it lists as finished, as
+   * `checkServer` does, and upload it unless there (the state was made against another
+   * store, or some of its files are missing: see resume-check.ts). Other files are
+   * uploaded without asking.
+   */
+  checkFinished?: boolean;
   /** Count the tree's files and bytes alongside (for progress totals). */
   countTotals?: boolean;
 }
@@ -253,6 +261,7 @@ export class Migrator extends EventEmitter<MigratorEvents> {
   readonly #followSymlinks: boolean;
   readonly #state: ResumeState | undefined;
   readonly #checkServer: boolean;
+  readonly #checkFinished: boolean;
   readonly #countTotals: boolean;
   readonly #controller = new AbortController();
   #stopReason: string | undefined;
@@ -296,6 +305,7 @@ export class Migrator extends EventEmitter<MigratorEvents> {
     this.#followSymlinks = options.followSymlinks ?? false;
     this.#state = this.#mode === 'verify' ? undefined : options.state;
     this.#checkServer = options.checkServer ?? false;
+    this.#checkFinished = options.checkFinished ?? false;
     this.#countTotals = options.countTotals ?? false;
     if (!Number.isInteger(this.#concurrency) || this.#concurrency < 1) {
       throw new TypeError(`concurrency is a positive integer, got ${this.#concurrency}`);
@@ -485,20 +495,22 @@ export class Migrator extends EventEmitter<MigratorEvents> {
   }
 
   async #upload(file: LocalFile, before: Stats): Promise<void> {
-    if (this.#state?.has(file.name, file.version)) {
+    const finished = this.#state?.has(file.name, file.version) ?? false;
+    if (finished && !this.#checkFinished) {
       this.#skip(file, 'already-done', 'finished by an earlier run (state file)');
       return;
     }
-    if (this.#checkServer) {
-      const remote = await this.#retrying(file, (signal) =>
-        this.#client.stat(file.name, { signal }),
-      );
+    if (this.#checkServer || finished) {
+      const remote = await this.#retrying(file, (signal) => this.#statOnServer(file, signal));
       this.#transientStreak = 0;
       if (remote && remote.version === file.version && remote.logicalSize === file.size) {
+        // A state file being rebuilt (checkFinished) learns it again.
+        this.#state?.record(file.name, file.version);
         this.#skip(file, 'already-there', 'already on the server at this version');
         return;
       }
       if (remote && remote.version > file.version) {
+        this.#state?.record(file.name, file.version);
         this.#skip(file, 'server-newer', `the server has the newer version ${remote.version}`);
         return;
       }
@@ -528,7 +540,7 @@ export class Migrator extends EventEmitter<MigratorEvents> {
       if (err instanceof FiletrackerError && err.code === 'DELETED') {
         // Finished: the server will refuse this version for as long as it keeps the tombstone.
         this.#transientStreak = 0;
-        this.#state?.record(file.name, file.version);
+        this.#state?.record(file.name, file.version, true);
         this.#skip(
           file,
           'deleted-on-server',
@@ -574,8 +586,17 @@ export class Migrator extends EventEmitter<MigratorEvents> {
     return undefined;
   }
 
+  /**
+   * HEAD of the file's name, not following a redirect: what the server's own store holds.
+   * A server in migration mode redirects a name its store lacks to the old tree, whose
+   * answer (the very file being migrated) would make the file look migrated.
+   */
+  #statOnServer(file: LocalFile, signal: AbortSignal): ReturnType<MigrateClient['stat']> {
+    return this.#client.stat(file.name, { signal, followRedirects: false });
+  }
+
   async #verify(file: LocalFile): Promise<void> {
-    const remote = await this.#retrying(file, (signal) => this.#client.stat(file.name, { signal }));
+    const remote = await this.#retrying(file, (signal) => this.#statOnServer(file, signal));
     this.#transientStreak = 0;
     if (remote === null) {
       this.#diff(file, 'missing', 'not on the server');

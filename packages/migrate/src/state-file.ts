@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
+import { open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { CliError } from '@filetracker/runtime';
@@ -14,6 +14,16 @@ export interface StateIdentity {
 }
 
 const FORMAT = 1;
+
+/**
+ * Finished files kept aside while loading, for a check on the server before trusting the
+ * state (see resume-check.ts): a uniform random sample of every record (reservoir
+ * sampling), so a store that lacks any part of them is likely caught.
+ */
+export const SAMPLE_CAP = 256;
+
+/** The third field of the record of a file deleted on the server (see `record`). */
+const DELETED = 'deleted';
 
 /**
  * The default state file: `.ft-migrate-state-<hash>` in the current directory, the hash
@@ -41,7 +51,8 @@ function key(name: string, version: number): string {
 
 /**
  * The resume record of a migration: a text file whose first line names the migration
- * (JSON: format, url, root) and each further line one finished file as the JSON array
+ * (JSON: format, url, root, and `store`, the identity of the store it was made against,
+ * when the server answered one) and each further line one finished file as the JSON array
  * `[name, version]` (JSON, because a name may hold any byte but `/` and NUL, newlines
  * included). Lines are appended once the server has acknowledged the file, so a
  * `kill -9` loses at most the lines not yet written, which only costs re-uploading those
@@ -54,14 +65,25 @@ function key(name: string, version: number): string {
  */
 export class StateFile {
   readonly path: string;
-  readonly #done: Set<string>;
-  readonly #out: WriteStream | undefined;
+  readonly #identity: StateIdentity;
+  readonly #loaded: Loaded;
+  #out: WriteStream | undefined;
   #closing: Promise<void> | undefined;
   #error: Error | undefined;
 
-  private constructor(filePath: string, done: Set<string>, out: WriteStream | undefined) {
+  private constructor(
+    filePath: string,
+    identity: StateIdentity,
+    loaded: Loaded,
+    out: WriteStream | undefined,
+  ) {
     this.path = filePath;
-    this.#done = done;
+    this.#identity = identity;
+    this.#loaded = loaded;
+    this.#setOut(out);
+  }
+
+  #setOut(out: WriteStream | undefined): void {
     this.#out = out;
     out?.on('error', (err) => {
       this.#error ??= err;
@@ -70,14 +92,15 @@ export class StateFile {
 
   /**
    * Loads the state file at `filePath` if it exists (checking it belongs to `identity`)
-   * and, unless `readOnly`, opens it for appending, creating it if missing.
+   * and, unless `readOnly`, opens it for appending, creating it if missing; a new file
+   * records `storeId`, the identity of the store the server answered.
    */
   static async open(
     filePath: string,
     identity: StateIdentity,
-    options: { readOnly?: boolean } = {},
+    options: { readOnly?: boolean; storeId?: string | undefined } = {},
   ): Promise<StateFile> {
-    const done = new Set<string>();
+    const loaded: Loaded = { done: new Set(), store: undefined, sample: [], records: 0 };
     let exists = true;
     let endsWithNewline = true;
     try {
@@ -95,40 +118,91 @@ export class StateFile {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw unusable(filePath, err);
       exists = false;
     }
-    if (exists) await load(filePath, identity, done);
-    if (options.readOnly) return new StateFile(filePath, done, undefined);
+    if (exists) await load(filePath, identity, loaded);
+    else loaded.store = options.storeId;
+    if (options.readOnly) return new StateFile(filePath, identity, loaded, undefined);
 
-    const out = createWriteStream(filePath, { flags: 'a' });
-    try {
-      await new Promise<void>((resolve, reject) => {
-        out.once('open', () => resolve());
-        out.once('error', reject);
-      });
-    } catch (err) {
-      throw unusable(filePath, err);
-    }
+    const out = await appendTo(filePath);
     if (!exists) {
-      out.write(`${JSON.stringify({ ftMigrateState: FORMAT, ...identity })}\n`);
+      out.write(headerLine(identity, options.storeId));
     } else if (!endsWithNewline) {
       out.write('\n');
     }
-    return new StateFile(filePath, done, out);
+    return new StateFile(filePath, identity, loaded, out);
   }
 
   /** Finished files loaded from earlier runs. */
   get size(): number {
-    return this.#done.size;
+    return this.#loaded.done.size;
+  }
+
+  /**
+   * The identity of the store the file was made against; `undefined` for a file made
+   * before identities or against a server that answers none (the Python 2.x server).
+   */
+  get storeId(): string | undefined {
+    return this.#loaded.store;
+  }
+
+  /** Up to `count` finished records of earlier runs, chosen at random. */
+  sample(count: number): [name: string, version: number][] {
+    const pool = [...this.#loaded.sample];
+    for (let i = pool.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1));
+      [pool[i], pool[j]] = [pool[j]!, pool[i]!];
+    }
+    return pool.slice(0, count);
+  }
+
+  /**
+   * Starts the file afresh, made against `storeId`: for records the store did not live up
+   * to (another store, or finished files missing from it). The file is replaced whole
+   * (temp + rename), so a crash leaves the old one or the new one; this run's records go
+   * to the new one, and nothing of the old is trusted again. The loaded records stay in
+   * memory for {@link has}, so this run knows which files to check instead of skip. A
+   * read-only state only forgets its store. Call it before any {@link record}.
+   */
+  async restart(storeId: string | undefined): Promise<void> {
+    this.#loaded.store = storeId;
+    const old = this.#out;
+    if (!old) return;
+    await new Promise<void>((resolve) => {
+      old.end(() => resolve());
+      old.once('error', () => resolve());
+    });
+    if (this.#error) throw unusable(this.path, this.#error);
+    const temp = `${this.path}.new`;
+    try {
+      const handle = await open(temp, 'w');
+      try {
+        await handle.writeFile(headerLine(this.#identity, storeId));
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(temp, this.path);
+    } catch (err) {
+      await rm(temp, { force: true });
+      throw unusable(this.path, err);
+    }
+    this.#setOut(await appendTo(this.path));
   }
 
   /** Whether an earlier run finished `name` at `version`. */
   has(name: string, version: number): boolean {
-    return this.#done.has(key(name, version));
+    return this.#loaded.done.has(key(name, version));
   }
 
-  /** Records `name` at `version` as finished (appended now; not added to the Set). */
-  record(name: string, version: number): void {
+  /**
+   * Records `name` at `version` as finished (appended now; not added to the Set);
+   * `deleted`: finished because a client deleted it on the server (`[name, version,
+   * "deleted"]`, which earlier versions read as finished too), so that its absence from
+   * the server does not count against the state (see resume-check.ts).
+   */
+  record(name: string, version: number, deleted = false): void {
     if (!this.#out || this.#closing || this.#error) return;
-    this.#out.write(`${JSON.stringify([name, version])}\n`);
+    const line = deleted ? [name, version, DELETED] : [name, version];
+    this.#out.write(`${JSON.stringify(line)}\n`);
   }
 
   /** Flushes and closes the file; idempotent. Rejects if any append failed. */
@@ -147,6 +221,35 @@ export class StateFile {
   }
 }
 
+/** What loading a state file found. */
+interface Loaded {
+  done: Set<string>;
+  /** The store the file was made against (its first line's `store`). */
+  store: string | undefined;
+  /** A reservoir of up to {@link SAMPLE_CAP} records. */
+  sample: [string, number][];
+  /** Records read, for the reservoir. */
+  records: number;
+}
+
+function headerLine(identity: StateIdentity, storeId: string | undefined): string {
+  const store = storeId === undefined ? {} : { store: storeId };
+  return `${JSON.stringify({ ftMigrateState: FORMAT, ...identity, ...store })}\n`;
+}
+
+async function appendTo(filePath: string): Promise<WriteStream> {
+  const out = createWriteStream(filePath, { flags: 'a' });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      out.once('open', () => resolve());
+      out.once('error', reject);
+    });
+  } catch (err) {
+    throw unusable(filePath, err);
+  }
+  return out;
+}
+
 async function lastByteIsNewline(filePath: string, size: number): Promise<boolean> {
   const handle = await open(filePath, 'r');
   try {
@@ -157,13 +260,13 @@ async function lastByteIsNewline(filePath: string, size: number): Promise<boolea
   }
 }
 
-async function load(filePath: string, identity: StateIdentity, done: Set<string>): Promise<void> {
+async function load(filePath: string, identity: StateIdentity, loaded: Loaded): Promise<void> {
   const lines = createInterface({ input: createReadStream(filePath), crlfDelay: Infinity });
   let first = true;
   for await (const line of lines) {
     if (first) {
       first = false;
-      checkHeader(filePath, line, identity);
+      loaded.store = checkHeader(filePath, line, identity);
       continue;
     }
     let record: unknown;
@@ -177,13 +280,25 @@ async function load(filePath: string, identity: StateIdentity, done: Set<string>
       typeof record[0] === 'string' &&
       Number.isInteger(record[1] as unknown)
     ) {
-      done.add(key(record[0], record[1] as number));
+      const entry: [string, number] = [record[0], record[1] as number];
+      loaded.done.add(key(...entry));
+      // Not on the server by design: no evidence either way.
+      if (record[2] === DELETED) continue;
+      // Algorithm R: each of the n records read so far is in the sample with odds cap/n.
+      loaded.records += 1;
+      if (loaded.sample.length < SAMPLE_CAP) loaded.sample.push(entry);
+      else {
+        const slot = Math.floor(Math.random() * loaded.records);
+        if (slot < SAMPLE_CAP) loaded.sample[slot] = entry;
+      }
     }
   }
 }
 
-function checkHeader(filePath: string, line: string, identity: StateIdentity): void {
-  let header: { ftMigrateState?: unknown; url?: unknown; root?: unknown } | undefined;
+/** Checks the first line and returns the store it names. */
+function checkHeader(filePath: string, line: string, identity: StateIdentity): string | undefined {
+  let header:
+    { ftMigrateState?: unknown; url?: unknown; root?: unknown; store?: unknown } | undefined;
   try {
     header = JSON.parse(line) as typeof header;
   } catch {
@@ -203,6 +318,7 @@ function checkHeader(filePath: string, line: string, identity: StateIdentity): v
         '--state FILE (or delete this one)',
     );
   }
+  return typeof header.store === 'string' ? header.store : undefined;
 }
 
 function unusable(filePath: string, err: unknown): CliError {

@@ -1,6 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { formatBytes, formatDuration, formatRate } from './format.js';
 import type { MigrationSummary, SkipReason } from './migrator.js';
+import type { ResumeDecision } from './resume-check.js';
 
 const SKIP_WORDS: Record<SkipReason, string> = {
   'already-done': 'finished earlier',
@@ -84,8 +85,14 @@ export function summaryLines(
 export async function writeReport(
   file: string,
   summary: MigrationSummary,
-  context: { url: string; statePath?: string },
+  context: { url: string; statePath?: string; resume?: ResumeDecision | undefined },
 ): Promise<void> {
-  const report = { url: context.url, statePath: context.statePath ?? null, ...summary };
+  const report = {
+    url: context.url,
+    statePath: context.statePath ?? null,
+    // What was made of the state's finished files, and why (resume-check.ts).
+    resume: context.resume ?? null,
+    ...summary,
+  };
   await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
 }

@@ -35,6 +35,16 @@ export interface StatResult {
   logicalSize: number;
 }
 
+/** What `GET /version` tells ({@link FiletrackerClient.versionInfo}). */
+export interface ServerVersion {
+  protocolVersions: number[];
+  /**
+   * The identity of the store behind the server, made once when the store was created;
+   * `undefined` from a server that sends none (the Python 2.x server).
+   */
+  storeId: string | undefined;
+}
+
 /** Options of {@link FiletrackerClient.put}. */
 export interface PutOptions {
   /** The version to store, default now ({@link nowVersion}), as the Python client sends. */
@@ -186,6 +196,14 @@ export class FiletrackerClient {
 
   /** `GET /version`: the protocol versions the server speaks (`[2]` for a 2.x server). */
   async version(options: { signal?: AbortSignal } = {}): Promise<number[]> {
+    return (await this.versionInfo(options)).protocolVersions;
+  }
+
+  /**
+   * `GET /version`, with what its headers tell: the protocol versions, and the identity of
+   * the store behind an ft-server (`X-Filetracker-Store-Id`).
+   */
+  async versionInfo(options: { signal?: AbortSignal } = {}): Promise<ServerVersion> {
     this.#checkOpen();
     const response = await this.#got.get(`${this.#root}/version`, {
       signal: options.signal,
@@ -204,7 +222,8 @@ export class FiletrackerClient {
     if (!Array.isArray(versions) || !versions.every((v) => Number.isInteger(v))) {
       throw protocolError('GET /version did not list protocol_versions', response.statusCode);
     }
-    return versions as number[];
+    const storeId = header(response, HEADER.storeId)?.trim();
+    return { protocolVersions: versions as number[], storeId: storeId || undefined };
   }
 
   /**
@@ -276,16 +295,27 @@ export class FiletrackerClient {
    * `HEAD /files/{name}`, following redirects: the version and logical size, or `null` for
    * exactly 404 (the Python client's `exists()` treats any other status as present). The
    * size is `Logical-Size` when the answer is gzip, else `Content-Length` (PROTOCOL.md).
+   * With `followRedirects: false` a redirect answers `null` too: a server in migration mode
+   * redirects the names its own store lacks to the old tree, and a caller asking what the
+   * store holds (ft-migrate) must not take the old tree's answer for it.
    */
-  async stat(name: string, options: { signal?: AbortSignal } = {}): Promise<StatResult | null> {
+  async stat(
+    name: string,
+    options: { signal?: AbortSignal; followRedirects?: boolean } = {},
+  ): Promise<StatResult | null> {
     this.#checkOpen();
+    const follow = options.followRedirects ?? true;
     let response: Response;
     try {
-      response = await this.#got.head(this.#fileUrl(name), { signal: options.signal });
+      response = await this.#got.head(this.#fileUrl(name), {
+        signal: options.signal,
+        followRedirect: follow,
+      });
     } catch (err) {
       if (err instanceof FiletrackerError && err.status === 404) return null;
       throw err;
     }
+    if (!follow && response.statusCode >= 300 && response.statusCode <= 399) return null;
     const gzip = isGzipEncoding(header(response, HEADER.contentEncoding));
     let logicalSize: number | undefined;
     try {

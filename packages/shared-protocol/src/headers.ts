@@ -10,6 +10,17 @@ export const HEADER = {
   exception: 'x-exception',
   /** Ours: the error code (errors.ts) of an error answer; the Python server sends none. */
   errorCode: 'x-error-code',
+  /**
+   * Ours: the identity of the store behind the server (made once, when the store was
+   * created), on the answers to `/version` and `/status`. The Python server sends none.
+   */
+  storeId: 'x-filetracker-store-id',
+} as const;
+
+/** Fields of ft-server's `GET /status` JSON that clients may read. */
+export const STATUS_FIELD = {
+  /** The same identity as the {@link HEADER} `storeId`. */
+  storeId: 'storeId',
 } as const;
 
 /** The query parameter that carries a version on PUT, DELETE and list. */

@@ -12,6 +12,7 @@ import {
   LAST_MODIFIED_PARAM,
   MethodNotAllowedError,
   NotFoundError,
+  STATUS_FIELD,
   acceptsGzip,
   encodeName,
   formatHttpDate,
@@ -146,6 +147,8 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
   router.get('/version', (ctx) => {
     ctx.body = VERSION_BODY;
     ctx.set('Content-Type', 'application/json');
+    // What ft-migrate binds its state to, read off the answer it asks for anyway.
+    ctx.set(HEADER.storeId, store.storeId);
   });
 
   // sioworkers probes this; a 4xx would make it start a Python server of its own.
@@ -155,7 +158,9 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
       uptimeSeconds: Math.floor((Date.now() - startedAt) / 1000),
       uploadsInFlight: store.stats.uploadsInFlight,
       ...(probe !== undefined && { fallback: probe.status() }),
+      [STATUS_FIELD.storeId]: store.storeId,
     };
+    ctx.set(HEADER.storeId, store.storeId);
   });
 
   router.get('/metrics', async (ctx) => {

@@ -59,9 +59,9 @@ let tmpCounter = 0;
 
 /**
  * A fresh name in `ft-tmp/` for a file being made: `upload-` (a body on its way to
- * `blobs/`), `link-` (a symlink on its way to `links/`) or `health-` (a /healthz probe).
- * ft-recover empties the directory whatever the kind.
+ * `blobs/`), `link-` (a symlink on its way to `links/`), `health-` (a /healthz probe) or
+ * `identity-` (the store's identity at its first open, see store-id.ts). ft-recover empties the directory whatever the kind.
  */
-export function tmpFile(tmpDir: string, kind: 'upload' | 'link' | 'health'): string {
+export function tmpFile(tmpDir: string, kind: 'upload' | 'link' | 'health' | 'identity'): string {
   return path.join(tmpDir, `${kind}-${TMP_PREFIX}${(tmpCounter++).toString(36)}`);
 }

@@ -12,6 +12,7 @@ import { MetaDb, isLevelLocked } from './meta-db.js';
 import type { MetadataStore, NameLookup, NameRecord } from './metadata-store.js';
 import { ReadCaches, type EntryLookup, type FileEntry } from './read-caches.js';
 import { StoreDirs } from './store-dirs.js';
+import { loadStoreId } from './store-id.js';
 import { StoreMetrics, type StoreStats } from './store-metrics.js';
 
 export type { FileEntry, StoreStats };
@@ -111,6 +112,11 @@ export class Store<M extends MetadataStore = MetadataStore> {
   readonly metadata: M;
   /** Leftovers found in `ft-tmp/` at open (from a crash), now removed. */
   readonly tmpLeftovers: number;
+  /**
+   * The store's identity: made once, at its first open, and kept in the store (see
+   * store-id.ts). Answered in `/status` and the `X-Filetracker-Store-Id` header.
+   */
+  readonly storeId: string;
   readonly #metrics: StoreMetrics;
   readonly #guard: WriteGuard | undefined;
   readonly #caches: ReadCaches;
@@ -120,11 +126,12 @@ export class Store<M extends MetadataStore = MetadataStore> {
 
   constructor(
     ports: { blobs: BlobStore; metadata: M; metrics: StoreMetrics; guard?: WriteGuard },
-    where: { layout: StoreLayout; tmpLeftovers: number },
+    where: { layout: StoreLayout; tmpLeftovers: number; storeId: string },
     options: StoreOptions = {},
   ) {
     this.layout = where.layout;
     this.tmpLeftovers = where.tmpLeftovers;
+    this.storeId = where.storeId;
     this.blobs = ports.blobs;
     this.metadata = ports.metadata;
     this.#metrics = ports.metrics;
@@ -255,9 +262,17 @@ export class Store<M extends MetadataStore = MetadataStore> {
       },
       onGone: (reason) => warn({ dir: layout.root }, reason),
     });
+    let storeId: string;
+    try {
+      // Under the lock, ft-tmp/ empty; made durable by the fsync of the root just below.
+      storeId = await loadStoreId(layout, warn);
+    } catch (err) {
+      await meta.close();
+      throw err;
+    }
     const store: Store<LocalMetadataStore> = new Store(
       { blobs, metadata, metrics, guard },
-      { layout, tmpLeftovers: leftovers.length },
+      { layout, tmpLeftovers: leftovers.length, storeId },
       options,
     );
     // A new store's directories (blobs/, links/...) must outlive a power cut as the first
