@@ -31,6 +31,7 @@ import {
   type RequestTarget,
 } from '@filetracker/shared-protocol';
 import { readAhead, sendFile } from '@filetracker/runtime';
+import { MigrationMode } from '../store/migration.js';
 import type { Store } from '../store/store.js';
 import { errorHandler } from './errors.js';
 import { fallbackVersion } from './fallback.js';
@@ -109,6 +110,20 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
     telemetry.metrics.watchFallback(probe);
     probe.start();
   }
+  const migration =
+    fallbackUrl === undefined
+      ? undefined
+      : new MigrationMode(
+          store,
+          (name) =>
+            fallbackVersion(fallbackUrl, name, fallbackTimeoutMs).catch((err: unknown) => {
+              if (err instanceof FallbackError) probe?.noteRequestError(err.code);
+              throw err;
+            }),
+          (details, message) => logger.warn(details, message),
+        );
+  /** Where writes go: the store, or in migration mode the store with tombstones. */
+  const writes = migration ?? store;
   const startedAt = Date.now();
   const app = new Koa();
   app.silent = true;
@@ -158,11 +173,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
     const head = ctx.method === 'HEAD';
     const file = head ? await store.stat(components) : await store.openFile(components);
     if (!file) {
-      if (
-        fallbackUrl !== undefined &&
-        components.length > 0 &&
-        (await store.tombstone(components)) === undefined
-      ) {
+      if (migration && (await migration.redirects(components))) {
         ctx.status = 307;
         ctx.set(HEADER.location, `${fallbackUrl}/${LEGACY_FILES_DIR}${encodeName(name)}`);
         ctx.body = '';
@@ -206,7 +217,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
   router.put('/files', async (ctx) => {
     const { components } = ctx.state.target;
     const version = requiredVersion(ctx);
-    const result = await store.put({
+    const result = await writes.put({
       components,
       version,
       body: ctx.req,
@@ -216,7 +227,6 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
       checksum: parseChecksumHeader(headerValue(ctx.req.headers, HEADER.checksum)),
       logicalSize: parseLogicalSizeHeader(headerValue(ctx.req.headers, HEADER.logicalSize)),
       maxLogicalSize: maxFileBytes,
-      honorTombstones: fallbackUrl !== undefined,
     });
     ctx.state.bodyBytesIn = result.receivedBytes;
     ctx.set(HEADER.lastModified, formatHttpDate(result.version));
@@ -227,17 +237,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
   router.delete('/files', async (ctx) => {
     const { components } = ctx.state.target;
     const version = requiredVersion(ctx);
-    const result =
-      fallbackUrl === undefined
-        ? await store.delete(components, version)
-        : await store.deleteWithFallback(components, version, () =>
-            fallbackVersion(fallbackUrl, ctx.state.target.name, fallbackTimeoutMs).catch(
-              (err: unknown) => {
-                if (err instanceof FallbackError) probe?.noteRequestError(err.code);
-                throw err;
-              },
-            ),
-          );
+    const result = await writes.delete(components, version);
     if (!result.found) throw new NotFoundError('File not found');
     ctx.type = MEDIA_TYPE.text;
     ctx.body = '';
