@@ -10,3 +10,4 @@ export * from './option-prefixes.js';
 export * from './command-line.js';
 export * from './cli-values.js';
 export * from './cli-error.js';
+export * from './tool-program.js';
