@@ -32,7 +32,7 @@ const LOG_FILE = new Option(
 
 /**
  * The one option table: it drives both parsing and `--help`. The defaults are those of
- * the lighttpd setup this replaces (DESIGN.md "Command lines").
+ * the lighttpd setup this replaces (README, "ft-legacy-static").
  */
 const OPTIONS: Option[] = [
   new Option('--root <FT_ROOT>', 'the 1.x store to serve; FT_ROOT/files/{name} is served')
