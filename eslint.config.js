@@ -26,6 +26,7 @@ export default tseslint.config(
       '**/src/*-main.ts',
       'test/**',
       'bench/**',
+      'scripts/**',
       '**/bin/**',
     ],
     rules: { 'no-console': 'off' },

@@ -157,7 +157,8 @@ describe('Migrator', () => {
     const summary = await runChecked(migrator(root, client, { state }));
     assert.equal(summary.skipped.byReason['server-newer'], 1);
     assert.equal(summary.uploaded.files, 2);
-    assert.match(summary.skippedFiles[0]!.detail, /2000000000/);
+    // 2_000_000_000 s, written as a date for people (issue 17).
+    assert.match(summary.skippedFiles[0]!.detail, /2033-05-18T03:33:20Z/);
     assert.equal(recorded.length, 3);
   });
 

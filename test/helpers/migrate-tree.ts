@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { REPO_ROOT } from './server.js';
 
@@ -155,4 +156,17 @@ export async function waitFor(
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/** A temp dir holding `ft_root/files` with `files` (removed after the test): its ft_root. */
+export async function makeFtRoot(
+  t: { after(fn: () => Promise<void>): void },
+  files: readonly TreeFile[],
+  prefix = 'ft-migrate-test-',
+): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), prefix));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const ftRoot = path.join(dir, 'ft_root');
+  await writeTree(path.join(ftRoot, 'files'), files);
+  return ftRoot;
 }

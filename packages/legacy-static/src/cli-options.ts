@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
-import { Command, Option } from 'commander';
-import { portNumber, wholeNumber } from '@filetracker/runtime';
+import { Option, type Command } from 'commander';
+import { AliasOption, portNumber, toolProgram, wholeNumber } from '@filetracker/runtime';
 
 /** The parsed command line of `ft-legacy-static`. */
 export interface CliOptions {
@@ -25,9 +25,14 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
  */
 export const DEFAULT_WORKERS = Math.min(4, Math.max(1, availableParallelism() - 1));
 
+const LOG_FILE = new Option(
+  '-L, --log-file <FILE>',
+  'append JSON log lines to FILE instead of stdout; reopened on SIGHUP (--log FILE too)',
+).env('FT_LEGACY_STATIC_LOG_FILE');
+
 /**
  * The one option table: it drives both parsing and `--help`. The defaults are those of
- * the lighttpd setup this replaces (DESIGN.md "Command lines").
+ * the lighttpd setup this replaces (README, "ft-legacy-static").
  */
 const OPTIONS: Option[] = [
   new Option('--root <FT_ROOT>', 'the 1.x store to serve; FT_ROOT/files/{name} is served')
@@ -40,10 +45,9 @@ const OPTIONS: Option[] = [
   new Option('--host <ADDR>', 'address to listen on')
     .env('FT_LEGACY_STATIC_HOST')
     .default('127.0.0.1'),
-  new Option(
-    '-L, --log-file <FILE>',
-    'append JSON log lines to FILE instead of stdout; reopened on SIGHUP',
-  ).env('FT_LEGACY_STATIC_LOG_FILE'),
+  LOG_FILE,
+  // ft-server's spelling (the Python server's), so -L reads alike in both servers' units.
+  new AliasOption('--log <FILE>', LOG_FILE),
   new Option(
     '-w, --workers <N>',
     'worker processes sharing the port (1 = a single process; the default leaves one core ' +
@@ -69,15 +73,15 @@ const OPTIONS: Option[] = [
 
 /** The `ft-legacy-static` command, ready to parse. */
 export function buildProgram(): Command {
-  const program = new Command('ft-legacy-static')
+  const program = toolProgram('ft-legacy-static', {
+    packageJson: new URL('../package.json', import.meta.url),
+  })
     .description(
       'Serves a filetracker 1.x store read-only, in place of lighttpd, while it is migrated ' +
         'online: GET/HEAD /files/{name} give FT_ROOT/files/{name}, GET /status gives ' +
         'counters. SIGTERM/SIGINT stop it after in-flight requests; SIGHUP reopens the log file.',
     )
-    .helpOption('-h, --help', 'show this help and exit')
-    .allowExcessArguments(false)
-    .showHelpAfterError('(run ft-legacy-static --help for usage)');
+    .allowExcessArguments(false);
   for (const option of OPTIONS) program.addOption(option);
   return program;
 }

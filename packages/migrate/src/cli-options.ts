@@ -1,8 +1,9 @@
-import { Command, Option } from 'commander';
+import { Option, type Command } from 'commander';
 import {
   httpUrl,
   parseCommandLine as parseWith,
   positiveSeconds,
+  toolProgram,
   wholeNumber,
 } from '@filetracker/runtime';
 import { DEFAULT_CONCURRENCY, DEFAULT_RETRIES } from './migrator.js';
@@ -117,20 +118,20 @@ function options(): Option[] {
 
 /** The `ft-migrate` command, ready to parse. */
 export function buildProgram(): Command {
-  const program = new Command('ft-migrate')
+  const program = toolProgram('ft-migrate', {
+    packageJson: new URL('../package.json', import.meta.url),
+    exitStatusNote:
+      '1 also when files failed or --verify found differences; 130 after Ctrl-C,\n' +
+      '143 after SIGTERM.',
+  })
     .description(
       'Uploads a filetracker 1.x file tree to a filetracker 2.x server, each file under\n' +
         '/ + its path relative to --root, with its mtime as version (as the Python\n' +
-        'filetracker-migrate). Run inside ft_root: ft-migrate ./files http://127.0.0.1:9999\n\n' +
-        'Exit status: 0 done; 1 some files failed (or --verify found differences), or the\n' +
-        'setup cannot work (FILES missing, server unreachable); 2 bad command line;\n' +
-        '130 interrupted.',
+        'filetracker-migrate). Run inside ft_root: ft-migrate ./files http://127.0.0.1:9999',
     )
     .argument('<FILES>', 'the tree to upload (ft_root/files), or a single file')
     .argument('<URL>', 'the filetracker 2.x server, e.g. http://127.0.0.1:9999', httpUrl)
-    .helpOption('-h, --help', 'show this help and exit')
-    .allowExcessArguments(false)
-    .showHelpAfterError('(run ft-migrate --help for usage)');
+    .allowExcessArguments(false);
   for (const option of options()) program.addOption(option);
   return program;
 }

@@ -5,6 +5,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { sha256OfFile, sha256OfStream } from '@filetracker/runtime';
 import { FiletrackerError, type FiletrackerClient } from '@filetracker/shared-protocol';
 import { BoundedQueue } from './bounded-queue.js';
+import { formatVersion } from './format.js';
 import { backoffMs, describeError, errorCode, isTransient } from './retry.js';
 import { walkSource, type SourceEntry } from './source.js';
 
@@ -511,7 +512,11 @@ export class Migrator extends EventEmitter<MigratorEvents> {
       }
       if (remote && remote.version > file.version) {
         this.#state?.record(file.name, file.version);
-        this.#skip(file, 'server-newer', `the server has the newer version ${remote.version}`);
+        this.#skip(
+          file,
+          'server-newer',
+          `the server has the newer version ${formatVersion(remote.version)}`,
+        );
         return;
       }
     }
@@ -560,13 +565,17 @@ export class Migrator extends EventEmitter<MigratorEvents> {
       this.#fail(
         file,
         'PROTOCOL_ERROR',
-        `the server answered version ${stored}, older than the ${file.version} sent`,
+        `the server answered version ${formatVersion(stored)}, older than the ${formatVersion(file.version)} sent`,
       );
       return;
     }
     this.#state?.record(file.name, file.version);
     if (stored > file.version) {
-      this.#skip(file, 'server-newer', `the server kept its newer version ${stored}`);
+      this.#skip(
+        file,
+        'server-newer',
+        `the server kept its newer version ${formatVersion(stored)}`,
+      );
       return;
     }
     this.#done(file);
@@ -606,7 +615,7 @@ export class Migrator extends EventEmitter<MigratorEvents> {
       this.#diff(
         file,
         'version',
-        `the server has version ${remote.version}, the file is ${file.version}`,
+        `the server has version ${formatVersion(remote.version)}, the file is ${formatVersion(file.version)}`,
       );
       return;
     }

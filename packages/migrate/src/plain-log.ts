@@ -1,4 +1,12 @@
-import { formatBytes, formatDuration, formatOutOf, formatRate } from './format.js';
+import {
+  formatBytes,
+  formatDuration,
+  formatEta,
+  formatOutOf,
+  formatRates,
+  formatVersion,
+  plural,
+} from './format.js';
 import type { Migrator } from './migrator.js';
 import { REPORTED_SKIPS } from './migrator.js';
 import type { ProgressState, ProgressTracker } from './progress.js';
@@ -11,19 +19,24 @@ export interface LineSink {
 
 const VERB = { upload: 'uploading', 'dry-run': 'listing', verify: 'verifying' } as const;
 
-/** One progress line, no escape codes: for logs, pipes and CI. */
+/**
+ * One progress line, no escape codes: for logs, pipes and CI. The last one (finished)
+ * says `done` or `interrupted` and carries the summary's average rates.
+ */
 export function progressLine(state: ProgressState): string {
   const known = state.scan.done;
   const files = formatOutOf(state.processed.files, state.scan.files, known);
   const bytes = known
     ? `${formatBytes(state.processed.bytes)}/${formatBytes(state.scan.bytes)}`
     : formatBytes(state.processed.bytes);
+  const verb = state.finished ? (state.interrupted ? 'interrupted' : 'done') : VERB[state.mode];
   return (
-    `ft-migrate: ${VERB[state.mode]} ${files} files, ${bytes}, ` +
-    `${formatRate(state.filesPerSecond)} files/s, ${formatRate(state.bytesPerSecond / 2 ** 20)} MiB/s, ` +
-    `ETA ${known ? formatDuration(state.etaMs) : '? (counting)'}, ${state.inFlight} in flight, ` +
-    `${state.retries} retries, ${state.failed} failed` +
+    `ft-migrate: ${verb} ${files} files, ${bytes}, ${formatRates(state)}, ` +
+    (state.finished ? '' : `ETA ${formatEta(state.eta)}, `) +
+    `${state.inFlight} in flight, ${plural(state.retries, 'retry', 'retries')}, ` +
+    `${state.failed} failed` +
     (state.mode === 'verify' ? `, ${state.differences} differ` : '') +
+    (state.interruptedFiles > 0 ? `, ${state.interruptedFiles} interrupted` : '') +
     `, ${formatDuration(state.elapsedMs)} elapsed`
   );
 }
@@ -56,7 +69,8 @@ export function startPlainLog(
     if (migrator.mode === 'dry-run') {
       migrator.on('file-done', (file) => {
         out.write(
-          `would upload ${printable(file.name)} (${file.size} bytes, version ${file.version})\n`,
+          `would upload ${printable(file.name)} (${plural(file.size, 'byte')}, ` +
+            `version ${formatVersion(file.version)})\n`,
         );
       });
     }
@@ -65,6 +79,8 @@ export function startPlainLog(
     ? undefined
     : setInterval(() => out.write(`${progressLine(tracker.snapshot())}\n`), options.intervalMs);
   timer?.unref();
+  // The last line, with the summary's counts and rates, right before the summary.
+  if (!silent) migrator.on('finished', () => out.write(`${progressLine(tracker.snapshot())}\n`));
   return {
     stop() {
       if (timer) clearInterval(timer);

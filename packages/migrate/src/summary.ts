@@ -1,17 +1,18 @@
 import { writeFile } from 'node:fs/promises';
-import { formatBytes, formatDuration, formatRate } from './format.js';
+import { formatBytes, formatDuration, formatRate, plural } from './format.js';
 import type { MigrationSummary, SkipReason } from './migrator.js';
 import type { ResumeDecision } from './resume-check.js';
 
-const SKIP_WORDS: Record<SkipReason, string> = {
-  'already-done': 'finished earlier',
-  'already-there': 'already on the server',
-  'server-newer': 'newer on the server',
-  'deleted-on-server': 'deleted on the server',
-  symlink: 'symlinks',
-  special: 'special files',
-  vanished: 'vanished',
-  interrupted: 'interrupted',
+/** Each reason's count in words: `1 symlink`, `2 special files`. */
+const SKIP_WORDS: Record<SkipReason, (n: number) => string> = {
+  'already-done': (n) => `${n} finished earlier`,
+  'already-there': (n) => `${n} already on the server`,
+  'server-newer': (n) => `${n} newer on the server`,
+  'deleted-on-server': (n) => `${n} deleted on the server`,
+  symlink: (n) => plural(n, 'symlink'),
+  special: (n) => plural(n, 'special file'),
+  vanished: (n) => `${n} vanished`,
+  interrupted: (n) => `${n} interrupted`,
 };
 
 /** A path or name on one line: control characters (a newline in a name) are escaped. */
@@ -22,13 +23,13 @@ export function printable(text: string): string {
 
 /** `1 file`, `2 files`. */
 function files(count: number): string {
-  return `${count} ${count === 1 ? 'file' : 'files'}`;
+  return plural(count, 'file');
 }
 
 function skippedWords(summary: MigrationSummary): string {
   const parts = Object.entries(summary.skipped.byReason)
     .filter(([, n]) => n > 0)
-    .map(([reason, n]) => `${n} ${SKIP_WORDS[reason as SkipReason]}`);
+    .map(([reason, n]) => SKIP_WORDS[reason as SkipReason](n));
   return `skipped ${summary.skipped.files}${parts.length > 0 ? ` (${parts.join(', ')})` : ''}`;
 }
 
@@ -57,13 +58,18 @@ export function summaryLines(
     );
   } else {
     const differ = summary.differences.length + summary.differencesOmitted;
+    // Those the interruption cut short were not verified (they are among the skipped).
+    const verified = summary.processed.files - summary.skipped.byReason.interrupted;
     out.push(
-      `ft-migrate: verified ${files(summary.processed.files)} in ${took} (${rate}): ` +
+      `ft-migrate: verified ${files(verified)} in ${took} (${rate}): ` +
         `${summary.verified.files} identical, ${differ} differ, ${skippedWords(summary)}, ` +
         `${summary.failed.files} failed`,
     );
     if (differ > 0)
-      err.push(`ft-migrate: ${files(differ)} differ on the server (listed above${where})`);
+      err.push(
+        `ft-migrate: ${files(differ)} ${differ === 1 ? 'differs' : 'differ'} on the server ` +
+          `(listed above${where})`,
+      );
   }
   if (summary.failed.files > 0) {
     err.push(

@@ -21,3 +21,4 @@ export { expandLongOptionPrefixes } from './option-prefixes.js';
 export { parseCommandLine } from './command-line.js';
 export { byteSize, httpUrl, portNumber, positiveSeconds, wholeNumber } from './cli-values.js';
 export { CliError, EXIT_STATUS, exitStatusOf, runCommand } from './cli-error.js';
+export { AliasOption, toolProgram, type ToolProgramOptions } from './tool-program.js';

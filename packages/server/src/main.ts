@@ -1,8 +1,9 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
-import { Command, Option } from 'commander';
+import { Option, type Command } from 'commander';
 import { createLogger } from '@filetracker/http-telemetry';
 import {
+  AliasOption,
   CliError,
   answerHalfClosedClients,
   byteSize,
@@ -12,6 +13,7 @@ import {
   portNumber,
   positiveSeconds,
   runCommand,
+  toolProgram,
 } from '@filetracker/runtime';
 import { DEFAULT_MAX_FILE_BYTES } from './http/app.js';
 import { FallbackProbe } from './http/fallback-probe.js';
@@ -20,7 +22,14 @@ import { Store, StoreOpenError } from './store/store.js';
 
 /** The option table: parsing and --help come from this one list (STYLE.md). */
 function program(): Command {
-  return new Command('ft-server')
+  // -L is --log as the Python server spelled it, and --log-file as ft-legacy-static does.
+  const log = new Option(
+    '-L, --log <FILE>',
+    'append JSON logs to FILE instead of stdout; reopened on SIGHUP (--log-file FILE too)',
+  );
+  return toolProgram('ft-server', {
+    packageJson: new URL('../package.json', import.meta.url),
+  })
     .description(
       'The filetracker 2.x file server (protocol version 2), a drop-in for the Python ' +
         'filetracker-server. Stores files in DIR; always runs in the foreground.',
@@ -39,12 +48,8 @@ function program(): Command {
         .default(9999)
         .argParser(portNumber),
     )
-    .addOption(
-      new Option(
-        '-L, --log <FILE>',
-        'append JSON logs to FILE instead of stdout; reopened on SIGHUP',
-      ),
-    )
+    .addOption(log)
+    .addOption(new AliasOption('--log-file <FILE>', log))
     .addOption(
       new Option('--log-level <LEVEL>', 'log level')
         .choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
@@ -97,8 +102,7 @@ function program(): Command {
       )
         .default(DEFAULT_MAX_FILE_BYTES, '16G')
         .argParser(byteSize),
-    )
-    .showHelpAfterError('(run ft-server --help for usage)');
+    );
 }
 
 interface Flags {

@@ -1,13 +1,22 @@
 import path from 'node:path';
-import { Command, Option } from 'commander';
-import { CliError, EXIT_STATUS, parseCommandLine, runCommand } from '@filetracker/runtime';
+import { Option, type Command } from 'commander';
+import {
+  CliError,
+  EXIT_STATUS,
+  parseCommandLine,
+  runCommand,
+  toolProgram,
+} from '@filetracker/runtime';
 import { recoverStore, RecoverError } from './recover/recover.js';
 import { describeFailure } from './store/fs-failure.js';
 import { isConsistent, summarizeReport, type RecoverReport } from './recover/report.js';
 
 /** The option table: parsing and --help come from this one list (STYLE.md). */
 function program(): Command {
-  return new Command('ft-recover')
+  return toolProgram('ft-recover', {
+    packageJson: new URL('../package.json', import.meta.url),
+    exitStatusNote: 'With --check: 0 consistent, 1 inconsistent.',
+  })
     .description(
       'Brings a filetracker 2.x store back to a consistent state (after a crash, a full disk ' +
         'or hand edits) and adopts a store made by the Python server; a drop-in for the ' +
@@ -51,10 +60,8 @@ the link only, never what it points at; to keep that, move it into the link's pl
 is built, double-encoded non-ASCII names are renamed to their real UTF-8 names, db/ and
 locks/ are left alone; nothing is re-uploaded.
 
-Progress goes to stderr every 2 s, a one-line summary to stdout.
-Exit status: 0 done (or, with --check, consistent); 1 otherwise; 2 a bad command line.`,
-    )
-    .showHelpAfterError('(run ft-recover --help for usage)');
+Progress goes to stderr every 2 s, a one-line summary to stdout.`,
+    );
 }
 
 interface Flags {

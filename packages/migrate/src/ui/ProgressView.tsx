@@ -1,5 +1,12 @@
 import { Box, Static, Text } from 'ink';
-import { formatBytes, formatDuration, formatOutOf, formatRate } from '../format.js';
+import {
+  formatBytes,
+  formatDuration,
+  formatEta,
+  formatOutOf,
+  formatRates,
+  plural,
+} from '../format.js';
 import type { Notice, ProgressState } from '../progress.js';
 import { printable } from '../summary.js';
 
@@ -8,9 +15,9 @@ const SLIDER_WIDTH = 6;
 /** 'Interrupted' and a space. */
 const LABEL_WIDTH = 12;
 
-/** A bar filled to `fraction` (0..1). */
+/** A bar filled to `fraction` (0..1): full only when all is done. */
 function bar(fraction: number): string {
-  const filled = Math.round(Math.min(1, Math.max(0, fraction)) * BAR_WIDTH);
+  const filled = Math.floor(Math.min(1, Math.max(0, fraction)) * BAR_WIDTH);
   return '█'.repeat(filled) + '░'.repeat(BAR_WIDTH - filled);
 }
 
@@ -56,12 +63,12 @@ export function ProgressView({ state }: ProgressViewProps) {
   const { scan } = state;
   const counted = scan.done;
   const total = Math.max(scan.files, state.processed.files);
+  // The smaller of the files and the bytes done: full only when both are.
   const fraction = counted
-    ? scan.bytes > 0
-      ? state.processed.bytes / scan.bytes
-      : total > 0
-        ? state.processed.files / total
-        : 1
+    ? Math.min(
+        total > 0 ? state.processed.files / total : 1,
+        scan.bytes > 0 ? state.processed.bytes / scan.bytes : 1,
+      )
     : 0;
   const uploadBar =
     counted || state.finished
@@ -76,7 +83,8 @@ export function ProgressView({ state }: ProgressViewProps) {
       <Box flexDirection="column">
         <Text>
           <Text bold>{'Counting'.padEnd(LABEL_WIDTH)}</Text>
-          {counted ? bar(1) : slider(state.elapsedMs)} {scan.files} files, {formatBytes(scan.bytes)}
+          {counted ? bar(1) : slider(state.elapsedMs)} {plural(scan.files, 'file')},{' '}
+          {formatBytes(scan.bytes)}
           {scan.error ? (
             <Text color="red"> (count stopped: {scan.error})</Text>
           ) : counted ? (
@@ -93,8 +101,8 @@ export function ProgressView({ state }: ProgressViewProps) {
         </Text>
         <Text>
           {''.padEnd(LABEL_WIDTH)}
-          {formatRate(state.filesPerSecond)} files/s, {formatRate(state.bytesPerSecond / 2 ** 20)}{' '}
-          MiB/s, ETA {counted ? formatDuration(state.etaMs) : '?'}, elapsed{' '}
+          {formatRates(state)}
+          {state.finished ? '' : `, ETA ${formatEta(state.eta)}`}, elapsed{' '}
           {formatDuration(state.elapsedMs)}
         </Text>
         <Text>
@@ -105,8 +113,11 @@ export function ProgressView({ state }: ProgressViewProps) {
             : state.mode === 'verify'
               ? 'identical'
               : 'to upload'}
-          , {state.skipped} skipped, {state.retries} retries,{' '}
+          , {state.skipped} skipped, {plural(state.retries, 'retry', 'retries')},{' '}
           <Text color={state.failed > 0 ? 'red' : undefined}>{state.failed} failed</Text>
+          {state.interruptedFiles > 0 ? (
+            <Text color="yellow">, {state.interruptedFiles} interrupted</Text>
+          ) : null}
           {state.mode === 'verify' ? (
             <Text color={state.differences > 0 ? 'red' : undefined}>
               , {state.differences} differ
@@ -116,7 +127,7 @@ export function ProgressView({ state }: ProgressViewProps) {
         {state.noticesOmitted > 0 ? (
           <Text dimColor>
             {''.padEnd(LABEL_WIDTH)}
-            {state.noticesOmitted} more lines not shown (--report FILE lists them)
+            {plural(state.noticesOmitted, 'more line')} not shown (--report FILE lists them)
           </Text>
         ) : null}
         {state.lastErrors.length > 0 ? (
