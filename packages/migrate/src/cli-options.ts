@@ -5,6 +5,7 @@ import {
   positiveSeconds,
   wholeNumber,
 } from '@filetracker/runtime';
+import { collectPattern } from './exclude.js';
 import { DEFAULT_CONCURRENCY, DEFAULT_RETRIES } from './migrator.js';
 
 /** The parsed command line of `ft-migrate`. */
@@ -24,6 +25,8 @@ export interface CliOptions {
   verify?: 'stat' | 'digest';
   report?: string;
   followSymlinks: boolean;
+  /** `--exclude` patterns, in the order given. */
+  exclude: string[];
   progressInterval: number;
 }
 
@@ -100,6 +103,16 @@ function options(): Option[] {
       'write a JSON summary to FILE: files and bytes uploaded, skipped (and why), failed ' +
         '(with reasons), differences, duration, throughput',
     ),
+    new Option(
+      '--exclude <PATTERN>',
+      'leave out files and directories matching PATTERN, gitignore-style, relative to ' +
+        'FILES (a single FILE: its name): *.tmp anywhere, /tmp at the top of FILES only, ' +
+        'cache/ directories only (not entered), !keep.tmp brings one back. Repeatable; ' +
+        "quote it from the shell. Left out entries are counted as skipped ('excluded'), " +
+        'not failed. A byte of a name that is not UTF-8 is matched by ? or *',
+    )
+      .argParser(collectPattern)
+      .default([]),
     new Option(
       '--follow-symlinks',
       "upload the target of a symlink to a file under the symlink's name (default: " +
