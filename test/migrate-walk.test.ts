@@ -1,10 +1,10 @@
 /*
  * ft-migrate's walk of the old tree, through the CLI as an operator runs it (issue 17,
- * item 4): --exclude, names that are not UTF-8.
+ * items 4 and 6): --exclude, names that are not UTF-8, symlinks out of FILES.
  */
 import assert from 'node:assert/strict';
 import { existsSync, writeFileSync } from 'node:fs';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { FiletrackerClient } from '@filetracker/shared-protocol';
@@ -152,4 +152,67 @@ test('a name that is not UTF-8 is reported by its bytes, fails without retry adv
   assert.equal(second.failed.files, 0);
   const verified = await runMigrate(['./files', url, '--verify', ...excludes], { cwd: ftRoot });
   assert.equal(verified.code, 0, verified.stderr);
+});
+
+test('--follow-symlinks follows only links whose target stays inside FILES and reports the others; --follow-symlinks-outside follows them too (issue 17)', async (t) => {
+  const ftRoot = await ftRootWith(t, [treeFile('plain.txt'), treeFile('a/b/deep.txt')]);
+  const files = path.join(ftRoot, 'files');
+  // Outside FILES: a temp file elsewhere (by absolute path), and ft_root itself (by ../).
+  const elsewhere = await tempDir('ft-migrate-walk-outside-');
+  t.after(() => rm(elsewhere, { recursive: true, force: true }));
+  const secret = path.join(elsewhere, 'secret.txt');
+  await writeFile(secret, 'not part of the tree\n');
+  await writeFile(path.join(ftRoot, 'beside-files.txt'), 'in ft_root, not in files/\n');
+  await symlink('plain.txt', path.join(files, 'inside-link'));
+  await symlink('../../plain.txt', path.join(files, 'a/b/up-link')); // up, still inside
+  await symlink(secret, path.join(files, 'a/secret-link'));
+  await symlink('../beside-files.txt', path.join(files, 'parent-link'));
+  // A link inside FILES to a link out of it: judged by where the chain ends.
+  await symlink('a/secret-link', path.join(files, 'chained-link'));
+  const { url, client } = await serverProcess(t);
+
+  const run = await runMigrate(
+    ['./files', url, '--follow-symlinks', '--no-state', '--report', 'report.json'],
+    { cwd: ftRoot },
+  );
+  assert.equal(run.code, 0, run.stderr);
+  assert.deepEqual(await namesOn(client), [
+    '/a/b/deep.txt',
+    '/a/b/up-link',
+    '/inside-link',
+    '/plain.txt',
+  ]);
+  assert.equal((await client.getBuffer('/inside-link')).data.toString(), 'plain.txt\n');
+  assert.equal((await client.getBuffer('/a/b/up-link')).data.toString(), 'plain.txt\n');
+  for (const name of ['a/secret-link', 'parent-link', 'chained-link']) {
+    assert.match(run.stderr, new RegExp(`skipped .*${name}: a symlink to .*outside FILES`), name);
+  }
+  assert.ok(run.stderr.includes(secret), 'the target is named');
+  const report = await readReport(ftRoot);
+  assert.equal(report.skipped.byReason['symlink-outside'], 3);
+  assert.deepEqual(report.skippedFiles.map((s) => [s.name, s.reason]).sort(), [
+    ['/a/secret-link', 'symlink-outside'],
+    ['/chained-link', 'symlink-outside'],
+    ['/parent-link', 'symlink-outside'],
+  ]);
+
+  // The second flag (which implies the first) follows them out of FILES.
+  const outside = await runMigrate(['./files', url, '--follow-symlinks-outside', '--no-state'], {
+    cwd: ftRoot,
+  });
+  assert.equal(outside.code, 0, outside.stderr);
+  assert.equal(
+    (await client.getBuffer('/a/secret-link')).data.toString(),
+    'not part of the tree\n',
+  );
+  assert.equal((await client.getBuffer('/chained-link')).data.toString(), 'not part of the tree\n');
+  assert.equal(
+    (await client.getBuffer('/parent-link')).data.toString(),
+    'in ft_root, not in files/\n',
+  );
+
+  const help = await runMigrate(['--help']);
+  for (const option of ['--exclude <PATTERN>', '--follow-symlinks-outside', 'inside FILES']) {
+    assert.ok(help.stdout.includes(option), option);
+  }
 });

@@ -25,6 +25,7 @@ export interface CliOptions {
   verify?: 'stat' | 'digest';
   report?: string;
   followSymlinks: boolean;
+  followSymlinksOutside: boolean;
   /** `--exclude` patterns, in the order given. */
   exclude: string[];
   progressInterval: number;
@@ -115,9 +116,18 @@ function options(): Option[] {
       .default([]),
     new Option(
       '--follow-symlinks',
-      "upload the target of a symlink to a file under the symlink's name (default: " +
-        'symlinks are reported and skipped; symlinks to directories are never followed)',
+      "upload the target of a symlink to a file under the symlink's name, if the target " +
+        '(every link resolved) is inside FILES; a link out of FILES is reported and ' +
+        'skipped (default: every symlink is reported and skipped; symlinks to ' +
+        'directories are never followed)',
     ).default(false),
+    new Option(
+      '--follow-symlinks-outside',
+      'with --follow-symlinks (which it implies), also upload targets outside FILES: ' +
+        'anything the link names that this user can read, /etc/passwd included',
+    )
+      .default(false)
+      .implies({ followSymlinks: true }),
     new Option(
       '--progress-interval <SECONDS>',
       'without a terminal (a pipe, nohup) or with CI set, print a progress line this often',

@@ -1,5 +1,6 @@
 import { EventEmitter, setMaxListeners } from 'node:events';
 import fs, { type Stats } from 'node:fs';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import { setTimeout as delay } from 'node:timers/promises';
 import { sha256OfFile, sha256OfStream } from '@filetracker/runtime';
@@ -13,6 +14,7 @@ import { walkSource, type SourceEntry } from './source.js';
 // shared-protocol's put-body.ts).
 const lstat = promisify(fs.lstat);
 const stat = promisify(fs.stat);
+const realpath = promisify(fs.realpath);
 
 /**
  * Files uploaded at once. Measured against a local ft-server (store on tmpfs, 2 shared and
@@ -68,8 +70,9 @@ export interface LocalFile {
  * Why a file was not uploaded without it being a failure: finished by an earlier run
  * (state file), already on the server at this version (HEAD, `--no-state`), the server has
  * a newer version, a client deleted the name on the server during an online migration
- * (410 `DELETED`: the server keeps a tombstone), a symlink (not followed), a FIFO, socket
- * or device, deleted before it was read, the run was interrupted, or left out by `--exclude` (a file, or a
+ * (410 `DELETED`: the server keeps a tombstone), a symlink (not followed), a symlink whose
+ * target is outside FILES (with `--follow-symlinks`), a FIFO, socket or device, deleted
+ * before it was read, the run was interrupted, or left out by `--exclude` (a file, or a
  * directory not entered: one entry).
  */
 export type SkipReason =
@@ -78,6 +81,7 @@ export type SkipReason =
   | 'server-newer'
   | 'deleted-on-server'
   | 'symlink'
+  | 'symlink-outside'
   | 'special'
   | 'vanished'
   | 'interrupted'
@@ -88,6 +92,7 @@ export const REPORTED_SKIPS: ReadonlySet<SkipReason> = new Set([
   'server-newer',
   'deleted-on-server',
   'symlink',
+  'symlink-outside',
   'special',
   'vanished',
 ]);
@@ -215,8 +220,13 @@ export interface MigratorOptions {
   gzipLevel?: number;
   retries?: number;
   retryBaseMs?: number;
-  /** Upload the target of a symlink to a file under the symlink's name. */
+  /**
+   * Upload the target of a symlink to a file under the symlink's name, when the target
+   * (every link resolved) is inside `files`.
+   */
   followSymlinks?: boolean;
+  /** With `followSymlinks`, also follow symlinks whose target is outside `files`. */
+  followSymlinksOutside?: boolean;
   /** `--exclude`: gitignore-style patterns, relative to `files` (see exclude.ts). */
   exclude?: readonly string[];
   /** Skip files it lists and record finished ones (not in a dry run or verify). */
@@ -275,7 +285,10 @@ export class Migrator extends EventEmitter<MigratorEvents> {
   readonly #retries: number;
   readonly #retryBaseMs: number;
   readonly #followSymlinks: boolean;
+  readonly #followSymlinksOutside: boolean;
   readonly #exclude: readonly string[];
+  /** `files` with every symlink resolved, once a followed symlink needs it. */
+  #realFiles: Promise<string> | undefined;
   readonly #state: ResumeState | undefined;
   readonly #checkServer: boolean;
   readonly #checkFinished: boolean;
@@ -297,6 +310,7 @@ export class Migrator extends EventEmitter<MigratorEvents> {
     'server-newer': 0,
     'deleted-on-server': 0,
     symlink: 0,
+    'symlink-outside': 0,
     special: 0,
     vanished: 0,
     interrupted: 0,
@@ -322,6 +336,7 @@ export class Migrator extends EventEmitter<MigratorEvents> {
     this.#retries = options.retries ?? DEFAULT_RETRIES;
     this.#retryBaseMs = options.retryBaseMs ?? DEFAULT_RETRY_BASE_MS;
     this.#followSymlinks = options.followSymlinks ?? false;
+    this.#followSymlinksOutside = options.followSymlinksOutside ?? false;
     this.#exclude = options.exclude ?? [];
     this.#state = this.#mode === 'verify' ? undefined : options.state;
     this.#checkServer = options.checkServer ?? false;
@@ -496,6 +511,7 @@ export class Migrator extends EventEmitter<MigratorEvents> {
         this.#skip({ ...entry, size: 0 }, 'symlink', 'a symlink to a directory: not followed');
         return undefined;
       }
+      if (!this.#followSymlinksOutside && !(await this.#targetInside(entry))) return undefined;
     }
     if (!info.isFile()) {
       // Never opened: reading a FIFO would block until someone writes to it.
@@ -503,6 +519,33 @@ export class Migrator extends EventEmitter<MigratorEvents> {
       return undefined;
     }
     return info;
+  }
+
+  /**
+   * Whether a followed symlink's target (every link resolved) lies inside FILES; if not,
+   * reports it as skipped (issue 17: a link to /etc/passwd in the old tree uploaded it).
+   */
+  async #targetInside(entry: SourceEntry): Promise<boolean> {
+    let target: string;
+    let files: string;
+    try {
+      this.#realFiles ??= realpath(this.#files);
+      [target, files] = await Promise.all([realpath(entry.path), this.#realFiles]);
+    } catch (err) {
+      this.#unreadable(entry, err);
+      return false;
+    }
+    const relative = path.relative(files, target);
+    if (relative === '..' || relative.startsWith(`..${path.sep}`) || path.isAbsolute(relative)) {
+      this.#skip(
+        { ...entry, size: 0 },
+        'symlink-outside',
+        `a symlink to ${target}, outside FILES: not uploaded ` +
+          '(--follow-symlinks-outside uploads it)',
+      );
+      return false;
+    }
+    return true;
   }
 
   #unreadable(entry: SourceEntry, err: unknown): void {

@@ -9,6 +9,7 @@ const SKIP_WORDS: Record<SkipReason, string> = {
   'server-newer': 'newer on the server',
   'deleted-on-server': 'deleted on the server',
   symlink: 'symlinks',
+  'symlink-outside': 'symlinks out of FILES',
   special: 'special files',
   vanished: 'vanished',
   interrupted: 'interrupted',
