@@ -113,13 +113,13 @@ function options(): Option[] {
         'not failed. A byte of a name that is not UTF-8 is matched by ? or *',
     )
       .argParser(collectPattern)
-      .default([]),
+      .default([], 'none'),
     new Option(
       '--follow-symlinks',
       "upload the target of a symlink to a file under the symlink's name, if the target " +
         '(every link resolved) is inside FILES; a link out of FILES is reported and ' +
-        'skipped (default: every symlink is reported and skipped; symlinks to ' +
-        'directories are never followed)',
+        'skipped. Without it every symlink is reported and skipped; symlinks to ' +
+        'directories are never followed',
     ).default(false),
     new Option(
       '--follow-symlinks-outside',
