@@ -260,7 +260,7 @@ describe('server under concurrent writers and readers', () => {
           `${name}: the answers (${history.get(name)!.length} operations) fit no one-at-a-time order under the max-version rule`,
         );
       }
-      const check = await checkStore(srv.dir, { meta: srv.store.meta });
+      const check = await checkStore(srv.dir, { meta: srv.store.metadata.db });
       assert.deepEqual(check.problems, []);
       const present = [...finals.values()].filter((s) => s !== null).length;
       assert.equal(
@@ -297,7 +297,7 @@ describe('server under concurrent writers and readers', () => {
       const final = await observe(srv.url, name, 'plain');
       const maxKind = versions.indexOf(max) % 3;
       assert.deepEqual(final, { version: max, content: String(maxKind) });
-      const check = await checkStore(srv.dir, { meta: srv.store.meta });
+      const check = await checkStore(srv.dir, { meta: srv.store.metadata.db });
       assert.deepEqual(check.problems, []);
       assert.equal(check.links.get(sha256(content(max, maxKind))), 1);
     },
@@ -338,7 +338,7 @@ describe('server under concurrent writers and readers', () => {
         version: BASE + 2005,
         content: '0',
       });
-      const check = await checkStore(srv.dir, { meta: srv.store.meta });
+      const check = await checkStore(srv.dir, { meta: srv.store.metadata.db });
       assert.deepEqual(check.problems, []);
     },
   );
@@ -367,7 +367,7 @@ describe('server under concurrent writers and readers', () => {
       // An older PUT made afterwards is refused as well, from what the lock's read found.
       const older = await putFile(srv.url, name, content(BASE + 3003, 0), BASE + 3003);
       assert.equal(older.version, BASE + 3005);
-      const check = await checkStore(srv.dir, { meta: srv.store.meta });
+      const check = await checkStore(srv.dir, { meta: srv.store.metadata.db });
       assert.deepEqual(check.problems, []);
     },
   );
@@ -381,7 +381,7 @@ test('a slow upload of a new name whose name becomes a directory while it is rea
   const srv = await startServer({ fallbackUrl: 'http://127.0.0.1:9' });
   t.after(() => srv.close());
   const name = '/becomes/dir';
-  await srv.store.meta.putTombstone(name, BASE + 10);
+  await srv.store.metadata.db.putTombstone(name, BASE + 10);
   const slow = await startSlowGzipPut(srv, name, content(BASE + 5, 1), BASE + 5);
   assert.equal(
     (await putFile(srv.url, `${name}/child`, content(BASE + 6, 0), BASE + 6)).status,
@@ -389,6 +389,6 @@ test('a slow upload of a new name whose name becomes a directory while it is rea
   );
   const answer = await slow.finish();
   assert.equal(answer.status, 409);
-  const check = await checkStore(srv.dir, { meta: srv.store.meta });
+  const check = await checkStore(srv.dir, { meta: srv.store.metadata.db });
   assert.deepEqual(check.problems, []);
 });

@@ -235,9 +235,13 @@ describe('ft-server probes its fallback', () => {
     t.after(() => proc.stop('SIGKILL'));
 
     await waitDegraded(proc.url, hung.url);
-    const warning = proc.lines
-      .map((l) => JSON.parse(l) as { level: number; msg: string; fallbackUrl?: string })
-      .find((l) => l.msg.startsWith('fallback is down'));
+    // Log lines are written in batches, at least once a second: the warning may trail
+    // the /healthz that already says degraded.
+    const warning = await waitFor('the fallback-down warning in the log', () =>
+      proc.lines
+        .map((l) => JSON.parse(l) as { level: number; msg: string; fallbackUrl?: string })
+        .find((l) => l.msg.startsWith('fallback is down')),
+    );
     assert.equal(warning?.level, 40);
     assert.equal(warning?.fallbackUrl, hung.url);
     // A probe may be in flight (the hung server holds it up to 0.5 s): the exit is not held.

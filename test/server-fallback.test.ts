@@ -158,7 +158,7 @@ describe('ft-server with --fallback-url in front of ft-legacy-static', () => {
     assert.equal(res.status, 200);
     assert.equal(res.status, heldAnswer.status);
     assert.equal(await res.text(), await heldAnswer.text());
-    assert.equal(await server.store.tombstone(['del', 'old.txt']), undefined);
+    assert.equal(await server.store.metadata.tombstone('/del/old.txt'), undefined);
     assert.equal((await get(server.url, '/del/old.txt')).status, 307);
     const kept = await fetch(server.url + '/files/del/old.txt');
     assert.equal(kept.status, 200);
@@ -172,7 +172,7 @@ describe('ft-server with --fallback-url in front of ft-legacy-static', () => {
 
   test('DELETE of a name nobody has is 404 and records nothing', async () => {
     assert.equal((await del(server.url, '/nobody/has.txt', LEGACY_MTIME + 1)).status, 404);
-    assert.equal(await server.store.tombstone(['nobody', 'has.txt']), undefined);
+    assert.equal(await server.store.metadata.tombstone('/nobody/has.txt'), undefined);
   });
 
   test('a newer PUT clears a tombstone', async () => {
@@ -181,14 +181,14 @@ describe('ft-server with --fallback-url in front of ft-legacy-static', () => {
       (await put(server.url, '/zażółć/gęślą.txt', 'newer', LEGACY_MTIME + 1)).status,
       200,
     );
-    assert.equal(await server.store.tombstone(['zażółć', 'gęślą.txt']), undefined);
+    assert.equal(await server.store.metadata.tombstone('/zażółć/gęślą.txt'), undefined);
     assert.equal(await (await get(server.url, '/zażółć/gęślą.txt')).text(), 'newer');
   });
 });
 
 /**
  * Issue 16, item 9: while ft-legacy-static is down a DELETE of a name the server holds
- * still works, with a tombstone at the held version (Store.deleteWithFallback has the rule).
+ * still works, with a tombstone at the held version (MigrationMode.delete has the rule).
  */
 describe('ft-server whose ft-legacy-static has stopped', () => {
   let root: string;
@@ -227,7 +227,7 @@ describe('ft-server whose ft-legacy-static has stopped', () => {
     assert.equal(res.status, 200);
     assert.equal((await get(server.url, '/held/migrated.txt')).status, 404);
     assert.equal((await get(server.url, '/held/migrated.txt', 'HEAD')).status, 404);
-    assert.equal(await server.store.tombstone(['held', 'migrated.txt']), LEGACY_MTIME);
+    assert.equal(await server.store.metadata.tombstone('/held/migrated.txt'), LEGACY_MTIME);
     // The migrator's upload of the legacy copy (again, after a restart) stores nothing.
     const migrated = await put(server.url, '/held/migrated.txt', 'legacy', LEGACY_MTIME);
     assert.equal(migrated.status, 410);
@@ -239,7 +239,7 @@ describe('ft-server whose ft-legacy-static has stopped', () => {
   test('the tombstone of a held name is at the held version: PUTs up to it are 410, a newer one is stored', async () => {
     assert.equal((await del(server.url, '/held/client.txt', LEGACY_MTIME + 1000)).status, 200);
     assert.equal((await get(server.url, '/held/client.txt')).status, 404);
-    assert.equal(await server.store.tombstone(['held', 'client.txt']), LEGACY_MTIME + 100);
+    assert.equal(await server.store.metadata.tombstone('/held/client.txt'), LEGACY_MTIME + 100);
     for (const version of [LEGACY_MTIME, LEGACY_MTIME + 100]) {
       const res = await put(server.url, '/held/client.txt', 'old', version);
       assert.equal(res.status, 410, `PUT at ${version}`);
@@ -249,14 +249,14 @@ describe('ft-server whose ft-legacy-static has stopped', () => {
     assert.equal(newer.status, 200);
     assert.equal(parseHttpDate(newer.headers.get('last-modified')!), LEGACY_MTIME + 101);
     assert.equal(await (await get(server.url, '/held/client.txt')).text(), 'newer');
-    assert.equal(await server.store.tombstone(['held', 'client.txt']), undefined);
+    assert.equal(await server.store.metadata.tombstone('/held/client.txt'), undefined);
   });
 
   test('DELETE of a name the server does not hold is still 502 and records nothing', async () => {
     const res = await del(server.url, '/legacy/only.txt', LEGACY_MTIME + 1000);
     assert.equal(res.status, 502);
     assert.equal(res.headers.get('x-error-code'), 'FALLBACK_UNREACHABLE');
-    assert.equal(await server.store.tombstone(['legacy', 'only.txt']), undefined);
+    assert.equal(await server.store.metadata.tombstone('/legacy/only.txt'), undefined);
   });
 });
 
@@ -292,7 +292,7 @@ describe('ft-server with an unusable fallback', () => {
     const res = await del(server.url, '/x.txt', LEGACY_MTIME);
     assert.equal(res.status, 502);
     assert.equal(res.headers.get('x-error-code'), 'FALLBACK_UNREACHABLE');
-    assert.equal(await server.store.tombstone(['x.txt']), undefined);
+    assert.equal(await server.store.metadata.tombstone('/x.txt'), undefined);
   });
 
   test('DELETE while the fallback hangs is 504 after the timeout, not a hang', async (t) => {
@@ -301,7 +301,7 @@ describe('ft-server with an unusable fallback', () => {
     const res = await del(server.url, '/x.txt', LEGACY_MTIME);
     assert.equal(res.status, 504);
     assert.equal(res.headers.get('x-error-code'), 'FALLBACK_TIMEOUT');
-    assert.equal(await server.store.tombstone(['x.txt']), undefined);
+    assert.equal(await server.store.metadata.tombstone('/x.txt'), undefined);
   });
 
   test('DELETE of a held name while the fallback hangs is 200 after the timeout, with a tombstone at the held version', async (t) => {
@@ -310,7 +310,7 @@ describe('ft-server with an unusable fallback', () => {
     assert.equal((await put(server.url, '/held.txt', 'held', LEGACY_MTIME)).status, 200);
     assert.equal((await del(server.url, '/held.txt', LEGACY_MTIME + 1)).status, 200);
     assert.equal((await get(server.url, '/held.txt')).status, 404);
-    assert.equal(await server.store.tombstone(['held.txt']), LEGACY_MTIME);
+    assert.equal(await server.store.metadata.tombstone('/held.txt'), LEGACY_MTIME);
     assert.equal((await put(server.url, '/held.txt', 'held', LEGACY_MTIME)).status, 410);
   });
 

@@ -42,7 +42,7 @@ async function blobSet(srv: TestServer): Promise<string[]> {
 const tmpEntries = (srv: TestServer): Promise<string[]> => readdir(path.join(srv.dir, 'ft-tmp'));
 
 async function assertClean(srv: TestServer): Promise<void> {
-  const check = await checkStore(srv.dir, { meta: srv.store.meta });
+  const check = await checkStore(srv.dir, { meta: srv.store.metadata.db });
   assert.deepEqual(check.problems, []);
 }
 
@@ -52,7 +52,7 @@ async function assertClean(srv: TestServer): Promise<void> {
  */
 async function assertOnlyKept(srv: TestServer, kept: Buffer, blobsBefore: string[]): Promise<void> {
   assert.deepEqual(await blobSet(srv), blobsBefore);
-  assert.equal((await srv.store.meta.getBlob(sha256(kept)))?.refs, 1);
+  assert.equal((await srv.store.metadata.db.getBlob(sha256(kept)))?.refs, 1);
   const got = await getFile(srv.url, '/kept');
   assert.equal(got.version, V);
   assert.ok(got.body.equals(kept));
@@ -81,7 +81,7 @@ test('a blob on disk is the gzip of the content and is named by its sha256, for 
     assert.equal(path.basename(await readlink(linkFile(srv, name))), digest);
     const onDisk = await readFile(blobFile(srv, digest));
     assert.ok(gunzipSync(onDisk).equals(data), `${name}: blob does not gunzip to the content`);
-    const record = await srv.store.meta.getBlob(digest);
+    const record = await srv.store.metadata.db.getBlob(digest);
     assert.equal(record?.refs, 1);
     assert.equal(record?.logicalSize, data.length);
     assert.equal(record?.storedSize, onDisk.length);
@@ -94,11 +94,11 @@ test('a blob on disk is the gzip of the content and is named by its sha256, for 
 
   // The same content under another name is the same blob, counted twice.
   assert.equal((await putFile(srv.url, '/inv3/again.txt', plain, V + 1, 'gzip')).status, 200);
-  assert.equal((await srv.store.meta.getBlob(sha256(plain)))?.refs, 2);
+  assert.equal((await srv.store.metadata.db.getBlob(sha256(plain)))?.refs, 2);
   assert.deepEqual(await blobSet(srv), [sha256(gz), sha256(plain)].sort());
   await assertClean(srv);
   // meta/ records hold what BlobRecord says and nothing else (no paths of temp files).
-  for await (const [digest, record] of srv.store.meta.blobs()) {
+  for await (const [digest, record] of srv.store.metadata.db.blobs()) {
     assert.deepEqual(Object.keys(record).sort(), ['logicalSize', 'refs', 'storedSize'], digest);
   }
 });
@@ -123,7 +123,7 @@ test('gzip bodies are stored as sent whether read whole (up to 64 KiB), inflatin
     assert.equal((await putFile(srv.url, name, data, V, 'gzip-hints')).status, 200, name);
     const digest = sha256(data);
     assert.ok((await readFile(blobFile(srv, digest))).equals(gzipSync(data)), name);
-    const record = await srv.store.meta.getBlob(digest);
+    const record = await srv.store.metadata.db.getBlob(digest);
     assert.deepEqual(record, {
       refs: 1,
       logicalSize: data.length,
@@ -415,13 +415,13 @@ test('a blob shared by two names outlives the first DELETE; the last DELETE remo
   const digest = sha256(data);
   assert.equal((await putFile(srv.url, '/shared/one', data, V)).status, 200);
   assert.equal((await putFile(srv.url, '/shared/two', data, V, 'plain')).status, 200);
-  assert.equal((await srv.store.meta.getBlob(digest))?.refs, 2);
+  assert.equal((await srv.store.metadata.db.getBlob(digest))?.refs, 2);
   assert.equal(await deleteFile(srv.url, '/shared/one', V), 200);
-  assert.equal((await srv.store.meta.getBlob(digest))?.refs, 1);
+  assert.equal((await srv.store.metadata.db.getBlob(digest))?.refs, 1);
   assert.ok((await getFile(srv.url, '/shared/two')).body.equals(data));
   await assertClean(srv);
   assert.equal(await deleteFile(srv.url, '/shared/two', V), 200);
-  assert.equal(await srv.store.meta.getBlob(digest), undefined);
+  assert.equal(await srv.store.metadata.db.getBlob(digest), undefined);
   assert.equal(await stat(blobFile(srv, digest)).catch(() => null), null);
   // Empty directories stay (compat: /list of an emptied directory is 200).
   assert.deepEqual(await readdir(path.join(srv.dir, 'links', 'shared')), []);
@@ -441,10 +441,10 @@ test('content stored before a restart is deduplicated after it: the filter of st
   const srv = await startServer({ dir });
   t.after(() => srv.close());
   // Once the filter answers, a "not stored" from it skips the database: it must know them.
-  await waitFor('the filter to be built', () => srv.store.blobs.stored.ready);
+  await waitFor('the filter to be built', () => srv.store.metadata.digestFilter.ready);
   for (const [i, data] of contents.entries()) {
     assert.equal((await putFile(srv.url, `/after/${i}`, data, V)).status, 200);
-    assert.equal((await srv.store.meta.getBlob(sha256(data)))?.refs, 2, `content ${i}`);
+    assert.equal((await srv.store.metadata.db.getBlob(sha256(data)))?.refs, 2, `content ${i}`);
   }
   assert.equal(srv.store.stats.dedupHits, contents.length);
   // The first names go; their blobs stay for the second ones.
@@ -459,8 +459,8 @@ test('the filter of stored digests grows past its size while uploads go on, and 
   // With one record in memory, nearly every upload asks the filter before the database.
   const srv = await startServer({ store: { digestFilterCapacity: 16, blobRecordCacheSize: 1 } });
   t.after(() => srv.close());
-  await waitFor('the filter to be built', () => srv.store.blobs.stored.ready);
-  assert.equal(srv.store.blobs.stored.capacity, 16);
+  await waitFor('the filter to be built', () => srv.store.metadata.digestFilter.ready);
+  assert.equal(srv.store.metadata.digestFilter.capacity, 16);
   // 300 new contents, 8 at a time: the filter is rebuilt (from a scan of meta/) while
   // records are still being written, several times over.
   const contents = Array.from({ length: 300 }, () => sample(2_000));
@@ -476,22 +476,26 @@ test('the filter of stored digests grows past its size while uploads go on, and 
     );
   };
   await putAll('grow');
-  await waitFor('the filter to grow', () => srv.store.blobs.stored.capacity >= contents.length);
+  await waitFor(
+    'the filter to grow',
+    () => srv.store.metadata.digestFilter.capacity >= contents.length,
+  );
   assert.equal(srv.store.stats.dedupHits, 0);
   // Every one of them is found stored again: none was lost across the rebuilds.
   await putAll('again');
   assert.equal(srv.store.stats.dedupHits, contents.length);
-  for (const data of contents) assert.equal((await srv.store.meta.getBlob(sha256(data)))?.refs, 2);
+  for (const data of contents)
+    assert.equal((await srv.store.metadata.db.getBlob(sha256(data)))?.refs, 2);
   await assertClean(srv);
 });
 
 test('a build of the filter of stored digests that runs while uploads land keeps every digest they write', async (t) => {
   const srv = await startServer({ store: { blobRecordCacheSize: 1 } });
   t.after(() => srv.close());
-  await waitFor('the filter to be built', () => srv.store.blobs.stored.ready);
+  await waitFor('the filter to be built', () => srv.store.metadata.digestFilter.ready);
   // 100,000 records (of no real blob) make a scan of meta/ long enough for uploads to land
   // during it: their digests are not in the scan's snapshot and must still be kept.
-  const db = srv.store.meta.db;
+  const db = srv.store.metadata.db.db;
   for (let batch = 0; batch < 20; batch++) {
     await db.batch(
       Array.from({ length: 5_000 }, () => ({
@@ -512,14 +516,14 @@ test('a build of the filter of stored digests that runs while uploads land keeps
   });
   await new Promise((r) => setTimeout(r, 20));
   const before = written.length;
-  await srv.store.blobs.stored.build(200_000);
+  await srv.store.metadata.digestFilter.build(200_000);
   const during = written.length - before;
   building = false;
   await Promise.all(uploads);
   t.diagnostic(`${written.length} uploads, ${during} of them while the build ran`);
   assert.ok(during > 0, 'some uploads landed while the build ran');
   assert.deepEqual(
-    written.filter((d) => !srv.store.blobs.stored.mayHold(d)),
+    written.filter((d) => !srv.store.metadata.digestFilter.mayHold(d)),
     [],
   );
 });
@@ -543,7 +547,7 @@ test('an upload that claims a stored digest keeps that blob alive while the only
       assert.equal((await upload.end()).status, 200);
       const got = await getFile(srv.url, `/claimer-${outcome}`, { plain: true });
       assert.ok(got.body.equals(data));
-      assert.equal((await srv.store.meta.getBlob(digest))?.refs, 1);
+      assert.equal((await srv.store.metadata.db.getBlob(digest))?.refs, 1);
       assert.equal(await deleteFile(srv.url, `/claimer-${outcome}`, V), 200);
     } else {
       upload.req.destroy();
@@ -552,7 +556,7 @@ test('an upload that claims a stored digest keeps that blob alive while the only
     await waitFor('the blob to go once nothing holds it', async () => {
       return (await stat(blobFile(srv, digest)).catch(() => null)) === null;
     });
-    assert.equal(await srv.store.meta.getBlob(digest), undefined);
+    assert.equal(await srv.store.metadata.db.getBlob(digest), undefined);
     await assertClean(srv);
   }
 });

@@ -99,7 +99,7 @@ describe('a symlinked directory in links/ is not part of the store (issue 16)', 
     }
     await assertOutsideUntouched(p);
     assert.equal(await exists(path.join(p.srv.dir, 'blobs', 'ab', 'planted')), false);
-    assert.equal((await p.srv.store.meta.getBlob(sha256(KEPT)))?.refs, 1);
+    assert.equal((await p.srv.store.metadata.db.getBlob(sha256(KEPT)))?.refs, 1);
   });
 
   test('GET, HEAD and DELETE under it are 404 and read or remove nothing through it', async (t) => {
@@ -120,7 +120,7 @@ describe('a symlinked directory in links/ is not part of the store (issue 16)', 
       assert.equal(del.status, 404, `DELETE ${name}`);
     }
     await assertOutsideUntouched(p);
-    assert.equal((await p.srv.store.meta.getBlob(sha256(KEPT)))?.refs, 1);
+    assert.equal((await p.srv.store.metadata.db.getBlob(sha256(KEPT)))?.refs, 1);
   });
 
   test('/list of it is 400 NOT_A_DIRECTORY, and no listing descends into it', async (t) => {

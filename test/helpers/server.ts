@@ -10,7 +10,7 @@ import {
   FallbackProbe,
   createRequestListener,
   openStore,
-  type Store,
+  type LocalStore,
   type StoreOptions,
 } from '@filetracker/server';
 
@@ -26,7 +26,7 @@ export interface TestServer {
   port: number;
   /** The store directory. */
   dir: string;
-  store: Store;
+  store: LocalStore;
   server: Server;
   /** Stops listening, closes the store and removes the dir unless it was given. */
   close(): Promise<void>;

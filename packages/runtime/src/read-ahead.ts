@@ -23,7 +23,7 @@ export type ReadAheadStream = Readable & { readonly bytesRead: number };
  * could hang up during; a file found shorter fails the stream.
  */
 export function readAhead(
-  handle: FileHandle,
+  handle: Pick<FileHandle, 'read' | 'close'>,
   chunkBytes: number,
   length = Infinity,
 ): ReadAheadStream {

@@ -49,7 +49,7 @@ function keepSpare(buffer: Buffer): void {
  * rejects.
  */
 export async function sendFile(
-  handle: FileHandle,
+  handle: Pick<FileHandle, 'read' | 'close'>,
   out: Writable,
   length: number,
   options: SendFileOptions = {},

@@ -11,9 +11,32 @@ export {
   Store,
   StoreOpenError,
   type FileEntry,
+  type OpenedFile,
+  type PutRequest,
+  type PutResult,
   type StoreOpenErrorCode,
   type StoreOptions,
 } from './store/store.js';
+export type { StoreStats } from './store/store-metrics.js';
+export type {
+  BlobHandle,
+  BlobSizes,
+  BlobStore,
+  StageOptions,
+  StagedBlob,
+} from './store/blob-store.js';
+export type {
+  CommitResult,
+  MetadataEvents,
+  MetadataStore,
+  NameChange,
+  NameLookup,
+  NameRecord,
+} from './store/metadata-store.js';
+export { LocalBlobStore } from './store/local-blob-store.js';
+export { LocalMetadataStore, type LocalMetadataOptions } from './store/local-metadata-store.js';
+export { DigestFilter } from './store/digest-filter.js';
+export { ReadCaches, type EntryLookup } from './store/read-caches.js';
 export {
   storeLayout,
   blobPath,
@@ -24,11 +47,15 @@ export {
 export { MetaDb, type BlobRecord } from './store/meta-db.js';
 export { DirSync } from './store/dir-sync.js';
 
+import type { LocalMetadataStore } from './store/local-metadata-store.js';
 import type { StoreOptions } from './store/store.js';
 import { Store } from './store/store.js';
 
+/** A store on the local ports (blobs/, links/ and meta/ in one directory). */
+export type LocalStore = Store<LocalMetadataStore>;
+
 /** Opens (creating if new) the store in `dir`. */
-export function openStore(dir: string, options?: StoreOptions): Promise<Store> {
+export function openStore(dir: string, options?: StoreOptions): Promise<LocalStore> {
   return Store.open(dir, options);
 }
 export {

@@ -26,6 +26,7 @@ import {
   type RequestTarget,
 } from '@filetracker/shared-protocol';
 import { readAhead, sendFile } from '@filetracker/runtime';
+import { MigrationMode } from '../store/migration.js';
 import type { Store } from '../store/store.js';
 import { errorHandler } from './errors.js';
 import { fallbackVersion } from './fallback.js';
@@ -122,6 +123,20 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
     telemetry.metrics.watchFallback(probe);
     probe.start();
   }
+  const migration =
+    fallbackUrl === undefined
+      ? undefined
+      : new MigrationMode(
+          store,
+          (name) =>
+            fallbackVersion(fallbackUrl, name, fallbackTimeoutMs).catch((err: unknown) => {
+              if (err instanceof FallbackError) probe?.noteRequestError(err.code);
+              throw err;
+            }),
+          (details, message) => logger.warn(details, message),
+        );
+  /** Where writes go: the store, or in migration mode the store with tombstones. */
+  const writes = migration ?? store;
   const startedAt = Date.now();
   const app = new Koa();
   app.silent = true;
@@ -171,11 +186,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
     const head = ctx.method === 'HEAD';
     const file = head ? await store.stat(components) : await store.openFile(components);
     if (!file) {
-      if (
-        fallbackUrl !== undefined &&
-        components.length > 0 &&
-        (await store.tombstone(components)) === undefined
-      ) {
+      if (migration && (await migration.redirects(components))) {
         ctx.status = 307;
         ctx.set('Location', fallbackUrl + '/files' + encodeName(name));
         ctx.body = '';
@@ -219,7 +230,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
   router.put('/files', async (ctx) => {
     const { components } = ctx.state.target;
     const version = requiredVersion(ctx);
-    const result = await store.put({
+    const result = await writes.put({
       components,
       version,
       body: ctx.req,
@@ -229,7 +240,6 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
       checksum: parseChecksumHeader(header(ctx, HEADER.checksum)),
       logicalSize: parseLogicalSizeHeader(header(ctx, HEADER.logicalSize)),
       maxLogicalSize: maxFileBytes,
-      honorTombstones: fallbackUrl !== undefined,
     });
     ctx.state.bodyBytesIn = result.receivedBytes;
     ctx.set('Last-Modified', formatHttpDate(result.version));
@@ -240,17 +250,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
   router.delete('/files', async (ctx) => {
     const { components } = ctx.state.target;
     const version = requiredVersion(ctx);
-    const result =
-      fallbackUrl === undefined
-        ? await store.delete(components, version)
-        : await store.deleteWithFallback(components, version, () =>
-            fallbackVersion(fallbackUrl, ctx.state.target.name, fallbackTimeoutMs).catch(
-              (err: unknown) => {
-                if (err instanceof FallbackError) probe?.noteRequestError(err.code);
-                throw err;
-              },
-            ),
-          );
+    const result = await writes.delete(components, version);
     if (!result.found) throw new NotFoundError('File not found');
     ctx.type = 'text/plain';
     ctx.body = '';

@@ -1,23 +1,14 @@
-import {
-  lstat,
-  lutimes,
-  mkdir,
-  opendir,
-  readlink,
-  rename,
-  rm,
-  stat,
-  symlink,
-  unlink,
-} from 'node:fs/promises';
+import { lstat, mkdir, opendir, readlink, rename, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { walkTree } from '@filetracker/runtime';
 import { describeFailure } from '../store/fs-failure.js';
-import { blobPath, digestOfTarget, linkTarget, storeLayout, tmpFile } from '../store/layout.js';
-import { MetaDb, type BlobRecord } from '../store/meta-db.js';
+import { blobPath, digestOfTarget, linkTarget, storeLayout } from '../store/layout.js';
+import { stageLink } from '../store/link-tree.js';
+import { MetaDb, isLevelLocked, type BlobRecord } from '../store/meta-db.js';
 import { forEachBatched } from './batch.js';
 import { DigestTally, isDigest } from './digest-tally.js';
-import { inflateBlob, readGzipFrame, trailerLogicalSize } from './gzip-size.js';
+import { inflateBlob } from '../store/inflate.js';
+import { readGzipFrame, trailerLogicalSize } from './gzip-size.js';
 import { clearRenameMarkers, renameDoubleEncoded } from './rename-names.js';
 import { emptyReport, type RecoverReport } from './report.js';
 
@@ -423,9 +414,7 @@ async function openLocked(location: string, root: string): Promise<MetaDb> {
   try {
     return await MetaDb.open(location);
   } catch (err) {
-    const code =
-      (err as { cause?: { code?: string } }).cause?.code ?? (err as { code?: string }).code;
-    if (code === 'LEVEL_LOCKED') {
+    if (isLevelLocked(err)) {
       throw new RecoverError(
         'LOCKED',
         `${root} is in use by a running ft-server (or another ft-recover); stop it first`,
@@ -460,10 +449,8 @@ async function clearTmp(tmp: string, keep: string | undefined, check: boolean): 
  */
 async function retarget(link: string, target: string, tmpDir: string): Promise<void> {
   const st = await lstat(link);
-  const tmp = tmpFile(tmpDir, 'link');
-  await symlink(target, tmp);
+  const tmp = await stageLink(tmpDir, target, st.mtime, st.atime);
   try {
-    await lutimes(tmp, st.atime, st.mtime);
     await rename(tmp, link);
   } catch (err) {
     await unlink(tmp).catch(() => {});

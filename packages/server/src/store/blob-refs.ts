@@ -1,11 +1,10 @@
 import { LRUCache } from 'lru-cache';
-import { DigestFilter } from './digest-filter.js';
 import { StoreNotWritableError } from '@filetracker/shared-protocol';
-import { lstat, unlink } from './fs-calls.js';
+import type { BlobStore, StagedBlob } from './blob-store.js';
+import { DigestFilter } from './digest-filter.js';
 import { KeyedMutex } from './keyed-mutex.js';
-import type { DirSync } from './dir-sync.js';
-import { blobPath, type StoreLayout } from './layout.js';
-import type { BlobRecord, MetaDb } from './meta-db.js';
+import type { MetaDb } from './meta-db.js';
+import type { BlobRecord, MetadataEvents } from './metadata-store.js';
 
 /** A cached "the database has no record of this digest". */
 const ABSENT = 'absent';
@@ -32,32 +31,31 @@ const CACHED_RECORDS = 10_000;
  * lock to link it), each a trip through the thread pool, in a write path of about fifteen.
  */
 export class BlobRefs {
-  readonly #layout: StoreLayout;
+  readonly #blobs: BlobStore;
   readonly #meta: MetaDb;
-  readonly #dirs: DirSync;
+  readonly #events: MetadataEvents | undefined;
+  /** Called when a blob whose file was missing is stored again from an upload. */
+  onBlobRestored: ((digest: string) => void) | undefined;
   readonly #locks = new KeyedMutex();
   readonly #pins = new Map<string, number>();
   readonly #records: LRUCache<string, BlobRecord | typeof ABSENT>;
   /** Digests the database may hold: a new upload's digest is seldom worth a read. */
   readonly stored: DigestFilter;
-  /** Called with +1/-1 and the stored size when a blob file appears or goes. */
-  onBlobCountChange: ((delta: number, storedSize: number) => void) | undefined;
-  /** Called when a blob whose file was missing is stored again from an upload. */
-  onBlobRestored: ((digest: string) => void) | undefined;
 
   /**
-   * `cachedRecords`: how many records (and absences) stay in memory; `filterCapacity`: the
-   * least number of digests {@link stored} is sized for.
+   * `blobs`: where the blob files are committed and removed; `events` is told when a blob
+   * appears or goes. `cachedRecords`: how many records (and absences) stay in memory;
+   * `filterCapacity`: the least number of digests {@link stored} is sized for.
    */
   constructor(
-    layout: StoreLayout,
+    blobs: BlobStore,
     meta: MetaDb,
-    dirs: DirSync,
-    options: { cachedRecords?: number; filterCapacity?: number } = {},
+    events: MetadataEvents | undefined,
+    options: { cachedRecords?: number | undefined; filterCapacity?: number | undefined } = {},
   ) {
-    this.#layout = layout;
+    this.#blobs = blobs;
     this.#meta = meta;
-    this.#dirs = dirs;
+    this.#events = events;
     this.#records = new LRUCache({ max: options.cachedRecords ?? CACHED_RECORDS });
     this.stored = new DigestFilter(() => meta.blobDigests(), options.filterCapacity);
   }
@@ -109,54 +107,37 @@ export class BlobRefs {
   pinIfStored(digest: string): Promise<BlobRecord | undefined> {
     return this.#locks.run(digest, async () => {
       const record = await this.#read(digest);
-      if (!record || !(await this.#present(digest))) return undefined;
+      if (!record || !(await this.#blobs.has(digest))) return undefined;
       this.#pins.set(digest, (this.#pins.get(digest) ?? 0) + 1);
       return record;
     });
   }
 
   /**
-   * Whether the blob file is there. A record outlives its file when `blobs/` is removed by
-   * hand while the server runs (issue 18): a dedup must not trust the record alone, or an
-   * upload would be answered 200 with a link to nothing.
-   */
-  async #present(digest: string): Promise<boolean> {
-    try {
-      await lstat(blobPath(this.#layout, digest));
-      return true;
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ENOTDIR') return false;
-      throw err;
-    }
-  }
-
-  /**
    * With the digest's lock held and `record` read: makes sure the blob file is there,
-   * renaming `tmpPath` (this upload's verified gzip) into the place of a missing one, or
-   * removing it. Returns the record to keep (the sizes of the file now in place).
+   * committing `blob` (this upload's verified gzip) into the place of a missing one, or
+   * discarding it. A record outlives its file when `blobs/` is removed by hand while the
+   * server runs (issue 18): a dedup must not trust the record alone, or an upload would be
+   * answered 200 with a link to nothing. Returns the record to keep (the sizes of the file
+   * now in place).
    */
-  async #ensureFile(
-    digest: string,
-    record: BlobRecord,
-    sizes: { logicalSize: number; storedSize: number },
-    tmpPath: string | undefined,
-  ): Promise<BlobRecord> {
-    if (await this.#present(digest)) {
-      if (tmpPath) await unlink(tmpPath).catch(() => {});
+  async #ensureFile(record: BlobRecord, blob: StagedBlob): Promise<BlobRecord> {
+    const { digest } = blob;
+    if (await this.#blobs.has(digest)) {
+      if (blob.location !== undefined) await this.#blobs.discard(blob);
       return record;
     }
-    if (!tmpPath) {
+    if (blob.location === undefined) {
       // Pinned with its file there a moment ago: removed by hand since.
       throw new StoreNotWritableError(
         'A blob was removed from blobs/ while this upload ran: retry',
       );
     }
-    await this.#dirs.rename(tmpPath, blobPath(this.#layout, digest), this.#layout.blobs);
-    const restored = { ...record, storedSize: sizes.storedSize };
+    await this.#blobs.commit(blob);
+    const restored = { ...record, storedSize: blob.storedSize };
     await this.#write(digest, restored, true);
-    this.onBlobCountChange?.(-1, record.storedSize);
-    this.onBlobCountChange?.(1, restored.storedSize);
+    this.#events?.blobCountChanged(-1, record.storedSize);
+    this.#events?.blobCountChanged(1, restored.storedSize);
     this.onBlobRestored?.(digest);
     return restored;
   }
@@ -165,15 +146,11 @@ export class BlobRefs {
    * For an upload of the content a name already links to: makes sure the blob file is
    * there (see {@link acquire}) and returns its record; undefined when it has none.
    */
-  keep(
-    digest: string,
-    sizes: { logicalSize: number; storedSize: number },
-    tmpPath: string | undefined,
-  ): Promise<BlobRecord | undefined> {
-    return this.#locks.run(digest, async () => {
-      const record = await this.#read(digest);
-      if (record) return this.#ensureFile(digest, record, sizes, tmpPath);
-      if (tmpPath) await unlink(tmpPath).catch(() => {});
+  keep(blob: StagedBlob): Promise<BlobRecord | undefined> {
+    return this.#locks.run(blob.digest, async () => {
+      const record = await this.#read(blob.digest);
+      if (record) return this.#ensureFile(record, blob);
+      if (blob.location !== undefined) await this.#blobs.discard(blob);
       return undefined;
     });
   }
@@ -192,41 +169,34 @@ export class BlobRefs {
   }
 
   /**
-   * Adds one reference to `digest`. If the blob is not stored yet, `tmpPath` (the verified
-   * gzip in `ft-tmp/`) is fsynced already and is renamed into place; if it is, `tmpPath` is
-   * removed (identical content is stored once), unless the record's file is missing, which
-   * `tmpPath` then replaces.
+   * Adds one reference to `blob`'s digest, durably. If the blob is not stored yet, the staged
+   * one is committed first (a record never names a blob that a power cut could take); if it
+   * is, the staged copy is discarded (identical content is stored once), unless the
+   * record's file is missing, which the staged copy then replaces.
    */
-  acquire(
-    digest: string,
-    sizes: { logicalSize: number; storedSize: number },
-    tmpPath: string | undefined,
-  ): Promise<{ dedup: boolean; record: BlobRecord }> {
+  acquire(blob: StagedBlob): Promise<{ dedup: boolean; record: BlobRecord }> {
+    const { digest } = blob;
     return this.#locks.run(digest, async () => {
       const record = await this.#read(digest);
       if (record) {
-        const kept = await this.#ensureFile(digest, record, sizes, tmpPath);
+        const kept = await this.#ensureFile(record, blob);
         const updated = { ...kept, refs: kept.refs + 1 };
         await this.#write(digest, updated, true);
         return { dedup: true, record: updated };
       }
-      if (!tmpPath) {
+      if (blob.location === undefined) {
         throw new Error(`blob ${digest} vanished while pinned`);
       }
-      const target = blobPath(this.#layout, digest);
-      // Durable in blobs/ (its directory fsynced) before any record or link names it: a
-      // dedup hit trusts the record, and a link that survived a power cut without its blob
-      // would have replaced the name's last good version.
-      await this.#dirs.rename(tmpPath, target, this.#layout.blobs);
-      const created = { refs: 1, logicalSize: sizes.logicalSize, storedSize: sizes.storedSize };
+      await this.#blobs.commit(blob);
+      const created = { refs: 1, logicalSize: blob.logicalSize, storedSize: blob.storedSize };
       try {
         await this.#write(digest, created, true);
       } catch (err) {
         // No record, no blob: a full disk must not leave an orphan behind.
-        await unlink(target).catch(() => {});
+        await this.#blobs.remove(digest).catch(() => {});
         throw err;
       }
-      this.onBlobCountChange?.(1, sizes.storedSize);
+      this.#events?.blobCountChanged(1, blob.storedSize);
       return { dedup: false, record: created };
     });
   }
@@ -249,9 +219,7 @@ export class BlobRefs {
     // The record goes first: a crash in between leaves an orphan file (ft-recover removes
     // it), never a record of a file that is gone.
     await this.#write(digest, undefined);
-    await unlink(blobPath(this.#layout, digest)).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'ENOENT') throw err;
-    });
-    this.onBlobCountChange?.(-1, record.storedSize);
+    await this.#blobs.remove(digest);
+    this.#events?.blobCountChanged(-1, record.storedSize);
   }
 }

@@ -1,13 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import {
-  Readable,
-  Transform,
-  Writable,
-  addAbortSignal,
-  finished,
-  type TransformCallback,
-} from 'node:stream';
+import { Readable, Transform, Writable, finished, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip, gunzipSync } from 'node:zlib';
 import {
@@ -16,36 +9,23 @@ import {
   FiletrackerError,
   InsufficientStorageError,
 } from '@filetracker/shared-protocol';
+import type { StageOptions, StagedBlob } from './blob-store.js';
 import { unlink, writeDurably } from './fs-calls.js';
 import { tmpFile } from './layout.js';
 
-/** What an upload turned out to be once its body was read in full. */
-export interface IngestResult {
-  digest: string;
-  logicalSize: number;
-  /** Size of the gzip bytes written to `tmpPath` (0 when nothing was written). */
-  storedSize: number;
-  /** The gzip file in `ft-tmp/`, or undefined when the body was only verified. */
-  tmpPath: string | undefined;
-  /** Bytes of the request body as received. */
-  receivedBytes: number;
-}
+/**
+ * What an upload turned out to be once its body was read in full; `location` is the gzip
+ * file in `ft-tmp/`, or undefined when the body was only verified.
+ */
+export type IngestResult = StagedBlob;
 
-export interface IngestOptions {
-  /** The body is gzip (Content-Encoding: gzip) and is stored as it came. */
-  gzip: boolean;
-  /** Write the body to `ft-tmp/`; false only verifies it (dedup hit on a claimed digest). */
-  write: boolean;
+type IngestOptions = StageOptions;
+
+/** Where bodies are staged, and how plain ones are compressed. */
+export interface IngestTarget {
   tmpDir: string;
   /** zlib level for plain bodies. */
   gzipLevel: number;
-  expectedDigest?: string | undefined;
-  expectedLogicalSize?: number | undefined;
-  /** Content larger than this (uncompressed) is refused with 413, as soon as it is seen. */
-  maxLogicalSize?: number | undefined;
-  /** The body's Content-Length, when it declared one. */
-  bodyLength?: number | undefined;
-  signal?: AbortSignal | undefined;
 }
 
 /** Gzip bodies up to this Content-Length are read whole and written in one write... */
@@ -193,13 +173,17 @@ function classify(err: unknown, body: Readable): unknown {
  * bytes, then checks them against the client's claims (DESIGN.md invariants 1 and 3). Memory
  * is bounded by stream buffers whatever the size. On any failure the temp file is removed.
  */
-export async function ingest(body: Readable, options: IngestOptions): Promise<IngestResult> {
+export async function ingest(
+  body: Readable,
+  options: IngestOptions,
+  target: IngestTarget,
+): Promise<IngestResult> {
   checkDeclaredSize(options);
   const { bodyLength } = options;
   if (options.gzip && options.write && bodyLength && bodyLength <= WHOLE_BODY_BYTES) {
-    return ingestWhole(body, options);
+    return ingestWhole(body, options, target);
   }
-  return ingestStream(body, options);
+  return ingestStream(body, options, target);
 }
 
 /**
@@ -211,10 +195,13 @@ export async function ingest(body: Readable, options: IngestOptions): Promise<In
  * streamed; one that inflates past {@link WHOLE_INFLATED_BYTES} goes on to be streamed
  * from memory, so a small gzip of a large file cannot hold the event loop for long.
  */
-async function ingestWhole(body: Readable, options: IngestOptions): Promise<IngestResult> {
+async function ingestWhole(
+  body: Readable,
+  options: IngestOptions,
+  target: IngestTarget,
+): Promise<IngestResult> {
   const chunks: Buffer[] = [];
   try {
-    if (options.signal) addAbortSignal(options.signal, body);
     for await (const chunk of body) chunks.push(chunk as Buffer);
   } catch (err) {
     throw classify(err, body);
@@ -225,7 +212,7 @@ async function ingestWhole(body: Readable, options: IngestOptions): Promise<Inge
     plain = gunzipSync(gz, { maxOutputLength: WHOLE_INFLATED_BYTES });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
-      return ingestStream(Readable.from([gz]), { ...options, signal: undefined });
+      return ingestStream(Readable.from([gz]), options, target);
     }
     throw new BadRequestError('BAD_GZIP', 'Body claims gzip but is not valid gzip', err);
   }
@@ -233,11 +220,11 @@ async function ingestWhole(body: Readable, options: IngestOptions): Promise<Inge
     digest: createHash('sha256').update(plain).digest('hex'),
     logicalSize: plain.length,
     storedSize: gz.length,
-    tmpPath: undefined,
     receivedBytes: gz.length,
+    location: undefined,
   };
   checkClaims(result, options);
-  const tmpPath = tmpFile(options.tmpDir, 'upload');
+  const tmpPath = tmpFile(target.tmpDir, 'upload');
   try {
     // Durable before any link may point at it (invariant 1).
     await writeDurably(tmpPath, gz);
@@ -245,7 +232,7 @@ async function ingestWhole(body: Readable, options: IngestOptions): Promise<Inge
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') await unlink(tmpPath).catch(() => {});
     throw classify(err, body);
   }
-  return { ...result, tmpPath };
+  return { ...result, location: tmpPath };
 }
 
 /** Throws when the body is not what the client's headers said it is. */
@@ -292,7 +279,11 @@ function borrow(body: Readable): Readable {
 }
 
 /** {@link ingest} through streams: any size, memory bounded by stream buffers. */
-async function ingestStream(body: Readable, options: IngestOptions): Promise<IngestResult> {
+async function ingestStream(
+  body: Readable,
+  options: IngestOptions,
+  target: IngestTarget,
+): Promise<IngestResult> {
   const verifier = new Verifier(options.gzip, contentLimit(options));
   const counter = new Counter();
   const source = borrow(body);
@@ -300,15 +291,15 @@ async function ingestStream(body: Readable, options: IngestOptions): Promise<Ing
   let out: WriteStream | undefined;
   try {
     if (!options.write) {
-      await pipeline(source, verifier, discard(), { signal: options.signal });
+      await pipeline(source, verifier, discard());
     } else {
-      tmpPath = tmpFile(options.tmpDir, 'upload');
+      tmpPath = tmpFile(target.tmpDir, 'upload');
       // `flush` fsyncs before the close that pipeline() waits for: once this resolves the
       // bytes are on disk, and only then may a link point at them (invariant 1).
       out = createWriteStream(tmpPath, { flags: 'wx', mode: 0o644, flush: true });
       const stages: NodeJS.ReadWriteStream[] = [verifier];
-      if (!options.gzip) stages.push(createGzip({ level: options.gzipLevel }));
-      await pipeline([source, ...stages, counter, out], { signal: options.signal });
+      if (!options.gzip) stages.push(createGzip({ level: target.gzipLevel }));
+      await pipeline([source, ...stages, counter, out]);
     }
   } catch (err) {
     // A body that fails at once (a client gone) can fail the pipeline while the temp
@@ -331,8 +322,8 @@ async function ingestStream(body: Readable, options: IngestOptions): Promise<Ing
     digest,
     logicalSize: verifier.logicalSize,
     storedSize: counter.bytes,
-    tmpPath,
     receivedBytes: verifier.receivedBytes,
+    location: tmpPath,
   };
   try {
     checkClaims(result, options);

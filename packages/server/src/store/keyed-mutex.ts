@@ -20,9 +20,4 @@ export class KeyedMutex {
       if (--entry.users === 0) this.#entries.delete(key);
     }
   }
-
-  /** Whether anyone holds or waits for `key`. */
-  isBusy(key: string): boolean {
-    return this.#entries.has(key);
-  }
 }

@@ -2,18 +2,15 @@ import path from 'node:path';
 import { BadRequestError, ConflictError } from '@filetracker/shared-protocol';
 import { lstat, lutimes, readlink, symlink, unlink } from './fs-calls.js';
 import type { DirSync } from './dir-sync.js';
+import type { NameLookup, NameRecord } from './metadata-store.js';
 import { digestOfTarget, linkPath, linkTarget, tmpFile, type StoreLayout } from './layout.js';
 import { RealDirs } from './real-dirs.js';
 
 /** A name as `links/` records it: which blob, and the link's own mtime as the version. */
-export interface LinkState {
-  digest: string;
-  version: number;
+export interface LinkState extends NameRecord {
   /** The link's inode, to tell a replaced link from the one first seen. */
   ino: number;
 }
-
-export type LinkLookup = LinkState | 'directory' | null;
 
 /** A name too long for the file system cannot exist: reads treat it as absent. */
 function isMissing(err: unknown): boolean {
@@ -24,6 +21,29 @@ function isMissing(err: unknown): boolean {
 /** Whether every file system can hold `version` as an mtime (1970 to 2038). */
 function surelyKept(version: number): boolean {
   return version >= 0 && version < 2 ** 31;
+}
+
+/**
+ * The first half of an atomic link replace (DESIGN.md invariant 2): a new symlink to
+ * `target` made in `tmpDir` with `mtime` (the version) as its time; renaming it over the
+ * old link is the second half, so a reader sees the old link or the new one, never
+ * neither. Returns its path; on failure nothing is left behind.
+ */
+export async function stageLink(
+  tmpDir: string,
+  target: string,
+  mtime: Date,
+  atime: Date = mtime,
+): Promise<string> {
+  const tmp = tmpFile(tmpDir, 'link');
+  await symlink(target, tmp);
+  try {
+    await lutimes(tmp, atime, mtime);
+  } catch (err) {
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
+  return tmp;
 }
 
 /** Linux limits: NAME_MAX bytes per component, PATH_MAX for the whole path. */
@@ -59,32 +79,32 @@ export class LinkTree {
    * Reads a link; lstat, readlink and lstat again, so the digest and version come from one
    * and the same link even while a writer replaces it.
    */
-  async read(components: readonly string[]): Promise<LinkLookup> {
+  async read(components: readonly string[]): Promise<LinkState | Exclude<NameLookup, NameRecord>> {
     const parents = this.#dirs.state(components, components.length - 1);
-    if (parents !== 'real' && (await parents) !== 'real') return null;
+    if (parents !== 'real' && (await parents) !== 'real') return 'absent';
     const p = this.path(components);
     for (let attempt = 0; ; attempt++) {
       let before;
       try {
         before = await lstat(p);
       } catch (err) {
-        if (isMissing(err)) return null;
+        if (isMissing(err)) return 'absent';
         throw err;
       }
       if (before.isDirectory()) return 'directory';
-      if (!before.isSymbolicLink()) return null;
+      if (!before.isSymbolicLink()) return 'absent';
       let target: string;
       let after;
       try {
         target = await readlink(p);
         after = await lstat(p);
       } catch (err) {
-        if (isMissing(err)) return null;
+        if (isMissing(err)) return 'absent';
         throw err;
       }
       if (after.ino !== before.ino && attempt < 10) continue;
       const digest = digestOfTarget(target);
-      if (digest === undefined) return null;
+      if (digest === undefined) return 'absent';
       return { digest, version: Math.floor(after.mtimeMs / 1000), ino: after.ino };
     }
   }
@@ -104,13 +124,11 @@ export class LinkTree {
   /** Points `name` at `digest` with `version`, atomically. 409 if the path is in the way. */
   async replace(components: readonly string[], digest: string, version: number): Promise<void> {
     const final = this.path(components);
-    const tmp = tmpFile(this.#layout.tmp, 'link');
-    await symlink(linkTarget(components, digest), tmp);
+    // A Date, not seconds: Node takes a negative number of seconds for "now", and versions
+    // before 1970 are real.
+    const when = new Date(version * 1000);
+    const tmp = await stageLink(this.#layout.tmp, linkTarget(components, digest), when);
     try {
-      // A Date, not seconds: Node takes a negative number of seconds for "now", and versions
-      // before 1970 are real.
-      const when = new Date(version * 1000);
-      await lutimes(tmp, when, when);
       // File systems clamp timestamps they cannot hold (ext4: 1901 to 2446); a version
       // answered but not kept would change which write wins after a restart. Every file
       // system with symlinks holds 1970 to 2038 (signed 32-bit seconds), so only versions

@@ -1,5 +1,8 @@
 import { ClassicLevel } from 'classic-level';
 import { GroupCommit } from './group-commit.js';
+import type { BlobRecord } from './metadata-store.js';
+
+export type { BlobRecord };
 
 interface PutOp {
   type: 'put';
@@ -7,14 +10,13 @@ interface PutOp {
   value: string;
 }
 
-/** What `meta/` records per blob. */
-export interface BlobRecord {
-  /** Number of links pointing at the blob. */
-  refs: number;
-  /** Uncompressed size in bytes. */
-  logicalSize: number;
-  /** Size of the gzip file in `blobs/`. */
-  storedSize: number;
+/**
+ * Whether opening a database failed because another process holds its LOCK file (invariant
+ * 5); classic-level wraps LevelDB's error, so the code may be on the cause.
+ */
+export function isLevelLocked(err: unknown): boolean {
+  const e = err as { code?: string; cause?: { code?: string } } | undefined;
+  return (e?.cause?.code ?? e?.code) === 'LEVEL_LOCKED';
 }
 
 // Key prefixes; `;` follows `:` in byte order, which bounds each range whatever the name.
