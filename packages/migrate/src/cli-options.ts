@@ -6,6 +6,7 @@ import {
   toolProgram,
   wholeNumber,
 } from '@filetracker/runtime';
+import { collectPattern } from './exclude.js';
 import { DEFAULT_CONCURRENCY, DEFAULT_RETRIES } from './migrator.js';
 
 /** The parsed command line of `ft-migrate`. */
@@ -25,6 +26,9 @@ export interface CliOptions {
   verify?: 'stat' | 'digest';
   report?: string;
   followSymlinks: boolean;
+  followSymlinksOutside: boolean;
+  /** `--exclude` patterns, in the order given. */
+  exclude: string[];
   progressInterval: number;
 }
 
@@ -102,10 +106,29 @@ function options(): Option[] {
         '(with reasons), differences, duration, throughput',
     ),
     new Option(
+      '--exclude <PATTERN>',
+      'leave out files and directories matching PATTERN, gitignore-style, relative to ' +
+        'FILES (a single FILE: its name): *.tmp anywhere, /tmp at the top of FILES only, ' +
+        'cache/ directories only (not entered), !keep.tmp brings one back. Repeatable; ' +
+        "quote it from the shell. Left out entries are counted as skipped ('excluded'), " +
+        'not failed. A byte of a name that is not UTF-8 is matched by ? or *',
+    )
+      .argParser(collectPattern)
+      .default([], 'none'),
+    new Option(
       '--follow-symlinks',
-      "upload the target of a symlink to a file under the symlink's name (default: " +
-        'symlinks are reported and skipped; symlinks to directories are never followed)',
+      "upload the target of a symlink to a file under the symlink's name, if the target " +
+        '(every link resolved) is inside FILES; a link out of FILES is reported and ' +
+        'skipped. Without it every symlink is reported and skipped; symlinks to ' +
+        'directories are never followed',
     ).default(false),
+    new Option(
+      '--follow-symlinks-outside',
+      'with --follow-symlinks (which it implies), also upload targets outside FILES: ' +
+        'anything the link names that this user can read, /etc/passwd included',
+    )
+      .default(false)
+      .implies({ followSymlinks: true }),
     new Option(
       '--progress-interval <SECONDS>',
       'without a terminal (a pipe, nohup) or with CI set, print a progress line this often',

@@ -205,6 +205,8 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     gzipLevel: options.gzipLevel,
     retries: options.retries,
     followSymlinks: options.followSymlinks,
+    followSymlinksOutside: options.followSymlinksOutside,
+    exclude: options.exclude,
     state,
     checkServer: options.state === false && setup.mode !== 'verify',
     checkFinished: resume?.decision === 'check-all',

@@ -1,10 +1,12 @@
 import { EventEmitter, setMaxListeners } from 'node:events';
 import fs, { type Stats } from 'node:fs';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import { setTimeout as delay } from 'node:timers/promises';
 import { sha256OfFile, sha256OfStream } from '@filetracker/runtime';
 import { FiletrackerError, type FiletrackerClient } from '@filetracker/shared-protocol';
 import { BoundedQueue } from './bounded-queue.js';
+import { excludeMatcher } from './exclude.js';
 import { formatVersion } from './format.js';
 import { backoffMs, describeError, errorCode, isTransient } from './retry.js';
 import { walkSource, type SourceEntry } from './source.js';
@@ -13,6 +15,7 @@ import { walkSource, type SourceEntry } from './source.js';
 // shared-protocol's put-body.ts).
 const lstat = promisify(fs.lstat);
 const stat = promisify(fs.stat);
+const realpath = promisify(fs.realpath);
 
 /**
  * Files uploaded at once. Measured against a local ft-server (store on tmpfs, 2 shared and
@@ -68,8 +71,10 @@ export interface LocalFile {
  * Why a file was not uploaded without it being a failure: finished by an earlier run
  * (state file), already on the server at this version (HEAD, `--no-state`), the server has
  * a newer version, a client deleted the name on the server during an online migration
- * (410 `DELETED`: the server keeps a tombstone), a symlink (not followed), a FIFO, socket
- * or device, deleted before it was read, or the run was interrupted.
+ * (410 `DELETED`: the server keeps a tombstone), a symlink (not followed), a symlink whose
+ * target is outside FILES (with `--follow-symlinks`), a FIFO, socket or device, deleted
+ * before it was read, the run was interrupted, or left out by `--exclude` (a file, or a
+ * directory not entered: one entry).
  */
 export type SkipReason =
   | 'already-done'
@@ -77,15 +82,18 @@ export type SkipReason =
   | 'server-newer'
   | 'deleted-on-server'
   | 'symlink'
+  | 'symlink-outside'
   | 'special'
   | 'vanished'
-  | 'interrupted';
+  | 'interrupted'
+  | 'excluded';
 
 /** Skips worth telling the operator about (the others are the point of resuming). */
 export const REPORTED_SKIPS: ReadonlySet<SkipReason> = new Set([
   'server-newer',
   'deleted-on-server',
   'symlink',
+  'symlink-outside',
   'special',
   'vanished',
 ]);
@@ -99,7 +107,13 @@ export interface SkippedFile {
   detail: string;
 }
 
-export interface FailedFile {
+/** The path of an entry whose path is not valid UTF-8 (see SourceEntry). */
+interface BytePath {
+  /** The bytes of `path` in hex; `path` and `name` show them escaped (`\xe9`). */
+  pathHex?: string;
+}
+
+export interface FailedFile extends BytePath {
   path: string;
   name: string;
   size: number;
@@ -162,6 +176,11 @@ export interface MigrationSummary {
   verified: Tally;
   skipped: Tally & { byReason: Record<SkipReason, number> };
   failed: Tally;
+  /**
+   * Of `failed`, entries whose name is not valid UTF-8 (`NOT_UTF8`): no rerun can upload
+   * them; rename them or `--exclude` them.
+   */
+  notUtf8: number;
   retries: number;
   /** Files and MiB per second: uploaded ones, or processed ones for a dry run or a verify. */
   throughput: { filesPerSecond: number; mibPerSecond: number };
@@ -202,8 +221,15 @@ export interface MigratorOptions {
   gzipLevel?: number;
   retries?: number;
   retryBaseMs?: number;
-  /** Upload the target of a symlink to a file under the symlink's name. */
+  /**
+   * Upload the target of a symlink to a file under the symlink's name, when the target
+   * (every link resolved) is inside `files`.
+   */
   followSymlinks?: boolean;
+  /** With `followSymlinks`, also follow symlinks whose target is outside `files`. */
+  followSymlinksOutside?: boolean;
+  /** `--exclude`: gitignore-style patterns, relative to `files` (see exclude.ts). */
+  exclude?: readonly string[];
   /** Skip files it lists and record finished ones (not in a dry run or verify). */
   state?: ResumeState;
   /** Ask the server (HEAD) before each upload and skip files it has at this version or newer. */
@@ -260,6 +286,10 @@ export class Migrator extends EventEmitter<MigratorEvents> {
   readonly #retries: number;
   readonly #retryBaseMs: number;
   readonly #followSymlinks: boolean;
+  readonly #followSymlinksOutside: boolean;
+  readonly #exclude: readonly string[];
+  /** `files` with every symlink resolved, once a followed symlink needs it. */
+  #realFiles: Promise<string> | undefined;
   readonly #state: ResumeState | undefined;
   readonly #checkServer: boolean;
   readonly #checkFinished: boolean;
@@ -281,10 +311,13 @@ export class Migrator extends EventEmitter<MigratorEvents> {
     'server-newer': 0,
     'deleted-on-server': 0,
     symlink: 0,
+    'symlink-outside': 0,
     special: 0,
     vanished: 0,
     interrupted: 0,
+    excluded: 0,
   };
+  #notUtf8 = 0;
   readonly #failures: FailedFile[] = [];
   readonly #skippedFiles: SkippedFile[] = [];
   readonly #differences: Difference[] = [];
@@ -304,6 +337,8 @@ export class Migrator extends EventEmitter<MigratorEvents> {
     this.#retries = options.retries ?? DEFAULT_RETRIES;
     this.#retryBaseMs = options.retryBaseMs ?? DEFAULT_RETRY_BASE_MS;
     this.#followSymlinks = options.followSymlinks ?? false;
+    this.#followSymlinksOutside = options.followSymlinksOutside ?? false;
+    this.#exclude = options.exclude ?? [];
     this.#state = this.#mode === 'verify' ? undefined : options.state;
     this.#checkServer = options.checkServer ?? false;
     this.#checkFinished = options.checkFinished ?? false;
@@ -356,8 +391,10 @@ export class Migrator extends EventEmitter<MigratorEvents> {
     const produce = (async () => {
       try {
         // An unreadable directory is reported and passed over; the rest still migrates.
-        const unreadable = (err: NodeJS.ErrnoException): void => this.#unreadableDir(err);
-        for await (const entry of walkSource(this.#files, this.#root, signal, unreadable)) {
+        const onUnreadable = (err: NodeJS.ErrnoException): void => this.#unreadableDir(err);
+        const exclude = excludeMatcher(this.#exclude);
+        const walk = walkSource(this.#files, this.#root, { signal, onUnreadable, exclude });
+        for await (const entry of walk) {
           if (!(await queue.push(entry))) break;
         }
       } catch (err) {
@@ -390,6 +427,7 @@ export class Migrator extends EventEmitter<MigratorEvents> {
       verified: { ...this.#verified },
       skipped: { ...this.#skipped, byReason: { ...this.#byReason } },
       failed: { ...this.#failed },
+      notUtf8: this.#notUtf8,
       retries: this.#retryCount,
       throughput: {
         filesPerSecond: round(rated.files / seconds),
@@ -418,6 +456,10 @@ export class Migrator extends EventEmitter<MigratorEvents> {
 
   /** Handles one entry; never throws: every outcome is an event. */
   async #process(entry: SourceEntry): Promise<void> {
+    if (entry.excludedBy !== undefined || entry.pathHex !== undefined) {
+      this.#leftOut(entry);
+      return;
+    }
     const info = await this.#inspect(entry);
     if (info === undefined) return;
     const file: LocalFile = {
@@ -470,6 +512,7 @@ export class Migrator extends EventEmitter<MigratorEvents> {
         this.#skip({ ...entry, size: 0 }, 'symlink', 'a symlink to a directory: not followed');
         return undefined;
       }
+      if (!this.#followSymlinksOutside && !(await this.#targetInside(entry))) return undefined;
     }
     if (!info.isFile()) {
       // Never opened: reading a FIFO would block until someone writes to it.
@@ -479,20 +522,60 @@ export class Migrator extends EventEmitter<MigratorEvents> {
     return info;
   }
 
+  /**
+   * Whether a followed symlink's target (every link resolved) lies inside FILES; if not,
+   * reports it as skipped (issue 17: a link to /etc/passwd in the old tree uploaded it).
+   */
+  async #targetInside(entry: SourceEntry): Promise<boolean> {
+    let target: string;
+    let files: string;
+    try {
+      this.#realFiles ??= realpath(this.#files);
+      [target, files] = await Promise.all([realpath(entry.path), this.#realFiles]);
+    } catch (err) {
+      this.#unreadable(entry, err);
+      return false;
+    }
+    const relative = path.relative(files, target);
+    if (relative === '..' || relative.startsWith(`..${path.sep}`) || path.isAbsolute(relative)) {
+      this.#skip(
+        { ...entry, size: 0 },
+        'symlink-outside',
+        `a symlink to ${target}, outside FILES: not uploaded ` +
+          '(--follow-symlinks-outside uploads it)',
+      );
+      return false;
+    }
+    return true;
+  }
+
   #unreadable(entry: SourceEntry, err: unknown): void {
     const code = errorCode(err);
     if (code !== 'ENOENT') {
       this.#fail({ ...entry, size: 0 }, code, `cannot read it: ${describeError(err)}`);
-    } else if (entry.name.includes('\uFFFD')) {
-      // readdir decoded an invalid UTF-8 name lossily, so the path no longer exists.
-      this.#fail(
-        { ...entry, size: 0 },
-        'NOT_UTF8',
-        'the name is not valid UTF-8, which filetracker names must be: rename the file',
-      );
     } else {
       this.#skip({ ...entry, size: 0 }, 'vanished', 'deleted before it was uploaded');
     }
+  }
+
+  /** An entry not to be read: excluded, or its path is not UTF-8 (see walkSource). */
+  #leftOut(entry: SourceEntry): void {
+    const file = { path: entry.path, name: entry.name, size: 0 };
+    const what = entry.directory ? 'a directory' : 'the file';
+    if (entry.excludedBy !== undefined) {
+      const unread = entry.directory ? ': nothing under it was read' : '';
+      this.#skip(file, 'excluded', `${what} matches --exclude ${entry.excludedBy}${unread}`);
+      return;
+    }
+    this.#notUtf8 += 1;
+    // No rerun can help: say what can (issue 17).
+    const under = entry.directory ? ': nothing under it was migrated' : '';
+    this.#fail(
+      { ...file, pathHex: entry.pathHex },
+      'NOT_UTF8',
+      `the name is not valid UTF-8, which filetracker names must be${under}; ` +
+        `rename ${what === 'the file' ? 'it' : 'the directory'}, or leave it out with --exclude`,
+    );
   }
 
   async #upload(file: LocalFile, before: Stats): Promise<void> {
@@ -718,8 +801,11 @@ export class Migrator extends EventEmitter<MigratorEvents> {
     const progress: ScanProgress = { files: 0, bytes: 0, done: false };
     let lastEmitMs = 0;
     try {
-      for await (const entry of walkSource(this.#files, this.#root, signal, () => {})) {
+      const exclude = excludeMatcher(this.#exclude);
+      const walk = walkSource(this.#files, this.#root, { signal, onUnreadable: () => {}, exclude });
+      for await (const entry of walk) {
         progress.files += 1;
+        if (entry.excludedBy !== undefined || entry.pathHex !== undefined) continue;
         try {
           let info = await lstat(entry.path);
           if (info.isSymbolicLink() && this.#followSymlinks) info = await stat(entry.path);
@@ -766,12 +852,18 @@ export class Migrator extends EventEmitter<MigratorEvents> {
     this.emit('file-skip', skipped);
   }
 
-  #fail(file: Omit<LocalFile, 'version'>, code: string, reason: string, status?: number): void {
+  #fail(
+    file: Omit<LocalFile, 'version'> & BytePath,
+    code: string,
+    reason: string,
+    status?: number,
+  ): void {
     add(this.#processed, file.size);
     add(this.#failed, file.size);
     const failed: FailedFile = {
       path: file.path,
       name: file.name,
+      ...(file.pathHex === undefined ? {} : { pathHex: file.pathHex }),
       size: file.size,
       code,
       ...(status === undefined ? {} : { status }),

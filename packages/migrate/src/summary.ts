@@ -10,9 +10,11 @@ const SKIP_WORDS: Record<SkipReason, (n: number) => string> = {
   'server-newer': (n) => `${n} newer on the server`,
   'deleted-on-server': (n) => `${n} deleted on the server`,
   symlink: (n) => plural(n, 'symlink'),
+  'symlink-outside': (n) => `${plural(n, 'symlink')} out of FILES`,
   special: (n) => plural(n, 'special file'),
   vanished: (n) => `${n} vanished`,
   interrupted: (n) => `${n} interrupted`,
+  excluded: (n) => `${n} excluded`,
 };
 
 /** A path or name on one line: control characters (a newline in a name) are escaped. */
@@ -71,10 +73,19 @@ export function summaryLines(
           `(listed above${where})`,
       );
   }
-  if (summary.failed.files > 0) {
+  // A rerun cannot help a name that is not UTF-8: it gets its own advice (issue 17).
+  const retryable = summary.failed.files - summary.notUtf8;
+  if (retryable > 0) {
     err.push(
-      `ft-migrate: ${files(summary.failed.files)} failed (listed above${where}): fix the cause ` +
+      `ft-migrate: ${files(retryable)} failed (listed above${where}): fix the cause ` +
         'and run the same command again to retry them',
+    );
+  }
+  if (summary.notUtf8 > 0) {
+    err.push(
+      `ft-migrate: ${summary.notUtf8} ${summary.notUtf8 === 1 ? 'name is' : 'names are'} not ` +
+        `valid UTF-8 (listed above by their bytes${where}) and cannot be filetracker names: ` +
+        'rename them, or leave them out with --exclude; running again will not help',
     );
   }
   if (summary.interrupted) {

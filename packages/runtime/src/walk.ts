@@ -1,14 +1,36 @@
 import { opendir } from 'node:fs/promises';
+import { isUtf8 } from 'node:buffer';
 import type { Dirent } from 'node:fs';
 import path from 'node:path';
 
-/** One non-directory entry found by {@link walkTree}. */
+/** One entry found by {@link walkTree}: not a directory, unless {@link WalkOptions} say so. */
 export interface WalkEntry {
   /** Path relative to the walked root, `/`-separated, no leading slash. */
   relative: string;
   /** Absolute path. */
   absolute: string;
-  dirent: Dirent;
+  /** Its type (`isFile()`...); with `checkNames` its `name` is a Buffer. */
+  dirent: Dirent | Dirent<Buffer>;
+  /**
+   * With `checkNames`: the bytes of the entry's own name when they are not valid UTF-8.
+   * `relative` and `absolute` then hold U+FFFD in their place and name nothing on disk.
+   */
+  nameBytes?: Buffer;
+}
+
+/** How {@link walkTree} reads names and which directories it enters. */
+export interface WalkOptions {
+  /**
+   * Read names as bytes, so a name that is not valid UTF-8 is told apart (`nameBytes`)
+   * instead of being decoded into a path that names nothing. Such a directory is yielded,
+   * not entered: nothing under it has a UTF-8 path either.
+   */
+  checkNames?: boolean;
+  /**
+   * Asked about each directory below the root before it is read: `false` yields the
+   * directory itself as an entry, and nothing under it is read.
+   */
+  descend?: (entry: WalkEntry) => boolean;
 }
 
 /**
@@ -23,8 +45,9 @@ export async function* walkTree(
   root: string,
   signal?: AbortSignal,
   onUnreadable?: UnreadableDirHandler,
+  options: WalkOptions = {},
 ): AsyncGenerator<WalkEntry> {
-  yield* walkDir(root, '', signal, onUnreadable);
+  yield* walkDir(root, '', signal, onUnreadable, options);
 }
 
 /**
@@ -36,12 +59,15 @@ export type UnreadableDirHandler = (err: NodeJS.ErrnoException, absolute: string
 async function* walkDir(
   dir: string,
   prefix: string,
-  signal?: AbortSignal,
-  onUnreadable?: UnreadableDirHandler,
+  signal: AbortSignal | undefined,
+  onUnreadable: UnreadableDirHandler | undefined,
+  options: WalkOptions,
 ): AsyncGenerator<WalkEntry> {
   let handle;
   try {
-    handle = await opendir(dir, { bufferSize: 64 });
+    handle = options.checkNames
+      ? await opendir(dir, { bufferSize: 64, encoding: 'buffer' as BufferEncoding })
+      : await opendir(dir, { bufferSize: 64 });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return;
@@ -51,14 +77,21 @@ async function* walkDir(
     }
     throw err;
   }
-  for await (const dirent of handle) {
+  for await (const dirent of handle as AsyncIterable<Dirent | Dirent<Buffer>>) {
     signal?.throwIfAborted();
-    const relative = prefix === '' ? dirent.name : `${prefix}/${dirent.name}`;
-    const absolute = path.join(dir, dirent.name);
-    if (dirent.isDirectory()) {
-      yield* walkDir(absolute, relative, signal, onUnreadable);
+    const raw = dirent.name;
+    const name = typeof raw === 'string' ? raw : raw.toString('utf8');
+    const relative = prefix === '' ? name : `${prefix}/${name}`;
+    const entry: WalkEntry = { relative, absolute: path.join(dir, name), dirent };
+    if (typeof raw !== 'string' && !isUtf8(raw)) entry.nameBytes = raw;
+    if (
+      dirent.isDirectory() &&
+      entry.nameBytes === undefined &&
+      (options.descend?.(entry) ?? true)
+    ) {
+      yield* walkDir(entry.absolute, relative, signal, onUnreadable, options);
     } else {
-      yield { relative, absolute, dirent };
+      yield entry;
     }
   }
 }
