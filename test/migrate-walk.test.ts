@@ -9,7 +9,7 @@ import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { FiletrackerClient } from '@filetracker/shared-protocol';
 import type { MigrationSummary } from '@filetracker/migrate';
-import { runMigrate, writeTree, type TreeFile } from './helpers/migrate-tree.js';
+import { makeFtRoot, runMigrate, type TreeFile } from './helpers/migrate-tree.js';
 import { startProcess, tempDir } from './helpers/server.js';
 
 type Report = MigrationSummary & { url: string };
@@ -18,15 +18,6 @@ const MTIME = 1_600_000_000.5;
 
 function treeFile(name: string, content = `${name}\n`): TreeFile {
   return { name, content: Buffer.from(content), mtime: MTIME };
-}
-
-/** A temp dir holding ft_root/files with `files`, removed after the test. */
-async function ftRootWith(t: TestContext, files: readonly TreeFile[]): Promise<string> {
-  const dir = await tempDir('ft-migrate-walk-');
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const ftRoot = path.join(dir, 'ft_root');
-  await writeTree(path.join(ftRoot, 'files'), files);
-  return ftRoot;
 }
 
 /** ft-server as a child process over a fresh store, and a client of it; both stopped after. */
@@ -53,7 +44,7 @@ async function readReport(ftRoot: string): Promise<Report> {
 }
 
 test('--exclude (repeatable, gitignore-style) leaves out files and whole directories, counted as skipped, not failed (issue 17)', async (t) => {
-  const ftRoot = await ftRootWith(t, [
+  const ftRoot = await makeFtRoot(t, [
     treeFile('keep.txt'),
     treeFile('a.tmp'),
     treeFile('sub/b.tmp'),
@@ -102,7 +93,11 @@ test('--exclude (repeatable, gitignore-style) leaves out files and whole directo
 });
 
 test('a name that is not UTF-8 is reported by its bytes, fails without retry advice, and --exclude lets the run exit 0 (issue 17)', async (t) => {
-  const ftRoot = await ftRootWith(t, [treeFile('plain.txt'), treeFile('sub/ok.txt')]);
+  const ftRoot = await makeFtRoot(
+    t,
+    [treeFile('plain.txt'), treeFile('sub/ok.txt')],
+    'ft-migrate-walk-',
+  );
   const files = path.join(ftRoot, 'files');
   const badFile = Buffer.from(path.join(files, 'sub/latin1-\xe9.txt'), 'latin1');
   const badDir = Buffer.from(path.join(files, 'caf\xe9'), 'latin1');
@@ -155,7 +150,11 @@ test('a name that is not UTF-8 is reported by its bytes, fails without retry adv
 });
 
 test('--follow-symlinks follows only links whose target stays inside FILES and reports the others; --follow-symlinks-outside follows them too (issue 17)', async (t) => {
-  const ftRoot = await ftRootWith(t, [treeFile('plain.txt'), treeFile('a/b/deep.txt')]);
+  const ftRoot = await makeFtRoot(
+    t,
+    [treeFile('plain.txt'), treeFile('a/b/deep.txt')],
+    'ft-migrate-walk-',
+  );
   const files = path.join(ftRoot, 'files');
   // Outside FILES: a temp file elsewhere (by absolute path), and ft_root itself (by ../).
   const elsewhere = await tempDir('ft-migrate-walk-outside-');

@@ -15,21 +15,12 @@ import {
   stateEntries,
   versionOf,
   waitFor,
-  writeTree,
+  makeFtRoot,
   type TreeFile,
 } from './helpers/migrate-tree.js';
 import { startProcess, startServer, tempDir, type TestServer } from './helpers/server.js';
 
 type Report = MigrationSummary & { url: string; statePath: string | null };
-
-/** A temp dir holding ft_root/files, removed after the test. */
-async function makeFtRoot(t: TestContext, files: readonly TreeFile[]): Promise<string> {
-  const dir = await tempDir('ft-migrate-test-');
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const ftRoot = path.join(dir, 'ft_root');
-  await writeTree(path.join(ftRoot, 'files'), files);
-  return ftRoot;
-}
 
 async function serverFor(t: TestContext): Promise<TestServer> {
   const server = await startServer();
