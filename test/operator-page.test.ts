@@ -1,16 +1,19 @@
 /**
- * Issue 17, item 8: the operator's page (a browser's GET / on ft-server), loaded in a real
- * headless Chromium (Debian's, through playwright-core): the figures shown are the ones
- * /metrics gives, and the page makes no request off the server.
+ * Issue 17, item 8: the operator's page (a browser's GET / on ft-server) and ft-migrate's
+ * HTML report, each loaded in a real headless Chromium (Debian's, through playwright-core):
+ * the figures shown are the ones /metrics and the JSON report give, and the page makes no
+ * request off the server.
  */
 import assert from 'node:assert/strict';
-import { mkdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, test } from 'node:test';
 import { encodeName, formatHttpDate } from '@filetracker/shared-protocol';
 import type { Page } from 'playwright-core';
 import { browserMissing, openBrowser, type TestBrowser } from './helpers/browser.js';
 import { httpRequest } from './helpers/legacy-static.js';
+import { makeFtRoot, runMigrate } from './helpers/migrate-tree.js';
 import { startProcess, startServer, tempDir, type RunningProcess } from './helpers/server.js';
 
 const skip = await browserMissing();
@@ -247,5 +250,68 @@ describe('the operator page of ft-server (GET / from a browser)', { skip }, () =
     assert.notEqual(await text(page, '#fallback-error'), 'none');
 
     assertOnlyTo(browser, server.url);
+  });
+});
+
+describe('ft-migrate --report writes an HTML report beside the JSON', { skip }, () => {
+  test('report.html opened from disk shows the JSON figures, failures and skips by reason', async (t) => {
+    const ftRoot = await makeFtRoot(t, [
+      { name: 'a.txt', content: Buffer.from('first\n'), mtime: V },
+      { name: 'sub/b.txt', content: Buffer.from('second file\n'), mtime: V + 1 },
+      { name: 'sub/c.txt', content: Buffer.alloc(5000, 'c'), mtime: V + 2 },
+    ]);
+    const files = path.join(ftRoot, 'files');
+    await symlink('a.txt', path.join(files, 'link-to-a'));
+    // A name no filetracker can hold: a failure with its bytes escaped (\xe9).
+    await writeFile(Buffer.from(path.join(files, 'caf\xe9 <b>.txt'), 'latin1'), 'latin1 name');
+    const server = await startServer();
+    t.after(() => server.close());
+
+    const run = await runMigrate(['./files', server.url, '--report', 'report.json'], {
+      cwd: ftRoot,
+    });
+    assert.equal(run.code, 1, run.stderr);
+    const report = JSON.parse(await readFile(path.join(ftRoot, 'report.json'), 'utf8')) as {
+      processed: { files: number; bytes: number };
+      uploaded: { files: number; bytes: number };
+      skipped: { files: number; bytes: number; byReason: Record<string, number> };
+      failed: { files: number; bytes: number };
+      notUtf8: number;
+      throughput: { filesPerSecond: number; mibPerSecond: number };
+      failures: { path: string; code: string; reason: string }[];
+    };
+    assert.equal(report.uploaded.files, 3);
+    assert.equal(report.failed.files, 1);
+    assert.equal(report.skipped.byReason.symlink, 1);
+
+    const browser = await openBrowser();
+    t.after(() => browser.close());
+    const { page } = browser;
+    const url = pathToFileURL(path.join(ftRoot, 'report.html')).href;
+    await page.goto(url);
+    const fig = (name: string): Promise<string> => text(page, `[data-figure="${name}"]`);
+    for (const key of ['processed', 'uploaded', 'skipped', 'failed'] as const) {
+      assert.equal(await fig(`${key}-files`), String(report[key].files), `${key} files`);
+      assert.equal(await fig(`${key}-bytes`), String(report[key].bytes), `${key} bytes`);
+    }
+    assert.equal(await fig('not-utf8'), String(report.notUtf8));
+    for (const [reason, n] of Object.entries(report.skipped.byReason)) {
+      const shown = page.locator(`[data-figure="skipped-${reason}"]`);
+      if (n === 0) assert.equal(await shown.count(), 0, reason);
+      else assert.equal(await fig(`skipped-${reason}`), String(n), reason);
+    }
+    const rate = Number(await fig('files-per-second'));
+    assert.ok(Math.abs(rate - report.throughput.filesPerSecond) <= 0.005, `${rate}`);
+    const failure = report.failures[0]!;
+    assert.equal(failure.code, 'NOT_UTF8');
+    const row = page.locator('#failures tbody tr');
+    assert.equal(await row.count(), 1);
+    // The name as the JSON has it (bytes escaped), shown as text, never as markup.
+    assert.equal(await text(page, '#failures tbody tr .path'), failure.path);
+    assert.ok((await text(page, '#failures tbody tr')).includes(failure.reason));
+    assert.equal(await page.locator('#failures b').count(), 0);
+
+    const urls = browser.requests.map((r) => r.url());
+    assert.deepEqual(urls, [url], 'the report loads nothing but itself');
   });
 });
