@@ -1,4 +1,4 @@
-import type { FileHandle } from 'node:fs/promises';
+import type { PositionalReader } from '@filetracker/runtime';
 import type { Readable } from 'node:stream';
 
 /**
@@ -35,8 +35,13 @@ export interface StageOptions {
   maxLogicalSize?: number | undefined;
 }
 
-/** The stored gzip of a blob, opened: positional reads, then close (the reader's job). */
-export type BlobHandle = Pick<FileHandle, 'read' | 'readFile' | 'close'>;
+/**
+ * The stored gzip of a blob, opened: positional reads (or the whole of it), then close (the
+ * reader's job). A local blob's `FileHandle` is one; a bucket's blob is read by ranged GETs.
+ */
+export interface BlobHandle extends PositionalReader {
+  readFile(): Promise<Buffer>;
+}
 
 /** A blob's sizes, read off the blob itself (for a blob whose record is lost). */
 export interface BlobSizes {
