@@ -66,7 +66,8 @@ export interface BlobSizes {
  *   the whole blob or none.
  * - **discard** drops a staged blob (commit not called, or failed); idempotent.
  * - **open** gives a handle on the whole gzip, or null for a digest not stored. The bytes of
- *   an open handle stay readable even if the blob is removed meanwhile.
+ *   an open handle stay readable even if the blob is removed meanwhile (in a bucket: a
+ *   blob up to 1 MiB is read whole at open; a larger one lasts the sweeper's grace period).
  * - **has** says whether a digest's blob is there (a record may outlive a blob removed by
  *   hand: a dedup checks).
  * - **remove** deletes a blob; a digest not stored is no error. Not durable by itself: a
