@@ -8,6 +8,7 @@ export {
   FileTooLargeError,
   InsufficientStorageError,
   StoreNotWritableError,
+  BackendUnavailableError,
   FallbackError,
   DeletedError,
   codeForStatus,
