@@ -4,7 +4,11 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { setTimeout as delay } from 'node:timers/promises';
 import { sha256OfFile, sha256OfStream } from '@filetracker/runtime';
-import { FiletrackerError, type FiletrackerClient } from '@filetracker/shared-protocol';
+import {
+  FiletrackerError,
+  legacyVersion,
+  type FiletrackerClient,
+} from '@filetracker/shared-protocol';
 import { BoundedQueue } from './bounded-queue.js';
 import { excludeMatcher } from './exclude.js';
 import { formatVersion } from './format.js';
@@ -265,7 +269,7 @@ function add(tally: Tally, bytes: number): void {
 }
 
 function versionOf(info: Stats): number {
-  return Math.floor(info.mtimeMs / 1000);
+  return legacyVersion(info.mtimeMs);
 }
 
 /**

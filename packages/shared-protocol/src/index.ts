@@ -3,6 +3,7 @@ export {
   FiletrackerError,
   BadRequestError,
   NotFoundError,
+  NotADirectoryError,
   ConflictError,
   MethodNotAllowedError,
   FileTooLargeError,
@@ -23,6 +24,7 @@ export {
   exceptionHeader,
   headerValue,
   isGzipEncoding,
+  listCutoff,
   parseChecksumHeader,
   parseLogicalSizeHeader,
 } from './headers.js';
@@ -33,6 +35,7 @@ export {
   normalizeName,
   parseRequestPath,
   percentDecode,
+  requestEndpoint,
   splitName,
   type Endpoint,
   type RequestTarget,
@@ -43,6 +46,7 @@ export {
   LEGACY_FILES_DIR,
   legacyFilesDir,
   legacyName,
+  legacyVersion,
   parseLegacyPath,
   type LegacyTarget,
 } from './legacy-path.js';
@@ -56,3 +60,4 @@ export {
   type ServerVersion,
   type StatResult,
 } from './client.js';
+export { splitLines } from './split-lines.js';
