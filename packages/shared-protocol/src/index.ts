@@ -21,6 +21,7 @@ export { HEADER, MEDIA_TYPE, STATUS_FIELD } from './header-names.js';
 export {
   LAST_MODIFIED_PARAM,
   acceptsGzip,
+  digestOfEtag,
   exceptionHeader,
   headerValue,
   isGzipEncoding,
@@ -50,7 +51,9 @@ export {
   parseLegacyPath,
   type LegacyTarget,
 } from './legacy-path.js';
-export { formatHttpDate, nowVersion, parseHttpDate } from './dates.js';
+export { LATEST_DATE_VERSION, formatHttpDate, nowVersion, parseHttpDate } from './dates.js';
+export { SMALL_FILE_BYTES } from './put-body.js';
+export { prepareStoredBody, type StoredBody, type StoredPutBody } from './stored-body.js';
 export {
   FiletrackerClient,
   type ClientOptions,
