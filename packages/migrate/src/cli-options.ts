@@ -123,7 +123,9 @@ function options(): Option[] {
     new Option(
       '--report <FILE>',
       'write a JSON summary to FILE: files and bytes uploaded, skipped (and why), failed ' +
-        '(with reasons), differences, duration, throughput',
+        '(with reasons), differences, duration, throughput; and the same as a page to ' +
+        'open in a browser (a double-click, no network) beside it: FILE with .json ' +
+        'replaced by .html (report.json: report.html), else FILE.html',
     ),
     new Option(
       '--exclude <PATTERN>',

@@ -16,7 +16,7 @@ export {
   type FiletrackerErrorCode,
   type FiletrackerErrorOptions,
 } from './errors.js';
-export { errorAnswer, type ErrorAnswer } from './error-answer.js';
+export { answerReason, errorAnswer, type AnswerReason, type ErrorAnswer } from './error-answer.js';
 export { HEADER, MEDIA_TYPE, STATUS_FIELD } from './header-names.js';
 export {
   LAST_MODIFIED_PARAM,
