@@ -6,7 +6,11 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { sha256OfFile, sha256OfStream, type ByteSource } from '@filetracker/runtime';
-import { FiletrackerError, type FiletrackerClient } from '@filetracker/shared-protocol';
+import {
+  FiletrackerError,
+  legacyVersion,
+  type FiletrackerClient,
+} from '@filetracker/shared-protocol';
 import { BoundedQueue } from './bounded-queue.js';
 import { excludeMatcher } from './exclude.js';
 import { formatVersion } from './format.js';
@@ -280,7 +284,7 @@ function add(tally: Tally, bytes: number): void {
 }
 
 function versionOf(info: Stats): number {
-  return Math.floor(info.mtimeMs / 1000);
+  return legacyVersion(info.mtimeMs);
 }
 
 /**

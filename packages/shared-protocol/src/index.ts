@@ -3,6 +3,7 @@ export {
   FiletrackerError,
   BadRequestError,
   NotFoundError,
+  NotADirectoryError,
   ConflictError,
   MethodNotAllowedError,
   FileTooLargeError,
@@ -25,6 +26,7 @@ export {
   exceptionHeader,
   headerValue,
   isGzipEncoding,
+  listCutoff,
   parseChecksumHeader,
   parseLogicalSizeHeader,
 } from './headers.js';
@@ -35,6 +37,7 @@ export {
   normalizeName,
   parseRequestPath,
   percentDecode,
+  requestEndpoint,
   splitName,
   type Endpoint,
   type RequestTarget,
@@ -45,6 +48,7 @@ export {
   LEGACY_FILES_DIR,
   legacyFilesDir,
   legacyName,
+  legacyVersion,
   parseLegacyPath,
   type LegacyTarget,
 } from './legacy-path.js';
@@ -60,3 +64,4 @@ export {
   type ServerVersion,
   type StatResult,
 } from './client.js';
+export { splitLines } from './split-lines.js';

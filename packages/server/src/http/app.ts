@@ -23,7 +23,7 @@ import {
   formatHttpDate,
   headerValue,
   isGzipEncoding,
-  nowVersion,
+  listCutoff,
   parseChecksumHeader,
   parseHttpDate,
   parseLogicalSizeHeader,
@@ -36,6 +36,7 @@ import type { Store } from '../store/store.js';
 import { errorHandler } from './errors.js';
 import { fallbackVersion } from './fallback.js';
 import { FallbackProbe } from './fallback-probe.js';
+import { MergedListing, type Listing } from './merged-list.js';
 import { operatorPage } from './page.js';
 import { etagOf, fileHeaders, matchesEtag } from './file-headers.js';
 import { requestLogger } from './request-log.js';
@@ -89,12 +90,6 @@ function requiredVersion(ctx: Context): number {
   return parseHttpDate(value);
 }
 
-function optionalVersion(ctx: Context): number | undefined {
-  const raw = ctx.query[LAST_MODIFIED_PARAM];
-  const value = Array.isArray(raw) ? raw[0] : raw;
-  return value === undefined || value === '' ? undefined : parseHttpDate(value);
-}
-
 /** Builds the Koa app over a store; listening is main.ts's job (STYLE.md). */
 export function createApp(store: Store, options: AppOptions = {}): Koa {
   const logger = options.logger ?? pino({ level: 'silent' });
@@ -125,6 +120,11 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
         );
   /** Where writes go: the store, or in migration mode the store with tombstones. */
   const writes = migration ?? store;
+  /** Migration mode: /list merges the fallback's listing into ours. */
+  const listings =
+    migration === undefined || fallbackUrl === undefined
+      ? undefined
+      : new MergedListing(store, migration, fallbackUrl, fallbackTimeoutMs, logger);
   const startedAt = Date.now();
   const app = new Koa();
   app.silent = true;
@@ -245,10 +245,15 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
   });
 
   router.get('/list', async (ctx) => {
-    const cutoff = optionalVersion(ctx) ?? nowVersion();
-    const lines = await store.list(ctx.state.target.components, cutoff);
+    const cutoff = listCutoff(ctx.query[LAST_MODIFIED_PARAM]);
+    const { components } = ctx.state.target;
+    const listing: Listing = listings
+      ? await listings.open(components, cutoff)
+      : { lines: await store.list(components, cutoff), close() {} };
     ctx.type = MEDIA_TYPE.text;
-    ctx.body = ctx.method === 'HEAD' ? '' : Readable.from(lines);
+    if (ctx.method === 'HEAD') listing.close();
+    else ctx.res.once('close', listing.close);
+    ctx.body = ctx.method === 'HEAD' ? '' : Readable.from(listing.lines);
   });
 
   app.use(requestLogger(telemetry));
