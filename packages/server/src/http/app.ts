@@ -32,7 +32,7 @@ import {
 } from '@filetracker/shared-protocol';
 import { readAhead, sendFile } from '@filetracker/runtime';
 import { MigrationMode } from '../store/migration.js';
-import type { Store } from '../store/store.js';
+import type { OpenedFile, Store } from '../store/store-api.js';
 import { errorHandler } from './errors.js';
 import { fallbackVersion } from './fallback.js';
 import { FallbackProbe } from './fallback-probe.js';
@@ -182,7 +182,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
       throw new NotFoundError('File not found');
     }
     ctx.set(fileHeaders(file));
-    const opened = head ? undefined : (file as Awaited<ReturnType<Store['openFile']>>);
+    const opened = head ? undefined : (file as OpenedFile);
     if (matchesEtag(ctx.get(HEADER.ifNoneMatch), etagOf(file))) {
       await opened?.handle?.close();
       ctx.status = 304;

@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from 'pino';
 import { AccessLog, RequestMetrics } from '@filetracker/http-telemetry';
-import type { Store } from '../store/store.js';
+import type { Store } from '../store/store-api.js';
 import type { FallbackProbe } from './fallback-probe.js';
 
 /** One finished request, as the log line and the metrics see it. */

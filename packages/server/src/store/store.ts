@@ -1,75 +1,33 @@
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
 import { BadRequestError, FiletrackerError, joinName } from '@filetracker/shared-protocol';
-import type { BlobHandle, BlobStore, StagedBlob } from './blob-store.js';
+import type { BlobStore, StagedBlob } from './blob-store.js';
 import { DirSync } from './dir-sync.js';
 import { describeFailure, notWritableError } from './fs-failure.js';
 import { storeLayout, type StoreLayout } from './layout.js';
 import { LocalBlobStore } from './local-blob-store.js';
 import { LocalMetadataStore } from './local-metadata-store.js';
 import { MetaDb, isLevelLocked } from './meta-db.js';
-import type { MetadataStore, NameLookup, NameRecord } from './metadata-store.js';
+import type { MetadataStore } from './metadata-store.js';
 import { ReadCaches, type EntryLookup, type FileEntry } from './read-caches.js';
+import {
+  StoreOpenError,
+  type DeleteResult,
+  type LockedName,
+  type OpenedFile,
+  type PutAdmission,
+  type PutRequest,
+  type PutResult,
+  type Store,
+  type StoreHealth,
+} from './store-api.js';
 import { StoreDirs } from './store-dirs.js';
 import { loadStoreId } from './store-id.js';
 import { StoreMetrics, type StoreStats } from './store-metrics.js';
 
 export type { FileEntry, StoreStats };
+export { StoreOpenError };
 
-/** An open blob: the handle keeps the bytes readable even if a writer drops the blob. */
-export interface OpenedFile extends FileEntry {
-  /** The whole gzip when the blob is small (served from memory), else undefined. */
-  buffer: Buffer | undefined;
-  /** An open handle when `buffer` is undefined; the caller closes it. */
-  handle: BlobHandle | undefined;
-}
-
-export interface PutRequest {
-  components: string[];
-  version: number;
-  body: Readable;
-  /** The body's Content-Length, when it declared one. */
-  bodyLength?: number | undefined;
-  gzip: boolean;
-  checksum?: string | undefined;
-  logicalSize?: number | undefined;
-  /** Content larger than this (uncompressed) is refused with 413 (`--max-file-size`). */
-  maxLogicalSize?: number | undefined;
-}
-
-export interface PutResult {
-  /** The version stored under the name afterwards (the request's, or a newer one). */
-  version: number;
-  /** Whether this request's content is what the name now holds. */
-  stored: boolean;
-  /** Body bytes read (0 when an older version was answered without reading it). */
-  receivedBytes: number;
-}
-
-/**
- * A say on a PUT, asked under the name's lock once the body is read and the stored version
- * is older (migration mode's tombstones, see migration.ts): it throws to refuse the PUT, and
- * returns whether the change clears the name's tombstone.
- */
-export type PutAdmission = (
-  name: string,
-  version: number,
-  existing: NameLookup,
-) => Promise<boolean>;
-
-/** A delete's view of a name, under its lock (see {@link Store.withName}). */
-export interface LockedName {
-  /** What the name holds now. */
-  existing: NameLookup;
-  /** Deletes the name (it holds a record, at most `version`); keeps the caches right. */
-  remove(held: NameRecord): Promise<void>;
-}
-
-/**
- * What a backend checks around writes: the local one, that its directories were not
- * removed while it runs (see StoreDirs, issue 18).
- */
 export interface WriteGuard {
   /** Usually undefined at once; else resolves when writes may go on, or rejects with the 503. */
   beforeWrite(): Promise<void> | undefined;
@@ -99,13 +57,13 @@ export interface StoreOptions {
 }
 
 /**
- * The store of DESIGN.md, as the HTTP layer sees it: put, openFile, stat, delete, list,
- * health. Knows nothing of HTTP, and nothing of where bytes and names live: it runs the
- * write sequence over two ports, a {@link BlobStore} and a {@link MetadataStore} (local
- * disk + symlinks + LevelDB today, see {@link Store.open}). Writes of a name are serialized
- * by the metadata store; readers take no lock and never wait for writers.
+ * The {@link Store} of DESIGN.md over two ports, a {@link BlobStore} and a
+ * {@link MetadataStore} (local disk + symlinks + LevelDB today, see {@link PortStore.open}):
+ * it runs the write sequence and keeps the read caches, and knows nothing of where bytes and
+ * names live. Writes of a name are serialized by the metadata store; readers take no lock
+ * and never wait for writers.
  */
-export class Store<M extends MetadataStore = MetadataStore> {
+export class PortStore<M extends MetadataStore = MetadataStore> implements Store {
   /** Where the store lives; named in errors and logs. */
   readonly layout: StoreLayout;
   readonly blobs: BlobStore;
@@ -169,10 +127,13 @@ export class Store<M extends MetadataStore = MetadataStore> {
    * Opens (creating if new) the store in `dir`. Refuses a Python-made store (`links/`
    * without `meta/`) and a store another process holds (LEVEL_LOCKED, invariant 5).
    */
-  static async open(dir: string, options: StoreOptions = {}): Promise<Store<LocalMetadataStore>> {
+  static async open(
+    dir: string,
+    options: StoreOptions = {},
+  ): Promise<PortStore<LocalMetadataStore>> {
     const layout = storeLayout(dir);
     try {
-      return await Store.#open(layout, options);
+      return await PortStore.#open(layout, options);
     } catch (err) {
       if (err instanceof StoreOpenError) throw err;
       const { code, reason } = describeFailure(err, layout.root);
@@ -183,7 +144,7 @@ export class Store<M extends MetadataStore = MetadataStore> {
   static async #open(
     layout: StoreLayout,
     options: StoreOptions,
-  ): Promise<Store<LocalMetadataStore>> {
+  ): Promise<PortStore<LocalMetadataStore>> {
     const [hasLinks, hasMeta] = await Promise.all([exists(layout.links), exists(layout.meta)]);
     if (hasLinks && !hasMeta) {
       throw new StoreOpenError(
@@ -270,7 +231,7 @@ export class Store<M extends MetadataStore = MetadataStore> {
       await meta.close();
       throw err;
     }
-    const store: Store<LocalMetadataStore> = new Store(
+    const store: PortStore<LocalMetadataStore> = new PortStore(
       { blobs, metadata, metrics, guard },
       { layout, tmpLeftovers: leftovers.length, storeId },
       options,
@@ -472,6 +433,7 @@ export class Store<M extends MetadataStore = MetadataStore> {
             this.#caches.forget(name);
             this.#caches.written(name);
           },
+          putTombstone: (version) => this.metadata.putTombstone(name, version),
         });
       });
     } catch (err) {
@@ -483,16 +445,17 @@ export class Store<M extends MetadataStore = MetadataStore> {
    * Deletes a name unless its stored version is newer than `version`. `found` is false when
    * the name holds no file (absent, or a directory). Empty directories stay (compat).
    */
-  delete(
-    components: readonly string[],
-    version: number,
-  ): Promise<{ deleted: boolean; found: boolean }> {
+  delete(components: readonly string[], version: number): Promise<DeleteResult> {
     return this.withName(components, async ({ existing, remove }) => {
       if (typeof existing !== 'object') return { deleted: false, found: false };
       if (existing.version > version) return { deleted: false, found: true };
       await remove(existing);
       return { deleted: true, found: true };
     });
+  }
+
+  tombstone(name: string): Promise<number | undefined> {
+    return this.metadata.tombstone(name);
   }
 
   /**
@@ -513,7 +476,7 @@ export class Store<M extends MetadataStore = MetadataStore> {
    * Whether the store can take writes: the metadata store is open and a blob can be staged
    * the way an upload is. The reason says what failed.
    */
-  async health(): Promise<{ ok: true } | { ok: false; reason: string }> {
+  async health(): Promise<StoreHealth> {
     try {
       // Directories removed since are made again; a database removed is the reason.
       await this.#guard?.check();
@@ -539,22 +502,6 @@ export class Store<M extends MetadataStore = MetadataStore> {
   close(): Promise<void> {
     this.#closing ??= this.metadata.close();
     return this.#closing;
-  }
-}
-
-/**
- * Why a store cannot be opened: NEEDS_RECOVER (a Python store), LOCKED (in use), PERMISSION
- * (its files refuse us: owner, immutable flag, read-only mount), OPEN_FAILED (anything else).
- */
-export type StoreOpenErrorCode = 'NEEDS_RECOVER' | 'LOCKED' | 'PERMISSION' | 'OPEN_FAILED';
-
-/** The store cannot be opened; `code` says why, the one-line message what to do. */
-export class StoreOpenError extends Error {
-  readonly code: StoreOpenErrorCode;
-  constructor(code: StoreOpenErrorCode, message: string, cause?: unknown) {
-    super(message, { cause });
-    this.name = 'StoreOpenError';
-    this.code = code;
   }
 }
 
