@@ -51,11 +51,11 @@ export {
 export { MetaDb, type BlobRecord } from './store/meta-db.js';
 export { DirSync } from './store/dir-sync.js';
 
-import type { LocalMetadataStore } from './store/local-metadata-store.js';
+import type { LocalStore } from './store/open-local.js';
 import { PortStore, type StoreOptions } from './store/store.js';
 
-/** A store on the local ports (blobs/, links/ and meta/ in one directory). */
-export type LocalStore = PortStore<LocalMetadataStore>;
+export { LocalStore } from './store/open-local.js';
+export { MeteredStore, StoreMetrics } from './store/store-metrics.js';
 
 /** Opens (creating if new) the store in `dir`. */
 export function openStore(dir: string, options?: StoreOptions): Promise<LocalStore> {

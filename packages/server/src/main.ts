@@ -19,6 +19,7 @@ import { DEFAULT_MAX_FILE_BYTES } from './http/app.js';
 import { FallbackProbe } from './http/fallback-probe.js';
 import { createRequestListener } from './http/fast-path.js';
 import { StoreOpenError } from './store/store-api.js';
+import type { LocalStore } from './store/open-local.js';
 import { PortStore } from './store/store.js';
 
 /** The option table: parsing and --help come from this one list (STYLE.md). */
@@ -143,7 +144,7 @@ async function serve(argv: string[]): Promise<void> {
   if (flags.workers !== undefined)
     logger.info({ workers: flags.workers }, '--workers is ignored: one process');
 
-  let store: Awaited<ReturnType<typeof PortStore.open>>;
+  let store: LocalStore;
   try {
     store = await PortStore.open(flags.dir, {
       warn: (details, message) => logger.warn(details, message),

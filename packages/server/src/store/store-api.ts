@@ -34,6 +34,8 @@ export interface PutResult {
   stored: boolean;
   /** Body bytes read (0 when an older version was answered without reading it). */
   receivedBytes: number;
+  /** The content was stored already (a dedup hit): no new blob was kept. */
+  dedup: boolean;
 }
 
 /** What a delete did: `found` is false when the name holds no file (absent, or a directory). */
@@ -70,7 +72,7 @@ export interface LockedName {
  * The store as the HTTP layer sees it (DESIGN.md "Backends"): files under names, each name
  * at one version. It knows nothing of HTTP; errors it throws carry their status (a
  * FiletrackerError: 400, 409, 410, 413, 503, 507). Implemented over the two ports by
- * PortStore (store.ts).
+ * PortStore (store.ts) and counted by MeteredStore (store-metrics.ts), which wraps it.
  *
  * Contract:
  * - **Atomic per name.** A put or delete is one change of the name: a reader (`stat`,

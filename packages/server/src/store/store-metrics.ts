@@ -1,4 +1,15 @@
 import type { MetadataEvents, MetadataStore } from './metadata-store.js';
+import type {
+  DeleteResult,
+  FileEntry,
+  LockedName,
+  OpenedFile,
+  PutAdmission,
+  PutRequest,
+  PutResult,
+  Store,
+  StoreHealth,
+} from './store-api.js';
 
 /**
  * Counters a metrics exporter may read. Blob and tombstone totals start from one pass over
@@ -16,9 +27,9 @@ export interface StoreStats {
 }
 
 /**
- * The store's counters, kept apart from the store (as bazel-remote's `metricsDecorator`
- * keeps its counters out of the cache it wraps): the metadata store reports blobs and
- * tombstones as they come and go ({@link MetadataEvents}), the store its uploads.
+ * The store's counters, kept apart from the store: the metadata store reports blobs and
+ * tombstones as they come and go ({@link MetadataEvents}), a {@link MeteredStore} the
+ * uploads.
  */
 export class StoreMetrics implements MetadataEvents {
   readonly stats: StoreStats = {
@@ -75,5 +86,81 @@ export class StoreMetrics implements MetadataEvents {
     })().catch(() => {
       // Closed during the count: the numbers no longer matter.
     });
+  }
+}
+
+/**
+ * A {@link Store} that counts the uploads of the store it wraps (bazel-remote's
+ * `metricsDecorator`): the wrapped store mutates no counter. Reads pass straight through, a
+ * method call each (the fast path's `peek` among them); a PUT is counted in flight from its
+ * call to its answer, and as a dedup hit when its content was stored already.
+ */
+export class MeteredStore implements Store {
+  readonly #inner: Store;
+  readonly #metrics: StoreMetrics;
+
+  constructor(inner: Store, metrics: StoreMetrics) {
+    this.#inner = inner;
+    this.#metrics = metrics;
+  }
+
+  get storeId(): string {
+    return this.#inner.storeId;
+  }
+
+  get stats(): StoreStats {
+    return this.#metrics.stats;
+  }
+
+  stat(components: readonly string[]): Promise<FileEntry | null> {
+    return this.#inner.stat(components);
+  }
+
+  peek(name: string): { entry: FileEntry; buffer: Buffer } | undefined {
+    return this.#inner.peek(name);
+  }
+
+  openFile(components: readonly string[]): Promise<OpenedFile | null> {
+    return this.#inner.openFile(components);
+  }
+
+  put(req: PutRequest, admit?: PutAdmission): Promise<PutResult> {
+    this.#metrics.uploadStarted();
+    // One reaction on the answer, handlers made once: no closure per request.
+    return this.#inner.put(req, admit).then(this.#putDone, this.#putFailed);
+  }
+
+  readonly #putDone = (result: PutResult): PutResult => {
+    this.#metrics.uploadEnded(result.dedup);
+    return result;
+  };
+
+  readonly #putFailed = (err: unknown): never => {
+    this.#metrics.uploadEnded(false);
+    throw err;
+  };
+
+  delete(components: readonly string[], version: number): Promise<DeleteResult> {
+    return this.#inner.delete(components, version);
+  }
+
+  withName<T>(components: readonly string[], fn: (locked: LockedName) => Promise<T>): Promise<T> {
+    return this.#inner.withName(components, fn);
+  }
+
+  tombstone(name: string): Promise<number | undefined> {
+    return this.#inner.tombstone(name);
+  }
+
+  list(components: readonly string[], cutoff: number): Promise<AsyncIterable<string>> {
+    return this.#inner.list(components, cutoff);
+  }
+
+  health(): Promise<StoreHealth> {
+    return this.#inner.health();
+  }
+
+  close(): Promise<void> {
+    return this.#inner.close();
   }
 }

@@ -24,6 +24,7 @@ import {
 import { StoreDirs } from './store-dirs.js';
 import { loadStoreId } from './store-id.js';
 import { StoreMetrics, type StoreStats } from './store-metrics.js';
+import { LocalStore } from './open-local.js';
 
 export type { FileEntry, StoreStats };
 export { StoreOpenError };
@@ -68,14 +69,16 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
   readonly layout: StoreLayout;
   readonly blobs: BlobStore;
   readonly metadata: M;
-  /** Leftovers found in `ft-tmp/` at open (from a crash), now removed. */
-  readonly tmpLeftovers: number;
   /**
    * The store's identity: made once, at its first open, and kept in the store (see
    * store-id.ts). Answered in `/status` and the `X-Filetracker-Store-Id` header.
    */
   readonly storeId: string;
-  readonly #metrics: StoreMetrics;
+  /**
+   * The counters its owner keeps: blob and tombstone totals reported by the metadata store,
+   * uploads counted by a MeteredStore around this one (this store mutates none).
+   */
+  readonly stats: StoreStats;
   readonly #guard: WriteGuard | undefined;
   readonly #caches: ReadCaches;
   readonly #smallBlobBytes: number;
@@ -83,16 +86,15 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
   #closing: Promise<void> | undefined;
 
   constructor(
-    ports: { blobs: BlobStore; metadata: M; metrics: StoreMetrics; guard?: WriteGuard },
-    where: { layout: StoreLayout; tmpLeftovers: number; storeId: string },
+    ports: { blobs: BlobStore; metadata: M; stats: StoreStats; guard?: WriteGuard },
+    where: { layout: StoreLayout; storeId: string },
     options: StoreOptions = {},
   ) {
     this.layout = where.layout;
-    this.tmpLeftovers = where.tmpLeftovers;
     this.storeId = where.storeId;
     this.blobs = ports.blobs;
     this.metadata = ports.metadata;
-    this.#metrics = ports.metrics;
+    this.stats = ports.stats;
     this.#guard = ports.guard;
     this.#caches = new ReadCaches({
       entries: options.entryCacheSize,
@@ -118,19 +120,12 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
     return notWritableError(err, this.layout.root) ?? (await this.#guard?.afterMissing(err)) ?? err;
   }
 
-  /** Counters for a metrics exporter (see StoreMetrics). */
-  get stats(): StoreStats {
-    return this.#metrics.stats;
-  }
-
   /**
-   * Opens (creating if new) the store in `dir`. Refuses a Python-made store (`links/`
-   * without `meta/`) and a store another process holds (LEVEL_LOCKED, invariant 5).
+   * Opens (creating if new) the store in `dir`, counted (see MeteredStore). Refuses a
+   * Python-made store (`links/` without `meta/`) and a store another process holds
+   * (LEVEL_LOCKED, invariant 5).
    */
-  static async open(
-    dir: string,
-    options: StoreOptions = {},
-  ): Promise<PortStore<LocalMetadataStore>> {
+  static async open(dir: string, options: StoreOptions = {}): Promise<LocalStore> {
     const layout = storeLayout(dir);
     try {
       return await PortStore.#open(layout, options);
@@ -141,10 +136,7 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
     }
   }
 
-  static async #open(
-    layout: StoreLayout,
-    options: StoreOptions,
-  ): Promise<PortStore<LocalMetadataStore>> {
+  static async #open(layout: StoreLayout, options: StoreOptions): Promise<LocalStore> {
     const [hasLinks, hasMeta] = await Promise.all([exists(layout.links), exists(layout.meta)]);
     if (hasLinks && !hasMeta) {
       throw new StoreOpenError(
@@ -232,8 +224,8 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
       throw err;
     }
     const store: PortStore<LocalMetadataStore> = new PortStore(
-      { blobs, metadata, metrics, guard },
-      { layout, tmpLeftovers: leftovers.length, storeId },
+      { blobs, metadata, stats: metrics.stats, guard },
+      { layout, storeId },
       options,
     );
     // A new store's directories (blobs/, links/...) must outlive a power cut as the first
@@ -248,7 +240,7 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
     );
     // Sized for twice the store: a migration into it doubles it before the filter must grow.
     metrics.countTotals(metadata, (n) => metadata.digestFilter.build(2 * n));
-    return store;
+    return new LocalStore(store, metrics, leftovers.length);
   }
 
   /** The current entry of a name, or null when it holds no file (absent, or a directory). */
@@ -355,10 +347,8 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
       this.#caches.entry(name) ??
       (await this.#caches.lookup(name, () => this.#load(components), true));
     if (typeof current === 'object' && current.version > version) {
-      return { version: current.version, stored: false, receivedBytes: 0 };
+      return { version: current.version, stored: false, receivedBytes: 0, dedup: false };
     }
-    this.#metrics.uploadStarted();
-    let dedup = false;
     let pinned: string | undefined;
     let body: StagedBlob | undefined;
     try {
@@ -383,13 +373,17 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
           : await this.metadata.read(components);
         if (typeof existing === 'object' && existing.version > version) {
           await this.blobs.discard(staged);
-          return { version: existing.version, stored: false, receivedBytes: staged.receivedBytes };
+          return {
+            version: existing.version,
+            stored: false,
+            receivedBytes: staged.receivedBytes,
+            dedup: false,
+          };
         }
         const clearTombstone = admit ? await admit(name, version, existing) : false;
         this.#caches.written(name);
         const change = { components, blob: staged, version, previous: existing, clearTombstone };
         const committed = await this.metadata.commit(change);
-        dedup = committed.dedup;
         const sizes = committed.sizes ?? (await this.#sizes(components, staged.digest)) ?? staged;
         this.#caches.set(name, {
           digest: staged.digest,
@@ -398,7 +392,12 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
           storedSize: sizes.storedSize,
         });
         this.#caches.written(name);
-        return { version, stored: true, receivedBytes: staged.receivedBytes };
+        return {
+          version,
+          stored: true,
+          receivedBytes: staged.receivedBytes,
+          dedup: committed.dedup,
+        };
       });
     } catch (err) {
       // Whatever failed after the body was read (a full disk, a conflict), its staged copy
@@ -406,7 +405,6 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
       if (body !== undefined) await this.blobs.discard(body);
       throw await this.#writeFailure(err);
     } finally {
-      this.#metrics.uploadEnded(dedup);
       if (pinned !== undefined) await this.metadata.unpin(pinned);
     }
   }
