@@ -1,14 +1,14 @@
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { BadRequestError, FiletrackerError, joinName } from '@filetracker/shared-protocol';
-import type { BlobStore, StagedBlob } from './blob-store.js';
+import type { BlobStore, StageOptions, StagedBlob } from './blob-store.js';
 import { DirSync } from './dir-sync.js';
 import { describeFailure, notWritableError } from './fs-failure.js';
 import { storeLayout, type StoreLayout } from './layout.js';
 import { LocalBlobStore } from './local-blob-store.js';
 import { LocalMetadataStore } from './local-metadata-store.js';
 import { MetaDb, isLevelLocked } from './meta-db.js';
-import type { MetadataStore } from './metadata-store.js';
+import type { MetadataStore, NameChange } from './metadata-store.js';
 import { ReadCaches, type EntryLookup, type FileEntry } from './read-caches.js';
 import {
   StoreOpenError,
@@ -327,86 +327,85 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
   }
 
   /**
-   * Stores a version of a name (DESIGN.md's write sequence). A stored version newer than the
-   * request wins and the body is not read; an equal or older one is replaced. `admit`:
-   * migration mode's say (see {@link PutAdmission}).
+   * Stores a version of a name: DESIGN.md's write sequence, step by step. A stored version
+   * newer than the request wins and the body is not read; an equal or older one is replaced.
+   * `admit`: migration mode's say (see {@link PutAdmission}).
    */
   async put(req: PutRequest, admit?: PutAdmission): Promise<PutResult> {
     const { components, version } = req;
-    if (components.length === 0) throw new BadRequestError('BAD_PATH', 'A file needs a name');
-    this.metadata.checkStorable(components);
-    const name = joinName(components);
+    const name = this.#storableName(components);
     const guarded = this.#guard?.beforeWrite();
-    if (guarded) {
-      await guarded.catch(async (err: unknown) => {
-        throw await this.#writeFailure(err);
-      });
-    }
+    if (guarded) await guarded.catch(this.#refuseWrite);
     // 1. A newer version stored: answered without reading the body.
     const current =
       this.#caches.entry(name) ??
       (await this.#caches.lookup(name, () => this.#load(components), true));
-    if (typeof current === 'object' && current.version > version) {
-      return { version: current.version, stored: false, receivedBytes: 0, dedup: false };
-    }
+    if (typeof current === 'object' && current.version > version) return kept(current, 0);
     let pinned: string | undefined;
-    let body: StagedBlob | undefined;
+    let staged: StagedBlob | undefined;
     try {
       // 2. Content claimed and stored already: held, and the body only verified.
-      if (req.checksum !== undefined && (await this.metadata.pin(req.checksum))) {
-        pinned = req.checksum;
-      }
+      pinned = await this.#pinClaimed(req.checksum);
       // 3. The body read, verified against the claims and staged (durable).
-      body = await this.blobs.stage(req.body, {
-        gzip: req.gzip,
-        write: pinned === undefined,
-        expectedDigest: req.checksum,
-        expectedLogicalSize: req.logicalSize,
-        maxLogicalSize: req.maxLogicalSize,
-        bodyLength: req.bodyLength,
-      });
-      const staged = body;
-      // 4. Under the name's lock: the version checked again, then one change of the name.
+      staged = await this.blobs.stage(req.body, stageOptions(req, pinned === undefined));
+      const blob = staged;
+      // 4. Under the name's lock: the version looked at again, then one change of the name.
       return await this.metadata.withName(name, async () => {
         const existing = this.#caches.takeAbsent(name)
           ? 'absent'
           : await this.metadata.read(components);
         if (typeof existing === 'object' && existing.version > version) {
-          await this.blobs.discard(staged);
-          return {
-            version: existing.version,
-            stored: false,
-            receivedBytes: staged.receivedBytes,
-            dedup: false,
-          };
+          await this.blobs.discard(blob);
+          return kept(existing, blob.receivedBytes);
         }
         const clearTombstone = admit ? await admit(name, version, existing) : false;
-        this.#caches.written(name);
-        const change = { components, blob: staged, version, previous: existing, clearTombstone };
-        const committed = await this.metadata.commit(change);
-        const sizes = committed.sizes ?? (await this.#sizes(components, staged.digest)) ?? staged;
-        this.#caches.set(name, {
-          digest: staged.digest,
-          version,
-          logicalSize: sizes.logicalSize,
-          storedSize: sizes.storedSize,
-        });
-        this.#caches.written(name);
-        return {
-          version,
-          stored: true,
-          receivedBytes: staged.receivedBytes,
-          dedup: committed.dedup,
-        };
+        const change = { components, blob, version, previous: existing, clearTombstone };
+        const dedup = await this.#commit(name, change);
+        // 5. The answer: the name now holds this request's content and version.
+        return { version, stored: true, receivedBytes: blob.receivedBytes, dedup };
       });
     } catch (err) {
       // Whatever failed after the body was read (a full disk, a conflict), its staged copy
       // goes; once committed it is no longer staged and this does nothing.
-      if (body !== undefined) await this.blobs.discard(body);
+      if (staged !== undefined) await this.blobs.discard(staged);
       throw await this.#writeFailure(err);
     } finally {
       if (pinned !== undefined) await this.metadata.unpin(pinned);
     }
+  }
+
+  /** The name of `components`, refused (BadRequestError) when the store cannot hold it. */
+  #storableName(components: readonly string[]): string {
+    if (components.length === 0) throw new BadRequestError('BAD_PATH', 'A file needs a name');
+    this.metadata.checkStorable(components);
+    return joinName(components);
+  }
+
+  /** A failed {@link WriteGuard.beforeWrite}, as the write's error (made once, not per PUT). */
+  readonly #refuseWrite = async (err: unknown): Promise<never> => {
+    throw await this.#writeFailure(err);
+  };
+
+  /** Put's step 2: the digest a PUT claims, pinned when its blob is stored already. */
+  async #pinClaimed(checksum: string | undefined): Promise<string | undefined> {
+    if (checksum === undefined) return undefined;
+    return (await this.metadata.pin(checksum)) ? checksum : undefined;
+  }
+
+  /**
+   * Put's change, under the name's lock: committed, with the caches told before and after
+   * (their staleness rule, see ReadCaches) and the name's new entry kept. Whether the
+   * content was stored already (a dedup).
+   */
+  async #commit(name: string, change: NameChange): Promise<boolean> {
+    const { components, blob, version } = change;
+    this.#caches.written(name);
+    const committed = await this.metadata.commit(change);
+    const sizes = committed.sizes ?? (await this.#sizes(components, blob.digest)) ?? blob;
+    const { logicalSize, storedSize } = sizes;
+    this.#caches.set(name, { digest: blob.digest, version, logicalSize, storedSize });
+    this.#caches.written(name);
+    return committed.dedup;
   }
 
   /**
@@ -520,4 +519,21 @@ async function exists(p: string): Promise<boolean> {
     () => true,
     () => false,
   );
+}
+
+/** A PUT answered with the newer version the name holds: nothing stored. */
+function kept(held: { version: number }, receivedBytes: number): PutResult {
+  return { version: held.version, stored: false, receivedBytes, dedup: false };
+}
+
+/** What a PUT claims about its body, for the blob store's stage (put's step 3). */
+function stageOptions(req: PutRequest, write: boolean): StageOptions {
+  return {
+    gzip: req.gzip,
+    write,
+    expectedDigest: req.checksum,
+    expectedLogicalSize: req.logicalSize,
+    maxLogicalSize: req.maxLogicalSize,
+    bodyLength: req.bodyLength,
+  };
 }
