@@ -51,16 +51,8 @@ export {
 export { MetaDb, type BlobRecord } from './store/meta-db.js';
 export { DirSync } from './store/dir-sync.js';
 
-import type { LocalStore } from './store/open-local.js';
-import { PortStore, type StoreOptions } from './store/store.js';
-
-export { LocalStore } from './store/open-local.js';
+export { LocalStore, openLocalStore as openStore } from './store/open-local.js';
 export { MeteredStore, StoreMetrics } from './store/store-metrics.js';
-
-/** Opens (creating if new) the store in `dir`. */
-export function openStore(dir: string, options?: StoreOptions): Promise<LocalStore> {
-  return PortStore.open(dir, options);
-}
 export {
   recoverStore,
   RecoverError,

@@ -19,8 +19,7 @@ import { DEFAULT_MAX_FILE_BYTES } from './http/app.js';
 import { FallbackProbe } from './http/fallback-probe.js';
 import { createRequestListener } from './http/fast-path.js';
 import { StoreOpenError } from './store/store-api.js';
-import type { LocalStore } from './store/open-local.js';
-import { PortStore } from './store/store.js';
+import { openLocalStore, type LocalStore } from './store/open-local.js';
 
 /** The option table: parsing and --help come from this one list (STYLE.md). */
 function program(): Command {
@@ -146,7 +145,7 @@ async function serve(argv: string[]): Promise<void> {
 
   let store: LocalStore;
   try {
-    store = await PortStore.open(flags.dir, {
+    store = await openLocalStore(flags.dir, {
       warn: (details, message) => logger.warn(details, message),
     });
   } catch (err) {

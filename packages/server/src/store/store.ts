@@ -1,34 +1,25 @@
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
-import path from 'node:path';
 import { BadRequestError, FiletrackerError, joinName } from '@filetracker/shared-protocol';
 import type { BlobStore, StageOptions, StagedBlob } from './blob-store.js';
-import { DirSync } from './dir-sync.js';
-import { describeFailure, notWritableError } from './fs-failure.js';
-import { storeLayout, type StoreLayout } from './layout.js';
-import { LocalBlobStore } from './local-blob-store.js';
-import { LocalMetadataStore } from './local-metadata-store.js';
-import { MetaDb, isLevelLocked } from './meta-db.js';
+import { notWritableError } from './fs-failure.js';
+import type { StoreLayout } from './layout.js';
 import type { MetadataStore, NameChange } from './metadata-store.js';
 import { ReadCaches, type EntryLookup, type FileEntry } from './read-caches.js';
-import {
-  StoreOpenError,
-  type DeleteResult,
-  type LockedName,
-  type OpenedFile,
-  type PutAdmission,
-  type PutRequest,
-  type PutResult,
-  type Store,
-  type StoreHealth,
+import type {
+  DeleteResult,
+  LockedName,
+  OpenedFile,
+  PutAdmission,
+  PutRequest,
+  PutResult,
+  Store,
+  StoreHealth,
 } from './store-api.js';
-import { StoreDirs } from './store-dirs.js';
-import { loadStoreId } from './store-id.js';
-import { StoreMetrics, type StoreStats } from './store-metrics.js';
-import { LocalStore } from './open-local.js';
+import type { StoreStats } from './store-metrics.js';
 
-export type { FileEntry, StoreStats };
-export { StoreOpenError };
-
+/**
+ * What a backend checks around writes: the local one, that its directories were not
+ * removed while it runs (see StoreDirs, issue 18).
+ */
 export interface WriteGuard {
   /** Usually undefined at once; else resolves when writes may go on, or rejects with the 503. */
   beforeWrite(): Promise<void> | undefined;
@@ -59,7 +50,7 @@ export interface StoreOptions {
 
 /**
  * The {@link Store} of DESIGN.md over two ports, a {@link BlobStore} and a
- * {@link MetadataStore} (local disk + symlinks + LevelDB today, see {@link PortStore.open}):
+ * {@link MetadataStore} (local disk + symlinks + LevelDB today, see open-local.ts):
  * it runs the write sequence and keeps the read caches, and knows nothing of where bytes and
  * names live. Writes of a name are serialized by the metadata store; readers take no lock
  * and never wait for writers.
@@ -118,129 +109,6 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
    */
   async #writeFailure(err: unknown): Promise<unknown> {
     return notWritableError(err, this.layout.root) ?? (await this.#guard?.afterMissing(err)) ?? err;
-  }
-
-  /**
-   * Opens (creating if new) the store in `dir`, counted (see MeteredStore). Refuses a
-   * Python-made store (`links/` without `meta/`) and a store another process holds
-   * (LEVEL_LOCKED, invariant 5).
-   */
-  static async open(dir: string, options: StoreOptions = {}): Promise<LocalStore> {
-    const layout = storeLayout(dir);
-    try {
-      return await PortStore.#open(layout, options);
-    } catch (err) {
-      if (err instanceof StoreOpenError) throw err;
-      const { code, reason } = describeFailure(err, layout.root);
-      throw new StoreOpenError(code, `cannot open store ${layout.root}: ${reason}`, err);
-    }
-  }
-
-  static async #open(layout: StoreLayout, options: StoreOptions): Promise<LocalStore> {
-    const [hasLinks, hasMeta] = await Promise.all([exists(layout.links), exists(layout.meta)]);
-    if (hasLinks && !hasMeta) {
-      throw new StoreOpenError(
-        'NEEDS_RECOVER',
-        `${layout.root} holds a store without meta/ (made by the Python server?): run \`ft-recover ${layout.root}\` first`,
-      );
-    }
-    await Promise.all(
-      [layout.root, layout.blobs, layout.links, layout.tmp].map((d) =>
-        mkdir(d, { recursive: true }),
-      ),
-    );
-    let meta: MetaDb;
-    try {
-      meta = await MetaDb.open(layout.meta);
-    } catch (err) {
-      if (isLevelLocked(err)) {
-        throw new StoreOpenError(
-          'LOCKED',
-          `${layout.root} is in use by another ft-server or ft-recover`,
-          err,
-        );
-      }
-      throw err;
-    }
-    const notReal = await blobDirsNotReal(layout.blobs);
-    if (notReal !== undefined) {
-      await meta.close();
-      throw new StoreOpenError(
-        'NEEDS_RECOVER',
-        `${layout.blobs}/${notReal} is not a directory (a symlink?), and ft-server follows no link out of its store: put the directory itself there, or run \`ft-recover --check ${layout.root}\` to see what ft-recover would remove`,
-      );
-    }
-    let leftovers: string[];
-    try {
-      // Only the lock holder may clear ft-tmp/: what is there was left by a crash.
-      leftovers = await readdir(layout.tmp);
-      await Promise.all(
-        leftovers.map((f) => rm(`${layout.tmp}/${f}`, { force: true, recursive: true })),
-      );
-    } catch (err) {
-      await meta.close();
-      throw err;
-    }
-    // Directory fsyncs, shared by the blob and link writers (see DirSync).
-    const dirs = new DirSync();
-    const metrics = new StoreMetrics();
-    const warn = options.warn ?? (() => {});
-    const forget = (): void => {
-      store.forgetCached();
-      metadata.forgetDirs();
-    };
-    const blobs = new LocalBlobStore(layout, dirs, options.gzipLevel);
-    const metadata = new LocalMetadataStore(layout, meta, dirs, blobs, {
-      cachedRecords: options.blobRecordCacheSize,
-      filterCapacity: options.digestFilterCapacity,
-      events: metrics,
-      warn: options.warn,
-      blobRestored: (digest) => {
-        // Names cached with the sizes of the gzip that was removed would be sent wrong.
-        forget();
-        warn({ digest }, 'blob was missing from blobs/ and is stored again from an upload');
-      },
-    });
-    const guard = new StoreDirs(layout, dirs, {
-      onRestored: (made) => {
-        forget();
-        const lost = made.some((d) => d !== layout.tmp);
-        warn(
-          { dirs: made.map((d) => path.relative(layout.root, d) + '/') },
-          'store directories were removed while ft-server ran and are made again' +
-            (lost
-              ? '; the files stored in them are gone: run ft-recover when convenient to drop their records'
-              : ''),
-        );
-      },
-      onGone: (reason) => warn({ dir: layout.root }, reason),
-    });
-    let storeId: string;
-    try {
-      // Under the lock, ft-tmp/ empty; made durable by the fsync of the root just below.
-      storeId = await loadStoreId(layout, warn);
-    } catch (err) {
-      await meta.close();
-      throw err;
-    }
-    const store: PortStore<LocalMetadataStore> = new PortStore(
-      { blobs, metadata, stats: metrics.stats, guard },
-      { layout, storeId },
-      options,
-    );
-    // A new store's directories (blobs/, links/...) must outlive a power cut as the first
-    // upload into them must. Best effort: a parent the service user may not read (mode
-    // 711) must not keep the store from opening.
-    await Promise.all(
-      [layout.root, path.dirname(layout.root)].map((d) =>
-        dirs.sync(d).catch((err: unknown) => {
-          store.#warn({ dir: d, err }, 'cannot fsync a directory of the store at open');
-        }),
-      ),
-    );
-    // Sized for twice the store: a migration into it doubles it before the filter must grow.
-    metrics.countTotals(metadata, (n) => metadata.digestFilter.build(2 * n));
-    return new LocalStore(store, metrics, leftovers.length);
   }
 
   /** The current entry of a name, or null when it holds no file (absent, or a directory). */
@@ -500,25 +368,6 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
     this.#closing ??= this.metadata.close();
     return this.#closing;
   }
-}
-
-/**
- * The first `blobs/<2 hex>` that is not a real directory, if any. A symlink there would
- * take blob writes, reads and removals out of the store; checked once at open, as only a
- * hand edit makes one (ft-server makes these directories with mkdir).
- */
-async function blobDirsNotReal(blobs: string): Promise<string | undefined> {
-  for (const dirent of await readdir(blobs, { withFileTypes: true })) {
-    if (/^[0-9a-f]{2}$/.test(dirent.name) && !dirent.isDirectory()) return dirent.name;
-  }
-  return undefined;
-}
-
-async function exists(p: string): Promise<boolean> {
-  return stat(p).then(
-    () => true,
-    () => false,
-  );
 }
 
 /** A PUT answered with the newer version the name holds: nothing stored. */
