@@ -94,10 +94,13 @@ function optionalVersion(ctx: Context): number | undefined {
   return value === undefined || value === '' ? undefined : parseHttpDate(value);
 }
 
-/** Builds the Koa app over a store; listening is main.ts's job (STYLE.md). */
-export function createApp(store: Store, options: AppOptions = {}): Koa {
+/**
+ * Builds the Koa app over a store; listening is main.ts's job (STYLE.md). With a
+ * `fallbackUrl` (migration mode) the routes use the store through {@link MigrationMode}.
+ */
+export function createApp(backing: Store, options: AppOptions = {}): Koa {
   const logger = options.logger ?? pino({ level: 'silent' });
-  const telemetry = options.telemetry ?? new Telemetry(logger, store);
+  const telemetry = options.telemetry ?? new Telemetry(logger, backing);
   const fallbackUrl = options.fallbackUrl?.replace(/\/+$/, '');
   const fallbackTimeoutMs = options.fallbackTimeoutMs ?? 10_000;
   const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
@@ -114,7 +117,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
     fallbackUrl === undefined
       ? undefined
       : new MigrationMode(
-          store,
+          backing,
           (name) =>
             fallbackVersion(fallbackUrl, name, fallbackTimeoutMs).catch((err: unknown) => {
               if (err instanceof FallbackError) probe?.noteRequestError(err.code);
@@ -122,8 +125,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
             }),
           (details, message) => logger.warn(details, message),
         );
-  /** Where writes go: the store, or in migration mode the store with tombstones. */
-  const writes = migration ?? store;
+  const store: Store = migration ?? backing;
   const startedAt = Date.now();
   const app = new Koa();
   app.silent = true;
@@ -217,7 +219,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
   router.put('/files', async (ctx) => {
     const { components } = ctx.state.target;
     const version = requiredVersion(ctx);
-    const result = await writes.put({
+    const result = await store.put({
       components,
       version,
       body: ctx.req,
@@ -237,7 +239,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
   router.delete('/files', async (ctx) => {
     const { components } = ctx.state.target;
     const version = requiredVersion(ctx);
-    const result = await writes.delete(components, version);
+    const result = await store.delete(components, version);
     if (!result.found) throw new NotFoundError('File not found');
     ctx.type = MEDIA_TYPE.text;
     ctx.body = '';

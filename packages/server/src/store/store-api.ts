@@ -72,7 +72,8 @@ export interface LockedName {
  * The store as the HTTP layer sees it (DESIGN.md "Backends"): files under names, each name
  * at one version. It knows nothing of HTTP; errors it throws carry their status (a
  * FiletrackerError: 400, 409, 410, 413, 503, 507). Implemented over the two ports by
- * PortStore (store.ts) and counted by MeteredStore (store-metrics.ts), which wraps it.
+ * PortStore (store.ts); MeteredStore (store-metrics.ts) wraps it to count uploads, and in
+ * migration mode MigrationMode (migration.ts) to keep tombstones.
  *
  * Contract:
  * - **Atomic per name.** A put or delete is one change of the name: a reader (`stat`,

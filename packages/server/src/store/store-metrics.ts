@@ -1,15 +1,6 @@
 import type { MetadataEvents, MetadataStore } from './metadata-store.js';
-import type {
-  DeleteResult,
-  FileEntry,
-  LockedName,
-  OpenedFile,
-  PutAdmission,
-  PutRequest,
-  PutResult,
-  Store,
-  StoreHealth,
-} from './store-api.js';
+import { ForwardingStore } from './forwarding-store.js';
+import type { PutAdmission, PutRequest, PutResult, Store } from './store-api.js';
 
 /**
  * Counters a metrics exporter may read. Blob and tombstone totals start from one pass over
@@ -95,39 +86,22 @@ export class StoreMetrics implements MetadataEvents {
  * method call each (the fast path's `peek` among them); a PUT is counted in flight from its
  * call to its answer, and as a dedup hit when its content was stored already.
  */
-export class MeteredStore implements Store {
-  readonly #inner: Store;
+export class MeteredStore extends ForwardingStore {
   readonly #metrics: StoreMetrics;
 
   constructor(inner: Store, metrics: StoreMetrics) {
-    this.#inner = inner;
+    super(inner);
     this.#metrics = metrics;
   }
 
-  get storeId(): string {
-    return this.#inner.storeId;
-  }
-
-  get stats(): StoreStats {
+  override get stats(): StoreStats {
     return this.#metrics.stats;
   }
 
-  stat(components: readonly string[]): Promise<FileEntry | null> {
-    return this.#inner.stat(components);
-  }
-
-  peek(name: string): { entry: FileEntry; buffer: Buffer } | undefined {
-    return this.#inner.peek(name);
-  }
-
-  openFile(components: readonly string[]): Promise<OpenedFile | null> {
-    return this.#inner.openFile(components);
-  }
-
-  put(req: PutRequest, admit?: PutAdmission): Promise<PutResult> {
+  override put(req: PutRequest, admit?: PutAdmission): Promise<PutResult> {
     this.#metrics.uploadStarted();
     // One reaction on the answer, handlers made once: no closure per request.
-    return this.#inner.put(req, admit).then(this.#putDone, this.#putFailed);
+    return this.inner.put(req, admit).then(this.#putDone, this.#putFailed);
   }
 
   readonly #putDone = (result: PutResult): PutResult => {
@@ -139,28 +113,4 @@ export class MeteredStore implements Store {
     this.#metrics.uploadEnded(false);
     throw err;
   };
-
-  delete(components: readonly string[], version: number): Promise<DeleteResult> {
-    return this.#inner.delete(components, version);
-  }
-
-  withName<T>(components: readonly string[], fn: (locked: LockedName) => Promise<T>): Promise<T> {
-    return this.#inner.withName(components, fn);
-  }
-
-  tombstone(name: string): Promise<number | undefined> {
-    return this.#inner.tombstone(name);
-  }
-
-  list(components: readonly string[], cutoff: number): Promise<AsyncIterable<string>> {
-    return this.#inner.list(components, cutoff);
-  }
-
-  health(): Promise<StoreHealth> {
-    return this.#inner.health();
-  }
-
-  close(): Promise<void> {
-    return this.#inner.close();
-  }
 }
