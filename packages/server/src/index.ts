@@ -49,6 +49,7 @@ export {
   type StoreLayout,
 } from './store/layout.js';
 export { MetaDb, type BlobRecord } from './store/meta-db.js';
+export { HOLDER_FILE } from './store/lock-holder.js';
 export { DirSync } from './store/dir-sync.js';
 
 export { LocalStore, openLocalStore as openStore } from './store/open-local.js';

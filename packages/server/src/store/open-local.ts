@@ -5,6 +5,7 @@ import { describeFailure } from './fs-failure.js';
 import { storeLayout, type StoreLayout } from './layout.js';
 import { LocalBlobStore } from './local-blob-store.js';
 import { LocalMetadataStore } from './local-metadata-store.js';
+import { inUseMessage, lockHolder } from './lock-holder.js';
 import { MetaDb, isLevelLocked } from './meta-db.js';
 import { StoreOpenError } from './store-api.js';
 import { StoreDirs } from './store-dirs.js';
@@ -153,11 +154,8 @@ async function lock(layout: StoreLayout): Promise<MetaDb> {
     return await MetaDb.open(layout.meta);
   } catch (err) {
     if (isLevelLocked(err)) {
-      throw new StoreOpenError(
-        'LOCKED',
-        `${layout.root} is in use by another ft-server or ft-recover`,
-        err,
-      );
+      const pid = await lockHolder(layout.meta);
+      throw new StoreOpenError('LOCKED', inUseMessage(layout.root, pid), err);
     }
     throw err;
   }
