@@ -32,7 +32,7 @@ import {
 } from '@filetracker/shared-protocol';
 import { readAhead, sendFile } from '@filetracker/runtime';
 import { MigrationMode } from '../store/migration.js';
-import type { Store } from '../store/store.js';
+import type { OpenedFile, Store } from '../store/store-api.js';
 import { errorHandler } from './errors.js';
 import { fallbackVersion } from './fallback.js';
 import { FallbackProbe } from './fallback-probe.js';
@@ -90,10 +90,13 @@ function requiredVersion(ctx: Context): number {
   return parseHttpDate(value);
 }
 
-/** Builds the Koa app over a store; listening is main.ts's job (STYLE.md). */
-export function createApp(store: Store, options: AppOptions = {}): Koa {
+/**
+ * Builds the Koa app over a store; listening is main.ts's job (STYLE.md). With a
+ * `fallbackUrl` (migration mode) the routes use the store through {@link MigrationMode}.
+ */
+export function createApp(backing: Store, options: AppOptions = {}): Koa {
   const logger = options.logger ?? pino({ level: 'silent' });
-  const telemetry = options.telemetry ?? new Telemetry(logger, store);
+  const telemetry = options.telemetry ?? new Telemetry(logger, backing);
   const fallbackUrl = options.fallbackUrl?.replace(/\/+$/, '');
   const fallbackTimeoutMs = options.fallbackTimeoutMs ?? 10_000;
   const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
@@ -110,7 +113,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
     fallbackUrl === undefined
       ? undefined
       : new MigrationMode(
-          store,
+          backing,
           (name) =>
             fallbackVersion(fallbackUrl, name, fallbackTimeoutMs).catch((err: unknown) => {
               if (err instanceof FallbackError) probe?.noteRequestError(err.code);
@@ -118,13 +121,12 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
             }),
           (details, message) => logger.warn(details, message),
         );
-  /** Where writes go: the store, or in migration mode the store with tombstones. */
-  const writes = migration ?? store;
+  const store: Store = migration ?? backing;
   /** Migration mode: /list merges the fallback's listing into ours. */
   const listings =
     migration === undefined || fallbackUrl === undefined
       ? undefined
-      : new MergedListing(store, migration, fallbackUrl, fallbackTimeoutMs, logger);
+      : new MergedListing(backing, migration, fallbackUrl, fallbackTimeoutMs, logger);
   const startedAt = Date.now();
   const app = new Koa();
   app.silent = true;
@@ -183,7 +185,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
       throw new NotFoundError('File not found');
     }
     ctx.set(fileHeaders(file));
-    const opened = head ? undefined : (file as Awaited<ReturnType<Store['openFile']>>);
+    const opened = head ? undefined : (file as OpenedFile);
     if (matchesEtag(ctx.get(HEADER.ifNoneMatch), etagOf(file))) {
       await opened?.handle?.close();
       ctx.status = 304;
@@ -218,7 +220,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
   router.put('/files', async (ctx) => {
     const { components } = ctx.state.target;
     const version = requiredVersion(ctx);
-    const result = await writes.put({
+    const result = await store.put({
       components,
       version,
       body: ctx.req,
@@ -238,7 +240,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
   router.delete('/files', async (ctx) => {
     const { components } = ctx.state.target;
     const version = requiredVersion(ctx);
-    const result = await writes.delete(components, version);
+    const result = await store.delete(components, version);
     if (!result.found) throw new NotFoundError('File not found');
     ctx.type = MEDIA_TYPE.text;
     ctx.body = '';

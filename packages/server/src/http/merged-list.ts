@@ -13,7 +13,7 @@ import {
   splitName,
 } from '@filetracker/shared-protocol';
 import type { MigrationMode } from '../store/migration.js';
-import type { Store } from '../store/store.js';
+import type { Store } from '../store/store-api.js';
 
 /** Names of the fallback's answer checked at once: enough to hide the lookups' latency. */
 const BATCH = 64;
@@ -233,7 +233,7 @@ export class MergedListing {
     }
     if (relative.length === 0) return undefined;
     const components = [...dir, ...relative];
-    if (typeof (await this.#store.metadata.read(components)) === 'object') return undefined;
+    if ((await this.#store.stat(components)) !== null) return undefined;
     if (!(await this.#migration.redirects(components))) return undefined;
     return relative.join('/');
   }
