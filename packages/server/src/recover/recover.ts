@@ -2,11 +2,17 @@ import { lstat, mkdir, opendir, readlink, rename, rm, stat, unlink } from 'node:
 import path from 'node:path';
 import { walkTree } from '@filetracker/runtime';
 import { describeFailure } from '../store/fs-failure.js';
-import { blobPath, digestOfTarget, linkTarget, storeLayout } from '../store/layout.js';
+import {
+  blobPath,
+  digestOfBlobEntry,
+  digestOfTarget,
+  linkTarget,
+  storeLayout,
+} from '../store/layout.js';
 import { stageLink } from '../store/link-tree.js';
 import { MetaDb, isLevelLocked, type BlobRecord } from '../store/meta-db.js';
 import { forEachBatched } from './batch.js';
-import { DigestTally, isDigest } from './digest-tally.js';
+import { DigestTally } from './digest-tally.js';
 import { inflateBlob } from '../store/inflate.js';
 import { readGzipFrame, trailerLogicalSize } from './gzip-size.js';
 import { clearRenameMarkers, renameDoubleEncoded } from './rename-names.js';
@@ -180,14 +186,12 @@ export async function recoverStore(
     progress.start('blobs', 'blobs');
     for await (const entry of walkTree(layout.blobs, signal)) {
       progress.tick();
-      const [prefix, digest, ...rest] = entry.relative.split('/');
-      if (
-        rest.length === 0 &&
-        digest !== undefined &&
-        isDigest(digest) &&
-        prefix === digest.slice(0, 2) &&
-        entry.dirent.isFile()
-      ) {
+      const [prefix, name, ...rest] = entry.relative.split('/');
+      const digest =
+        rest.length === 0 && name !== undefined && entry.dirent.isFile()
+          ? digestOfBlobEntry(prefix!, name)
+          : undefined;
+      if (digest !== undefined) {
         tally.addBlob(digest);
       } else {
         report.strayFiles++;
