@@ -10,12 +10,12 @@ import {
   storeLayout,
 } from '../store/layout.js';
 import { stageLink } from '../store/link-tree.js';
-import { MetaDb, isLevelLocked, type BlobRecord } from '../store/meta-db.js';
+import { MetaDb, type BlobRecord } from '../store/meta-db.js';
 import { forEachBatched } from './batch.js';
 import { DigestTally } from './digest-tally.js';
 import { inflateBlob } from '../store/inflate.js';
 import { readGzipFrame, trailerLogicalSize } from './gzip-size.js';
-import { clearRenameMarkers, renameDoubleEncoded } from './rename-names.js';
+import { renameDoubleEncoded } from './rename-names.js';
 import { emptyReport, type RecoverReport } from './report.js';
 
 /**
@@ -331,7 +331,7 @@ export async function recoverStore(
           report.tombstonesPurged++;
         }
       }
-      if (adopting && !check) await clearRenameMarkers(meta);
+      if (adopting && !check) await meta.clearRenameMarks();
     }
   } finally {
     progress.stop();
@@ -414,19 +414,16 @@ async function judgeLink(
   return { digest, canonical: target === canonical ? undefined : canonical };
 }
 
-async function openLocked(location: string, root: string): Promise<MetaDb> {
-  try {
-    return await MetaDb.open(location);
-  } catch (err) {
-    if (isLevelLocked(err)) {
-      throw new RecoverError(
+function openLocked(location: string, root: string): Promise<MetaDb> {
+  return MetaDb.open(
+    location,
+    (err) =>
+      new RecoverError(
         'LOCKED',
         `${root} is in use by a running ft-server (or another ft-recover); stop it first`,
         err,
-      );
-    }
-    throw err;
-  }
+      ),
+  );
 }
 
 /** Counts (and unless `check`, removes) what `ft-tmp/` holds, except `keep`. */
