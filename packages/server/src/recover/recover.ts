@@ -9,7 +9,7 @@ import {
   linkTarget,
   storeLayout,
 } from '../store/layout.js';
-import { stageLink } from '../store/link-tree.js';
+import { replaceLink } from '../store/link-tree.js';
 import { MetaDb, type BlobRecord } from '../store/meta-db.js';
 import { forEachBatched } from './batch.js';
 import { DigestTally } from './digest-tally.js';
@@ -444,19 +444,10 @@ async function clearTmp(tmp: string, keep: string | undefined, check: boolean): 
   return n;
 }
 
-/**
- * Points a link at `target` atomically, keeping its mtime (the version): a new symlink is
- * made in `ft-tmp/`, given the old one's times, and renamed over it.
- */
+/** Points a link at `target` by the store's atomic replace, keeping its times (the version). */
 async function retarget(link: string, target: string, tmpDir: string): Promise<void> {
   const st = await lstat(link);
-  const tmp = await stageLink(tmpDir, target, st.mtime, st.atime);
-  try {
-    await rename(tmp, link);
-  } catch (err) {
-    await unlink(tmp).catch(() => {});
-    throw err;
-  }
+  await replaceLink(tmpDir, target, st, (staged) => rename(staged, link));
 }
 
 async function removeIfThere(p: string): Promise<void> {
