@@ -7,6 +7,9 @@ import { Migrator, type MigrateMode } from './migrator.js';
 import { startPlainLog } from './plain-log.js';
 import { ProgressTracker } from './progress.js';
 import { checkResume, type ResumeDecision } from './resume-check.js';
+import type { CopySource } from './sources/copy-source.js';
+import { HttpSource } from './sources/http.js';
+import { StoreSource } from './sources/store.js';
 import { describeError } from './retry.js';
 import { StateFile, defaultStatePath, type StateIdentity } from './state-file.js';
 import { summaryLines, writeReport } from './summary.js';
@@ -22,6 +25,10 @@ interface Setup {
   root: string;
   url: string;
   mode: MigrateMode;
+}
+
+function modeOf(options: CliOptions): MigrateMode {
+  return options.verify ? 'verify' : options.dryRun ? 'dry-run' : 'upload';
 }
 
 /** FILES, the root and the mode, checked: FILES exists and lies inside the root. */
@@ -57,8 +64,31 @@ async function resolveSetup(options: CliOptions, cwd: string): Promise<Setup> {
       { cause: err },
     );
   }
-  const mode: MigrateMode = options.verify ? 'verify' : options.dryRun ? 'dry-run' : 'upload';
-  return { files, root, url: options.url, mode };
+  return { files, root, url: options.url, mode: modeOf(options) };
+}
+
+/**
+ * The 2.x source of `--from URL` (checked like the target: up, protocol 2) or
+ * `--from-store DIR` (checked to be a store), with the identity of its store when the
+ * server names one, to refuse copying a store onto itself.
+ */
+async function openCopySource(
+  options: CliOptions,
+  cwd: string,
+  timeoutMs: number,
+): Promise<{ source: CopySource; client?: FiletrackerClient; storeId?: string }> {
+  if (options.fromStore !== undefined) {
+    return { source: await StoreSource.open(path.resolve(cwd, options.fromStore)) };
+  }
+  const url = options.from!;
+  const client = new FiletrackerClient(url, { timeoutMs, retries: 0 });
+  try {
+    const storeId = await checkServer(client, url);
+    return { source: new HttpSource(client, url), client, storeId };
+  } catch (err) {
+    client.close();
+    throw err;
+  }
 }
 
 /**
@@ -161,21 +191,45 @@ export async function runCli(argv: readonly string[]): Promise<number> {
   let setup: Setup;
   let state: StateFile | undefined;
   let resume: ResumeDecision | undefined;
+  let from: Awaited<ReturnType<typeof openCopySource>> | undefined;
   const client = new FiletrackerClient(options.url, {
     timeoutMs: options.timeout * 1000,
     // Retried by the migrator, which counts and reports retries and honours --retries.
     retries: 0,
   });
+  const closeClients = (): void => {
+    client.close();
+    from?.client?.close();
+  };
   try {
-    setup = await resolveSetup(options, cwd);
+    const copying = options.from !== undefined || options.fromStore !== undefined;
+    if (copying) {
+      from = await openCopySource(options, cwd, options.timeout * 1000);
+      // The source stands for the root in the state file's identity.
+      setup = {
+        files: from.source.location,
+        root: from.source.location,
+        url: options.url,
+        mode: modeOf(options),
+      };
+    } else {
+      setup = await resolveSetup(options, cwd);
+    }
     await checkReportPath(options.report, cwd);
     const storeId = await checkServer(client, options.url);
+    if (from?.storeId !== undefined && from.storeId === storeId) {
+      throw new CliError(
+        'SAME_STORE',
+        `--from ${options.from} and ${options.url} serve the same store: give the old ` +
+          'server as --from and the new one as URL',
+      );
+    }
     const identity = { url: options.url.replace(/\/+$/, ''), root: setup.root };
     state = await openState(options, setup, identity, storeId, cwd);
     if (state) resume = await checkResume(state, storeId, client, { url: options.url });
   } catch (err) {
     await state?.close().catch(() => {});
-    client.close();
+    closeClients();
     const status = exitStatusOf('ft-migrate', err);
     if (status === undefined) throw err;
     return status;
@@ -198,6 +252,7 @@ export async function runCli(argv: readonly string[]): Promise<number> {
   const migrator = new Migrator({
     files: setup.files,
     root: setup.root,
+    ...(from && { from: from.source }),
     client,
     mode: setup.mode,
     verifyDigest: options.verify === 'digest',
@@ -268,7 +323,8 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     process.off('SIGTERM', onSignal);
     await view.stop();
     await state?.close().catch(() => {});
-    client.close();
+    await from?.source.close();
+    closeClients();
   }
   return code;
 }

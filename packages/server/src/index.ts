@@ -45,6 +45,7 @@ export {
   type StoreLayout,
 } from './store/layout.js';
 export { MetaDb, type BlobRecord } from './store/meta-db.js';
+export { HOLDER_FILE } from './store/lock-holder.js';
 export { DirSync } from './store/dir-sync.js';
 
 import type { LocalMetadataStore } from './store/local-metadata-store.js';

@@ -15,11 +15,12 @@ export {
   type FiletrackerErrorCode,
   type FiletrackerErrorOptions,
 } from './errors.js';
-export { errorAnswer, type ErrorAnswer } from './error-answer.js';
+export { answerReason, errorAnswer, type AnswerReason, type ErrorAnswer } from './error-answer.js';
 export { HEADER, MEDIA_TYPE, STATUS_FIELD } from './header-names.js';
 export {
   LAST_MODIFIED_PARAM,
   acceptsGzip,
+  digestOfEtag,
   exceptionHeader,
   headerValue,
   isGzipEncoding,
@@ -46,7 +47,9 @@ export {
   parseLegacyPath,
   type LegacyTarget,
 } from './legacy-path.js';
-export { formatHttpDate, nowVersion, parseHttpDate } from './dates.js';
+export { LATEST_DATE_VERSION, formatHttpDate, nowVersion, parseHttpDate } from './dates.js';
+export { SMALL_FILE_BYTES } from './put-body.js';
+export { prepareStoredBody, type StoredBody, type StoredPutBody } from './stored-body.js';
 export {
   FiletrackerClient,
   type ClientOptions,

@@ -2,6 +2,7 @@ import { mkdir, rename, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { describeFailure } from '../store/fs-failure.js';
 import { storeLayout, type StoreLayout } from '../store/layout.js';
+import { inUseMessage } from '../store/lock-holder.js';
 import { MetaDb } from '../store/meta-db.js';
 import { DigestTally } from './digest-tally.js';
 import {
@@ -162,12 +163,8 @@ async function openStore(
     );
   }
   const adoptPath = hasMeta ? undefined : path.join(layout.tmp, ADOPT_DB);
-  const locked = (err: unknown): RecoverError =>
-    new RecoverError(
-      'LOCKED',
-      `${layout.root} is in use by a running ft-server (or another ft-recover); stop it first`,
-      err,
-    );
+  const locked = (err: unknown, pid: number | undefined): RecoverError =>
+    new RecoverError('LOCKED', inUseMessage(layout.root, pid), err);
   let meta: MetaDb | undefined;
   try {
     if (!check) {

@@ -1,5 +1,6 @@
 import { ClassicLevel } from 'classic-level';
 import { GroupCommit } from './group-commit.js';
+import { forgetHolder, lockHolder, recordHolder } from './lock-holder.js';
 import type { BlobRecord } from './metadata-store.js';
 
 export type { BlobRecord };
@@ -73,23 +74,32 @@ export class MetaDb {
     this.#write(() => this.db.batch(ops, { sync: true })),
   );
 
-  private constructor(db: ClassicLevel<string, string>) {
+  readonly #location: string;
+
+  private constructor(db: ClassicLevel<string, string>, location: string) {
     this.db = db;
+    this.#location = location;
   }
 
   /**
    * Opens (creating if new) the database at `location`: its LOCK file makes this process
-   * the owner of the store (invariant 5). When another process holds it, rejects with
-   * `whenLocked(err)` if given, else with LevelDB's error ({@link isLevelLocked}).
+   * the owner of the store (invariant 5), and this process's PID is written beside it
+   * (lock-holder.ts), so that another process refused by the lock can name the holder.
+   * When another process holds it, rejects with `whenLocked(err, pid)` (the holder's PID
+   * when known) if given, else with LevelDB's error ({@link isLevelLocked}).
    */
-  static async open(location: string, whenLocked?: (err: unknown) => Error): Promise<MetaDb> {
+  static async open(
+    location: string,
+    whenLocked?: (err: unknown, pid: number | undefined) => Error,
+  ): Promise<MetaDb> {
     const db = new ClassicLevel<string, string>(location, { valueEncoding: 'utf8' });
     try {
       await db.open();
     } catch (err) {
-      throw whenLocked && isLevelLocked(err) ? whenLocked(err) : err;
+      throw whenLocked && isLevelLocked(err) ? whenLocked(err, await lockHolder(location)) : err;
     }
-    return new MetaDb(db);
+    await recordHolder(location);
+    return new MetaDb(db, location);
   }
 
   get isOpen(): boolean {
@@ -215,6 +225,7 @@ export class MetaDb {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await this.#reopening?.catch(() => {});
+      await forgetHolder(this.#location); // while the lock is still ours
       await this.db.close();
     })();
     return this.#closing;
