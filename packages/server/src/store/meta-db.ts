@@ -15,7 +15,7 @@ interface PutOp {
  * Whether opening a database failed because another process holds its LOCK file (invariant
  * 5); classic-level wraps LevelDB's error, so the code may be on the cause.
  */
-export function isLevelLocked(err: unknown): boolean {
+function isLevelLocked(err: unknown): boolean {
   const e = err as { code?: string; cause?: { code?: string } } | undefined;
   return (e?.cause?.code ?? e?.code) === 'LEVEL_LOCKED';
 }

@@ -5,8 +5,8 @@ import { describeFailure } from './fs-failure.js';
 import { storeLayout, type StoreLayout } from './layout.js';
 import { LocalBlobStore } from './local-blob-store.js';
 import { LocalMetadataStore } from './local-metadata-store.js';
-import { inUseMessage, lockHolder } from './lock-holder.js';
-import { MetaDb, isLevelLocked } from './meta-db.js';
+import { inUseMessage } from './lock-holder.js';
+import { MetaDb } from './meta-db.js';
 import { StoreOpenError } from './store-api.js';
 import { StoreDirs } from './store-dirs.js';
 import { loadStoreId } from './store-id.js';
@@ -150,15 +150,10 @@ async function refusePythonStore(layout: StoreLayout): Promise<void> {
 
 /** Opens `meta/`, whose LevelDB lock makes this process the store's only owner. */
 async function lock(layout: StoreLayout): Promise<MetaDb> {
-  try {
-    return await MetaDb.open(layout.meta);
-  } catch (err) {
-    if (isLevelLocked(err)) {
-      const pid = await lockHolder(layout.meta);
-      throw new StoreOpenError('LOCKED', inUseMessage(layout.root, pid), err);
-    }
-    throw err;
-  }
+  return MetaDb.open(
+    layout.meta,
+    (err, pid) => new StoreOpenError('LOCKED', inUseMessage(layout.root, pid), err),
+  );
 }
 
 /**
