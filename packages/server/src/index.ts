@@ -58,6 +58,7 @@ export { DirSync } from './store/dir-sync.js';
 export { LocalStore, openLocalStore as openStore } from './store/open-local.js';
 export { MeteredStore, StoreMetrics } from './store/store-metrics.js';
 export { ForwardingStore } from './store/forwarding-store.js';
+export { tombstoneAdmission } from './store/migration.js';
 export {
   recoverStore,
   RecoverError,

@@ -5,7 +5,34 @@ import {
   joinName,
 } from '@filetracker/shared-protocol';
 import { ForwardingStore } from './forwarding-store.js';
-import type { DeleteResult, NameLookup, PutRequest, PutResult, Store } from './store-api.js';
+import type {
+  DeleteResult,
+  NameLookup,
+  PutAdmission,
+  PutRequest,
+  PutResult,
+  Store,
+} from './store-api.js';
+
+/**
+ * Migration mode's say on a PUT (see {@link PutAdmission}): a tombstone of an absent name
+ * refuses a version `<=` its version with a {@link DeletedError} (410), and a newer PUT
+ * clears it. Also what `ft-migrate --into` puts with, so that an offline import after an
+ * online start does not bring back what clients deleted meanwhile.
+ */
+export function tombstoneAdmission(store: Store): PutAdmission {
+  return async (name: string, version: number, existing: NameLookup) => {
+    const tombstone = await store.tombstone(name);
+    if (tombstone !== undefined && existing === 'absent' && tombstone >= version) {
+      // Nothing is stored, so there is no version to answer with (a 200 would make the
+      // client believe in a name@version that cannot be read): see DeletedError.
+      throw new DeletedError(
+        `Deleted during the migration: versions up to ${formatHttpDate(tombstone)} are refused`,
+      );
+    }
+    return tombstone !== undefined;
+  };
+}
 
 /**
  * Migration mode (DESIGN.md "Online migration"), in one place: a {@link Store} whose writes
@@ -48,17 +75,7 @@ export class MigrationMode extends ForwardingStore {
     return this.inner.put(req, this.#admit);
   }
 
-  readonly #admit = async (name: string, version: number, existing: NameLookup) => {
-    const tombstone = await this.inner.tombstone(name);
-    if (tombstone !== undefined && existing === 'absent' && tombstone >= version) {
-      // Nothing is stored, so there is no version to answer with (a 200 would make the
-      // client believe in a name@version that cannot be read): see DeletedError.
-      throw new DeletedError(
-        `Deleted during the migration: versions up to ${formatHttpDate(tombstone)} are refused`,
-      );
-    }
-    return tombstone !== undefined;
-  };
+  readonly #admit = tombstoneAdmission(this.inner);
 
   /**
    * A DELETE in migration mode. The fallback is asked for the name's legacy version (under
