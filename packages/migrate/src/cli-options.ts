@@ -13,7 +13,10 @@ import { DEFAULT_CONCURRENCY, DEFAULT_RETRIES } from './migrator.js';
 export interface CliOptions {
   /** The 1.x tree; with `from` or `fromStore`, the same as `url`'s source (unused). */
   files: string;
-  url: string;
+  /** The target server; undefined with `into`. */
+  url?: string;
+  /** `--into DIR`: write into the store of a stopped ft-server directly, without HTTP. */
+  into?: string;
   /** `--from URL`: copy every file of a running filetracker 2.x server. */
   from?: string;
   /** `--from-store DIR`: copy every file of a filetracker 2.x store directory. */
@@ -58,6 +61,14 @@ function options(): Option[] {
         "server's), read-only and without a server: links/ and blobs/ only, so a store a " +
         'server holds can be read too; files written meanwhile are copied by a rerun',
     ).conflicts(['root', 'exclude', 'followSymlinks', 'followSymlinksOutside']),
+    new Option(
+      '--into <DIR>',
+      'instead of URL: write into the store directory of a stopped ft-server (ft-server ' +
+        "-d DIR) directly, without HTTP, by ft-server's own store code (each file verified, " +
+        'fsynced and renamed into place, content stored once): the fastest way when ' +
+        'downtime is allowed. Refused while an ft-server or ft-recover holds DIR; DIR is ' +
+        'created if new (not by --dry-run or --verify, which see no store there as empty)',
+    ),
     new Option(
       '--root <DIR>',
       'the directory that corresponds to the storage root: a file is uploaded as / + its ' +
@@ -174,10 +185,12 @@ export function buildProgram(): Command {
         '/ + its path relative to --root, with its mtime as version (as the Python\n' +
         'filetracker-migrate). Run inside ft_root: ft-migrate ./files http://127.0.0.1:9999\n' +
         'Or copies every file of a 2.x server or store into another, each with its version:\n' +
-        'ft-migrate --from http://old:9999 http://new:9999, ft-migrate --from-store DIR URL',
+        'ft-migrate --from http://old:9999 http://new:9999, ft-migrate --from-store DIR URL\n' +
+        'With the server stopped, --into DIR writes into its store instead of a URL, the\n' +
+        'fastest way: ft-migrate ./files --into ft_root_v2',
     )
     .argument('[FILES]', 'the tree to upload (ft_root/files), or a single file (not with --from)')
-    .argument('[URL]', 'the filetracker 2.x server, e.g. http://127.0.0.1:9999')
+    .argument('[URL]', 'the filetracker 2.x server, e.g. http://127.0.0.1:9999 (not with --into)')
     .allowExcessArguments(false);
   for (const option of options()) program.addOption(option);
   return program;
@@ -193,15 +206,21 @@ export function parseCommandLine(argv: readonly string[], program = buildProgram
   const opts = program.opts<Omit<CliOptions, 'files' | 'url'>>();
   const args = program.args;
   const copying = opts.from !== undefined || opts.fromStore !== undefined;
-  const wanted = copying ? 1 : 2;
-  if (args.length !== wanted) {
-    program.error(
-      copying
-        ? `error: with --from or --from-store give one argument, the target URL (got ${args.length})`
-        : `error: give FILES and URL (got ${args.length} argument${args.length === 1 ? '' : 's'})`,
-      { exitCode: 2, code: 'ft-migrate.arguments' },
-    );
+  const into = opts.into !== undefined;
+  const wanted = (copying ? 0 : 1) + (into ? 0 : 1);
+  const files = copying ? (opts.from ?? opts.fromStore)! : args[0]!;
+  const fail = (message: string): never =>
+    program.error(`error: ${message}`, { exitCode: 2, code: 'ft-migrate.arguments' });
+  if (into && args.length === wanted + 1) {
+    fail(`--into ${opts.into} and the target URL ${args.at(-1)} exclude each other: give one`);
   }
+  if (args.length !== wanted) {
+    const got = `got ${args.length} argument${args.length === 1 ? '' : 's'}`;
+    if (copying && into) fail(`with --into and --from or --from-store give no argument (${got})`);
+    if (copying) fail(`with --from or --from-store give one argument, the target URL (${got})`);
+    fail(into ? `with --into give FILES alone (${got})` : `give FILES and URL (${got})`);
+  }
+  if (into) return { ...opts, files };
   const url = args[wanted - 1]!;
   try {
     httpUrl(url);
@@ -211,5 +230,5 @@ export function parseCommandLine(argv: readonly string[], program = buildProgram
       code: 'ft-migrate.url',
     });
   }
-  return { ...opts, files: copying ? (opts.from ?? opts.fromStore)! : args[0]!, url };
+  return { ...opts, files, url };
 }

@@ -1,9 +1,9 @@
-import { stat } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { CliError, EXIT_STATUS, exitStatusOf, runCommand } from '@filetracker/runtime';
 import { FiletrackerClient, PROTOCOL_VERSION, legacyName } from '@filetracker/shared-protocol';
 import { parseCommandLine, type CliOptions } from './cli-options.js';
-import { Migrator, type MigrateMode } from './migrator.js';
+import { Migrator, type MigrateClient, type MigrateMode } from './migrator.js';
 import { startPlainLog } from './plain-log.js';
 import { ProgressTracker } from './progress.js';
 import { checkResume, type ResumeDecision } from './resume-check.js';
@@ -23,8 +23,17 @@ const VERSION_CHECK_MS = 10_000;
 interface Setup {
   files: string;
   root: string;
-  url: string;
   mode: MigrateMode;
+}
+
+/** Where the files go: an ft-server over HTTP, or with `--into` a store directory. */
+interface Target {
+  client: MigrateClient;
+  /** The URL, or the store's directory: for people, the state file and the report. */
+  label: string;
+  /** The identity of its store; `undefined` from a server that names none. */
+  storeId: string | undefined;
+  close(): Promise<void>;
 }
 
 function modeOf(options: CliOptions): MigrateMode {
@@ -64,7 +73,7 @@ async function resolveSetup(options: CliOptions, cwd: string): Promise<Setup> {
       { cause: err },
     );
   }
-  return { files, root, url: options.url, mode: modeOf(options) };
+  return { files, root, mode: modeOf(options) };
 }
 
 /**
@@ -130,6 +139,53 @@ async function checkServer(client: FiletrackerClient, url: string): Promise<stri
   return storeId;
 }
 
+/** The target URL's server, checked (`GET /version`) and named by its store. */
+async function openHttpTarget(url: string, timeoutMs: number): Promise<Target> {
+  // Retried by the migrator, which counts and reports retries and honours --retries.
+  const client = new FiletrackerClient(url, { timeoutMs, retries: 0 });
+  try {
+    const storeId = await checkServer(client, url);
+    return { client, label: url, storeId, close: async () => client.close() };
+  } catch (err) {
+    client.close();
+    throw err;
+  }
+}
+
+/**
+ * `--into DIR`: the store itself, opened by ft-server's code (see store-target.ts), which
+ * is loaded only then: a run over HTTP does not pay for the server's modules. A dry run
+ * or a verify creates nothing.
+ */
+async function openStoreDir(
+  options: CliOptions,
+  setup: Setup,
+  cwd: string,
+  warn: (line: string) => void,
+): Promise<Target> {
+  const dir = path.resolve(cwd, options.into!);
+  if (options.fromStore !== undefined && (await sameDir(options.fromStore, dir, cwd))) {
+    throw new CliError(
+      'SAME_STORE',
+      `--from-store ${options.fromStore} and --into ${options.into} are the same store: ` +
+        'give the old store as --from-store and the new one as --into',
+    );
+  }
+  const { openStoreTarget } = await import('./targets/store-target.js');
+  const target = await openStoreTarget(dir, {
+    create: setup.mode === 'upload',
+    gzipLevel: options.gzipLevel,
+    warn,
+  });
+  return { ...target, label: dir };
+}
+
+async function sameDir(a: string, b: string, cwd: string): Promise<boolean> {
+  const real = (p: string): Promise<string> =>
+    realpath(path.resolve(cwd, p)).catch(() => path.resolve(cwd, p));
+  return (await real(a)) === (await real(b));
+}
+
 /*
  * Resume: a state file by default, not a HEAD per file. Measured on this machine (2 busy
  * CPUs, local ft-server with its store on disk, 3000 files of 1 KiB, -j 8, medians of 3):
@@ -192,44 +248,40 @@ export async function runCli(argv: readonly string[]): Promise<number> {
   let state: StateFile | undefined;
   let resume: ResumeDecision | undefined;
   let from: Awaited<ReturnType<typeof openCopySource>> | undefined;
-  const client = new FiletrackerClient(options.url, {
-    timeoutMs: options.timeout * 1000,
-    // Retried by the migrator, which counts and reports retries and honours --retries.
-    retries: 0,
-  });
-  const closeClients = (): void => {
-    client.close();
+  let target: Target | undefined;
+  // The store of --into is closed on every way out, so that ft-server finds it unlocked.
+  const closeTargets = async (): Promise<void> => {
     from?.client?.close();
+    await target?.close();
   };
   try {
     const copying = options.from !== undefined || options.fromStore !== undefined;
     if (copying) {
       from = await openCopySource(options, cwd, options.timeout * 1000);
       // The source stands for the root in the state file's identity.
-      setup = {
-        files: from.source.location,
-        root: from.source.location,
-        url: options.url,
-        mode: modeOf(options),
-      };
+      setup = { files: from.source.location, root: from.source.location, mode: modeOf(options) };
     } else {
       setup = await resolveSetup(options, cwd);
     }
     await checkReportPath(options.report, cwd);
-    const storeId = await checkServer(client, options.url);
+    target =
+      options.into !== undefined
+        ? await openStoreDir(options, setup, cwd, (line) => stderr.write(`ft-migrate: ${line}\n`))
+        : await openHttpTarget(options.url!, options.timeout * 1000);
+    const { storeId, label } = target;
     if (from?.storeId !== undefined && from.storeId === storeId) {
       throw new CliError(
         'SAME_STORE',
-        `--from ${options.from} and ${options.url} serve the same store: give the old ` +
+        `--from ${options.from} and ${label} serve the same store: give the old ` +
           'server as --from and the new one as URL',
       );
     }
-    const identity = { url: options.url.replace(/\/+$/, ''), root: setup.root };
+    const identity = { url: label.replace(/\/+$/, ''), root: setup.root };
     state = await openState(options, setup, identity, storeId, cwd);
-    if (state) resume = await checkResume(state, storeId, client, { url: options.url });
+    if (state) resume = await checkResume(state, storeId, target.client, { url: label });
   } catch (err) {
     await state?.close().catch(() => {});
-    closeClients();
+    await closeTargets();
     const status = exitStatusOf('ft-migrate', err);
     if (status === undefined) throw err;
     return status;
@@ -253,7 +305,7 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     files: setup.files,
     root: setup.root,
     ...(from && { from: from.source }),
-    client,
+    client: target.client,
     mode: setup.mode,
     verifyDigest: options.verify === 'digest',
     concurrency: options.concurrency,
@@ -304,7 +356,7 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     if (options.report !== undefined) {
       try {
         await writeReport(path.resolve(cwd, options.report), summary, {
-          url: options.url,
+          url: target.label,
           statePath: state?.path,
           resume,
         });
@@ -324,7 +376,7 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     await view.stop();
     await state?.close().catch(() => {});
     await from?.source.close();
-    closeClients();
+    await closeTargets();
   }
   return code;
 }
