@@ -77,7 +77,7 @@ function program(): Command {
     .addOption(
       new Option(
         '--fallback-url <URL>',
-        'migration mode: answer GET/HEAD of names this store lacks with a 307 to URL/files/NAME (the 1.x store served by ft-legacy-static); URL is probed every 5 s (HEAD /) and a dead or hung fallback shows in /healthz, /status and /metrics',
+        'migration mode: answer GET/HEAD of names this store lacks with a 307 to URL/files/NAME, where URL is the old store: a 1.x tree served by ft-legacy-static (or any static server), or a running filetracker 2.x server, possibly under a path prefix (http://host/ft: then URL//files/NAME); URL is probed every 5 s (GET /version, which also tells /status which kind it is) and a dead or hung fallback shows in /healthz, /status and /metrics',
       ).argParser(httpUrl),
     )
     .addOption(
