@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { CliError, EXIT_STATUS, exitStatusOf, runCommand } from '@filetracker/runtime';
-import { FiletrackerClient, PROTOCOL_VERSION, legacyName } from '@filetracker/shared-protocol';
+import { PROTOCOL_VERSION, legacyName } from '@filetracker/shared-protocol/wire';
 import { parseCommandLine, type CliOptions } from './cli-options.js';
 import { Migrator, type MigrateMode } from './migrator.js';
 import { startPlainLog } from './plain-log.js';
@@ -10,6 +10,7 @@ import { checkResume, type ResumeDecision } from './resume-check.js';
 import { describeError } from './retry.js';
 import { StateFile, defaultStatePath, type StateIdentity } from './state-file.js';
 import { summaryLines, writeReport } from './summary.js';
+import { HttpUploader } from './uploader.js';
 
 /** Exit statuses (also in `--help`): runtime's EXIT_STATUS, and a stop by Ctrl-C. */
 const EXIT = { ...EXIT_STATUS, interrupted: 130 } as const;
@@ -65,7 +66,7 @@ async function resolveSetup(options: CliOptions, cwd: string): Promise<Setup> {
  * `GET /version`: the server must be up and speak protocol 2 before anything starts.
  * Resolves with the identity of its store (`undefined` from a server that names none).
  */
-async function checkServer(client: FiletrackerClient, url: string): Promise<string | undefined> {
+async function checkServer(client: HttpUploader, url: string): Promise<string | undefined> {
   let versions: number[];
   let storeId: string | undefined;
   try {
@@ -161,11 +162,8 @@ export async function runCli(argv: readonly string[]): Promise<number> {
   let setup: Setup;
   let state: StateFile | undefined;
   let resume: ResumeDecision | undefined;
-  const client = new FiletrackerClient(options.url, {
-    timeoutMs: options.timeout * 1000,
-    // Retried by the migrator, which counts and reports retries and honours --retries.
-    retries: 0,
-  });
+  // Retries are the migrator's, which counts and reports them and honours --retries.
+  const client = new HttpUploader(options.url, { timeoutMs: options.timeout * 1000 });
   try {
     setup = await resolveSetup(options, cwd);
     await checkReportPath(options.report, cwd);

@@ -4,10 +4,12 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { setTimeout as delay } from 'node:timers/promises';
 import { sha256OfFile, sha256OfStream } from '@filetracker/runtime';
-import { FiletrackerError, type FiletrackerClient } from '@filetracker/shared-protocol';
+import type { GetOptions, GetResult, PutOptions, StatResult } from '@filetracker/shared-protocol';
+import { FiletrackerError, SMALL_FILE_BYTES } from '@filetracker/shared-protocol/wire';
 import { BoundedQueue } from './bounded-queue.js';
 import { excludeMatcher } from './exclude.js';
 import { formatVersion } from './format.js';
+import { readSmallFile } from './local-file.js';
 import { backoffMs, describeError, errorCode, isTransient } from './retry.js';
 import { walkSource, type SourceEntry } from './source.js';
 
@@ -48,8 +50,19 @@ const LIST_CAP = 10_000;
 /** What a run does. */
 export type MigrateMode = 'upload' | 'dry-run' | 'verify';
 
-/** The part of `FiletrackerClient` the migrator uses (tests can pass a fake). */
-export type MigrateClient = Pick<FiletrackerClient, 'put' | 'stat' | 'get'>;
+/**
+ * What the migrator asks of the server: ft-migrate's `HttpUploader`, or a
+ * `FiletrackerClient` (tests can pass a fake). `put` gets a small file's bytes, a larger
+ * file's path.
+ */
+export interface MigrateClient {
+  put(name: string, source: string | Buffer, options: PutOptions): Promise<number>;
+  stat(
+    name: string,
+    options: { signal?: AbortSignal; followRedirects: false },
+  ): Promise<StatResult | null>;
+  get(name: string, options: GetOptions): Promise<GetResult>;
+}
 
 /** Where finished files are remembered across runs (a `StateFile`). */
 export interface ResumeState {
@@ -609,8 +622,14 @@ export class Migrator extends EventEmitter<MigratorEvents> {
     }
     let stored: number;
     try {
+      // Read once, before the first attempt: a small file's bytes (two thread-pool calls,
+      // see local-file.ts), a larger one streamed from its path by the client.
+      const source =
+        file.size < SMALL_FILE_BYTES
+          ? await readSmallFile(file.path, file.size, this.#followSymlinks)
+          : file.path;
       stored = await this.#retrying(file, (signal) =>
-        this.#client.put(file.name, file.path, {
+        this.#client.put(file.name, source, {
           version: file.version,
           signal,
           ...(this.#gzipLevel !== undefined && { gzipLevel: this.#gzipLevel }),
