@@ -22,9 +22,11 @@ async function dirFor(t: TestContext, prefix: string): Promise<string> {
   return dir;
 }
 
-/** The request lines among JSON log lines (ft-server's have no `msg`, legacy's `request`). */
+/** The request lines among JSON log lines (a failure's own line has a method too). */
 function requestLines(lines: readonly Record<string, unknown>[]): RequestLine[] {
-  return lines.filter((l) => typeof l.method === 'string') as unknown as RequestLine[];
+  return lines.filter(
+    (l) => l.msg === 'request' && typeof l.method === 'string',
+  ) as unknown as RequestLine[];
 }
 
 /** The one line logged for `method path` answered with `status`. */
@@ -162,4 +164,112 @@ test('ft-legacy-static logs bodyBytesOut: the file for a GET, 0 for a HEAD, the 
   assert.equal(lineOf(lines, 'GET', '/files/small.txt', 200).bodyBytesOut, small.length);
   assert.equal(lineOf(lines, 'GET', '/files/large.bin', 200).bodyBytesOut, large.length);
   assert.equal(lineOf(lines, 'HEAD', '/files/large.bin', 200).bodyBytesOut, 0);
+});
+
+/** A request line as JSON, with the fields of an error answer. */
+type LoggedLine = RequestLine & Record<string, unknown> & { code?: string; reason?: string };
+
+/**
+ * Checks the line of each answer: an error answer's line carries the `X-Error-Code` it was
+ * sent as `code` (else the code its status stands for) and its `X-Exception` as `reason`;
+ * any other line has neither. Returns the codes logged.
+ */
+function assertReasons(
+  lines: readonly RequestLine[],
+  sent: readonly [string, string, HttpAnswer][],
+  fallbackCode: (status: number) => string,
+): string[] {
+  const codes: string[] = [];
+  for (const [method, urlPath, answer] of sent) {
+    const line = lineOf(lines, method, urlPath, answer.status) as LoggedLine;
+    const what = `${method} ${urlPath}: ${JSON.stringify(line)}`;
+    if (answer.status < 400) {
+      assert.equal('code' in line || 'reason' in line, false, what);
+      continue;
+    }
+    const sentCode = answer.headers['x-error-code'];
+    assert.equal(line.code, sentCode ?? fallbackCode(answer.status), what);
+    assert.equal(typeof answer.headers['x-exception'], 'string', `${what}: X-Exception`);
+    assert.equal(line.reason, answer.headers['x-exception'], what);
+    codes.push(line.code!);
+  }
+  return codes;
+}
+
+test('every 4xx and 5xx request line of ft-server carries the code and the one-line reason the client was sent (issue 17)', async (t) => {
+  const dir = await dirFor(t, 'ft-access-log-errors-');
+  const store = path.join(dir, 'store');
+  const server = await startProcess('packages/server/bin/ft-server.mjs', [
+    '-d',
+    store,
+    '-p',
+    '0',
+    '--max-file-size',
+    '1K',
+  ]);
+  t.after(() => server.stop('SIGKILL'));
+  const q = '?last_modified=' + encodeURIComponent(formatHttpDate(1_700_000_000));
+  const sent: [string, string, HttpAnswer][] = [];
+  const ask = async (method: string, urlPath: string, body?: string): Promise<HttpAnswer> => {
+    const answer = await httpRequest(server.url, urlPath, { method, body });
+    sent.push([method, urlPath, answer]);
+    return answer;
+  };
+
+  assert.equal((await ask('PUT', '/files/no-version.txt', 'x')).status, 400);
+  assert.equal((await ask('GET', '/files/absent')).status, 404);
+  assert.equal((await ask('PUT', '/files/a' + q, 'x')).status, 200);
+  assert.equal((await ask('PUT', '/files/a/b' + q, 'x')).status, 409);
+  assert.equal((await ask('PUT', '/files/big' + q, 'x'.repeat(2048))).status, 413);
+  // The database removed under the server: writes are 503 once it notices (within 0.1 s).
+  await rm(path.join(store, 'meta'), { recursive: true });
+  for (const deadline = Date.now() + 5_000; ;) {
+    const answer = await ask('PUT', `/files/late-${sent.length}` + q, 'x');
+    if (answer.status === 503 || Date.now() > deadline) break;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assert.equal(sent.at(-1)![2].status, 503);
+  // No X-Error-Code on a /healthz 503: the code its status stands for.
+  assert.equal((await ask('GET', '/healthz')).status, 503);
+
+  await server.stop('SIGTERM'); // writes out the batched log
+  const lines = requestLines(server.lines.map((l) => JSON.parse(l) as Record<string, unknown>));
+  const codes = assertReasons(lines, sent, () => 'SERVER_ERROR');
+  for (const code of [
+    'MISSING_DATE',
+    'NOT_FOUND',
+    'PATH_CONFLICT',
+    'FILE_TOO_LARGE',
+    'STORE_NOT_WRITABLE',
+    'SERVER_ERROR',
+  ]) {
+    assert.ok(codes.includes(code), `${code} in ${JSON.stringify(codes)}`);
+  }
+  const missingDate = lines.find((l) => l.path === '/files/no-version.txt') as LoggedLine;
+  assert.match(missingDate.reason!, /last_modified/);
+});
+
+test('every 4xx request line of ft-legacy-static carries the code and the one-line reason the client was sent (issue 17)', async (t) => {
+  const dir = await dirFor(t, 'ft-access-log-legacy-errors-');
+  const files = path.join(dir, 'ft_root', 'files');
+  await mkdir(files, { recursive: true });
+  await writeFile(path.join(files, 'a.txt'), 'a 1.x file\n');
+  const proc = await startLegacy(['--root', path.join(dir, 'ft_root'), '--port', '0', '-w', '1']);
+  t.after(() => proc.kill());
+
+  const sent: [string, string, HttpAnswer][] = [];
+  for (const [method, urlPath, status] of [
+    ['GET', '/files/a.txt', 200],
+    ['GET', '/files/absent', 404],
+    ['POST', '/files/a.txt', 405],
+    ['GET', '/files/a/../../etc/passwd', 403],
+  ] as const) {
+    const answer = await httpRequest(proc.url, urlPath, { method });
+    assert.equal(answer.status, status, `${method} ${urlPath}`);
+    sent.push([method, urlPath, answer]);
+  }
+  proc.child.kill('SIGTERM');
+  assert.equal(await proc.exited, 0);
+  const codes = assertReasons(requestLines(proc.lines), sent, () => 'none sent');
+  assert.deepEqual(codes, ['NOT_FOUND', 'METHOD_NOT_ALLOWED', 'BAD_PATH']);
 });

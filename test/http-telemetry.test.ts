@@ -7,7 +7,12 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { Counter, Histogram, Registry } from 'prom-client';
-import { AccessLog, RequestMetrics, bufferedLogDestination } from '@filetracker/http-telemetry';
+import {
+  AccessLog,
+  RequestMetrics,
+  bufferedLogDestination,
+  createLogger,
+} from '@filetracker/http-telemetry';
 import { httpRequest, startLegacy } from './helpers/legacy-static.js';
 import { startProcess, tempDir } from './helpers/server.js';
 import { getFile, putFile } from './helpers/store-traffic.js';
@@ -73,41 +78,69 @@ test('RequestMetrics writes the series prom-client itself writes for the same re
   assert.deepEqual(samples(await ours.metrics()), samples(ourText));
 });
 
-test('AccessLog writes the line pino would write for the same fields', async (t) => {
+test('AccessLog writes the line pino would write for the same fields, with the level and time as the logger formats them', async (t) => {
   const dir = await tempDir();
   t.after(() => rm(dir, { recursive: true, force: true }));
-  const file = path.join(dir, 'log');
-  const destination = pino.destination({ dest: file, sync: true });
-  const logger = pino({ name: 'svc', level: 'info' }, destination);
-  const log = new AccessLog(logger);
+  const plainFile = path.join(dir, 'plain.log');
+  const plain = pino(
+    { name: 'svc', level: 'info' },
+    pino.destination({ dest: plainFile, sync: true }),
+  );
+  // The servers' logger: level names and ISO times (issue 17).
+  const ours = createLogger({ name: 'svc', file: path.join(dir, 'ours.log') });
   const odd = '/files/a"b\\c\u0001\u00e9\u2028?x=1';
-  for (const p of ['/files/plain', odd]) {
-    log.request('GET', p, 200, 0, 12, 0.25);
-    const fields = {
-      method: 'GET',
-      path: p,
-      status: 200,
-      bodyBytesIn: 0,
-      bodyBytesOut: 12,
-      ms: 0.25,
-    };
-    logger.info(fields, 'request');
+  const error = { code: 'MISSING_DATE', reason: '"?last_modified=" is required' };
+  for (const logger of [plain, ours.logger]) {
+    const log = new AccessLog(logger);
+    for (const [p, status, answered] of [
+      ['/files/plain', 200, undefined],
+      [odd, 200, undefined],
+      ['/files/x', 400, error],
+    ] as const) {
+      log.request('GET', p, status, 0, 12, 0.25, answered);
+      const fields = {
+        method: 'GET',
+        path: p,
+        status,
+        bodyBytesIn: 0,
+        bodyBytesOut: 12,
+        ms: 0.25,
+        ...answered,
+      };
+      logger.info(fields, 'request');
+    }
   }
-  const lines = (await readFile(file, 'utf8')).trimEnd().split('\n');
-  assert.equal(lines.length, 4);
-  const parsed = lines.map((l) => {
-    const { time, ...rest } = JSON.parse(l) as { time: number };
-    assert.equal(typeof time, 'number');
-    return rest;
-  });
-  assert.deepEqual(parsed[0], parsed[1]);
-  assert.deepEqual(parsed[2], parsed[3]);
-  assert.equal((parsed[2] as { path: string }).path, odd);
+  ours.flush();
+  const read = async (file: string): Promise<Record<string, unknown>[]> => {
+    const lines = (await readFile(file, 'utf8')).trimEnd().split('\n');
+    assert.equal(lines.length, 6);
+    return lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+  };
+  const plainLines = await read(plainFile);
+  const ourLines = await read(path.join(dir, 'ours.log'));
+  for (const lines of [plainLines, ourLines]) {
+    const untimed = lines.map(({ time: _time, ...rest }) => rest);
+    for (let i = 0; i < 6; i += 2) assert.deepEqual(untimed[i], untimed[i + 1]);
+    assert.equal(lines[2]!.path, odd);
+    assert.equal(lines[4]!.code, 'MISSING_DATE');
+    assert.equal(lines[4]!.reason, error.reason);
+  }
+  for (const line of plainLines) {
+    assert.equal(line.level, 30);
+    assert.equal(typeof line.time, 'number');
+  }
+  for (const line of ourLines) {
+    assert.equal(line.level, 'info');
+    assert.equal(typeof line.time, 'string');
+    assert.equal(new Date(line.time as string).toISOString(), line.time);
+    assert.ok(Math.abs(Date.parse(line.time as string) - Date.now()) < 60_000);
+  }
 
   // Above info, nothing is written.
-  logger.level = 'warn';
+  const log = new AccessLog(plain);
+  plain.level = 'warn';
   assert.equal(log.enabled, false);
-  logger.level = 'info';
+  plain.level = 'info';
   assert.equal(log.enabled, true);
 });
 
@@ -234,9 +267,9 @@ test('ft-server and ft-legacy-static write request lines of one schema, answered
   const legacyLines = legacy.lines.filter((l) => 'method' in l);
   assert.equal(serverLines.length, 5, server.lines.join('\n'));
   assert.equal(legacyLines.length, 4);
-  const expected = shapeOf({
-    level: 30,
-    time: 0,
+  const success = {
+    level: '',
+    time: '',
     pid: 0,
     hostname: '',
     name: '',
@@ -247,10 +280,33 @@ test('ft-server and ft-legacy-static write request lines of one schema, answered
     bodyBytesOut: 0,
     ms: 0,
     msg: '',
-  });
+  };
+  // An error answer's line has its code and reason besides (issue 17).
+  const failure = { ...success, code: '', reason: '' };
   for (const line of [...serverLines, ...legacyLines]) {
-    assert.deepEqual(shapeOf(line), expected, JSON.stringify(line));
+    const shape = (line.status as number) >= 400 ? failure : success;
+    assert.deepEqual(shapeOf(line), shapeOf(shape), JSON.stringify(line));
     assert.equal(line.msg, 'request');
+    assert.equal(line.level, 'info');
+    assert.equal(new Date(line.time as string).toISOString(), line.time, 'an ISO 8601 time');
+  }
+  // Both kinds of line, from both servers.
+  for (const lines of [serverLines, legacyLines]) {
+    assert.deepEqual([...new Set(lines.map((l) => (l.status as number) >= 400))].sort(), [
+      false,
+      true,
+    ]);
+  }
+  // The other lines have the same level, time, pid, hostname and name.
+  const listening = [
+    JSON.parse(server.lines.find((l) => l.includes('"listening"'))!) as Record<string, unknown>,
+    legacy.lines.find((l) => l.msg === 'listening')!,
+  ];
+  for (const line of listening) {
+    assert.equal(line.level, 'info');
+    assert.equal(new Date(line.time as string).toISOString(), line.time);
+    assert.equal(typeof line.pid, 'number');
+    assert.equal(typeof line.hostname, 'string');
   }
   assert.deepEqual(
     [...new Set(serverLines.map((l) => l.name))].concat([

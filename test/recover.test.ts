@@ -293,7 +293,7 @@ describe('ft-recover', () => {
     );
   });
 
-  test('refuses a store a running ft-server holds, at once, and the server keeps serving', async (t) => {
+  test('refuses a store a running ft-server holds, at once, naming its pid, and the server keeps serving', async (t) => {
     const dir = await storeDir(t);
     const server = await startProcess(SERVER_BIN, ['-d', dir, '-p', '0']);
     try {
@@ -302,6 +302,7 @@ describe('ft-recover', () => {
         const run = await runRecover(args);
         assert.equal(run.code, 1, args.join(' '));
         assert.match(run.stderr, /in use by a running ft-server/);
+        assert.match(run.stderr, new RegExp(`\\(pid ${server.child.pid}\\)`));
         assert.ok(run.ms < 5_000, `took ${run.ms} ms`);
       }
       const got = await getFile(server.url, '/held.txt');

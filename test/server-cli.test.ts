@@ -1,10 +1,20 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { access, mkdir, readFile, readdir, realpath, rename, rm } from 'node:fs/promises';
+import {
+  access,
+  mkdir,
+  readFile,
+  readdir,
+  realpath,
+  rename,
+  rm,
+  writeFile,
+} from 'node:fs/promises';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
+import { HOLDER_FILE } from '@filetracker/server';
 import { REPO_ROOT, startProcess, tempDir, type RunningProcess } from './helpers/server.js';
 import { checkStore } from './helpers/store-check.js';
 import {
@@ -178,14 +188,14 @@ test('unique prefixes of long options work as with optparse: --log-l, --listen, 
     15_000,
   );
   assert.equal(await stopWithin(quiet, 'SIGTERM'), 0);
-  const levels = quiet.stdoutLines.map((l) => (JSON.parse(l) as { level: number }).level);
+  const levels = quiet.stdoutLines.map((l) => (JSON.parse(l) as { level: string }).level);
   assert.deepEqual(
-    levels.filter((l) => l < 40),
+    levels.filter((l) => !['warn', 'error', 'fatal'].includes(l)),
     [],
   );
 });
 
-test('a second server on the same DIR exits 1 at once with a one-line reason while the first keeps serving (invariant 5)', async (t) => {
+test('a second server on the same DIR exits 1 at once with a one-line reason naming the holder’s pid while the first keeps serving (invariant 5, issue 17)', async (t) => {
   const s = scope(t);
   const dir = await s.dir();
   const first = await s.serve(['-d', dir, '-p', '0']);
@@ -195,10 +205,49 @@ test('a second server on the same DIR exits 1 at once with a one-line reason whi
   t.diagnostic(`second server exited after ${Date.now() - started} ms: ${second.stderr().trim()}`);
   assert.equal(code, 1);
   assert.ok(oneLine(second.stderr()), `stderr: ${JSON.stringify(second.stderr())}`);
+  assert.match(second.stderr(), new RegExp(`\\(pid ${first.child.pid}\\)`));
   assert.equal((await putFile(first.url, '/still/here', Buffer.from('ok'), V)).status, 200);
   assert.equal((await getFile(first.url, '/still/here')).body.toString(), 'ok');
   assert.equal(await stopWithin(first, 'SIGTERM'), 0);
+  // A clean stop takes the PID away with the lock.
+  await assert.rejects(access(path.join(dir, 'meta', HOLDER_FILE)));
   assert.deepEqual((await checkStore(dir)).problems, []);
+});
+
+/** The PID of a process that has exited. */
+async function deadPid(): Promise<number> {
+  const gone = spawnBin(process.execPath, ['-e', '']);
+  await gone.exited;
+  return gone.child.pid!;
+}
+
+test('the lock message names no process that is gone: a killed server’s PID file is no holder, and the next server records its own (issue 17)', async (t) => {
+  const s = scope(t);
+  const dir = await s.dir();
+  const pidFile = path.join(dir, 'meta', HOLDER_FILE);
+  const killed = await s.serve(['-d', dir, '-p', '0']);
+  assert.equal((await readFile(pidFile, 'utf8')).trim(), String(killed.child.pid));
+  await killed.stop('SIGKILL');
+  // Left behind, naming a dead process: it does not keep the next server out...
+  assert.equal((await readFile(pidFile, 'utf8')).trim(), String(killed.child.pid));
+  const next = await s.serve(['-d', dir, '-p', '0']);
+  // ...which records its own PID, named to the one after it.
+  assert.equal((await readFile(pidFile, 'utf8')).trim(), String(next.child.pid));
+  const refused = s.spawn(['-d', dir, '-p', '0']);
+  assert.equal((await exitWithin(refused, 10_000)).code, 1);
+  assert.match(refused.stderr(), new RegExp(`\\(pid ${next.child.pid}\\)`));
+
+  // The file naming a process that is gone while the lock is held (a holder that could not
+  // write it): the message says the store is in use, and names no PID.
+  const dead = await deadPid();
+  await writeFile(pidFile, `${dead}\n`);
+  const blind = s.spawn(['-d', dir, '-p', '0']);
+  assert.equal((await exitWithin(blind, 10_000)).code, 1);
+  t.diagnostic(blind.stderr().trim());
+  assert.ok(oneLine(blind.stderr()), `stderr: ${JSON.stringify(blind.stderr())}`);
+  assert.match(blind.stderr(), /in use/);
+  assert.doesNotMatch(blind.stderr(), /pid/);
+  assert.equal(await stopWithin(next, 'SIGTERM'), 0);
 });
 
 test('a directory with links/ but no meta/ (a Python store) is refused with exit 1 and a hint to run ft-recover, and left untouched', async (t) => {

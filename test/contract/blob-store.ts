@@ -30,8 +30,12 @@ async function all<T>(items: AsyncIterable<T>): Promise<T[]> {
  * abstract-level's test suite is for every level store: every implementation passes it.
  * `make` gives a fresh, empty store for each test.
  */
-export function blobStoreContract(name: string, make: () => Promise<BlobStoreUnderTest>): void {
-  describe(`BlobStore contract: ${name}`, () => {
+export function blobStoreContract(
+  name: string,
+  make: () => Promise<BlobStoreUnderTest>,
+  options: { skip?: string | undefined } = {},
+): void {
+  describe(`BlobStore contract: ${name}`, { skip: options.skip ?? false }, () => {
     const withStore = (fn: (blobs: BlobStore) => Promise<void>) => async () => {
       const under = await make();
       try {

@@ -1,5 +1,6 @@
 import { pino, type Logger } from 'pino';
 import { bufferedLogDestination } from './log-destination.js';
+import { logFormat } from './log-format.js';
 
 /** Options of {@link createLogger}. */
 export interface LoggerOptions {
@@ -24,9 +25,9 @@ export interface LoggerHandle {
 
 /**
  * The logger of both servers: pino JSON lines to stdout or `-L FILE`, written in batches
- * (bufferedLogDestination). Every line carries `pid`, `hostname` and `name`, so lines of
- * several programs, processes or hosts in one place can be told apart; the request lines
- * (AccessLog) carry the same.
+ * (bufferedLogDestination), in one schema (logFormat): `level` by name, `time` in ISO 8601,
+ * and `pid`, `hostname` and `name` on every line, so lines of several programs, processes
+ * or hosts in one place can be told apart; the request lines (AccessLog) carry the same.
  */
 export function createLogger(options: LoggerOptions): LoggerHandle {
   const { destination, reopen, flush } = bufferedLogDestination({
@@ -34,6 +35,6 @@ export function createLogger(options: LoggerOptions): LoggerHandle {
     mkdir: options.mkdir ?? false,
     name: options.name,
   });
-  const logger = pino({ name: options.name, level: options.level ?? 'info' }, destination);
+  const logger = pino({ ...logFormat(options.name), level: options.level ?? 'info' }, destination);
   return { logger, reopen, flush };
 }

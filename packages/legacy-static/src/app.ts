@@ -5,8 +5,10 @@ import { AccessLog, logResponseError } from '@filetracker/http-telemetry';
 import {
   HEADER,
   LEGACY_METHODS,
+  type AnswerReason,
   MEDIA_TYPE,
   NotFoundError,
+  answerReason,
   checkMethod,
   exceptionHeader,
   formatHttpDate,
@@ -103,9 +105,16 @@ export interface LegacyContext {
   localStatus(): Promise<StatusSnapshot>;
   /**
    * Counts and logs one finished request: `path` the request target as sent, `bytes` the
-   * body bytes sent.
+   * body bytes sent, `error` what an error answer gave (answerReason).
    */
-  record(method: string, path: string, status: number, bytes: number, ms: number): void;
+  record(
+    method: string,
+    path: string,
+    status: number,
+    bytes: number,
+    ms: number,
+    error?: AnswerReason,
+  ): void;
 }
 
 /** Throws when `options.root` cannot be resolved. */
@@ -129,10 +138,10 @@ export function legacyContext(options: LegacyAppOptions): LegacyContext {
     probe,
     link: options.link,
     localStatus,
-    record(method, path, status, bytes, ms) {
+    record(method, path, status, bytes, ms, error) {
       stats.bytesSent += bytes;
       // Nothing is uploaded to a read-only server: bodyBytesIn is 0.
-      if (log.enabled) log.request(method, path, status, 0, bytes, ms);
+      if (log.enabled) log.request(method, path, status, 0, bytes, ms, error);
       metrics.observe(method, status, bytes, ms);
     },
   };
@@ -178,7 +187,7 @@ export function buildLegacyApp(context: LegacyContext): Koa {
   const app = new Koa();
   // Errors after the headers went out land here. A client that hangs up once it has
   // Content-Length bytes often does so before our end(): that is no failure.
-  app.on('error', (err: unknown) => logResponseError(logger, err, 'response failed'));
+  app.on('error', (err: unknown) => logResponseError(logger, err, 'response stream failed'));
   app.use(async (ctx) => {
     const startMs = performance.now();
     const { method, originalUrl, res } = ctx;
@@ -190,6 +199,7 @@ export function buildLegacyApp(context: LegacyContext): Koa {
         res.statusCode,
         sentBytes(ctx),
         performance.now() - startMs,
+        answerReason(res.statusCode, res),
       );
     });
     try {

@@ -9,7 +9,7 @@ import { errorAnswer } from '@filetracker/shared-protocol';
 export function respondError(ctx: Context, err: unknown, logger: Logger): void {
   const answer = errorAnswer(err);
   if (answer.logged) {
-    logger.error({ err, method: ctx.method, path: ctx.path }, 'request failed');
+    logger.error({ err, method: ctx.method, path: ctx.originalUrl }, 'request failed');
   }
   if (ctx.headerSent) {
     // Part of the body went out: only cutting the connection tells the client.

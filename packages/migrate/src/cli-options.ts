@@ -11,8 +11,13 @@ import { DEFAULT_CONCURRENCY, DEFAULT_RETRIES } from './migrator.js';
 
 /** The parsed command line of `ft-migrate`. */
 export interface CliOptions {
+  /** The 1.x tree; with `from` or `fromStore`, the same as `url`'s source (unused). */
   files: string;
   url: string;
+  /** `--from URL`: copy every file of a running filetracker 2.x server. */
+  from?: string;
+  /** `--from-store DIR`: copy every file of a filetracker 2.x store directory. */
+  fromStore?: string;
   root?: string;
   silent: boolean;
   concurrency: number;
@@ -38,6 +43,21 @@ export interface CliOptions {
  */
 function options(): Option[] {
   return [
+    new Option(
+      '--from <SOURCE_URL>',
+      'copy every file of a running filetracker 2.x server (ft-server, filetracker-server ' +
+        '2.x, or one under a path prefix such as http://host:9999/ft) instead of a 1.x ' +
+        'tree: ft-migrate --from SOURCE_URL URL. Each file keeps its version and its ' +
+        'stored gzip; a newer version already on URL wins',
+    )
+      .argParser(httpUrl)
+      .conflicts(['fromStore', 'root', 'exclude', 'followSymlinks', 'followSymlinksOutside']),
+    new Option(
+      '--from-store <DIR>',
+      'the same from a filetracker 2.x store directory (ft-server -d DIR, or the Python ' +
+        "server's), read-only and without a server: links/ and blobs/ only, so a store a " +
+        'server holds can be read too; files written meanwhile are copied by a rerun',
+    ).conflicts(['root', 'exclude', 'followSymlinks', 'followSymlinksOutside']),
     new Option(
       '--root <DIR>',
       'the directory that corresponds to the storage root: a file is uploaded as / + its ' +
@@ -105,7 +125,9 @@ function options(): Option[] {
     new Option(
       '--report <FILE>',
       'write a JSON summary to FILE: files and bytes uploaded, skipped (and why), failed ' +
-        '(with reasons), differences, duration, throughput',
+        '(with reasons), differences, duration, throughput; and the same as a page to ' +
+        'open in a browser (a double-click, no network) beside it: FILE with .json ' +
+        'replaced by .html (report.json: report.html), else FILE.html',
     ),
     new Option(
       '--exclude <PATTERN>',
@@ -152,10 +174,12 @@ export function buildProgram(): Command {
     .description(
       'Uploads a filetracker 1.x file tree to a filetracker 2.x server, each file under\n' +
         '/ + its path relative to --root, with its mtime as version (as the Python\n' +
-        'filetracker-migrate). Run inside ft_root: ft-migrate ./files http://127.0.0.1:9999',
+        'filetracker-migrate). Run inside ft_root: ft-migrate ./files http://127.0.0.1:9999\n' +
+        'Or copies every file of a 2.x server or store into another, each with its version:\n' +
+        'ft-migrate --from http://old:9999 http://new:9999, ft-migrate --from-store DIR URL',
     )
-    .argument('<FILES>', 'the tree to upload (ft_root/files), or a single file')
-    .argument('<URL>', 'the filetracker 2.x server, e.g. http://127.0.0.1:9999', httpUrl)
+    .argument('[FILES]', 'the tree to upload (ft_root/files), or a single file (not with --from)')
+    .argument('[URL]', 'the filetracker 2.x server, e.g. http://127.0.0.1:9999')
     .allowExcessArguments(false);
   for (const option of options()) program.addOption(option);
   return program;
@@ -168,6 +192,26 @@ export function buildProgram(): Command {
  */
 export function parseCommandLine(argv: readonly string[], program = buildProgram()): CliOptions {
   parseWith(program, argv, (arg) => (arg === '--verify' ? '--verify=stat' : arg));
-  const [files, url] = program.processedArgs as [string, string];
-  return { ...program.opts<Omit<CliOptions, 'files' | 'url'>>(), files, url };
+  const opts = program.opts<Omit<CliOptions, 'files' | 'url'>>();
+  const args = program.args;
+  const copying = opts.from !== undefined || opts.fromStore !== undefined;
+  const wanted = copying ? 1 : 2;
+  if (args.length !== wanted) {
+    program.error(
+      copying
+        ? `error: with --from or --from-store give one argument, the target URL (got ${args.length})`
+        : `error: give FILES and URL (got ${args.length} argument${args.length === 1 ? '' : 's'})`,
+      { exitCode: 2, code: 'ft-migrate.arguments' },
+    );
+  }
+  const url = args[wanted - 1]!;
+  try {
+    httpUrl(url);
+  } catch (err) {
+    program.error(`error: URL ${url} is invalid: ${(err as Error).message}`, {
+      exitCode: 2,
+      code: 'ft-migrate.url',
+    });
+  }
+  return { ...opts, files: copying ? (opts.from ?? opts.fromStore)! : args[0]!, url };
 }

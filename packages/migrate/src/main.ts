@@ -1,12 +1,16 @@
 import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { CliError, EXIT_STATUS, exitStatusOf, runCommand } from '@filetracker/runtime';
+import type { FiletrackerClient } from '@filetracker/shared-protocol';
 import { PROTOCOL_VERSION, legacyName } from '@filetracker/shared-protocol/wire';
 import { parseCommandLine, type CliOptions } from './cli-options.js';
 import { Migrator, type MigrateMode } from './migrator.js';
 import { startPlainLog } from './plain-log.js';
 import { ProgressTracker } from './progress.js';
 import { checkResume, type ResumeDecision } from './resume-check.js';
+import type { CopySource } from './sources/copy-source.js';
+import { HttpSource } from './sources/http.js';
+import { StoreSource } from './sources/store.js';
 import { describeError } from './retry.js';
 import {
   StateFile,
@@ -29,6 +33,10 @@ interface Setup {
   root: string;
   url: string;
   mode: MigrateMode;
+}
+
+function modeOf(options: CliOptions): MigrateMode {
+  return options.verify ? 'verify' : options.dryRun ? 'dry-run' : 'upload';
 }
 
 /** FILES, the root and the mode, checked: FILES exists and lies inside the root. */
@@ -64,15 +72,43 @@ async function resolveSetup(options: CliOptions, cwd: string): Promise<Setup> {
       { cause: err },
     );
   }
-  const mode: MigrateMode = options.verify ? 'verify' : options.dryRun ? 'dry-run' : 'upload';
-  return { files, root, url: options.url, mode };
+  return { files, root, url: options.url, mode: modeOf(options) };
+}
+
+/**
+ * The 2.x source of `--from URL` (checked like the target: up, protocol 2) or
+ * `--from-store DIR` (checked to be a store), with the identity of its store when the
+ * server names one, to refuse copying a store onto itself.
+ */
+async function openCopySource(
+  options: CliOptions,
+  cwd: string,
+  timeoutMs: number,
+): Promise<{ source: CopySource; client?: FiletrackerClient; storeId?: string }> {
+  if (options.fromStore !== undefined) {
+    return { source: await StoreSource.open(path.resolve(cwd, options.fromStore)) };
+  }
+  const url = options.from!;
+  // got, loaded only for a 2.x source (its listing and stored GETs): see uploader.ts.
+  const { FiletrackerClient } = await import('@filetracker/shared-protocol');
+  const client = new FiletrackerClient(url, { timeoutMs, retries: 0 });
+  try {
+    const storeId = await checkServer(client, url);
+    return { source: new HttpSource(client, url), client, storeId };
+  } catch (err) {
+    client.close();
+    throw err;
+  }
 }
 
 /**
  * `GET /version`: the server must be up and speak protocol 2 before anything starts.
  * Resolves with the identity of its store (`undefined` from a server that names none).
  */
-async function checkServer(client: HttpUploader, url: string): Promise<string | undefined> {
+async function checkServer(
+  client: Pick<HttpUploader, 'versionInfo'>,
+  url: string,
+): Promise<string | undefined> {
   let versions: number[];
   let storeId: string | undefined;
   try {
@@ -204,18 +240,42 @@ export async function runCli(argv: readonly string[]): Promise<number> {
   let state: StateFile | undefined;
   let legacyState = false;
   let resume: ResumeDecision | undefined;
+  let from: Awaited<ReturnType<typeof openCopySource>> | undefined;
   // Retries are the migrator's, which counts and reports them and honours --retries.
   const client = new HttpUploader(options.url, { timeoutMs: options.timeout * 1000 });
+  const closeClients = (): void => {
+    client.close();
+    from?.client?.close();
+  };
   try {
-    setup = await resolveSetup(options, cwd);
+    const copying = options.from !== undefined || options.fromStore !== undefined;
+    if (copying) {
+      from = await openCopySource(options, cwd, options.timeout * 1000);
+      // The source stands for the root in the state file's identity.
+      setup = {
+        files: from.source.location,
+        root: from.source.location,
+        url: options.url,
+        mode: modeOf(options),
+      };
+    } else {
+      setup = await resolveSetup(options, cwd);
+    }
     await checkReportPath(options.report, cwd);
     const storeId = await checkServer(client, options.url);
+    if (from?.storeId !== undefined && from.storeId === storeId) {
+      throw new CliError(
+        'SAME_STORE',
+        `--from ${options.from} and ${options.url} serve the same store: give the old ` +
+          'server as --from and the new one as URL',
+      );
+    }
     const identity = { url: options.url.replace(/\/+$/, ''), root: setup.root };
     ({ state, legacy: legacyState } = await openState(options, setup, identity, storeId, cwd));
     if (state) resume = await checkResume(state, storeId, client, { url: options.url });
   } catch (err) {
     await state?.close().catch(() => {});
-    client.close();
+    closeClients();
     const status = exitStatusOf('ft-migrate', err);
     if (status === undefined) throw err;
     return status;
@@ -247,6 +307,7 @@ export async function runCli(argv: readonly string[]): Promise<number> {
   const migrator = new Migrator({
     files: setup.files,
     root: setup.root,
+    ...(from && { from: from.source }),
     client,
     mode: setup.mode,
     verifyDigest: options.verify === 'digest',
@@ -317,7 +378,8 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     process.off('SIGTERM', onSignal);
     await view.stop();
     await state?.close().catch(() => {});
-    client.close();
+    await from?.source.close();
+    closeClients();
   }
   return code;
 }

@@ -3,8 +3,16 @@ import fs, { type Stats } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { setTimeout as delay } from 'node:timers/promises';
-import { sha256OfFile, sha256OfStream } from '@filetracker/runtime';
-import type { GetOptions, GetResult, PutOptions, StatResult } from '@filetracker/shared-protocol';
+import { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { sha256OfFile, sha256OfStream, type ByteSource } from '@filetracker/runtime';
+import type {
+  GetOptions,
+  GetResult,
+  PutOptions,
+  StatResult,
+  StoredBody,
+} from '@filetracker/shared-protocol';
 import { FiletrackerError, SMALL_FILE_BYTES } from '@filetracker/shared-protocol/wire';
 import { BoundedQueue } from './bounded-queue.js';
 import { excludeMatcher } from './exclude.js';
@@ -12,6 +20,7 @@ import { formatVersion } from './format.js';
 import { readSmallFile } from './local-file.js';
 import { backoffMs, describeError, errorCode, isTransient } from './retry.js';
 import { walkSource, type SourceEntry } from './source.js';
+import type { CopyEntry, CopySource } from './sources/copy-source.js';
 
 // Through callbacks, promisified: cheaper than fs/promises, and each file takes two (see
 // shared-protocol's put-body.ts).
@@ -53,10 +62,15 @@ export type MigrateMode = 'upload' | 'dry-run' | 'verify';
 /**
  * What the migrator asks of the server: ft-migrate's `HttpUploader`, or a
  * `FiletrackerClient` (tests can pass a fake). `put` gets a small file's bytes, a larger
- * file's path.
+ * file's path; `putStored` is needed only when copying from a 2.x source (`from`).
  */
 export interface MigrateClient {
   put(name: string, source: string | Buffer, options: PutOptions): Promise<number>;
+  putStored?(
+    name: string,
+    stored: StoredBody,
+    options: { version: number; signal?: AbortSignal; gzipLevel?: number },
+  ): Promise<{ version: number; logicalSize: number | undefined }>;
   stat(
     name: string,
     options: { signal?: AbortSignal; followRedirects: false },
@@ -69,6 +83,8 @@ export interface ResumeState {
   has(name: string, version: number): boolean;
   /** `deleted`: finished because a client deleted the name on the server. */
   record(name: string, version: number, deleted?: boolean): void;
+  /** Finished files it lists; absent means it may list some. */
+  readonly size?: number;
 }
 
 /** A regular file to migrate. */
@@ -221,10 +237,16 @@ export interface MigratorEvents {
 }
 
 export interface MigratorOptions {
-  /** Absolute path of the tree (or single file) to migrate. */
+  /** Absolute path of the tree (or single file) to migrate; with `from`, its location. */
   files: string;
   /** Absolute path of the store root the names are relative to; contains `files`. */
   root: string;
+  /**
+   * Copy the files of a filetracker 2.x server or store instead of walking a 1.x tree
+   * (`--from`, `--from-store`; see sources/copy-source.ts). Symlink and exclude options
+   * do not apply.
+   */
+  from?: CopySource;
   client: MigrateClient;
   mode?: MigrateMode;
   /** `--verify=digest`: also download every file and compare sha256. */
@@ -301,6 +323,7 @@ export class Migrator extends EventEmitter<MigratorEvents> {
   readonly #followSymlinks: boolean;
   readonly #followSymlinksOutside: boolean;
   readonly #exclude: readonly string[];
+  readonly #from: CopySource | undefined;
   /** `files` with every symlink resolved, once a followed symlink needs it. */
   #realFiles: Promise<string> | undefined;
   readonly #state: ResumeState | undefined;
@@ -352,6 +375,10 @@ export class Migrator extends EventEmitter<MigratorEvents> {
     this.#followSymlinks = options.followSymlinks ?? false;
     this.#followSymlinksOutside = options.followSymlinksOutside ?? false;
     this.#exclude = options.exclude ?? [];
+    this.#from = options.from;
+    if (this.#from && !this.#client.putStored) {
+      throw new TypeError('copying from a 2.x source needs a client with putStored');
+    }
     this.#state = this.#mode === 'verify' ? undefined : options.state;
     this.#checkServer = options.checkServer ?? false;
     this.#checkFinished = options.checkFinished ?? false;
@@ -406,7 +433,9 @@ export class Migrator extends EventEmitter<MigratorEvents> {
         // An unreadable directory is reported and passed over; the rest still migrates.
         const onUnreadable = (err: NodeJS.ErrnoException): void => this.#unreadableDir(err);
         const exclude = excludeMatcher(this.#exclude);
-        const walk = walkSource(this.#files, this.#root, { signal, onUnreadable, exclude });
+        const walk =
+          this.#from?.entries(signal) ??
+          walkSource(this.#files, this.#root, { signal, onUnreadable, exclude });
         for await (const entry of walk) {
           if (!(await queue.push(entry))) break;
         }
@@ -471,6 +500,10 @@ export class Migrator extends EventEmitter<MigratorEvents> {
   async #process(entry: SourceEntry): Promise<void> {
     if (entry.excludedBy !== undefined || entry.pathHex !== undefined) {
       this.#leftOut(entry);
+      return;
+    }
+    if (entry.copy) {
+      await this.#copy(entry, entry.copy);
       return;
     }
     const info = await this.#inspect(entry);
@@ -591,20 +624,29 @@ export class Migrator extends EventEmitter<MigratorEvents> {
     );
   }
 
-  async #upload(file: LocalFile, before: Stats): Promise<void> {
+  /**
+   * Skips `file` (and says so) if an earlier run finished it or, when asked to check, the
+   * server has it at this version or newer. `sizeKnown: false` (a 2.x source that tells
+   * no size) compares versions only.
+   */
+  async #finishedBefore(file: LocalFile, sizeKnown = true): Promise<boolean> {
     const finished = this.#state?.has(file.name, file.version) ?? false;
     if (finished && !this.#checkFinished) {
       this.#skip(file, 'already-done', 'finished by an earlier run (state file)');
-      return;
+      return true;
     }
     if (this.#checkServer || finished) {
       const remote = await this.#retrying(file, (signal) => this.#statOnServer(file, signal));
       this.#transientStreak = 0;
-      if (remote && remote.version === file.version && remote.logicalSize === file.size) {
+      if (
+        remote &&
+        remote.version === file.version &&
+        (!sizeKnown || remote.logicalSize === file.size)
+      ) {
         // A state file being rebuilt (checkFinished) learns it again.
         this.#state?.record(file.name, file.version);
         this.#skip(file, 'already-there', 'already on the server at this version');
-        return;
+        return true;
       }
       if (remote && remote.version > file.version) {
         this.#state?.record(file.name, file.version);
@@ -613,9 +655,14 @@ export class Migrator extends EventEmitter<MigratorEvents> {
           'server-newer',
           `the server has the newer version ${formatVersion(remote.version)}`,
         );
-        return;
+        return true;
       }
     }
+    return false;
+  }
+
+  async #upload(file: LocalFile, before: Stats): Promise<void> {
+    if (await this.#finishedBefore(file)) return;
     if (this.#mode === 'dry-run') {
       this.#done(file);
       return;
@@ -644,17 +691,7 @@ export class Migrator extends EventEmitter<MigratorEvents> {
         this.#fail(file, 'CHANGED', `${changed} while it was uploaded: run again to upload it`);
         return;
       }
-      if (err instanceof FiletrackerError && err.code === 'DELETED') {
-        // Finished: the server will refuse this version for as long as it keeps the tombstone.
-        this.#transientStreak = 0;
-        this.#state?.record(file.name, file.version, true);
-        this.#skip(
-          file,
-          'deleted-on-server',
-          'deleted on the server during the migration: not brought back',
-        );
-        return;
-      }
+      if (this.#deletedOnServer(file, err)) return;
       throw err;
     }
     this.#transientStreak = 0;
@@ -663,6 +700,28 @@ export class Migrator extends EventEmitter<MigratorEvents> {
       this.#fail(file, 'CHANGED', `${changed} while it was uploaded: run again to upload it`);
       return;
     }
+    this.#acknowledged(file, stored);
+  }
+
+  /**
+   * Whether `err` is the server's 410 for a name a client deleted during an online
+   * migration; if so, `file` is finished: the server refuses this version for as long as it
+   * keeps the tombstone.
+   */
+  #deletedOnServer(file: LocalFile, err: unknown): boolean {
+    if (!(err instanceof FiletrackerError && err.code === 'DELETED')) return false;
+    this.#transientStreak = 0;
+    this.#state?.record(file.name, file.version, true);
+    this.#skip(
+      file,
+      'deleted-on-server',
+      'deleted on the server during the migration: not brought back',
+    );
+    return true;
+  }
+
+  /** Records `file` as done once the server answered the version it now stores. */
+  #acknowledged(file: LocalFile, stored: number): void {
     if (stored < file.version) {
       this.#fail(
         file,
@@ -681,6 +740,88 @@ export class Migrator extends EventEmitter<MigratorEvents> {
       return;
     }
     this.#done(file);
+  }
+
+  /**
+   * Copies one file of a 2.x source (see sources/copy-source.ts): its stored gzip goes to
+   * the server unchanged, under its name, with its version. The version is asked first
+   * only when something needs it before the bytes (a resume state with entries, a check
+   * on the server, a dry run, a verify); a first run learns it from the read itself, one
+   * request per file. A file rewritten at the source meanwhile is copied at the version
+   * read; a newer version on the server wins, as for a tree.
+   */
+  async #copy(entry: SourceEntry, from: CopyEntry): Promise<void> {
+    const file: LocalFile = { path: entry.path, name: entry.name, size: 0, version: 0 };
+    const vanished = (): void =>
+      this.#skip(file, 'vanished', 'deleted at the source before it was copied');
+    try {
+      const statFirst =
+        this.#mode !== 'upload' || this.#checkServer || (this.#state?.size ?? 1) > 0;
+      if (statFirst) {
+        const known = await this.#retrying(file, (signal) => from.stat(signal));
+        if (known === null) return vanished();
+        file.version = known.version;
+        file.size = known.logicalSize ?? 0;
+        if (this.#mode === 'verify') {
+          await this.#verify(file, known.logicalSize !== undefined, () =>
+            this.#sourceDigest(file, from),
+          );
+          return;
+        }
+        if (await this.#finishedBefore(file, known.logicalSize !== undefined)) return;
+        if (this.#mode === 'dry-run') return this.#done(file);
+      }
+      let stored: number;
+      try {
+        const copied = await this.#retrying(file, async (signal) => {
+          const opened = await from.open(signal);
+          if (opened === null) return null;
+          file.version = opened.version;
+          file.size = opened.logicalSize ?? file.size;
+          let answer: Awaited<ReturnType<NonNullable<MigrateClient['putStored']>>>;
+          try {
+            answer = await this.#client.putStored!(file.name, opened, {
+              version: opened.version,
+              signal,
+              ...(this.#gzipLevel !== undefined && { gzipLevel: this.#gzipLevel }),
+            });
+          } finally {
+            // Read to its end by a PUT that went well; else the source's answer is dropped.
+            if (!Buffer.isBuffer(opened.data)) opened.data.destroy();
+          }
+          if (answer.logicalSize !== undefined) file.size = answer.logicalSize;
+          return answer.version;
+        });
+        if (copied === null) return vanished();
+        stored = copied;
+      } catch (err) {
+        if (!this.#controller.signal.aborted && this.#deletedOnServer(file, err)) return;
+        throw err;
+      }
+      this.#transientStreak = 0;
+      this.#acknowledged(file, stored);
+    } catch (err) {
+      if (this.#controller.signal.aborted) {
+        this.#skip(file, 'interrupted', 'the run was interrupted');
+      } else {
+        this.#requestFailed(file, err);
+      }
+    }
+  }
+
+  /** The sha256 of a source file's content (`--verify=digest`). */
+  async #sourceDigest(file: LocalFile, from: CopyEntry): Promise<string> {
+    return this.#retrying(file, async (signal) => {
+      const opened = await from.open(signal);
+      if (opened === null) return 'deleted at the source';
+      if (opened.digest !== undefined && opened.gzip) {
+        if (!Buffer.isBuffer(opened.data)) opened.data.destroy();
+        return opened.digest;
+      }
+      const data = Buffer.isBuffer(opened.data) ? Readable.from([opened.data]) : opened.data;
+      const source: ByteSource = opened.gzip ? [data, createGunzip()] : data;
+      return (await sha256OfStream(source, signal)).digest;
+    });
   }
 
   /** How the file changed since `before`, or `undefined` if it did not. */
@@ -706,7 +847,17 @@ export class Migrator extends EventEmitter<MigratorEvents> {
     return this.#client.stat(file.name, { signal, followRedirects: false });
   }
 
-  async #verify(file: LocalFile): Promise<void> {
+  /**
+   * Compares `file` with what the server has. `sizeKnown: false` (a 2.x source that tells
+   * no size) leaves the size out; `localDigest` gives the content's sha256 for
+   * `--verify=digest` when `file.path` is not a local file.
+   */
+  async #verify(
+    file: LocalFile,
+    sizeKnown = true,
+    localDigest = async (): Promise<string> =>
+      (await sha256OfFile(file.path, this.#controller.signal)).digest,
+  ): Promise<void> {
     const remote = await this.#retrying(file, (signal) => this.#statOnServer(file, signal));
     this.#transientStreak = 0;
     if (remote === null) {
@@ -721,7 +872,7 @@ export class Migrator extends EventEmitter<MigratorEvents> {
       );
       return;
     }
-    if (remote.logicalSize !== file.size) {
+    if (sizeKnown && remote.logicalSize !== file.size) {
       this.#diff(
         file,
         'size',
@@ -730,7 +881,7 @@ export class Migrator extends EventEmitter<MigratorEvents> {
       return;
     }
     if (this.#verifyDigest) {
-      const local = await sha256OfFile(file.path, this.#controller.signal);
+      const local = await localDigest();
       const theirs = await this.#retrying(file, async (signal) => {
         const answer = await this.#client.get(file.name, {
           signal,
@@ -738,12 +889,12 @@ export class Migrator extends EventEmitter<MigratorEvents> {
         });
         return sha256OfStream(answer.stream, signal);
       });
-      if (local.digest !== theirs.digest) {
+      if (local !== theirs.digest) {
         this.#diff(
           file,
           'content',
           `the content differs (sha256 ${theirs.digest.slice(0, 12)}… on the server, ` +
-            `${local.digest.slice(0, 12)}… here)`,
+            `${local.slice(0, 12)}… here)`,
         );
         return;
       }
@@ -821,10 +972,13 @@ export class Migrator extends EventEmitter<MigratorEvents> {
     let lastEmitMs = 0;
     try {
       const exclude = excludeMatcher(this.#exclude);
-      const walk = walkSource(this.#files, this.#root, { signal, onUnreadable: () => {}, exclude });
+      const walk =
+        this.#from?.entries(signal) ??
+        walkSource(this.#files, this.#root, { signal, onUnreadable: () => {}, exclude });
       for await (const entry of walk) {
         progress.files += 1;
-        if (entry.excludedBy !== undefined || entry.pathHex !== undefined) continue;
+        // A 2.x source tells no sizes in its listing: the total counts files only.
+        if (entry.excludedBy !== undefined || entry.pathHex !== undefined || entry.copy) continue;
         try {
           let info = await lstat(entry.path);
           if (info.isSymbolicLink() && this.#followSymlinks) info = await stat(entry.path);

@@ -4,6 +4,7 @@ import { walkTree, type UnreadableDirHandler, type WalkEntry } from '@filetracke
 import { legacyName } from '@filetracker/shared-protocol/wire';
 import { escapeBytes } from './byte-names.js';
 import type { ExcludeMatcher } from './exclude.js';
+import type { CopyEntry } from './sources/copy-source.js';
 
 /**
  * One entry of the tree being migrated: not a directory (possibly a symlink or a FIFO),
@@ -23,6 +24,11 @@ export interface SourceEntry {
   pathHex?: string;
   /** A directory that was not entered (excluded, or its name is not UTF-8). */
   directory?: boolean;
+  /**
+   * A file of a filetracker 2.x source (`--from`, `--from-store`): `path` then says where
+   * it is (its URL, or its link), and this reads it (see sources/copy-source.ts).
+   */
+  copy?: CopyEntry;
 }
 
 /** How {@link walkSource} walks. */
@@ -70,8 +76,11 @@ export async function* walkSource(
   }
 }
 
-/** The entry of a name that is not UTF-8, with its path escaped and its bytes in hex. */
-function notUtf8(entry: WalkEntry, nameBytes: Buffer, prefix: string): SourceEntry {
+/**
+ * The entry of a name that is not UTF-8, with its path escaped and its bytes in hex; its
+ * name is `prefix` + `/` + the escaped relative path.
+ */
+export function notUtf8(entry: WalkEntry, nameBytes: Buffer, prefix: string): SourceEntry {
   // Only the last component can be invalid: the walk enters no such directory.
   const parent = path.dirname(entry.absolute);
   const escaped = escapeBytes(nameBytes);

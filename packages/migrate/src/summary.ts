@@ -1,6 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { formatBytes, formatDuration, formatRate, plural } from './format.js';
 import type { MigrationSummary, SkipReason } from './migrator.js';
+import { htmlReportPath, renderHtmlReport, type Report } from './report-html.js';
 import type { ResumeDecision } from './resume-check.js';
 
 /** Each reason's count in words: `1 symlink`, `2 special files`. */
@@ -98,13 +99,16 @@ export function summaryLines(
   return { out, err };
 }
 
-/** Writes `--report FILE`: the summary plus where it ran. */
+/**
+ * Writes `--report FILE`: the summary plus where it ran, as JSON, and the same as a
+ * self-contained HTML page beside it (`report.json` → `report.html`, see htmlReportPath).
+ */
 export async function writeReport(
   file: string,
   summary: MigrationSummary,
   context: { url: string; statePath?: string; resume?: ResumeDecision | undefined },
 ): Promise<void> {
-  const report = {
+  const report: Report = {
     url: context.url,
     statePath: context.statePath ?? null,
     // What was made of the state's finished files, and why (resume-check.ts).
@@ -112,4 +116,5 @@ export async function writeReport(
     ...summary,
   };
   await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
+  await writeFile(htmlReportPath(file), renderHtmlReport(report, SKIP_WORDS));
 }

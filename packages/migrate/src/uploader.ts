@@ -9,6 +9,7 @@ import type {
   PutOptions,
   ServerVersion,
   StatResult,
+  StoredBody,
 } from '@filetracker/shared-protocol';
 import {
   CLIENT_HEADERS,
@@ -23,9 +24,11 @@ import {
   nowVersion,
   parseVersionBody,
   preparePutBody,
+  prepareStoredBody,
   requestRoot,
   versionQuery,
   type AnswerHeaders,
+  type PutBody,
 } from '@filetracker/shared-protocol/wire';
 
 /** Options of an {@link HttpUploader}. */
@@ -127,6 +130,10 @@ export class HttpUploader {
     const { signal } = options;
     const url = fileUrl(this.#root, name) + versionQuery(options.version ?? nowVersion());
     const body = await preparePutBody(source, options.compress ?? true, signal, options.gzipLevel);
+    return this.#send(url, body, signal);
+  }
+
+  async #send(url: string, body: PutBody, signal: AbortSignal | undefined): Promise<number> {
     const answer = await this.#request({
       method: 'PUT',
       url,
@@ -136,6 +143,24 @@ export class HttpUploader {
     });
     checkSuccess(answer.status);
     return answerVersion(answer.status, answer.headers);
+  }
+
+  /**
+   * `PUT /files/{name}` of a file as another 2.x server or store keeps it (`--from`): its
+   * gzip passes through unchanged (shared-protocol's `prepareStoredBody`). Resolves with
+   * the version the server kept and the content size when known.
+   */
+  async putStored(
+    name: string,
+    stored: StoredBody,
+    options: { version: number; signal?: AbortSignal; gzipLevel?: number },
+  ): Promise<{ version: number; logicalSize: number | undefined }> {
+    this.#checkOpen();
+    const { signal } = options;
+    const url = fileUrl(this.#root, name) + versionQuery(options.version);
+    const body = await prepareStoredBody(stored, signal, options.gzipLevel);
+    const version = await this.#send(url, body, signal);
+    return { version, logicalSize: body.logicalSize };
   }
 
   /**

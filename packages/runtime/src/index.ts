@@ -1,6 +1,7 @@
 export { walkTree, type UnreadableDirHandler, type WalkEntry } from './walk.js';
 export { sendFile, type SendFileOptions, type SendProgress } from './send-file.js';
 export { readAhead, type ReadAheadStream } from './read-ahead.js';
+export type { PositionalReader } from './positional-reader.js';
 export { answerHalfClosedClients } from './half-close.js';
 export {
   memoryFirstListener,

@@ -1,4 +1,4 @@
-import type { FileHandle } from 'node:fs/promises';
+import type { PositionalReader } from './positional-reader.js';
 import { Readable } from 'node:stream';
 
 /** A stream of a file's bytes that counts what it has read, as fs.ReadStream does. */
@@ -23,7 +23,7 @@ export type ReadAheadStream = Readable & { readonly bytesRead: number };
  * could hang up during; a file found shorter fails the stream.
  */
 export function readAhead(
-  handle: Pick<FileHandle, 'read' | 'close'>,
+  handle: PositionalReader,
   chunkBytes: number,
   length = Infinity,
 ): ReadAheadStream {

@@ -1,4 +1,4 @@
-import type { FileHandle } from 'node:fs/promises';
+import type { PositionalReader } from './positional-reader.js';
 import type { Writable } from 'node:stream';
 
 /** Where {@link sendFile} reports how far it got (for request logs). */
@@ -49,7 +49,7 @@ function keepSpare(buffer: Buffer): void {
  * rejects.
  */
 export async function sendFile(
-  handle: Pick<FileHandle, 'read' | 'close'>,
+  handle: PositionalReader,
   out: Writable,
   length: number,
   options: SendFileOptions = {},

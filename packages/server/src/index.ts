@@ -35,6 +35,9 @@ export type {
 } from './store/metadata-store.js';
 export { LocalBlobStore } from './store/local-blob-store.js';
 export { LocalMetadataStore, type LocalMetadataOptions } from './store/local-metadata-store.js';
+export { S3BlobStore, type S3BlobStoreOptions } from './store/s3-blob-store.js';
+export { PgMetadataStore, type PgMetadataOptions } from './store/pg-metadata-store.js';
+export { SCHEMA_VERSION, SchemaTooNewError } from './store/pg-schema.js';
 export { DigestFilter } from './store/digest-filter.js';
 export { ReadCaches, type EntryLookup } from './store/read-caches.js';
 export {
@@ -45,6 +48,7 @@ export {
   type StoreLayout,
 } from './store/layout.js';
 export { MetaDb, type BlobRecord } from './store/meta-db.js';
+export { HOLDER_FILE } from './store/lock-holder.js';
 export { DirSync } from './store/dir-sync.js';
 
 import type { LocalMetadataStore } from './store/local-metadata-store.js';

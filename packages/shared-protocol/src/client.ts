@@ -16,15 +16,16 @@ import {
   requestRoot,
   versionQuery,
 } from './client-wire.js';
-import { nowVersion } from './dates.js';
+import { LATEST_DATE_VERSION, nowVersion } from './dates.js';
 import { FiletrackerError } from './errors.js';
 import { HEADER } from './header-names.js';
-import { headerValue } from './headers.js';
+import { digestOfEtag, headerValue, isGzipEncoding, parseLogicalSizeHeader } from './headers.js';
 import { toFiletrackerError } from './http-error.js';
 import { encodeName, normalizeName } from './path.js';
 import { parseVersionBody } from './protocol-version.js';
-import { preparePutBody } from './put-body.js';
+import { preparePutBody, type PutBody } from './put-body.js';
 import { splitLines } from './split-lines.js';
+import { prepareStoredBody, type StoredBody } from './stored-body.js';
 
 /** Options of a {@link FiletrackerClient}. */
 export interface ClientOptions {
@@ -186,6 +187,27 @@ export class FiletrackerClient {
     const { signal } = options;
     const url = this.#fileUrl(name) + this.#query(options.version ?? nowVersion());
     const body = await preparePutBody(source, options.compress ?? true, signal, options.gzipLevel);
+    return this.#send(url, body, signal);
+  }
+
+  /**
+   * `PUT /files/{name}` of a file as another 2.x server or store keeps it (ft-migrate
+   * --from): its gzip passes through unchanged (see prepareStoredBody). Returns the version
+   * stored after the request, as {@link put} does, and the content size when known.
+   */
+  async putStored(
+    name: string,
+    stored: StoredBody,
+    options: { version: number; signal?: AbortSignal; gzipLevel?: number },
+  ): Promise<{ version: number; logicalSize: number | undefined }> {
+    this.#checkOpen();
+    const { signal } = options;
+    const url = this.#fileUrl(name) + this.#query(options.version);
+    const body = await prepareStoredBody(stored, signal, options.gzipLevel);
+    return { version: await this.#send(url, body, signal), logicalSize: body.logicalSize };
+  }
+
+  async #send(url: string, body: PutBody, signal: AbortSignal | undefined): Promise<number> {
     const response = await this.#attempt(body.replayable, signal, () =>
       this.#got.put(url, {
         body: body.open(),
@@ -220,6 +242,44 @@ export class FiletrackerClient {
         );
       }
       return { stream, version, logicalSize: answerSize(response.statusCode, response.headers) };
+    } catch (err) {
+      stream.destroy();
+      throw err;
+    }
+  }
+
+  /**
+   * `GET /files/{name}` for a copy to another server (ft-migrate --from): resolves once the
+   * headers arrive with the body as the server stores it (gzip, not decompressed) and what
+   * the headers tell of it (the digest from ft-server's `ETag`), following a 307 of a
+   * server in migration mode. Absent: a `NotFoundError`.
+   */
+  async getStored(
+    name: string,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<StoredBody & { data: Readable; version: number }> {
+    this.#checkOpen();
+    const { stream, response } = await this.#openStream(this.#fileUrl(name), options.signal, {
+      decompress: false,
+    });
+    try {
+      const gzip = isGzipEncoding(header(response, HEADER.contentEncoding));
+      const digest = digestOfEtag(header(response, HEADER.etag));
+      const logicalSize = answerSize(response.statusCode, response.headers);
+      let storedSize: number | undefined;
+      try {
+        storedSize = parseLogicalSizeHeader(header(response, HEADER.contentLength));
+      } catch {
+        // a malformed Content-Length: Node's parser would have refused it; send chunked
+      }
+      return {
+        data: stream,
+        gzip,
+        version: lastModified(response),
+        ...(digest !== undefined && { digest }),
+        ...(logicalSize !== undefined && { logicalSize }),
+        ...(storedSize !== undefined && { storedSize }),
+      };
     } catch (err) {
       stream.destroy();
       throw err;
@@ -303,6 +363,17 @@ export class FiletrackerClient {
     }
   }
 
+  /**
+   * Every file under `dir` (default the whole store) as a full name (`/dir/a/b`), whatever
+   * its version: {@link list} with a cutoff no version passes ({@link LATEST_DATE_VERSION}),
+   * so a file a client with a fast clock stored in the future is not left out. Streamed.
+   */
+  async *listNames(dir = '/', options: { signal?: AbortSignal } = {}): AsyncGenerator<string> {
+    const base = normalizeName(dir);
+    const prefix = base === '/' ? '/' : `${base}/`;
+    for await (const line of this.list(base, LATEST_DATE_VERSION, options)) yield prefix + line;
+  }
+
   /** Closes the kept-alive connections; later calls throw a `TypeError`. Idempotent. */
   close(): void {
     if (this.#closed) return;
@@ -330,9 +401,10 @@ export class FiletrackerClient {
   #openStream(
     url: string,
     signal: AbortSignal | undefined,
+    options: { decompress?: boolean } = {},
   ): Promise<{ stream: Readable; response: Response }> {
     return this.#attempt(true, signal, async () => {
-      const stream = this.#got.stream(url, { signal });
+      const stream = this.#got.stream(url, { signal, decompress: options.decompress ?? true });
       // got's streams do not destroy themselves (autoDestroy: false), and only destroy
       // takes their listener off `signal`: one read to its end would leave one behind,
       // and a run sharing one signal warns after ~80 (issue 18, item 5).

@@ -147,3 +147,10 @@ export function formatHttpDate(version: number): string {
 export function nowVersion(): number {
   return Math.floor(Date.now() / 1000);
 }
+
+/**
+ * The last second an IMF-fixdate can carry (`Fri, 31 Dec 9999 23:59:59 GMT`): as a list
+ * cutoff it hides no file, however far ahead a client's clock put its version (ft-migrate
+ * --from copies every file, PROTOCOL.md `/list`).
+ */
+export const LATEST_DATE_VERSION = 253_402_300_799;

@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http';
 import { FiletrackerError, codeForStatus, oneLine } from './errors.js';
 import { HEADER, MEDIA_TYPE } from './header-names.js';
 import { exceptionHeader } from './headers.js';
@@ -79,4 +80,34 @@ function isDiskFull(err: unknown): boolean {
   if (e?.code === 'ENOSPC' || e?.code === 'EDQUOT') return true;
   if (typeof e?.message === 'string' && /No space left on device/i.test(e.message)) return true;
   return e?.cause !== undefined && e.cause !== err && isDiskFull(e.cause);
+}
+
+/** The code and one-line reason an error answer gave, as its request line logs them. */
+export interface AnswerReason {
+  code: string;
+  reason: string;
+}
+
+/**
+ * What an answer with `status` told its client, read back from the headers it was sent
+ * with (`res.getHeader`): for a 4xx or 5xx, the code of `X-Error-Code` and the reason of
+ * `X-Exception`; an error answer without them (a `/healthz` or `/status` 503 has only
+ * `X-Exception`) gets the code its status stands for and the status text, as a client
+ * reads such an answer. Undefined below 400. Both servers' request lines carry it
+ * (issue 17: a 400 logged no more than `"status":400`).
+ */
+export function answerReason(
+  status: number,
+  res: { getHeader(name: string): unknown },
+): AnswerReason | undefined {
+  if (status < 400) return undefined;
+  const code = res.getHeader(HEADER.errorCode);
+  const reason = res.getHeader(HEADER.exception);
+  return {
+    code: typeof code === 'string' && code !== '' ? code : codeForStatus(status),
+    reason:
+      typeof reason === 'string' && reason !== ''
+        ? reason
+        : (STATUS_CODES[status] ?? `HTTP ${status}`),
+  };
 }

@@ -21,6 +21,7 @@ export type FiletrackerErrorCode =
   | 'METHOD_NOT_ALLOWED'
   | 'INSUFFICIENT_STORAGE'
   | 'STORE_NOT_WRITABLE'
+  | 'BACKEND_UNAVAILABLE'
   | 'FALLBACK_UNREACHABLE'
   | 'FALLBACK_TIMEOUT'
   | 'DELETED'
@@ -117,6 +118,22 @@ export class StoreNotWritableError extends FiletrackerError {
   constructor(message: string, cause?: unknown) {
     super(message, { code: 'STORE_NOT_WRITABLE', status: 503, cause });
     this.name = 'StoreNotWritableError';
+  }
+
+  override get expose(): boolean {
+    return true;
+  }
+}
+
+/**
+ * A service the store is made of (the scale-out backend's database or object store) is
+ * down, slow or answering errors: 503 until it is back, which needs no restart. The reason
+ * names the service (`database`, `object store`) and never an address or credential.
+ */
+export class BackendUnavailableError extends FiletrackerError {
+  constructor(message: string, cause?: unknown) {
+    super(message, { code: 'BACKEND_UNAVAILABLE', status: 503, cause });
+    this.name = 'BackendUnavailableError';
   }
 
   override get expose(): boolean {

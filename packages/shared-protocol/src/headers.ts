@@ -33,6 +33,15 @@ export function parseChecksumHeader(value: string | undefined): string | undefin
   return v.toLowerCase();
 }
 
+/**
+ * The content digest a strong `ETag` names, as ft-server sends it (`"<sha256 hex>"`), or
+ * `undefined` for any other tag (the Python server sends none).
+ */
+export function digestOfEtag(value: string | undefined): string | undefined {
+  const match = value === undefined ? null : /^\s*"([0-9a-fA-F]{64})"\s*$/.exec(value);
+  return match ? match[1]!.toLowerCase() : undefined;
+}
+
 /** `Logical-Size`: a whole number of bytes. */
 export function parseLogicalSizeHeader(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;

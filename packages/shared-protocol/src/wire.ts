@@ -11,6 +11,7 @@ export {
   FileTooLargeError,
   InsufficientStorageError,
   StoreNotWritableError,
+  BackendUnavailableError,
   FallbackError,
   DeletedError,
   codeForStatus,
@@ -18,11 +19,12 @@ export {
   type FiletrackerErrorCode,
   type FiletrackerErrorOptions,
 } from './errors.js';
-export { errorAnswer, type ErrorAnswer } from './error-answer.js';
+export { answerReason, errorAnswer, type AnswerReason, type ErrorAnswer } from './error-answer.js';
 export { HEADER, MEDIA_TYPE, STATUS_FIELD } from './header-names.js';
 export {
   LAST_MODIFIED_PARAM,
   acceptsGzip,
+  digestOfEtag,
   exceptionHeader,
   headerValue,
   isGzipEncoding,
@@ -49,7 +51,8 @@ export {
   parseLegacyPath,
   type LegacyTarget,
 } from './legacy-path.js';
-export { formatHttpDate, nowVersion, parseHttpDate } from './dates.js';
+export { LATEST_DATE_VERSION, formatHttpDate, nowVersion, parseHttpDate } from './dates.js';
+export { prepareStoredBody, type StoredBody, type StoredPutBody } from './stored-body.js';
 export { errorFromAnswer, type ReceivedAnswer } from './answer-error.js';
 export {
   CLIENT_HEADERS,

@@ -36,6 +36,7 @@ import type { Store } from '../store/store.js';
 import { errorHandler } from './errors.js';
 import { fallbackVersion } from './fallback.js';
 import { FallbackProbe } from './fallback-probe.js';
+import { operatorPage } from './page.js';
 import { etagOf, fileHeaders, matchesEtag } from './file-headers.js';
 import { requestLogger } from './request-log.js';
 import { Telemetry } from './metrics.js';
@@ -252,6 +253,8 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
 
   app.use(requestLogger(telemetry));
   app.use(errorHandler(logger));
+  // A browser's GET / gets the operator's page; everything else is the protocol's.
+  app.use(operatorPage());
   app.use(async (ctx: Ctx, next: Next) => {
     const target = parseRequestPath(ctx.path);
     ctx.state.target = target;

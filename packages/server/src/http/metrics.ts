@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from 'pino';
+import type { AnswerReason } from '@filetracker/shared-protocol';
 import { AccessLog, RequestMetrics } from '@filetracker/http-telemetry';
 import type { Store } from '../store/store.js';
 import type { FallbackProbe } from './fallback-probe.js';
@@ -16,6 +17,8 @@ export interface RequestRecord {
   /** Response body bytes sent: no status line, headers or chunk framing. */
   bodyBytesOut: number;
   ms: number;
+  /** For a 4xx or 5xx: the code and reason the answer gave (answerReason). */
+  error?: AnswerReason | undefined;
 }
 
 /**
@@ -162,7 +165,7 @@ export class Telemetry {
 
   record(r: RequestRecord): void {
     if (this.#log.enabled) {
-      this.#log.request(r.method, r.path, r.status, r.bodyBytesIn, r.bodyBytesOut, r.ms);
+      this.#log.request(r.method, r.path, r.status, r.bodyBytesIn, r.bodyBytesOut, r.ms, r.error);
     }
     this.metrics.observe(r);
   }

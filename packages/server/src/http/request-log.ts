@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Context, Next } from 'koa';
+import { answerReason } from '@filetracker/shared-protocol';
 import type { Telemetry } from './metrics.js';
 
 /** What {@link countBody} has counted so far. */
@@ -42,7 +43,8 @@ function countBody(res: ServerResponse): BodyCount {
 
 /**
  * One log line and one metrics observation per request (method, path, status, body bytes
- * in and out, ms). A HEAD, 204 or 304 answer has no body whatever was written.
+ * in and out, ms, and an error answer's code and reason). A HEAD, 204 or 304 answer has no
+ * body whatever was written.
  */
 export function requestLogger(telemetry: Telemetry) {
   return async function logRequest(ctx: Context, next: Next): Promise<void> {
@@ -60,6 +62,7 @@ export function requestLogger(telemetry: Telemetry) {
         bodyBytesIn: (ctx.state as { bodyBytesIn?: number }).bodyBytesIn ?? 0,
         bodyBytesOut: bodyless ? 0 : body.bytes,
         ms: Number(process.hrtime.bigint() - started) / 1e6,
+        error: answerReason(status, ctx.res),
       });
     });
     await next();

@@ -5,6 +5,7 @@ import { describeFailure } from '../store/fs-failure.js';
 import { blobPath, digestOfTarget, linkTarget, storeLayout } from '../store/layout.js';
 import { stageLink } from '../store/link-tree.js';
 import { MetaDb, isLevelLocked, type BlobRecord } from '../store/meta-db.js';
+import { inUseMessage, lockHolder } from '../store/lock-holder.js';
 import { forEachBatched } from './batch.js';
 import { DigestTally, isDigest } from './digest-tally.js';
 import { inflateBlob } from '../store/inflate.js';
@@ -415,11 +416,7 @@ async function openLocked(location: string, root: string): Promise<MetaDb> {
     return await MetaDb.open(location);
   } catch (err) {
     if (isLevelLocked(err)) {
-      throw new RecoverError(
-        'LOCKED',
-        `${root} is in use by a running ft-server (or another ft-recover); stop it first`,
-        err,
-      );
+      throw new RecoverError('LOCKED', inUseMessage(root, await lockHolder(location)), err);
     }
     throw err;
   }

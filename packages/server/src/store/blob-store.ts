@@ -1,4 +1,4 @@
-import type { FileHandle } from 'node:fs/promises';
+import type { PositionalReader } from '@filetracker/runtime';
 import type { Readable } from 'node:stream';
 
 /**
@@ -35,8 +35,13 @@ export interface StageOptions {
   maxLogicalSize?: number | undefined;
 }
 
-/** The stored gzip of a blob, opened: positional reads, then close (the reader's job). */
-export type BlobHandle = Pick<FileHandle, 'read' | 'readFile' | 'close'>;
+/**
+ * The stored gzip of a blob, opened: positional reads (or the whole of it), then close (the
+ * reader's job). A local blob's `FileHandle` is one; a bucket's blob is read by ranged GETs.
+ */
+export interface BlobHandle extends PositionalReader {
+  readFile(): Promise<Buffer>;
+}
 
 /** A blob's sizes, read off the blob itself (for a blob whose record is lost). */
 export interface BlobSizes {
@@ -61,7 +66,8 @@ export interface BlobSizes {
  *   the whole blob or none.
  * - **discard** drops a staged blob (commit not called, or failed); idempotent.
  * - **open** gives a handle on the whole gzip, or null for a digest not stored. The bytes of
- *   an open handle stay readable even if the blob is removed meanwhile.
+ *   an open handle stay readable even if the blob is removed meanwhile (in a bucket: a
+ *   blob up to 1 MiB is read whole at open; a larger one lasts the sweeper's grace period).
  * - **has** says whether a digest's blob is there (a record may outlive a blob removed by
  *   hand: a dedup checks).
  * - **remove** deletes a blob; a digest not stored is no error. Not durable by itself: a

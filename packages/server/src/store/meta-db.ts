@@ -1,5 +1,6 @@
 import { ClassicLevel } from 'classic-level';
 import { GroupCommit } from './group-commit.js';
+import { forgetHolder, recordHolder } from './lock-holder.js';
 import type { BlobRecord } from './metadata-store.js';
 
 export type { BlobRecord };
@@ -40,14 +41,22 @@ export class MetaDb {
     this.#write(() => this.db.batch(ops, { sync: true })),
   );
 
-  private constructor(db: ClassicLevel<string, string>) {
+  readonly #location: string;
+
+  private constructor(db: ClassicLevel<string, string>, location: string) {
     this.db = db;
+    this.#location = location;
   }
 
+  /**
+   * Opens the database, taking its lock, and writes this process's PID beside the lock
+   * (lock-holder.ts), so that another process refused by the lock can name the holder.
+   */
   static async open(location: string): Promise<MetaDb> {
     const db = new ClassicLevel<string, string>(location, { valueEncoding: 'utf8' });
     await db.open();
-    return new MetaDb(db);
+    await recordHolder(location);
+    return new MetaDb(db, location);
   }
 
   get isOpen(): boolean {
@@ -154,6 +163,7 @@ export class MetaDb {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await this.#reopening?.catch(() => {});
+      await forgetHolder(this.#location); // while the lock is still ours
       await this.db.close();
     })();
     return this.#closing;

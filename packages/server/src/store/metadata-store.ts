@@ -65,14 +65,17 @@ export interface MetadataEvents {
  *   stored already: a dedup, whose reference revives a blob about to go), the name points at
  *   it with the version, its reference is added and the previous blob's dropped, and the
  *   tombstone cleared when asked. Once it resolves the name and the added reference are
- *   durable. A crash before leaves the old name, or the new one with its blob (never a name
+ *   durable (in a shared database: once the `withName` it runs in resolves, as its
+ *   transaction commits; the caller answers only after that). A crash before leaves the old name, or the new one with its blob (never a name
  *   without its blob); it may leave a reference count too high or an unnamed blob, which
  *   repair (ft-recover) or a sweep fixes, never too low. A failure leaves the name as it was.
  *   A name in the way (a directory, or a parent that is a file) is a ConflictError (409).
  * - **remove** (under the name's lock) deletes a name and drops its reference; the blob goes
- *   with its last reference unless pinned. Durable when it resolves.
+ *   with its last reference unless pinned (in a shared database, by a sweep a grace period
+ *   later, which a dedup meanwhile cancels). Durable when it resolves.
  * - **pin** holds a stored blob (returns its record) until **unpin**, so that a body verified
- *   against it, rather than staged, can still be committed; undefined when not stored.
+ *   against it, rather than staged, can still be committed; undefined when not stored. (In
+ *   a shared database a pin restarts the grace period, and unpin does nothing.)
  * - **Tombstones** (migration mode): `putTombstone` is durable when it resolves.
  * - **list** streams the names under a directory with a version `<= cutoff`, relative to it,
  *   one per line; never the whole listing in memory.

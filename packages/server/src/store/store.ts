@@ -9,6 +9,7 @@ import { storeLayout, type StoreLayout } from './layout.js';
 import { LocalBlobStore } from './local-blob-store.js';
 import { LocalMetadataStore } from './local-metadata-store.js';
 import { MetaDb, isLevelLocked } from './meta-db.js';
+import { inUseMessage, lockHolder } from './lock-holder.js';
 import type { MetadataStore, NameLookup, NameRecord } from './metadata-store.js';
 import { ReadCaches, type EntryLookup, type FileEntry } from './read-caches.js';
 import { StoreDirs } from './store-dirs.js';
@@ -201,11 +202,8 @@ export class Store<M extends MetadataStore = MetadataStore> {
       meta = await MetaDb.open(layout.meta);
     } catch (err) {
       if (isLevelLocked(err)) {
-        throw new StoreOpenError(
-          'LOCKED',
-          `${layout.root} is in use by another ft-server or ft-recover`,
-          err,
-        );
+        const pid = await lockHolder(layout.meta);
+        throw new StoreOpenError('LOCKED', inUseMessage(layout.root, pid), err);
       }
       throw err;
     }

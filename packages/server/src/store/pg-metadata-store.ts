@@ -1,0 +1,514 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import pg from 'pg';
+import {
+  BackendUnavailableError,
+  BadRequestError,
+  ConflictError,
+  joinName,
+} from '@filetracker/shared-protocol';
+import type { BlobStore } from './blob-store.js';
+import type {
+  BlobRecord,
+  CommitResult,
+  MetadataEvents,
+  MetadataStore,
+  NameChange,
+  NameLookup,
+  NameRecord,
+} from './metadata-store.js';
+import { migrate } from './pg-schema.js';
+
+/** Limits the names table's btree can hold (an index entry is at most ~2.7 kB). */
+const NAME_MAX = 255;
+const WHOLE_NAME_MAX = 2000;
+/** Rows per round trip of a listing (keyset paging, see {@link PgMetadataStore.list}). */
+const PAGE_ROWS = 1000;
+
+export interface PgMetadataOptions {
+  /** postgres://USER@HOST:PORT/DB (credentials also from the standard PG* variables). */
+  url: string;
+  /** The blob store whose blobs the names point at. */
+  blobs: BlobStore;
+  /** Connections at most (a bounded pool: each waiting request costs no connection). */
+  poolSize?: number | undefined;
+  /** How long to wait for a connection, a row lock or a statement before a 503. */
+  timeoutMs?: number | undefined;
+  events?: MetadataEvents | undefined;
+  /** Told of connection errors outside any request (a log line for the operator). */
+  warn?: ((details: Record<string, unknown>, message: string) => void) | undefined;
+}
+
+/** SQLSTATE classes and codes that mean "the database is not there (now)", not a bug. */
+const UNAVAILABLE_STATES = /^(08|53|57P|58)|^(55P03|57014|40001|40P01)$/;
+
+/** Whether `err` says the database is down, slow or refusing: a 503, not a 500. */
+function isUnavailable(err: unknown): boolean {
+  const e = err as { code?: string; message?: string };
+  if (typeof e.code === 'string' && UNAVAILABLE_STATES.test(e.code)) return true;
+  if (typeof e.code === 'string' && /^E[A-Z]+$/.test(e.code)) return true; // ECONNREFUSED...
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/.test(
+    e.message ?? '',
+  );
+}
+
+/** The transaction of the {@link PgMetadataStore.withName} a call runs in. */
+interface NameTransaction {
+  client: pg.PoolClient;
+  name: string;
+  /** Set once the transaction has ended: late calls from its context use the pool. */
+  ended: boolean;
+}
+
+type NameRow = { kind: 'f' | 'd' | 'p'; digest: string | null; version: string | null };
+type BlobRow = { refs: string; logical_size: string; stored_size: string };
+
+const toRecord = (row: BlobRow): BlobRecord => ({
+  refs: Number(row.refs),
+  logicalSize: Number(row.logical_size),
+  storedSize: Number(row.stored_size),
+});
+
+const nameOf = (components: readonly string[]): string => joinName(components);
+
+/** The ancestors of a name, outermost first: `/a/b/c` -> `/a`, `/a/b`. */
+function ancestors(name: string): string[] {
+  const out: string[] = [];
+  for (let i = name.indexOf('/', 1); i > 0; i = name.indexOf('/', i + 1))
+    out.push(name.slice(0, i));
+  return out;
+}
+
+/** The key range of the names under a directory (its name, or '' for the root). */
+function childRange(dir: string): [string, string] {
+  // '0' follows '/' in byte order (the names' collation is "C").
+  return [`${dir}/`, `${dir}0`];
+}
+
+/**
+ * The {@link MetadataStore} in PostgreSQL, shared by any number of ft-server processes.
+ *
+ * - **names**: one row per file (`f`: digest, version) and per directory (`d`: a parent of
+ *   some name; kept when emptied, as `links/` keeps directories). A name whose row is a
+ *   directory, or with an ancestor that is a file, is a ConflictError; a reader sees a
+ *   name's committed row, so never `absent` while it is replaced (the row is updated in
+ *   place by one transaction).
+ * - **withName** is one transaction holding the name's row lock for the whole of `fn`;
+ *   `read`, `commit`, `remove` and the tombstone calls made inside `fn` run in it (found
+ *   through an AsyncLocalStorage), so the change is made under the lock and is durable when
+ *   `withName` resolves (the transaction commits). For a name that exists the lock is
+ *   `SELECT ... FOR UPDATE` on its row. For a name that does not, there is no row to lock:
+ *   the transaction inserts a placeholder row (`p`). A second writer's insert of the same
+ *   key waits on the first's uncommitted one (the primary key's uniqueness check), so the
+ *   two serialize exactly as on an existing row; readers never see the placeholder (it is
+ *   never committed: deleted before the commit, or gone with a rollback). When the waited-on
+ *   transaction committed a row, the second finds it and locks it; when it deleted the row
+ *   it had locked (a remove), the second inserts again. No polling, no advisory lock.
+ * - **commit** runs the blob steps under the digest's row lock (`FOR UPDATE`): an existing
+ *   record is a dedup whose reference revives a blob at refcount 0; a new one has its
+ *   staged blob committed to the BlobStore before the record is inserted. The previous
+ *   blob's reference is dropped in the same transaction; a blob at refcount 0 stays until
+ *   the sweeper removes it a grace period later ({@link sweep}), so a concurrent dedup
+ *   (a pin) in any process can still take it.
+ * - **pin** is, across processes, a refresh of the grace period of a blob at refcount 0:
+ *   a body verified against it must be committed within the grace period.
+ */
+export class PgMetadataStore implements MetadataStore {
+  readonly pool: pg.Pool;
+  readonly #blobs: BlobStore;
+  readonly #events: MetadataEvents | undefined;
+  readonly #tx = new AsyncLocalStorage<NameTransaction>();
+  #closing: Promise<void> | undefined;
+  /** The last failure to reach the database, until a query succeeds. */
+  #down: string | undefined;
+
+  private constructor(pool: pg.Pool, options: PgMetadataOptions) {
+    this.pool = pool;
+    this.#blobs = options.blobs;
+    this.#events = options.events;
+  }
+
+  /** Connects, and creates or migrates the schema (one transaction, one process at a time). */
+  static async open(options: PgMetadataOptions): Promise<PgMetadataStore> {
+    const timeoutMs = options.timeoutMs ?? 10_000;
+    const pool = new pg.Pool({
+      connectionString: options.url,
+      max: options.poolSize ?? 16,
+      connectionTimeoutMillis: timeoutMs,
+      statement_timeout: timeoutMs,
+      lock_timeout: timeoutMs,
+      // A writer that hangs inside withName must not hold its row lock forever.
+      idle_in_transaction_session_timeout: 6 * timeoutMs,
+      application_name: 'ft-server',
+    });
+    const warn = options.warn ?? (() => {});
+    // An idle connection dropped by the server (a restart) must not crash the process.
+    pool.on('error', (err) => warn({ err }, 'database connection lost (it is replaced on demand)'));
+    try {
+      const client = await pool.connect();
+      try {
+        await migrate(client);
+      } finally {
+        client.release();
+      }
+    } catch (err) {
+      await pool.end().catch(() => {});
+      throw err;
+    }
+    return new PgMetadataStore(pool, options);
+  }
+
+  get isOpen(): boolean {
+    return this.#closing === undefined && this.#down === undefined;
+  }
+
+  /** Why the database is taken as down (its last error), or undefined. */
+  get downReason(): string | undefined {
+    return this.#down;
+  }
+
+  /** A query on the transaction of the withName we run in, else on a pooled connection. */
+  async #query<R extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<R[]> {
+    const tx = this.#tx.getStore();
+    try {
+      const result =
+        tx && !tx.ended
+          ? await tx.client.query<R>(text, values)
+          : await this.pool.query<R>(text, values);
+      this.#down = undefined;
+      return result.rows;
+    } catch (err) {
+      throw this.#failure(err);
+    }
+  }
+
+  /** `err` as a 503 when the database is unreachable or refusing, else as it is. */
+  #failure(err: unknown): unknown {
+    if (!isUnavailable(err)) return err;
+    const code = (err as { code?: string }).code ?? 'connection';
+    this.#down = `database unavailable (${code})`;
+    return new BackendUnavailableError(this.#down, err);
+  }
+
+  #transaction(what: string): NameTransaction {
+    const tx = this.#tx.getStore();
+    if (!tx || tx.ended) throw new TypeError(`${what} must run inside withName`);
+    return tx;
+  }
+
+  checkStorable(components: readonly string[]): void {
+    if (components.some((c) => Buffer.byteLength(c) > NAME_MAX)) {
+      throw new BadRequestError('BAD_PATH', `A name component is longer than ${NAME_MAX} bytes`);
+    }
+    if (Buffer.byteLength(nameOf(components)) > WHOLE_NAME_MAX) {
+      throw new BadRequestError('BAD_PATH', 'The name is too long');
+    }
+  }
+
+  async read(components: readonly string[]): Promise<NameLookup> {
+    const [row] = await this.#query<NameRow>(
+      'SELECT kind, digest, version FROM names WHERE name = $1',
+      [nameOf(components)],
+    );
+    if (!row || row.kind === 'p') return 'absent';
+    if (row.kind === 'd') return 'directory';
+    return { digest: row.digest!, version: Number(row.version) };
+  }
+
+  async blob(digest: string): Promise<BlobRecord | undefined> {
+    const [row] = await this.#query<BlobRow>(
+      'SELECT refs, logical_size, stored_size FROM blobs WHERE digest = $1',
+      [digest],
+    );
+    return row && toRecord(row);
+  }
+
+  async withName<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw this.#failure(err);
+    }
+    const tx: NameTransaction = { client, name, ended: false };
+    let broken: unknown;
+    try {
+      await client.query('BEGIN');
+      await lockName(client, name);
+      const result = await this.#tx.run(tx, fn);
+      // A placeholder left by a writer that changed nothing is never committed.
+      await client.query(`DELETE FROM names WHERE name = $1 AND kind = 'p'`, [name]);
+      await client.query('COMMIT');
+      this.#down = undefined;
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch((rollbackErr: unknown) => (broken = rollbackErr));
+      throw this.#failure(err);
+    } finally {
+      tx.ended = true;
+      client.release(broken instanceof Error ? broken : undefined);
+    }
+  }
+
+  async pin(digest: string): Promise<BlobRecord | undefined> {
+    // Restarts the grace period of a blob at refcount 0: the sweeper leaves it that long.
+    const [row] = await this.#query<BlobRow>(
+      `UPDATE blobs SET zero_since = CASE WHEN refs = 0 THEN now() ELSE zero_since END
+       WHERE digest = $1 RETURNING refs, logical_size, stored_size`,
+      [digest],
+    );
+    if (!row || !(await this.#blobs.has(digest))) return undefined;
+    return toRecord(row);
+  }
+
+  async unpin(): Promise<void> {
+    // Nothing to release: a pin is a grace period, not a count (see the class comment).
+  }
+
+  async commit(change: NameChange): Promise<CommitResult> {
+    const tx = this.#transaction('commit');
+    const name = nameOf(change.components);
+    if (name !== tx.name) throw new TypeError(`commit of ${name} inside withName(${tx.name})`);
+    await this.#makeParents(name);
+    const [own] = await this.#query<NameRow>('SELECT kind FROM names WHERE name = $1', [name]);
+    if (own?.kind === 'd') throw new ConflictError('This name is a directory');
+    const { blob } = change;
+    const held = typeof change.previous === 'object' ? change.previous : undefined;
+    const sameBlob = held?.digest === blob.digest;
+    // Under the digest's row lock: a sweep of this digest has finished or not begun.
+    const [existing] = await this.#query<BlobRow>(
+      'SELECT refs, logical_size, stored_size FROM blobs WHERE digest = $1 FOR UPDATE',
+      [blob.digest],
+    );
+    if (existing) {
+      if (blob.location !== undefined) {
+        // A record may outlive its blob (removed by hand): this body replaces it.
+        if (await this.#blobs.has(blob.digest)) await this.#blobs.discard(blob);
+        else await this.#blobs.commit(blob);
+      }
+    } else {
+      if (blob.location === undefined) {
+        throw new BackendUnavailableError('a blob went while this upload ran: retry');
+      }
+      await this.#blobs.commit(blob);
+    }
+    let sizes: BlobRecord;
+    if (sameBlob && existing) {
+      sizes = toRecord(existing);
+    } else {
+      const [row] = await this.#query<BlobRow>(
+        `INSERT INTO blobs (digest, refs, logical_size, stored_size) VALUES ($1, 1, $2, $3)
+         ON CONFLICT (digest) DO UPDATE SET refs = blobs.refs + 1, zero_since = NULL
+         RETURNING refs, logical_size, stored_size`,
+        [blob.digest, blob.logicalSize, blob.storedSize],
+      );
+      sizes = toRecord(row!);
+      if (!existing) this.#events?.blobCountChanged(1, blob.storedSize);
+    }
+    await this.#query(`UPDATE names SET kind = 'f', digest = $2, version = $3 WHERE name = $1`, [
+      name,
+      blob.digest,
+      change.version,
+    ]);
+    if (held !== undefined && !sameBlob) await this.#release(held.digest);
+    if (change.clearTombstone) await this.#query('DELETE FROM tombstones WHERE name = $1', [name]);
+    return { dedup: existing !== undefined && !sameBlob, sizes };
+  }
+
+  /**
+   * Makes the directory rows of `name`'s ancestors; a ConflictError when one is a file.
+   * Each is read FOR SHARE, so a concurrent change of that row (a file written or removed
+   * there) is waited for; its insert waits for an uncommitted placeholder of the same name.
+   */
+  async #makeParents(name: string): Promise<void> {
+    for (const dir of ancestors(name)) {
+      for (let attempt = 0; ; attempt++) {
+        await this.#query(
+          `INSERT INTO names (name, kind) VALUES ($1, 'd') ON CONFLICT (name) DO NOTHING`,
+          [dir],
+        );
+        const [row] = await this.#query<NameRow>(
+          'SELECT kind FROM names WHERE name = $1 FOR SHARE',
+          [dir],
+        );
+        if (row?.kind === 'f') throw new ConflictError('A parent of this name is a file');
+        if (row?.kind === 'd') break;
+        // Removed between the insert and the lock (a file deleted there): again.
+        if (attempt >= 10) throw new Error(`cannot make directory ${dir}: it keeps changing`);
+      }
+    }
+  }
+
+  /** Drops a reference; at 0 the blob waits for the sweeper (see {@link sweep}). */
+  async #release(digest: string): Promise<void> {
+    await this.#query(
+      `UPDATE blobs SET refs = greatest(refs - 1, 0),
+         zero_since = CASE WHEN refs <= 1 THEN now() ELSE NULL END
+       WHERE digest = $1`,
+      [digest],
+    );
+  }
+
+  async remove(components: readonly string[], previous: NameRecord): Promise<void> {
+    this.#transaction('remove');
+    await this.#query(`DELETE FROM names WHERE name = $1 AND kind = 'f'`, [nameOf(components)]);
+    await this.#release(previous.digest);
+  }
+
+  async tombstone(name: string): Promise<number | undefined> {
+    const [row] = await this.#query<{ version: string }>(
+      'SELECT version FROM tombstones WHERE name = $1',
+      [name],
+    );
+    return row ? Number(row.version) : undefined;
+  }
+
+  async putTombstone(name: string, version: number): Promise<void> {
+    const rows = await this.#query<{ inserted: boolean }>(
+      `INSERT INTO tombstones (name, version) VALUES ($1, $2)
+       ON CONFLICT (name) DO UPDATE SET version = excluded.version
+       RETURNING (xmax = 0) AS inserted`,
+      [name, version],
+    );
+    if (rows[0]?.inserted) this.#events?.tombstoneCountChanged(1);
+  }
+
+  async deleteTombstone(name: string): Promise<void> {
+    const rows = await this.#query('DELETE FROM tombstones WHERE name = $1 RETURNING name', [name]);
+    if (rows.length > 0) this.#events?.tombstoneCountChanged(-1);
+  }
+
+  async *tombstones(): AsyncGenerator<[string, number]> {
+    for await (const row of this.#pages<{ name: string; version: string }>(
+      'SELECT name, version FROM tombstones WHERE name > $1 ORDER BY name LIMIT $2',
+      (r) => r.name,
+    )) {
+      yield [row.name, Number(row.version)];
+    }
+  }
+
+  async *blobs(): AsyncGenerator<[string, BlobRecord]> {
+    for await (const row of this.#pages<BlobRow & { digest: string }>(
+      `SELECT digest, refs, logical_size, stored_size FROM blobs
+       WHERE digest > $1 ORDER BY digest LIMIT $2`,
+      (r) => r.digest,
+    )) {
+      yield [row.digest, toRecord(row)];
+    }
+  }
+
+  /**
+   * Rows of an ordered query in pages of {@link PAGE_ROWS}, each from where the last ended
+   * (`$1`: the last key, `$2`: the page size). Keyset paging rather than a server-side
+   * cursor: a slow reader holds no connection and no snapshot between pages.
+   */
+  async *#pages<R extends pg.QueryResultRow>(
+    text: string,
+    keyOf: (row: R) => string,
+    values: unknown[] = [],
+  ): AsyncGenerator<R> {
+    let after = '';
+    for (;;) {
+      const rows = await this.#query<R>(text, [after, PAGE_ROWS, ...values]);
+      yield* rows;
+      if (rows.length < PAGE_ROWS) return;
+      after = keyOf(rows[rows.length - 1]!);
+    }
+  }
+
+  async isDirectory(components: readonly string[]): Promise<boolean> {
+    if (components.length === 0) return true;
+    const [row] = await this.#query<NameRow>('SELECT kind FROM names WHERE name = $1', [
+      nameOf(components),
+    ]);
+    return row?.kind === 'd';
+  }
+
+  /**
+   * The files under a directory with a version `<= cutoff`: a range scan of the names'
+   * primary key, in name order, a page per round trip, one line per name.
+   */
+  async *list(components: readonly string[], cutoff: number): AsyncGenerator<string> {
+    const dir = components.length === 0 ? '' : nameOf(components);
+    const [from, to] = childRange(dir);
+    let after = from;
+    for (;;) {
+      const rows = await this.#query<{ name: string; kind: string; version: string | null }>(
+        `SELECT name, kind, version FROM names WHERE name > $1 AND name < $2
+         ORDER BY name LIMIT $3`,
+        [after, to, PAGE_ROWS],
+      );
+      let out = '';
+      for (const row of rows) {
+        if (row.kind === 'f' && Number(row.version) <= cutoff) {
+          out += row.name.slice(from.length) + '\n';
+        }
+      }
+      if (out) yield out;
+      if (rows.length < PAGE_ROWS) return;
+      after = rows[rows.length - 1]!.name;
+    }
+  }
+
+  /**
+   * One sweep: removes the blobs at refcount 0 for at least `graceSeconds`, and their
+   * records. Each blob is removed under its record's row lock, in the transaction that
+   * deletes the record, so a commit of the same digest waits and then finds no record (and
+   * commits its own copy after the removal). SKIP LOCKED: blobs a writer holds are left for
+   * the next sweep. Returns how many went. (The periodic sweeper, elected through the
+   * database, is a later step; this is its unit of work.)
+   */
+  async sweep(graceSeconds: number, batch = 100): Promise<number> {
+    let swept = 0;
+    for (;;) {
+      const client = await this.pool.connect().catch((err: unknown) => {
+        throw this.#failure(err);
+      });
+      let done: number;
+      try {
+        await client.query('BEGIN');
+        const { rows } = await client.query<{ digest: string; stored_size: string }>(
+          `SELECT digest, stored_size FROM blobs
+           WHERE refs = 0 AND zero_since <= now() - make_interval(secs => $1)
+           ORDER BY zero_since LIMIT $2 FOR UPDATE SKIP LOCKED`,
+          [graceSeconds, batch],
+        );
+        for (const row of rows) await this.#blobs.remove(row.digest);
+        await client.query('DELETE FROM blobs WHERE digest = ANY($1)', [rows.map((r) => r.digest)]);
+        await client.query('COMMIT');
+        for (const row of rows) this.#events?.blobCountChanged(-1, Number(row.stored_size));
+        done = rows.length;
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw this.#failure(err);
+      } finally {
+        client.release();
+      }
+      swept += done;
+      if (done < batch) return swept;
+    }
+  }
+
+  /** Idempotent: every call returns the same promise. */
+  close(): Promise<void> {
+    this.#closing ??= this.pool.end();
+    return this.#closing;
+  }
+}
+
+/**
+ * Takes `name`'s row lock in the transaction of `client`: the existing row FOR UPDATE, or a
+ * placeholder row inserted for a name that has none (see the class comment).
+ */
+async function lockName(client: pg.PoolClient, name: string): Promise<void> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const inserted = await client.query(
+      `INSERT INTO names (name, kind) VALUES ($1, 'p') ON CONFLICT (name) DO NOTHING`,
+      [name],
+    );
+    if (inserted.rowCount === 1) return;
+    const locked = await client.query('SELECT 1 FROM names WHERE name = $1 FOR UPDATE', [name]);
+    if (locked.rowCount === 1) return;
+    // The row we waited for was deleted (a remove committed): insert again.
+  }
+  throw new Error(`cannot lock name ${name}: its row keeps changing`);
+}

@@ -1,0 +1,375 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import {
+  CopyObjectCommand,
+  CreateBucketCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
+import { byteCountOfStream } from '@filetracker/runtime';
+import { BackendUnavailableError } from '@filetracker/shared-protocol';
+import type { BlobHandle, BlobSizes, BlobStore, StageOptions, StagedBlob } from './blob-store.js';
+import { unlink } from './fs-calls.js';
+import { ingest, type IngestTarget } from './ingest.js';
+
+/**
+ * A blob up to this size is read whole when opened (one GET, from the first byte), so its
+ * handle reads from memory and outlives the blob's removal, as the port promises. Larger
+ * ones are read by ranged GETs: their bytes stay readable for the sweeper's grace period.
+ */
+const WHOLE_READ_BYTES = 1024 * 1024;
+
+/** How long a connection to the object store may take, and a request stay silent. */
+const CONNECT_TIMEOUT_MS = 3_000;
+const REQUEST_TIMEOUT_MS = 30_000;
+/** Sockets to the object store at once (the pool is bounded, as the database's is). */
+const MAX_SOCKETS = 64;
+
+const DIGEST = /^[0-9a-f]{64}$/;
+
+/** Where the blobs of a bucket are, and how to reach it. */
+export interface S3BlobStoreOptions {
+  bucket: string;
+  /** Keys start with this (no leading or trailing slash needed); empty for the bucket's root. */
+  prefix?: string | undefined;
+  /** A non-AWS store (Swift, Ceph, MinIO, Garage): path-style addressing then. */
+  endpoint?: string | undefined;
+  /** Default: AWS_REGION, else us-east-1. */
+  region?: string | undefined;
+  /** Default: the standard AWS environment variables and profiles. */
+  credentials?: S3ClientConfig['credentials'];
+  /** A local directory for bodies being read and verified before they are uploaded. */
+  tmpDir: string;
+  /** zlib level for plain bodies. */
+  gzipLevel?: number | undefined;
+}
+
+/** The status an S3 error carries, if it came from an answer. */
+function statusOf(err: unknown): number | undefined {
+  return (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+}
+
+function isNotFound(err: unknown): boolean {
+  const name = (err as { name?: string }).name;
+  return statusOf(err) === 404 || name === 'NoSuchKey' || name === 'NotFound';
+}
+
+/** The one-line 503 for a failed call to the object store (never its address or keys). */
+function unavailable(what: string, err: unknown): BackendUnavailableError {
+  const e = err as { name?: string; code?: string };
+  const why = statusOf(err) ?? e.code ?? e.name ?? 'error';
+  return new BackendUnavailableError(`object store unavailable (${what}: ${why})`, err);
+}
+
+/**
+ * The {@link BlobStore} in an S3-compatible bucket (AWS S3, Swift's s3api, Ceph RGW, MinIO,
+ * Garage), using only the common subset: PUT with a length, GET (ranged), HEAD, DELETE,
+ * server-side copy, ListObjectsV2. A blob is the object `PREFIX/blobs/<2 hex>/<sha256>`.
+ *
+ * A body is read, hashed and counted into a local temp file by the same code as the local
+ * store's (ingest.ts: the claims checked, 4xx before anything is uploaded), then uploaded
+ * with its length under a staging key `PREFIX/staging/<random>`: invisible to `open` and
+ * `digests`, and a discard deletes only its own copy (two uploads of one content must not
+ * share a key before commit). Commit is a server-side copy to the digest's key: a PUT is
+ * atomic in S3, and a second commit of one digest overwrites identical bytes (Swift has no
+ * conditional PUT, and none is needed). Staging keys left by a crash are for the sweeper.
+ */
+export class S3BlobStore implements BlobStore {
+  readonly client: S3Client;
+  readonly bucket: string;
+  readonly #prefix: string;
+  readonly #target: IngestTarget;
+
+  private constructor(client: S3Client, options: S3BlobStoreOptions) {
+    this.client = client;
+    this.bucket = options.bucket;
+    const prefix = (options.prefix ?? '').replace(/^\/+|\/+$/g, '');
+    this.#prefix = prefix === '' ? '' : `${prefix}/`;
+    this.#target = { tmpDir: options.tmpDir, gzipLevel: options.gzipLevel ?? 6 };
+  }
+
+  /** A store on `options.bucket`, which is created if missing. */
+  static async open(options: S3BlobStoreOptions): Promise<S3BlobStore> {
+    const client = new S3Client({
+      ...(options.endpoint !== undefined && { endpoint: options.endpoint, forcePathStyle: true }),
+      region: options.region ?? process.env.AWS_REGION ?? 'us-east-1',
+      ...(options.credentials !== undefined && { credentials: options.credentials }),
+      // The SDK's default checksums make streamed PUTs fail on Swift (501) and Ceph (411):
+      // only where the API demands one. Our own integrity check is the content's sha256.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      requestHandler: {
+        connectionTimeout: CONNECT_TIMEOUT_MS,
+        requestTimeout: REQUEST_TIMEOUT_MS,
+        httpAgent: { keepAlive: true, maxSockets: MAX_SOCKETS },
+        httpsAgent: { keepAlive: true, maxSockets: MAX_SOCKETS },
+      },
+    });
+    const store = new S3BlobStore(client, options);
+    try {
+      await store.#ensureBucket();
+    } catch (err) {
+      client.destroy();
+      throw err;
+    }
+    return store;
+  }
+
+  async #ensureBucket(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      return;
+    } catch (err) {
+      if (!isNotFound(err)) throw unavailable(`bucket ${this.bucket}`, err);
+    }
+    try {
+      await this.client.send(new CreateBucketCommand({ Bucket: this.bucket }));
+    } catch (err) {
+      // Another process made it meanwhile.
+      if ((err as { name?: string }).name !== 'BucketAlreadyOwnedByYou') {
+        throw unavailable(`create bucket ${this.bucket}`, err);
+      }
+    }
+  }
+
+  /** The key of a committed blob. */
+  key(digest: string): string {
+    return `${this.#prefix}blobs/${digest.slice(0, 2)}/${digest}`;
+  }
+
+  #stagingKey(kind: 'upload' | 'health'): string {
+    return `${this.#prefix}staging/${kind}-${randomBytes(12).toString('hex')}`;
+  }
+
+  async stage(body: Readable, options: StageOptions): Promise<StagedBlob> {
+    const verified = await ingest(body, options, this.#target);
+    const file = verified.location;
+    if (file === undefined) return verified;
+    const key = this.#stagingKey('upload');
+    try {
+      await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Body: createReadStream(file),
+          // A streamed PUT needs its length (no aws-chunked encoding on Swift).
+          ContentLength: (await stat(file)).size,
+          ContentType: 'application/gzip',
+        }),
+      );
+    } catch (err) {
+      throw unavailable('upload', err);
+    } finally {
+      await unlink(file).catch(() => {});
+    }
+    return { ...verified, location: key };
+  }
+
+  async commit(blob: StagedBlob): Promise<void> {
+    if (blob.location === undefined) {
+      throw new TypeError(`blob ${blob.digest} was only verified, not staged`);
+    }
+    try {
+      await this.client.send(
+        new CopyObjectCommand({
+          Bucket: this.bucket,
+          Key: this.key(blob.digest),
+          CopySource: encodeURI(`${this.bucket}/${blob.location}`),
+        }),
+      );
+    } catch (err) {
+      if (isNotFound(err)) {
+        throw new Error(`staged blob ${blob.digest} is gone (discarded?)`, { cause: err });
+      }
+      throw unavailable('commit', err);
+    }
+    // The staging copy is no longer needed; one left by a failure here is the sweeper's.
+    await this.discard(blob).catch(() => {});
+  }
+
+  async discard(blob: StagedBlob): Promise<void> {
+    if (blob.location === undefined) return;
+    try {
+      // Deleting a key that is not there succeeds: idempotent.
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: blob.location }));
+    } catch (err) {
+      throw unavailable('discard', err);
+    }
+  }
+
+  async open(digest: string): Promise<BlobHandle | null> {
+    const key = this.key(digest);
+    let first: { bytes: Buffer; size: number };
+    try {
+      // One round trip for most blobs: the first WHOLE_READ_BYTES, and the total size.
+      const res = await this.client.send(
+        new GetObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Range: `bytes=0-${WHOLE_READ_BYTES - 1}`,
+        }),
+      );
+      const bytes = Buffer.from(await res.Body!.transformToByteArray());
+      const total = /\/(\d+)$/.exec(res.ContentRange ?? '')?.[1];
+      first = { bytes, size: total === undefined ? bytes.length : Number(total) };
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw unavailable('read', err);
+    }
+    return new S3BlobHandle(this, key, first.bytes, first.size);
+  }
+
+  async has(digest: string): Promise<boolean> {
+    try {
+      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(digest) }));
+      return true;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw unavailable('head', err);
+    }
+  }
+
+  async sizes(digest: string): Promise<BlobSizes | undefined> {
+    let res;
+    try {
+      res = await this.client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: this.key(digest) }),
+      );
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw unavailable('read', err);
+    }
+    const body = res.Body as Readable;
+    const logicalSize = await byteCountOfStream([body, createGunzip()]);
+    return { logicalSize, storedSize: res.ContentLength ?? 0 };
+  }
+
+  async remove(digest: string): Promise<void> {
+    try {
+      await this.client.send(
+        new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(digest) }),
+      );
+    } catch (err) {
+      throw unavailable('delete', err);
+    }
+  }
+
+  /**
+   * Every committed blob, from ListObjectsV2 pages. Listings may lag writes (Swift's are
+   * eventually consistent): for repair and sweeps, never to decide a request.
+   */
+  async *digests(): AsyncGenerator<string> {
+    const prefix = `${this.#prefix}blobs/`;
+    let token: string | undefined;
+    do {
+      let page;
+      try {
+        page = await this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: prefix,
+            ContinuationToken: token,
+          }),
+        );
+      } catch (err) {
+        throw unavailable('list', err);
+      }
+      for (const { Key } of page.Contents ?? []) {
+        const [fan, digest] = (Key ?? '').slice(prefix.length).split('/');
+        if (digest !== undefined && DIGEST.test(digest) && digest.startsWith(fan!)) yield digest;
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token !== undefined);
+  }
+
+  async checkWritable(): Promise<void> {
+    const key = this.#stagingKey('health');
+    try {
+      await this.client.send(
+        new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: 'ok', ContentLength: 2 }),
+      );
+    } catch (err) {
+      throw unavailable('write', err);
+    } finally {
+      await this.client
+        .send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }))
+        .catch(() => {});
+    }
+  }
+
+  /** Closes the client's sockets. Idempotent. */
+  close(): void {
+    this.client.destroy();
+  }
+
+  /** Reads `length` bytes at `position` of `key` (a ranged GET); fewer at the end. */
+  async readRange(key: string, position: number, length: number): Promise<Buffer> {
+    try {
+      const res = await this.client.send(
+        new GetObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Range: `bytes=${position}-${position + length - 1}`,
+        }),
+      );
+      return Buffer.from(await res.Body!.transformToByteArray());
+    } catch (err) {
+      throw unavailable('read', err);
+    }
+  }
+}
+
+/**
+ * A blob of the bucket, opened: its first bytes (the whole of a small blob) from the GET of
+ * `open`, the rest by ranged GETs.
+ */
+class S3BlobHandle implements BlobHandle {
+  readonly #store: S3BlobStore;
+  readonly #key: string;
+  readonly #first: Buffer;
+  readonly #size: number;
+
+  constructor(store: S3BlobStore, key: string, first: Buffer, size: number) {
+    this.#store = store;
+    this.#key = key;
+    this.#first = first;
+    this.#size = size;
+  }
+
+  async read(
+    buffer: Buffer,
+    offset: number,
+    length: number,
+    position: number,
+  ): Promise<{ bytesRead: number; buffer: Buffer }> {
+    const n = Math.max(0, Math.min(length, this.#size - position));
+    if (n === 0) return { bytesRead: 0, buffer };
+    const bytes =
+      position + n <= this.#first.length
+        ? this.#first.subarray(position, position + n)
+        : await this.#store.readRange(this.#key, position, n);
+    bytes.copy(buffer, offset);
+    return { bytesRead: bytes.length, buffer };
+  }
+
+  async readFile(): Promise<Buffer> {
+    if (this.#first.length >= this.#size) return this.#first;
+    const rest = await this.#store.readRange(
+      this.#key,
+      this.#first.length,
+      this.#size - this.#first.length,
+    );
+    return Buffer.concat([this.#first, rest]);
+  }
+
+  async close(): Promise<void> {}
+}

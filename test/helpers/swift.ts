@@ -1,0 +1,194 @@
+import { execFile } from 'node:child_process';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { accepts, freePort, missingProgram, spawnEngine, waitFor } from './engines.js';
+import type { EngineProcess } from './engines.js';
+import { tempDir } from './server.js';
+
+const run = promisify(execFile);
+
+/** The S3 credentials of the one tempauth user (ENGINES.md). */
+export const SWIFT_S3_CREDENTIALS = { accessKeyId: 'test:tester', secretAccessKey: 'testing' };
+export const SWIFT_S3_REGION = 'us-east-1';
+
+const SERVERS = ['account', 'container', 'object'] as const;
+type Kind = (typeof SERVERS)[number];
+
+const PROGRAMS = [
+  '/usr/bin/swift-ring-builder',
+  '/usr/bin/swift-proxy-server',
+  ...SERVERS.map((kind) => `/usr/bin/swift-${kind}-server`),
+];
+
+/** A throwaway one-node OpenStack Swift with its S3 API, on 127.0.0.1. */
+export interface SwiftEngine {
+  /** The S3 endpoint (the proxy), e.g. http://127.0.0.1:PORT. */
+  endpoint: string;
+  /** Stops the proxy only (the object store "down"); startProxy() brings it back. */
+  stopProxy(): Promise<void>;
+  startProxy(): Promise<void>;
+  /** Stops every server and removes the temp dir. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Why Swift cannot be started here (a missing program), or undefined. */
+export async function swiftMissing(): Promise<string | undefined> {
+  const missing = await missingProgram(PROGRAMS);
+  if (missing !== undefined) {
+    return `${missing} is not installed (apt-get install swift swift-proxy swift-object swift-container swift-account)`;
+  }
+  return undefined;
+}
+
+const serverConf = (dir: string, kind: Kind, port: number): string => `[DEFAULT]
+bind_ip = 127.0.0.1
+bind_port = ${port}
+workers = 0
+user = root
+swift_dir = ${dir}
+devices = ${dir}/devices
+mount_check = false
+log_name = ${kind}-server
+log_level = WARNING
+
+[pipeline:main]
+pipeline = ${kind}-server
+
+[app:${kind}-server]
+use = egg:swift#${kind}
+`;
+
+const proxyConf = (dir: string, port: number): string => `[DEFAULT]
+bind_ip = 127.0.0.1
+bind_port = ${port}
+workers = 0
+user = root
+swift_dir = ${dir}
+log_name = proxy-server
+log_level = WARNING
+
+[pipeline:main]
+pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats bulk s3api tempauth copy slo dlo proxy-logging proxy-server
+
+[app:proxy-server]
+use = egg:swift#proxy
+account_autocreate = true
+
+[filter:s3api]
+use = egg:swift#s3api
+location = ${SWIFT_S3_REGION}
+
+[filter:tempauth]
+use = egg:swift#tempauth
+user_test_tester = testing .admin
+
+[filter:catch_errors]
+use = egg:swift#catch_errors
+[filter:gatekeeper]
+use = egg:swift#gatekeeper
+[filter:healthcheck]
+use = egg:swift#healthcheck
+[filter:proxy-logging]
+use = egg:swift#proxy_logging
+[filter:cache]
+use = egg:swift#memcache
+[filter:listing_formats]
+use = egg:swift#listing_formats
+[filter:bulk]
+use = egg:swift#bulk
+[filter:copy]
+use = egg:swift#copy
+[filter:slo]
+use = egg:swift#slo
+[filter:dlo]
+use = egg:swift#dlo
+`;
+
+/**
+ * One Swift 2.30 node in a temp dir, as ENGINES.md describes it: a ring per server kind
+ * (one device), account, container and object servers, and a proxy whose pipeline has s3api
+ * before tempauth. Ready when every server accepts connections and the proxy's healthcheck
+ * answers OK (about 5 s here).
+ */
+export async function startSwift(): Promise<SwiftEngine> {
+  const dir = await tempDir('ft-swift-');
+  await mkdir(path.join(dir, 'devices', 'd1'), { recursive: true });
+  await writeFile(
+    path.join(dir, 'swift.conf'),
+    '[swift-hash]\nswift_hash_path_suffix = ft-test\nswift_hash_path_prefix = ft-test\n\n' +
+      '[storage-policy:0]\nname = Policy-0\ndefault = yes\n',
+  );
+  const ports = Object.fromEntries(
+    await Promise.all(SERVERS.map(async (kind) => [kind, await freePort()] as const)),
+  ) as Record<Kind, number>;
+  for (const kind of SERVERS) {
+    const builder = path.join(dir, `${kind}.builder`);
+    await run('/usr/bin/swift-ring-builder', [builder, 'create', '6', '1', '0']);
+    await run('/usr/bin/swift-ring-builder', [
+      builder,
+      'add',
+      `r1z1-127.0.0.1:${ports[kind]}/d1`,
+      '100',
+    ]);
+    // Exits 1 with a warning about a single replica; the ring is written all the same.
+    await run('/usr/bin/swift-ring-builder', [builder, 'rebalance']).catch((err: unknown) => {
+      if ((err as { code?: number }).code !== 1) throw err;
+    });
+    await writeFile(path.join(dir, `${kind}-server.conf`), serverConf(dir, kind, ports[kind]));
+  }
+  const proxyPort = await freePort();
+  await writeFile(path.join(dir, 'proxy-server.conf'), proxyConf(dir, proxyPort));
+  const endpoint = `http://127.0.0.1:${proxyPort}`;
+
+  const servers: EngineProcess[] = [];
+  let proxy: EngineProcess | undefined;
+  const startProxy = async (): Promise<void> => {
+    const proc = spawnEngine('/usr/bin/swift-proxy-server', [path.join(dir, 'proxy-server.conf')]);
+    proxy = proc;
+    await waitFor(
+      async () => {
+        if (proc.child.exitCode !== null) throw new Error(`swift proxy exited: ${proc.output()}`);
+        const res = await fetch(`${endpoint}/healthcheck`).catch(() => undefined);
+        return res?.status === 200 && (await res.text()) === 'OK';
+      },
+      30_000,
+      () => `swift proxy did not answer in 30 s: ${proc.output()}`,
+    );
+  };
+  const stopProxy = async (): Promise<void> => {
+    const proc = proxy;
+    proxy = undefined;
+    await proc?.stop();
+  };
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      await Promise.all([stopProxy(), ...servers.map((s) => s.stop())]);
+      await rm(dir, { recursive: true, force: true });
+    })();
+    return closing;
+  };
+  try {
+    for (const kind of SERVERS) {
+      const proc = spawnEngine(`/usr/bin/swift-${kind}-server`, [
+        path.join(dir, `${kind}-server.conf`),
+      ]);
+      servers.push(proc);
+    }
+    await waitFor(
+      async () => {
+        const dead = servers.find((s) => s.child.exitCode !== null);
+        if (dead) throw new Error(`a swift server exited: ${dead.output()}`);
+        return (await Promise.all(SERVERS.map((kind) => accepts(ports[kind])))).every(Boolean);
+      },
+      30_000,
+      () => `swift servers did not listen in 30 s: ${servers.map((s) => s.output()).join('\n')}`,
+    );
+    await startProxy();
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return { endpoint, stopProxy, startProxy, close };
+}

@@ -1,0 +1,112 @@
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe } from 'node:test';
+import {
+  DirSync,
+  LocalBlobStore,
+  PgMetadataStore,
+  S3BlobStore,
+  storeLayout,
+  type BlobStore,
+} from '@filetracker/server';
+import { blobStoreContract } from './contract/blob-store.js';
+import { metadataStoreContract, type MetadataStoreUnderTest } from './contract/metadata-store.js';
+import { postgresMissing, startPostgres, type PostgresEngine } from './helpers/postgres.js';
+import { tempDir } from './helpers/server.js';
+import {
+  SWIFT_S3_CREDENTIALS,
+  SWIFT_S3_REGION,
+  startSwift,
+  swiftMissing,
+  type SwiftEngine,
+} from './helpers/swift.js';
+
+// The scale-out ports against the real engines (PostgreSQL 15, Swift 2.30 with s3api),
+// started once for this file in temp dirs; without them installed, these skip and say why.
+const noPostgres = await postgresMissing();
+const noSwift = await swiftMissing();
+
+let postgres: PostgresEngine | undefined;
+let swift: SwiftEngine | undefined;
+let buckets = 0;
+
+/** A bucket of its own (created by the store) and a local dir for bodies being verified. */
+async function s3Store(prefix?: string): Promise<{ blobs: S3BlobStore; close(): Promise<void> }> {
+  const tmpDir = await tempDir('ft-s3-tmp-');
+  const blobs = await S3BlobStore.open({
+    bucket: `ft-contract-${process.pid}-${++buckets}`,
+    prefix,
+    endpoint: swift!.endpoint,
+    region: SWIFT_S3_REGION,
+    credentials: SWIFT_S3_CREDENTIALS,
+    tmpDir,
+  });
+  return {
+    blobs,
+    async close() {
+      blobs.close();
+      await rm(tmpDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A fresh database's metadata store over `blobs`; sweeps with no grace period. */
+async function pgStore(
+  blobs: BlobStore,
+  closeBlobs: () => Promise<void>,
+): Promise<MetadataStoreUnderTest> {
+  const metadata = await PgMetadataStore.open({
+    url: await postgres!.createDatabase(),
+    blobs,
+    poolSize: 8,
+  });
+  return {
+    metadata,
+    blobs,
+    sweep: async () => {
+      await metadata.sweep(0);
+    },
+    async close() {
+      await metadata.close();
+      await closeBlobs();
+    },
+  };
+}
+
+describe('store ports on real engines', () => {
+  before(async () => {
+    [postgres, swift] = await Promise.all([
+      noPostgres ? undefined : startPostgres(),
+      noSwift ? undefined : startSwift(),
+    ]);
+  });
+  after(async () => {
+    await Promise.all([postgres?.close(), swift?.close()]);
+  });
+
+  blobStoreContract('S3 (Swift s3api)', () => s3Store(), { skip: noSwift });
+  blobStoreContract('S3 (Swift s3api) under a key prefix', () => s3Store('ft/blobs-of-test'), {
+    skip: noSwift,
+  });
+
+  metadataStoreContract(
+    'PostgreSQL over S3 (Swift s3api)',
+    async () => {
+      const s3 = await s3Store('pfx');
+      return pgStore(s3.blobs, () => s3.close());
+    },
+    { skip: noPostgres ?? noSwift },
+  );
+
+  metadataStoreContract(
+    'PostgreSQL over local blobs/',
+    async () => {
+      const root = await tempDir('ft-pg-local-');
+      const layout = storeLayout(root);
+      await Promise.all([layout.blobs, layout.tmp].map((d) => mkdir(d)));
+      const blobs = new LocalBlobStore(layout, new DirSync());
+      return pgStore(blobs, () => rm(path.resolve(root), { recursive: true, force: true }));
+    },
+    { skip: noPostgres },
+  );
+});
