@@ -95,5 +95,5 @@ test('a state file an earlier ft-migrate left in the working directory is still 
   const summary = await report(reportFile);
   assert.equal(summary.skipped.byReason['already-done'], files.length);
   assert.equal(summary.uploaded.files, 0);
-  assert.deepEqual(await readdir(xdg), ['report.json'], 'no second state file');
+  assert.ok(!(await readdir(xdg)).includes('filetracker'), 'no second state file');
 });
