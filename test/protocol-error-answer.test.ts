@@ -3,6 +3,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import {
+  BackendUnavailableError,
   BadRequestError,
   ConflictError,
   DeletedError,
@@ -43,8 +44,31 @@ const CASES: { error: FiletrackerError; status: number; code: FiletrackerErrorCo
     code: 'FALLBACK_UNREACHABLE',
   },
   { error: new FallbackError('FALLBACK_TIMEOUT', 'slow'), status: 504, code: 'FALLBACK_TIMEOUT' },
+  {
+    error: new FallbackError('FALLBACK_CANNOT_LIST', 'no /list'),
+    status: 502,
+    code: 'FALLBACK_CANNOT_LIST',
+  },
+  {
+    error: new BackendUnavailableError('database: down'),
+    status: 503,
+    code: 'BACKEND_UNAVAILABLE',
+  },
   { error: new InsufficientStorageError('disk full'), status: 507, code: 'INSUFFICIENT_STORAGE' },
 ];
+
+/**
+ * 5xx answers whose reason is shown: the operator's to act on (a store refusing writes, a
+ * fallback or a backend service down) and worded to name no path, address or credential.
+ * Every other 5xx reason is hidden.
+ */
+const SHOWN_5XX = new Set<FiletrackerErrorCode>([
+  'STORE_NOT_WRITABLE',
+  'FALLBACK_UNREACHABLE',
+  'FALLBACK_TIMEOUT',
+  'FALLBACK_CANNOT_LIST',
+  'BACKEND_UNAVAILABLE',
+]);
 
 /** An error of the machine, as fs reports it. */
 function errno(code: string, message: string): NodeJS.ErrnoException {
@@ -59,9 +83,9 @@ describe('errorAnswer', () => {
       assert.equal(answer.headers['X-Error-Code'], code);
       assert.equal(answer.headers['Content-Type'], 'text/plain; charset=utf-8');
       assert.equal(answer.logged, status >= 500);
-      // 4xx reasons are the client's; a 5xx one is hidden, but for a store refusing writes.
+      // 4xx reasons are the client's; a 5xx one is hidden, but for those in SHOWN_5XX.
       const reason = answer.headers['X-Exception'];
-      if (status < 500 || code === 'STORE_NOT_WRITABLE') assert.equal(reason, error.message);
+      if (status < 500 || SHOWN_5XX.has(code)) assert.equal(reason, error.message);
       else assert.ok(!reason?.includes(error.message), reason);
       assert.equal(answer.body, reason + '\n');
     });

@@ -344,6 +344,42 @@ describe('ft-recover', () => {
     assert.equal(JSON.parse(new Map(meta).get(`b:${sha256('kept')}`)!).refs, 1);
   });
 
+  test('a file in blobs/ anywhere but where its digest puts it is a stray: counted, then removed, the blob beside it kept', async (t) => {
+    const dir = await storeDir(t);
+    await makePythonStore(dir, [{ name: '/kept.txt', content: Buffer.from('kept'), version: 1 }]);
+    assert.equal((await runRecover([dir])).code, 0);
+    const digest = sha256('kept');
+    const other = sha256('misplaced');
+    const wrongPrefix = other.startsWith('00') ? 'ff' : '00';
+    const strays = [
+      `${wrongPrefix}/${other}`, // a whole blob under another prefix
+      `${digest.slice(0, 3)}/${digest}`, // under a three-digit prefix
+      digest, // straight in blobs/
+      `${digest.slice(0, 2)}/${digest.toUpperCase()}`,
+      `${digest.slice(0, 2)}/${digest}.part`,
+    ];
+    for (const stray of strays) {
+      await mkdir(path.join(dir, 'blobs', path.dirname(stray)), { recursive: true });
+      await writeFile(path.join(dir, 'blobs', stray), gzipSync('misplaced'));
+    }
+
+    const before = await snapshotTree(dir, ['meta']);
+    const check = await runRecover([dir, '--check']);
+    assert.equal(check.code, 1, check.stdout + check.stderr);
+    assert.match(check.stdout, /1 links, 1 blobs, .*5 stray files in blobs\//);
+    assert.deepEqual(await snapshotTree(dir, ['meta']), before);
+
+    const fixed = await runRecover([dir]);
+    assert.equal(fixed.code, 0, fixed.stdout + fixed.stderr);
+    assert.match(fixed.stdout, /1 links, 1 blobs, .*5 stray files removed from blobs\//);
+    for (const stray of strays) {
+      assert.equal(await exists(path.join(dir, 'blobs', stray)), false, stray);
+    }
+    assert.equal(await exists(path.join(dir, 'blobs', digest.slice(0, 2), digest)), true);
+    const again = await runRecover([dir, '--check']);
+    assert.equal(again.code, 0, again.stdout + again.stderr);
+  });
+
   test('refuses a directory that holds no store and creates nothing there', async (t) => {
     const dir = await storeDir(t);
     await mkdir(path.join(dir, 'unrelated'));

@@ -1,9 +1,11 @@
+import { Readable } from 'node:stream';
 import Koa from 'koa';
 import type { Context } from 'koa';
 import { pino, type Logger } from 'pino';
 import { AccessLog, logResponseError } from '@filetracker/http-telemetry';
 import {
   HEADER,
+  LAST_MODIFIED_PARAM,
   LEGACY_METHODS,
   type AnswerReason,
   MEDIA_TYPE,
@@ -12,10 +14,13 @@ import {
   checkMethod,
   exceptionHeader,
   formatHttpDate,
+  legacyVersion,
+  listCutoff,
   parseLegacyPath,
 } from '@filetracker/shared-protocol';
 import { sendFile, type SendProgress } from '@filetracker/runtime';
 import type { WorkerLink } from './cluster.js';
+import { openLegacyListing } from './list.js';
 import { LegacyMetrics } from './metrics.js';
 import { ReadProbe } from './read-probe.js';
 import { respondError } from './respond-error.js';
@@ -63,7 +68,7 @@ async function sendOpened(ctx: Context, { handle, stats }: OpenedFile): Promise<
   ctx.set({
     [HEADER.contentType]: MEDIA_TYPE.file,
     [HEADER.contentLength]: String(stats.size),
-    [HEADER.lastModified]: formatHttpDate(Math.floor(stats.mtimeMs / 1000)),
+    [HEADER.lastModified]: formatHttpDate(legacyVersion(stats.mtimeMs)),
   });
   ctx.respond = false; // the headers are on ctx.res
   if (ctx.method === 'HEAD') {
@@ -85,8 +90,10 @@ function notFound(): never {
  * The read-only server of a 1.x store, in place of lighttpd (PROTOCOL.md "Migration
  * (fallback) mode"): `GET`/`HEAD /files/{name}` give the file's own bytes as
  * `application/octet-stream` with `Content-Length` and `Last-Modified` = its mtime (only
- * regular files: anything else is 404), and `GET /status` gives counters, with a 503 when
- * files cannot be read. Built apart from listening; `main()` listens.
+ * regular files: anything else is 404), `GET /list/{dir}` lists the tree as ft-server
+ * lists its store (so ft-server in migration mode can merge it into its own listing), and
+ * `GET /status` gives counters, with a 503 when files cannot be read. Built apart from
+ * listening; `main()` listens.
  * Throws when `root` cannot be resolved.
  */
 export function createLegacyApp(options: LegacyAppOptions): Koa {
@@ -174,6 +181,19 @@ export function buildLegacyApp(context: LegacyContext): Koa {
       ctx.status = problem === undefined ? 200 : 503;
       ctx.body = (problem ?? 'ok') + '\n';
       if (problem !== undefined) ctx.set(exceptionHeader(problem));
+      return;
+    }
+    if (target.kind === 'list') {
+      const cutoff = listCutoff(ctx.query[LAST_MODIFIED_PARAM]);
+      const progress: SendProgress = { bytesRead: 0 };
+      const lines = await openLegacyListing(guard, target.components, cutoff, progress);
+      ctx.type = MEDIA_TYPE.text;
+      if (ctx.method === 'HEAD') {
+        ctx.body = '';
+        return;
+      }
+      ctx.state.sent = progress; // for the request log (sentBytes)
+      ctx.body = Readable.from(lines);
       return;
     }
     if (target.kind === 'none') notFound();

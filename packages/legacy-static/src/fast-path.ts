@@ -2,7 +2,13 @@ import { closeSync, readSync, statSync, type Stats } from 'node:fs';
 import type { RequestListener } from 'node:http';
 import { LRUCache } from 'lru-cache';
 import { memoryFirstListener, type MemoryAnswer } from '@filetracker/runtime';
-import { HEADER, MEDIA_TYPE, formatHttpDate, parseLegacyPath } from '@filetracker/shared-protocol';
+import {
+  HEADER,
+  MEDIA_TYPE,
+  formatHttpDate,
+  legacyVersion,
+  parseLegacyPath,
+} from '@filetracker/shared-protocol';
 import { buildLegacyApp, legacyContext, type LegacyAppOptions, type LegacyContext } from './app.js';
 import type { RootGuard } from './root-guard.js';
 
@@ -62,7 +68,7 @@ function readSmall(
     const headers = {
       [HEADER.contentType]: MEDIA_TYPE.file,
       [HEADER.contentLength]: String(own.size),
-      [HEADER.lastModified]: formatHttpDate(Math.floor(own.mtimeMs / 1000)),
+      [HEADER.lastModified]: formatHttpDate(legacyVersion(own.mtimeMs)),
     };
     const file: CachedFile = {
       status: 200,

@@ -35,7 +35,8 @@ export interface OpenedFile {
   stats: Stats;
 }
 
-function denied(cause: unknown): FiletrackerError {
+/** 403 for a name we may not read (EACCES): said alike for files and listings. */
+export function denied(cause: unknown): FiletrackerError {
   return new FiletrackerError('Permission denied', { code: 'BAD_PATH', status: 403, cause });
 }
 
@@ -92,10 +93,18 @@ export class RootGuard {
    * The real path of `FT_ROOT/files/{components}`, or undefined when it is absent or lies
    * outside the roots (answered alike, so a probe learns nothing about the outside).
    */
-  async resolve(components: readonly string[]): Promise<string | undefined> {
+  resolve(components: readonly string[]): Promise<string | undefined> {
+    return this.resolvePath(this.pathOf(components));
+  }
+
+  /**
+   * {@link resolve} of a path under FT_ROOT/files as found on disk (a symlink met by a
+   * listing): its real path, or undefined when it is absent or lies outside the roots.
+   */
+  async resolvePath(joined: string): Promise<string | undefined> {
     let real: string;
     try {
-      real = await realpath(this.pathOf(components));
+      real = await realpath(joined);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? '';
       if (ABSENT.has(code)) return undefined;

@@ -13,7 +13,11 @@ import type {
   StatResult,
   StoredBody,
 } from '@filetracker/shared-protocol';
-import { FiletrackerError, SMALL_FILE_BYTES } from '@filetracker/shared-protocol/wire';
+import {
+  FiletrackerError,
+  SMALL_FILE_BYTES,
+  legacyVersion,
+} from '@filetracker/shared-protocol/wire';
 import { BoundedQueue } from './bounded-queue.js';
 import { excludeMatcher } from './exclude.js';
 import { formatVersion } from './format.js';
@@ -300,7 +304,7 @@ function add(tally: Tally, bytes: number): void {
 }
 
 function versionOf(info: Stats): number {
-  return Math.floor(info.mtimeMs / 1000);
+  return legacyVersion(info.mtimeMs);
 }
 
 /**

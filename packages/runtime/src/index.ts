@@ -1,4 +1,5 @@
 export { walkTree, type UnreadableDirHandler, type WalkEntry } from './walk.js';
+export { inBatches } from './batches.js';
 export { sendFile, type SendFileOptions, type SendProgress } from './send-file.js';
 export { readAhead, type ReadAheadStream } from './read-ahead.js';
 export type { PositionalReader } from './positional-reader.js';

@@ -8,15 +8,19 @@ export {
 } from './http/fallback-probe.js';
 export { ServerMetrics, Telemetry, type RequestRecord } from './http/metrics.js';
 export {
-  Store,
   StoreOpenError,
+  type DeleteResult,
   type FileEntry,
+  type LockedName,
   type OpenedFile,
+  type PutAdmission,
   type PutRequest,
   type PutResult,
+  type Store,
+  type StoreHealth,
   type StoreOpenErrorCode,
-  type StoreOptions,
-} from './store/store.js';
+} from './store/store-api.js';
+export { PortStore, type StoreOptions, type WriteGuard } from './store/store.js';
 export type { StoreStats } from './store/store-metrics.js';
 export type {
   BlobHandle,
@@ -51,17 +55,9 @@ export { MetaDb, type BlobRecord } from './store/meta-db.js';
 export { HOLDER_FILE } from './store/lock-holder.js';
 export { DirSync } from './store/dir-sync.js';
 
-import type { LocalMetadataStore } from './store/local-metadata-store.js';
-import type { StoreOptions } from './store/store.js';
-import { Store } from './store/store.js';
-
-/** A store on the local ports (blobs/, links/ and meta/ in one directory). */
-export type LocalStore = Store<LocalMetadataStore>;
-
-/** Opens (creating if new) the store in `dir`. */
-export function openStore(dir: string, options?: StoreOptions): Promise<LocalStore> {
-  return Store.open(dir, options);
-}
+export { LocalStore, openLocalStore as openStore } from './store/open-local.js';
+export { MeteredStore, StoreMetrics } from './store/store-metrics.js';
+export { ForwardingStore } from './store/forwarding-store.js';
 export {
   recoverStore,
   RecoverError,

@@ -18,7 +18,8 @@ import {
 import { DEFAULT_MAX_FILE_BYTES } from './http/app.js';
 import { FallbackProbe } from './http/fallback-probe.js';
 import { createRequestListener } from './http/fast-path.js';
-import { Store, StoreOpenError } from './store/store.js';
+import { StoreOpenError } from './store/store-api.js';
+import { openLocalStore, type LocalStore } from './store/open-local.js';
 
 /** The option table: parsing and --help come from this one list (STYLE.md). */
 function program(): Command {
@@ -142,9 +143,9 @@ async function serve(argv: string[]): Promise<void> {
   if (flags.workers !== undefined)
     logger.info({ workers: flags.workers }, '--workers is ignored: one process');
 
-  let store: Store;
+  let store: LocalStore;
   try {
-    store = await Store.open(flags.dir, {
+    store = await openLocalStore(flags.dir, {
       warn: (details, message) => logger.warn(details, message),
     });
   } catch (err) {

@@ -24,6 +24,7 @@ export type FiletrackerErrorCode =
   | 'BACKEND_UNAVAILABLE'
   | 'FALLBACK_UNREACHABLE'
   | 'FALLBACK_TIMEOUT'
+  | 'FALLBACK_CANNOT_LIST'
   | 'DELETED'
   | 'VERSION_MISMATCH'
   | 'SERVER_ERROR'
@@ -72,6 +73,14 @@ export class NotFoundError extends FiletrackerError {
   constructor(message: string, code: FiletrackerErrorCode = 'NOT_FOUND', cause?: unknown) {
     super(message, { code, status: 404, cause });
     this.name = 'NotFoundError';
+  }
+}
+
+/** `/list` of a directory that is absent or a file (PROTOCOL.md: 400, compat). */
+export class NotADirectoryError extends FiletrackerError {
+  constructor() {
+    super("Path doesn't exist or is not a directory", { code: 'NOT_A_DIRECTORY', status: 400 });
+    this.name = 'NotADirectoryError';
   }
 }
 
@@ -141,11 +150,26 @@ export class BackendUnavailableError extends FiletrackerError {
   }
 }
 
-/** The fallback (1.x) server could not be asked (502) or did not answer in time (504). */
+/**
+ * The fallback (1.x) server could not be asked (502), did not answer in time (504), or
+ * cannot list a directory (502: a static server without `/list`, such as lighttpd).
+ */
 export class FallbackError extends FiletrackerError {
-  constructor(code: 'FALLBACK_UNREACHABLE' | 'FALLBACK_TIMEOUT', message: string, cause?: unknown) {
+  constructor(
+    code: 'FALLBACK_UNREACHABLE' | 'FALLBACK_TIMEOUT' | 'FALLBACK_CANNOT_LIST',
+    message: string,
+    cause?: unknown,
+  ) {
     super(message, { code, status: code === 'FALLBACK_TIMEOUT' ? 504 : 502, cause });
     this.name = 'FallbackError';
+  }
+
+  /**
+   * Shown: the reason is the operator's to act on (start the fallback, or serve the 1.x
+   * tree with ft-legacy-static), and its messages name no path or URL of ours.
+   */
+  override get expose(): boolean {
+    return true;
   }
 }
 

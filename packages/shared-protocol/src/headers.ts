@@ -1,5 +1,6 @@
 import { BadRequestError, oneLine } from './errors.js';
 import { HEADER } from './header-names.js';
+import { nowVersion, parseHttpDate } from './dates.js';
 
 /** The first value of header `name` (any case) in Node's or got's lowercased headers. */
 export function headerValue(
@@ -20,6 +21,16 @@ export function exceptionHeader(message: string): Record<string, string> {
 
 /** The query parameter that carries a version on PUT, DELETE and list. */
 export const LAST_MODIFIED_PARAM = 'last_modified';
+
+/**
+ * The cutoff of a `/list` from its `?last_modified=` value (the first, if repeated):
+ * missing or empty is the server's now, so versions in the future stay hidden; unparsable
+ * is 400 (PROTOCOL.md `GET /list`). Both servers read it here.
+ */
+export function listCutoff(value: string | readonly string[] | undefined): number {
+  const first = typeof value === 'string' ? value : value?.[0];
+  return first === undefined || first === '' ? nowVersion() : parseHttpDate(first);
+}
 
 const HEX64 = /^[0-9a-fA-F]{64}$/;
 

@@ -9,3 +9,4 @@ export {
   type ServerVersion,
   type StatResult,
 } from './client.js';
+export { splitLines } from './split-lines.js';

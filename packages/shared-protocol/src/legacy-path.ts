@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { FiletrackerError } from './errors.js';
-import { percentDecode } from './path.js';
+import { parseRequestPath, percentDecode, requestEndpoint } from './path.js';
 
 /**
  * A 1.x store is a plain tree: the file named `/a/b` is `ft_root/files/a/b`, served by a
@@ -15,6 +15,7 @@ export const LEGACY_FILES_DIR = 'files';
 /** What a request path asks a 1.x store's server (ft-legacy-static) for. */
 export type LegacyTarget =
   | { kind: 'file'; components: string[] }
+  | { kind: 'list'; components: string[]; name: string }
   | { kind: 'status' }
   | { kind: 'metrics' }
   | { kind: 'healthz' }
@@ -25,11 +26,31 @@ function forbidden(message: string, cause?: unknown): FiletrackerError {
 }
 
 /**
- * Splits a raw (percent-encoded) request path. Empty and `.` components are dropped, as
- * lighttpd simplified them; `..`, NUL and invalid UTF-8 are refused with 403 instead of
- * being clamped at the document root (no name of a 1.x store holds them).
+ * Splits a raw (percent-encoded) request path. A file's path as lighttpd did: empty and `.`
+ * components dropped; `..`, NUL and invalid UTF-8 refused with 403 instead of being
+ * clamped at the document root (no name of a 1.x store holds them). Any other path whose
+ * endpoint is `list` by the 2.x grammar is a listing, parsed as ft-server parses it (so a
+ * bad one is the same 400), so ft-server in migration mode can ask for the same listing
+ * it answers.
  */
 export function parseLegacyPath(rawPath: string): LegacyTarget {
+  let target: LegacyTarget | undefined;
+  let refused: unknown;
+  try {
+    target = legacyTarget(rawPath);
+  } catch (err) {
+    refused = err;
+  }
+  if (target?.kind === 'file') return target;
+  if (requestEndpoint(rawPath) === 'list') {
+    const { components, name } = parseRequestPath(rawPath);
+    return { kind: 'list', components, name };
+  }
+  if (target === undefined) throw refused;
+  return target;
+}
+
+function legacyTarget(rawPath: string): LegacyTarget {
   let decoded: string;
   try {
     decoded = percentDecode(rawPath);
@@ -51,6 +72,15 @@ export function parseLegacyPath(rawPath: string): LegacyTarget {
     if (endpoint === 'healthz') return { kind: 'healthz' };
   }
   return { kind: 'none' };
+}
+
+/**
+ * The version of a 1.x file: the whole seconds of its mtime (`mtimeMs` of its stat), as
+ * the Python migrator sent it. What ft-migrate uploads, what ft-legacy-static answers as
+ * `Last-Modified` and lists by: one rule, here.
+ */
+export function legacyVersion(mtimeMs: number): number {
+  return Math.floor(mtimeMs / 1000);
 }
 
 /** `ft_root/files`: where the file of a name's components lies is this joined with them. */

@@ -26,10 +26,11 @@ function hexValue(code: number): number {
 }
 
 /**
- * Percent-decodes `raw` into a string, requiring the bytes to be UTF-8. A `%` not followed
- * by two hex digits stays as it is (as Python's `unquote` leaves it).
+ * Percent-decodes `raw` into a string, requiring the bytes to be UTF-8 (`fatal: false`:
+ * U+FFFD in place of what is not). A `%` not followed by two hex digits stays as it is (as
+ * Python's `unquote` leaves it).
  */
-export function percentDecode(raw: string): string {
+export function percentDecode(raw: string, options: { fatal?: boolean } = {}): string {
   if (!raw.includes('%')) return raw;
   const bytes = Buffer.from(raw, 'utf8');
   const out = Buffer.allocUnsafe(bytes.length);
@@ -47,6 +48,7 @@ export function percentDecode(raw: string): string {
     }
     out[n++] = b;
   }
+  if (options.fatal === false) return out.subarray(0, n).toString('utf8');
   try {
     return utf8.decode(out.subarray(0, n));
   } catch (err) {
@@ -86,6 +88,29 @@ export function normalizeName(name: string): string {
   return joinName(splitName(name));
 }
 
+/** Steps 2-4 of the grammar on a decoded path: its endpoint and the rest (the name). */
+function splitEndpoint(decoded: string): { endpoint: string; rest: string } {
+  let path = decoded;
+  if (path.length > 1 && path.endsWith('/')) path = path.slice(0, -1);
+  const last = path.lastIndexOf('//');
+  if (last >= 0) path = path.slice(last + 1);
+  if (path.startsWith('/')) path = path.slice(1);
+  const slash = path.indexOf('/');
+  return {
+    endpoint: slash < 0 ? path : path.slice(0, slash),
+    rest: slash < 0 ? '' : path.slice(slash + 1),
+  };
+}
+
+/**
+ * The endpoint a raw request path names by the grammar, whatever its name holds (`..`,
+ * bytes that are not UTF-8): for a server that answers only some endpoints by this grammar
+ * (ft-legacy-static's `/list`) and must pick the grammar before it parses.
+ */
+export function requestEndpoint(rawPath: string): string {
+  return splitEndpoint(percentDecode(rawPath, { fatal: false })).endpoint;
+}
+
 /**
  * Parses the path of a request URL (without the query) by PROTOCOL.md's grammar:
  * percent-decode, drop one trailing `/`, keep what follows the last `//`, then the first
@@ -93,17 +118,11 @@ export function normalizeName(name: string): string {
  */
 export function parseRequestPath(rawPath: string): RequestTarget {
   // `..` is checked before anything else, as the Python server does (compat).
-  let path = percentDecode(rawPath);
+  const path = percentDecode(rawPath);
   if (path.split('/').includes('..')) {
     throw new BadRequestError('BAD_PATH', 'Path components may not be ".."');
   }
-  if (path.length > 1 && path.endsWith('/')) path = path.slice(0, -1);
-  const last = path.lastIndexOf('//');
-  if (last >= 0) path = path.slice(last + 1);
-  if (path.startsWith('/')) path = path.slice(1);
-  const slash = path.indexOf('/');
-  const endpoint = slash < 0 ? path : path.slice(0, slash);
-  const rest = slash < 0 ? '' : path.slice(slash + 1);
+  const { endpoint, rest } = splitEndpoint(path);
   if (!(ENDPOINTS as readonly string[]).includes(endpoint)) {
     throw new BadRequestError('UNKNOWN_ENDPOINT', 'Unknown endpoint');
   }

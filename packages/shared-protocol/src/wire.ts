@@ -6,6 +6,7 @@ export {
   FiletrackerError,
   BadRequestError,
   NotFoundError,
+  NotADirectoryError,
   ConflictError,
   MethodNotAllowedError,
   FileTooLargeError,
@@ -28,6 +29,7 @@ export {
   exceptionHeader,
   headerValue,
   isGzipEncoding,
+  listCutoff,
   parseChecksumHeader,
   parseLogicalSizeHeader,
 } from './headers.js';
@@ -38,6 +40,7 @@ export {
   normalizeName,
   parseRequestPath,
   percentDecode,
+  requestEndpoint,
   splitName,
   type Endpoint,
   type RequestTarget,
@@ -48,6 +51,7 @@ export {
   LEGACY_FILES_DIR,
   legacyFilesDir,
   legacyName,
+  legacyVersion,
   parseLegacyPath,
   type LegacyTarget,
 } from './legacy-path.js';
@@ -68,3 +72,4 @@ export {
   type AnswerHeaders,
 } from './client-wire.js';
 export { DEFAULT_GZIP_LEVEL, SMALL_FILE_BYTES, preparePutBody, type PutBody } from './put-body.js';
+export { splitLines } from './split-lines.js';

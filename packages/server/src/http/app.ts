@@ -23,7 +23,7 @@ import {
   formatHttpDate,
   headerValue,
   isGzipEncoding,
-  nowVersion,
+  listCutoff,
   parseChecksumHeader,
   parseHttpDate,
   parseLogicalSizeHeader,
@@ -32,10 +32,11 @@ import {
 } from '@filetracker/shared-protocol';
 import { readAhead, sendFile } from '@filetracker/runtime';
 import { MigrationMode } from '../store/migration.js';
-import type { Store } from '../store/store.js';
+import type { OpenedFile, Store } from '../store/store-api.js';
 import { errorHandler } from './errors.js';
 import { fallbackVersion } from './fallback.js';
 import { FallbackProbe } from './fallback-probe.js';
+import { MergedListing, type Listing } from './merged-list.js';
 import { operatorPage } from './page.js';
 import { etagOf, fileHeaders, matchesEtag } from './file-headers.js';
 import { requestLogger } from './request-log.js';
@@ -89,16 +90,13 @@ function requiredVersion(ctx: Context): number {
   return parseHttpDate(value);
 }
 
-function optionalVersion(ctx: Context): number | undefined {
-  const raw = ctx.query[LAST_MODIFIED_PARAM];
-  const value = Array.isArray(raw) ? raw[0] : raw;
-  return value === undefined || value === '' ? undefined : parseHttpDate(value);
-}
-
-/** Builds the Koa app over a store; listening is main.ts's job (STYLE.md). */
-export function createApp(store: Store, options: AppOptions = {}): Koa {
+/**
+ * Builds the Koa app over a store; listening is main.ts's job (STYLE.md). With a
+ * `fallbackUrl` (migration mode) the routes use the store through {@link MigrationMode}.
+ */
+export function createApp(backing: Store, options: AppOptions = {}): Koa {
   const logger = options.logger ?? pino({ level: 'silent' });
-  const telemetry = options.telemetry ?? new Telemetry(logger, store);
+  const telemetry = options.telemetry ?? new Telemetry(logger, backing);
   const fallbackUrl = options.fallbackUrl?.replace(/\/+$/, '');
   const fallbackTimeoutMs = options.fallbackTimeoutMs ?? 10_000;
   const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
@@ -115,7 +113,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
     fallbackUrl === undefined
       ? undefined
       : new MigrationMode(
-          store,
+          backing,
           (name) =>
             fallbackVersion(fallbackUrl, name, fallbackTimeoutMs).catch((err: unknown) => {
               if (err instanceof FallbackError) probe?.noteRequestError(err.code);
@@ -123,8 +121,12 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
             }),
           (details, message) => logger.warn(details, message),
         );
-  /** Where writes go: the store, or in migration mode the store with tombstones. */
-  const writes = migration ?? store;
+  const store: Store = migration ?? backing;
+  /** Migration mode: /list merges the fallback's listing into ours. */
+  const listings =
+    migration === undefined || fallbackUrl === undefined
+      ? undefined
+      : new MergedListing(backing, migration, fallbackUrl, fallbackTimeoutMs, logger);
   const startedAt = Date.now();
   const app = new Koa();
   app.silent = true;
@@ -183,7 +185,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
       throw new NotFoundError('File not found');
     }
     ctx.set(fileHeaders(file));
-    const opened = head ? undefined : (file as Awaited<ReturnType<Store['openFile']>>);
+    const opened = head ? undefined : (file as OpenedFile);
     if (matchesEtag(ctx.get(HEADER.ifNoneMatch), etagOf(file))) {
       await opened?.handle?.close();
       ctx.status = 304;
@@ -218,7 +220,7 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
   router.put('/files', async (ctx) => {
     const { components } = ctx.state.target;
     const version = requiredVersion(ctx);
-    const result = await writes.put({
+    const result = await store.put({
       components,
       version,
       body: ctx.req,
@@ -238,17 +240,22 @@ export function createApp(store: Store, options: AppOptions = {}): Koa {
   router.delete('/files', async (ctx) => {
     const { components } = ctx.state.target;
     const version = requiredVersion(ctx);
-    const result = await writes.delete(components, version);
+    const result = await store.delete(components, version);
     if (!result.found) throw new NotFoundError('File not found');
     ctx.type = MEDIA_TYPE.text;
     ctx.body = '';
   });
 
   router.get('/list', async (ctx) => {
-    const cutoff = optionalVersion(ctx) ?? nowVersion();
-    const lines = await store.list(ctx.state.target.components, cutoff);
+    const cutoff = listCutoff(ctx.query[LAST_MODIFIED_PARAM]);
+    const { components } = ctx.state.target;
+    const listing: Listing = listings
+      ? await listings.open(components, cutoff)
+      : { lines: await store.list(components, cutoff), close() {} };
     ctx.type = MEDIA_TYPE.text;
-    ctx.body = ctx.method === 'HEAD' ? '' : Readable.from(lines);
+    if (ctx.method === 'HEAD') listing.close();
+    else ctx.res.once('close', listing.close);
+    ctx.body = ctx.method === 'HEAD' ? '' : Readable.from(listing.lines);
   });
 
   app.use(requestLogger(telemetry));

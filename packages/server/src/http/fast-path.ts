@@ -8,7 +8,7 @@ import {
   headerValue,
   parseRequestPath,
 } from '@filetracker/shared-protocol';
-import type { FileEntry, Store } from '../store/store.js';
+import type { FileEntry, Store } from '../store/store-api.js';
 import { createApp, type AppOptions } from './app.js';
 import { fileHeaders, etagOf, matchesEtag } from './file-headers.js';
 import { Telemetry } from './metrics.js';

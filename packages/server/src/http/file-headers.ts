@@ -1,5 +1,5 @@
 import { HEADER, formatHttpDate } from '@filetracker/shared-protocol';
-import type { FileEntry } from '../store/store.js';
+import type { FileEntry } from '../store/store-api.js';
 
 /** The strong validator of a file's content: its digest. */
 export function etagOf(entry: FileEntry): string {

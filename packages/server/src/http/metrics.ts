@@ -2,7 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Logger } from 'pino';
 import type { AnswerReason } from '@filetracker/shared-protocol';
 import { AccessLog, RequestMetrics } from '@filetracker/http-telemetry';
-import type { Store } from '../store/store.js';
+import type { Store } from '../store/store-api.js';
 import type { FallbackProbe } from './fallback-probe.js';
 
 /** One finished request, as the log line and the metrics see it. */

@@ -1,9 +1,4 @@
-const DIGEST = /^[0-9a-f]{64}$/;
-
-/** Whether `s` is a SHA-256 hex digest as blob names spell it (64 lowercase hex digits). */
-export function isDigest(s: string): boolean {
-  return DIGEST.test(s);
-}
+import { isDigest } from '../store/layout.js';
 
 /**
  * digest -> number of links, for every blob file found. Memory: each digest is kept as its

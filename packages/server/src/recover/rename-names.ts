@@ -3,15 +3,13 @@ import path from 'node:path';
 import type { MetaDb } from '../store/meta-db.js';
 import { decodeDoubleEncoded } from './double-encoding.js';
 
-/** Key prefix of "this path is the result of a rename" markers in the adoption database. */
-const MARKER = 'a:';
-
 export interface RenameContext {
   /** Only count what would be renamed. */
   check: boolean;
   /**
-   * The adoption database, or undefined in check mode. Before each rename a marker of the
-   * new path goes in, so a run resumed after a crash does not decode a real name twice.
+   * The adoption database, or undefined in check mode. Before each rename a mark of the
+   * new path goes in (MetaDb.markRenamed), so a run resumed after a crash does not decode a
+   * real name twice.
    */
   meta: MetaDb | undefined;
   /** A double-encoded name whose real name is taken already: it stays as it is. */
@@ -39,11 +37,6 @@ export async function renameDoubleEncoded(
   const result: RenameResult = { renamed: 0, conflicts: 0 };
   await renameIn(linksDir, '', ctx, result);
   return result;
-}
-
-/** Drops the markers once adoption is complete. */
-export async function clearRenameMarkers(meta: MetaDb): Promise<void> {
-  await meta.db.clear({ gte: MARKER, lt: 'a;' });
 }
 
 async function renameIn(
@@ -88,15 +81,14 @@ async function renameIn(
       if (isDirectory) await renameIn(from, relative, ctx, result);
       continue;
     }
-    await ctx.meta.db.put(MARKER + relative, '1');
+    await ctx.meta.markRenamed(relative);
     await rename(from, to);
     if (isDirectory) await renameIn(to, relative, ctx, result);
   }
 }
 
 async function wasRenamed(ctx: RenameContext, relative: string): Promise<boolean> {
-  if (!ctx.meta) return false;
-  return (await ctx.meta.db.get(MARKER + relative)) !== undefined;
+  return (await ctx.meta?.wasRenamed(relative)) ?? false;
 }
 
 async function lexists(p: string): Promise<boolean> {

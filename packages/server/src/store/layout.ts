@@ -44,10 +44,23 @@ export function linkTarget(components: readonly string[], digest: string): strin
 
 const DIGEST = /^[0-9a-f]{64}$/;
 
+/** Whether `s` is a digest as blobs are named: SHA-256 in 64 lowercase hex digits. */
+export function isDigest(s: string): boolean {
+  return DIGEST.test(s);
+}
+
+/**
+ * The digest of the file `<prefix>/<name>` under `blobs/` when it is where {@link blobPath}
+ * puts that digest's blob; undefined for anything else there.
+ */
+export function digestOfBlobEntry(prefix: string, name: string): string | undefined {
+  return isDigest(name) && prefix === name.slice(0, 2) ? name : undefined;
+}
+
 /** The digest a link points at: the basename of its target, relative or absolute. */
 export function digestOfTarget(target: string): string | undefined {
   const base = target.slice(target.lastIndexOf('/') + 1);
-  return DIGEST.test(base) ? base : undefined;
+  return isDigest(base) ? base : undefined;
 }
 
 /**

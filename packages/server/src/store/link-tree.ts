@@ -24,26 +24,36 @@ function surelyKept(version: number): boolean {
 }
 
 /**
- * The first half of an atomic link replace (DESIGN.md invariant 2): a new symlink to
- * `target` made in `tmpDir` with `mtime` (the version) as its time; renaming it over the
- * old link is the second half, so a reader sees the old link or the new one, never
- * neither. Returns its path; on failure nothing is left behind.
+ * An atomic link replace (DESIGN.md invariant 2), the one both ft-server and ft-recover
+ * make: a new symlink to `target` is made in `tmpDir` with `times` (its mtime is the
+ * version), then `swap` renames it over the old link, so a reader sees the old link or the
+ * new one, never neither. Whatever fails, nothing is left behind in `tmpDir`.
  */
-export async function stageLink(
+export async function replaceLink(
   tmpDir: string,
   target: string,
-  mtime: Date,
-  atime: Date = mtime,
-): Promise<string> {
+  times: { mtime: Date; atime: Date },
+  swap: (staged: string) => Promise<void>,
+): Promise<void> {
   const tmp = tmpFile(tmpDir, 'link');
   await symlink(target, tmp);
   try {
-    await lutimes(tmp, atime, mtime);
+    await lutimes(tmp, times.atime, times.mtime);
+    await swap(tmp);
   } catch (err) {
     await unlink(tmp).catch(() => {});
     throw err;
   }
-  return tmp;
+}
+
+/** A failed link rename as the 409 it is when a directory or a file is in the way. */
+function inTheWay(err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EISDIR' || code === 'ENOTEMPTY' || code === 'EEXIST') {
+    return new ConflictError('This name is a directory', err);
+  }
+  if (code === 'ENOTDIR') return new ConflictError('A parent of this name is a file', err);
+  return err;
 }
 
 /** Linux limits: NAME_MAX bytes per component, PATH_MAX for the whole path. */
@@ -123,41 +133,39 @@ export class LinkTree {
 
   /** Points `name` at `digest` with `version`, atomically. 409 if the path is in the way. */
   async replace(components: readonly string[], digest: string, version: number): Promise<void> {
-    const final = this.path(components);
     // A Date, not seconds: Node takes a negative number of seconds for "now", and versions
     // before 1970 are real.
     const when = new Date(version * 1000);
-    const tmp = await stageLink(this.#layout.tmp, linkTarget(components, digest), when);
-    try {
-      // File systems clamp timestamps they cannot hold (ext4: 1901 to 2446); a version
-      // answered but not kept would change which write wins after a restart. Every file
-      // system with symlinks holds 1970 to 2038 (signed 32-bit seconds), so only versions
-      // outside it are read back: one thread-pool trip fewer for nearly every upload.
-      if (!surelyKept(version) && Math.floor((await lstat(tmp)).mtimeMs / 1000) !== version) {
-        throw new BadRequestError('BAD_DATE', "The store's file system cannot hold this version");
-      }
-      // Missing directories are made by the rename below (mkdir -p): the ones that exist
-      // were just found real, so it goes through no symlink.
-      const parents = this.#dirs.state(components, components.length - 1);
-      if ((parents === 'real' ? parents : await parents) === 'blocked') {
-        throw new ConflictError('A parent of this name is not a directory');
-      }
-      // Durable (its directory fsynced) before the PUT is answered.
-      await this.#sync.rename(tmp, final, this.#layout.links, (err) => {
-        const code = (err as NodeJS.ErrnoException).code;
-        return code === 'ENOTDIR' || code === 'EEXIST'
-          ? new ConflictError('A parent of this name is a file', err)
-          : err;
-      });
-    } catch (err) {
-      await unlink(tmp).catch(() => {});
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'EISDIR' || code === 'ENOTEMPTY' || code === 'EEXIST') {
-        throw new ConflictError('This name is a directory', err);
-      }
-      if (code === 'ENOTDIR') throw new ConflictError('A parent of this name is a file', err);
-      throw err;
+    const target = linkTarget(components, digest);
+    await replaceLink(this.#layout.tmp, target, { mtime: when, atime: when }, (staged) =>
+      this.#swapIn(staged, components, version).catch((err: unknown) => {
+        throw inTheWay(err);
+      }),
+    );
+  }
+
+  /** Renames the link staged for `replace` into `name`'s place, durably. */
+  async #swapIn(staged: string, components: readonly string[], version: number): Promise<void> {
+    // File systems clamp timestamps they cannot hold (ext4: 1901 to 2446); a version
+    // answered but not kept would change which write wins after a restart. Every file
+    // system with symlinks holds 1970 to 2038 (signed 32-bit seconds), so only versions
+    // outside it are read back: one thread-pool trip fewer for nearly every upload.
+    if (!surelyKept(version) && Math.floor((await lstat(staged)).mtimeMs / 1000) !== version) {
+      throw new BadRequestError('BAD_DATE', "The store's file system cannot hold this version");
     }
+    // Missing directories are made by the rename below (mkdir -p): the ones that exist
+    // were just found real, so it goes through no symlink.
+    const parents = this.#dirs.state(components, components.length - 1);
+    if ((parents === 'real' ? parents : await parents) === 'blocked') {
+      throw new ConflictError('A parent of this name is not a directory');
+    }
+    // Durable (its directory fsynced) before the PUT is answered.
+    await this.#sync.rename(staged, this.path(components), this.#layout.links, (err) => {
+      const code = (err as NodeJS.ErrnoException).code;
+      return code === 'ENOTDIR' || code === 'EEXIST'
+        ? new ConflictError('A parent of this name is a file', err)
+        : err;
+    });
   }
 
   /**

@@ -6,7 +6,7 @@ import type { DirSync } from './dir-sync.js';
 import { lstat, unlink, writeDurably } from './fs-calls.js';
 import { inflateBlob } from './inflate.js';
 import { ingest, type IngestTarget } from './ingest.js';
-import { blobPath, tmpFile, type StoreLayout } from './layout.js';
+import { blobPath, digestOfBlobEntry, tmpFile, type StoreLayout } from './layout.js';
 
 /**
  * A blob is opened only if it is a file: a symlink in its place (a hand edit) is never
@@ -107,11 +107,7 @@ export class LocalBlobStore implements BlobStore {
       for (const blob of await readdir(`${this.#layout.blobs}/${prefix.name}`, {
         withFileTypes: true,
       })) {
-        if (
-          blob.isFile() &&
-          /^[0-9a-f]{64}$/.test(blob.name) &&
-          blob.name.startsWith(prefix.name)
-        ) {
+        if (blob.isFile() && digestOfBlobEntry(prefix.name, blob.name) !== undefined) {
           yield blob.name;
         }
       }

@@ -1,6 +1,6 @@
 import { ClassicLevel } from 'classic-level';
 import { GroupCommit } from './group-commit.js';
-import { forgetHolder, recordHolder } from './lock-holder.js';
+import { forgetHolder, lockHolder, recordHolder } from './lock-holder.js';
 import type { BlobRecord } from './metadata-store.js';
 
 export type { BlobRecord };
@@ -15,19 +15,52 @@ interface PutOp {
  * Whether opening a database failed because another process holds its LOCK file (invariant
  * 5); classic-level wraps LevelDB's error, so the code may be on the cause.
  */
-export function isLevelLocked(err: unknown): boolean {
+function isLevelLocked(err: unknown): boolean {
   const e = err as { code?: string; cause?: { code?: string } } | undefined;
   return (e?.cause?.code ?? e?.code) === 'LEVEL_LOCKED';
 }
 
-// Key prefixes; `;` follows `:` in byte order, which bounds each range whatever the name.
-const BLOB = 'b:';
-const TOMBSTONE = 't:';
+/**
+ * One key space of the database: its keys are `<letter>:<key>`. `;` follows `:` in byte
+ * order, which bounds the space's range whatever the key. (classic-level's `sublevel()`
+ * would spell the prefix `!b!`: another on-disk layout.)
+ */
+class KeySpace {
+  readonly #prefix: string;
+  /** Every key of the space, as iterator options. */
+  readonly range: { gte: string; lt: string };
+
+  constructor(letter: string) {
+    this.#prefix = `${letter}:`;
+    this.range = { gte: `${letter}:`, lt: `${letter};` };
+  }
+
+  key(key: string): string {
+    return this.#prefix + key;
+  }
+
+  unkey(stored: string): string {
+    return stored.slice(this.#prefix.length);
+  }
+}
+
+// Every key space of meta/, each written only through MetaDb's methods below.
+/** digest -> its BlobRecord as JSON. */
+const BLOB = new KeySpace('b');
+/** name -> the legacy version it was deleted at (online migration), as a decimal string. */
+const TOMBSTONE = new KeySpace('t');
+/**
+ * path under `links/` -> '1': the path is the result of ft-recover's rename of a
+ * double-encoded name. Only in the database of an adoption in progress (see rename-names.ts),
+ * cleared before it is put in place as `meta/`.
+ */
+const RENAMED = new KeySpace('a');
 
 /**
  * The classic-level database under `meta/`: refcount and sizes per digest, and tombstones
  * (name -> legacy version) for online migration. Its LOCK file makes one process the
- * owner of a store (DESIGN.md invariant 5).
+ * owner of a store (DESIGN.md invariant 5). Its key spaces are the three above, and only
+ * these methods write them (`db` is there for tests to read it raw).
  */
 export class MetaDb {
   readonly db: ClassicLevel<string, string>;
@@ -49,12 +82,22 @@ export class MetaDb {
   }
 
   /**
-   * Opens the database, taking its lock, and writes this process's PID beside the lock
+   * Opens (creating if new) the database at `location`: its LOCK file makes this process
+   * the owner of the store (invariant 5), and this process's PID is written beside it
    * (lock-holder.ts), so that another process refused by the lock can name the holder.
+   * When another process holds it, rejects with `whenLocked(err, pid)` (the holder's PID
+   * when known) if given, else with LevelDB's error ({@link isLevelLocked}).
    */
-  static async open(location: string): Promise<MetaDb> {
+  static async open(
+    location: string,
+    whenLocked?: (err: unknown, pid: number | undefined) => Error,
+  ): Promise<MetaDb> {
     const db = new ClassicLevel<string, string>(location, { valueEncoding: 'utf8' });
-    await db.open();
+    try {
+      await db.open();
+    } catch (err) {
+      throw whenLocked && isLevelLocked(err) ? whenLocked(err, await lockHolder(location)) : err;
+    }
     await recordHolder(location);
     return new MetaDb(db, location);
   }
@@ -65,7 +108,7 @@ export class MetaDb {
 
   async getBlob(digest: string): Promise<BlobRecord | undefined> {
     await this.#ensureOpen();
-    const raw = await this.db.get(BLOB + digest);
+    const raw = await this.db.get(BLOB.key(digest));
     return raw === undefined ? undefined : (JSON.parse(raw) as BlobRecord);
   }
 
@@ -76,29 +119,48 @@ export class MetaDb {
    * still linked; a reference dropped may be lost (an orphan for ft-recover, nothing more).
    */
   putBlob(digest: string, record: BlobRecord, durable = false): Promise<void> {
-    const key = BLOB + digest;
+    const key = BLOB.key(digest);
     const value = JSON.stringify(record);
     if (durable) return this.#durable.submit(0, { type: 'put', key, value });
     return this.#write(() => this.db.put(key, value));
   }
 
   deleteBlob(digest: string): Promise<void> {
-    return this.#write(() => this.db.del(BLOB + digest));
+    return this.#write(() => this.db.del(BLOB.key(digest)));
   }
 
   async getTombstone(name: string): Promise<number | undefined> {
     await this.#ensureOpen();
-    const raw = await this.db.get(TOMBSTONE + name);
+    const raw = await this.db.get(TOMBSTONE.key(name));
     return raw === undefined ? undefined : Number(raw);
   }
 
   /** Durable when it resolves: a tombstone lost to a power cut lets the migrator resurrect a name. */
   putTombstone(name: string, version: number): Promise<void> {
-    return this.#durable.submit(0, { type: 'put', key: TOMBSTONE + name, value: String(version) });
+    return this.#durable.submit(0, {
+      type: 'put',
+      key: TOMBSTONE.key(name),
+      value: String(version),
+    });
   }
 
   deleteTombstone(name: string): Promise<void> {
-    return this.#write(() => this.db.del(TOMBSTONE + name));
+    return this.#write(() => this.db.del(TOMBSTONE.key(name)));
+  }
+
+  /** Notes that `relative` (under `links/`) was renamed by an adoption (see {@link RENAMED}). */
+  markRenamed(relative: string): Promise<void> {
+    return this.#write(() => this.db.put(RENAMED.key(relative), '1'));
+  }
+
+  async wasRenamed(relative: string): Promise<boolean> {
+    await this.#ensureOpen();
+    return (await this.db.get(RENAMED.key(relative))) !== undefined;
+  }
+
+  /** Drops every rename mark: the adoption is complete. */
+  clearRenameMarks(): Promise<void> {
+    return this.#write(() => this.db.clear(RENAMED.range));
   }
 
   /**
@@ -139,8 +201,8 @@ export class MetaDb {
 
   /** Every blob record, in digest order (for ft-recover and tests). */
   async *blobs(): AsyncGenerator<[string, BlobRecord]> {
-    for await (const [key, value] of this.db.iterator({ gte: BLOB, lt: 'b;' })) {
-      yield [key.slice(BLOB.length), JSON.parse(value) as BlobRecord];
+    for await (const [key, value] of this.db.iterator(BLOB.range)) {
+      yield [BLOB.unkey(key), JSON.parse(value) as BlobRecord];
     }
   }
 
@@ -149,13 +211,13 @@ export class MetaDb {
    * first `next()`).
    */
   async *blobDigests(): AsyncGenerator<string> {
-    for await (const key of this.db.keys({ gte: BLOB, lt: 'b;' })) yield key.slice(BLOB.length);
+    for await (const key of this.db.keys(BLOB.range)) yield BLOB.unkey(key);
   }
 
   /** Every tombstone, in name order. */
   async *tombstones(): AsyncGenerator<[string, number]> {
-    for await (const [key, value] of this.db.iterator({ gte: TOMBSTONE, lt: 't;' })) {
-      yield [key.slice(TOMBSTONE.length), Number(value)];
+    for await (const [key, value] of this.db.iterator(TOMBSTONE.range)) {
+      yield [TOMBSTONE.unkey(key), Number(value)];
     }
   }
 

@@ -4,16 +4,16 @@ import {
   formatHttpDate,
   joinName,
 } from '@filetracker/shared-protocol';
-import type { NameLookup } from './metadata-store.js';
-import type { PutRequest, PutResult, Store } from './store.js';
+import { ForwardingStore } from './forwarding-store.js';
+import type { DeleteResult, NameLookup, PutRequest, PutResult, Store } from './store-api.js';
 
 /**
- * Migration mode (DESIGN.md "Online migration"), in one place: the store's writes with
- * tombstones, and which reads go to the 1.x fallback. The HTTP layer only turns
- * {@link redirects} into a 307; asking the fallback is `askFallback`'s job (a HEAD there).
+ * Migration mode (DESIGN.md "Online migration"), in one place: a {@link Store} whose writes
+ * keep tombstones, wrapping the store it migrates into, and which reads go to the 1.x
+ * fallback. The HTTP layer uses it as its store and only turns {@link redirects} into a
+ * 307; asking the fallback is `askFallback`'s job (a HEAD there). Reads pass through.
  */
-export class MigrationMode {
-  readonly #store: Store;
+export class MigrationMode extends ForwardingStore {
   readonly #askFallback: (name: string) => Promise<number | null>;
   readonly #warn: (details: Record<string, unknown>, message: string) => void;
 
@@ -26,7 +26,7 @@ export class MigrationMode {
     askFallback: (name: string) => Promise<number | null>,
     warn: (details: Record<string, unknown>, message: string) => void = () => {},
   ) {
-    this.#store = store;
+    super(store);
     this.#askFallback = askFallback;
     this.#warn = warn;
   }
@@ -37,19 +37,19 @@ export class MigrationMode {
    */
   async redirects(components: readonly string[]): Promise<boolean> {
     if (components.length === 0) return false;
-    return (await this.#store.metadata.tombstone(joinName(components))) === undefined;
+    return (await this.inner.tombstone(joinName(components))) === undefined;
   }
 
   /**
    * {@link Store.put}, where a tombstone of the name makes a PUT with a version `<=` its
    * version store nothing and throw a {@link DeletedError} (410), and a newer PUT clears it.
    */
-  put(req: PutRequest): Promise<PutResult> {
-    return this.#store.put(req, this.#admit);
+  override put(req: PutRequest): Promise<PutResult> {
+    return this.inner.put(req, this.#admit);
   }
 
   readonly #admit = async (name: string, version: number, existing: NameLookup) => {
-    const tombstone = await this.#store.metadata.tombstone(name);
+    const tombstone = await this.inner.tombstone(name);
     if (tombstone !== undefined && existing === 'absent' && tombstone >= version) {
       // Nothing is stored, so there is no version to answer with (a 200 would make the
       // client believe in a name@version that cannot be read): see DeletedError.
@@ -79,16 +79,12 @@ export class MigrationMode {
    * ends. A name we do not hold still needs the fallback (we cannot know whether it
    * exists), so its DELETE fails with the FallbackError (502/504).
    */
-  delete(
-    components: readonly string[],
-    version: number,
-  ): Promise<{ deleted: boolean; found: boolean }> {
+  override delete(components: readonly string[], version: number): Promise<DeleteResult> {
     const name = joinName(components);
-    const metadata = this.#store.metadata;
-    return this.#store.withName(components, async ({ existing, remove }) => {
+    return this.inner.withName(components, async ({ existing, remove, putTombstone }) => {
       const held = typeof existing === 'object' ? existing : undefined;
       if (held && held.version > version) return { deleted: false, found: true };
-      if (!held && (await metadata.tombstone(name)) !== undefined) {
+      if (!held && (await this.inner.tombstone(name)) !== undefined) {
         return { deleted: false, found: false };
       }
       // Asked even for a name we hold: if the migrator has not reached it yet, only a
@@ -106,7 +102,7 @@ export class MigrationMode {
         );
         // The tombstone first: if the delete then fails, a tombstone beside a held link
         // changes nothing (it only stops PUTs of absent names), and the next PUT clears it.
-        await metadata.putTombstone(name, held.version);
+        await putTombstone(held.version);
         await remove(held);
         return { deleted: true, found: true };
       }
@@ -116,7 +112,7 @@ export class MigrationMode {
       if (!held && !legacyDeleted) return { deleted: false, found: legacyVersion !== null };
       // The tombstone before the link goes, for the same reason: a crash in between must
       // not leave a name that the migrator can bring back.
-      if (legacyDeleted) await metadata.putTombstone(name, legacyVersion);
+      if (legacyDeleted) await putTombstone(legacyVersion);
       if (held) await remove(held);
       return { deleted: true, found: true };
     });

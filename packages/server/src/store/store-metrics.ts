@@ -1,4 +1,6 @@
 import type { MetadataEvents, MetadataStore } from './metadata-store.js';
+import { ForwardingStore } from './forwarding-store.js';
+import type { PutAdmission, PutRequest, PutResult, Store } from './store-api.js';
 
 /**
  * Counters a metrics exporter may read. Blob and tombstone totals start from one pass over
@@ -16,9 +18,9 @@ export interface StoreStats {
 }
 
 /**
- * The store's counters, kept apart from the store (as bazel-remote's `metricsDecorator`
- * keeps its counters out of the cache it wraps): the metadata store reports blobs and
- * tombstones as they come and go ({@link MetadataEvents}), the store its uploads.
+ * The store's counters, kept apart from the store: the metadata store reports blobs and
+ * tombstones as they come and go ({@link MetadataEvents}), a {@link MeteredStore} the
+ * uploads.
  */
 export class StoreMetrics implements MetadataEvents {
   readonly stats: StoreStats = {
@@ -76,4 +78,39 @@ export class StoreMetrics implements MetadataEvents {
       // Closed during the count: the numbers no longer matter.
     });
   }
+}
+
+/**
+ * A {@link Store} that counts the uploads of the store it wraps (bazel-remote's
+ * `metricsDecorator`): the wrapped store mutates no counter. Reads pass straight through, a
+ * method call each (the fast path's `peek` among them); a PUT is counted in flight from its
+ * call to its answer, and as a dedup hit when its content was stored already.
+ */
+export class MeteredStore extends ForwardingStore {
+  readonly #metrics: StoreMetrics;
+
+  constructor(inner: Store, metrics: StoreMetrics) {
+    super(inner);
+    this.#metrics = metrics;
+  }
+
+  override get stats(): StoreStats {
+    return this.#metrics.stats;
+  }
+
+  override put(req: PutRequest, admit?: PutAdmission): Promise<PutResult> {
+    this.#metrics.uploadStarted();
+    // One reaction on the answer, handlers made once: no closure per request.
+    return this.inner.put(req, admit).then(this.#putDone, this.#putFailed);
+  }
+
+  readonly #putDone = (result: PutResult): PutResult => {
+    this.#metrics.uploadEnded(result.dedup);
+    return result;
+  };
+
+  readonly #putFailed = (err: unknown): never => {
+    this.#metrics.uploadEnded(false);
+    throw err;
+  };
 }
