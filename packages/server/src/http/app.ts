@@ -28,11 +28,12 @@ import {
   parseRequestPath,
   type RequestTarget,
 } from '@filetracker/shared-protocol';
+import { fileUrl, requestRoot } from '@filetracker/shared-protocol/wire';
 import { readAhead, sendFile } from '@filetracker/runtime';
 import { MigrationMode } from '../store/migration.js';
 import type { OpenedFile, Store } from '../store/store-api.js';
 import { errorHandler } from './errors.js';
-import { fallbackFileUrl, fallbackRoot, fallbackVersion } from './fallback.js';
+import { fallbackVersion } from './fallback.js';
 import { FallbackProbe } from './fallback-probe.js';
 import { MergedListing, type Listing } from './merged-list.js';
 import { operatorPage } from './page.js';
@@ -99,8 +100,16 @@ export function createApp(backing: Store, options: AppOptions = {}): Koa {
   const logger = options.logger ?? pino({ level: 'silent' });
   const telemetry = options.telemetry ?? new Telemetry(logger, backing);
   const fallbackUrl = options.fallbackUrl?.replace(/\/+$/, '');
-  /** Where the fallback's `/files/NAME` and `/list/DIR` are: see fallbackRoot. */
-  const root = fallbackUrl === undefined ? undefined : fallbackRoot(fallbackUrl);
+  /**
+   * What the fallback's `/files/NAME` and `/list/DIR` are appended to, as the clients send
+   * them: the URL at a host's root (`http://host:8080/files/a`, where a static server over
+   * a 1.x tree has its files), and the prefix with its `/` kept under one
+   * (`http://host/ft//files/a`). The 2.x path grammar keeps what follows the last `//`, so
+   * a 2.x server mounted there serves that whether or not a proxy strips the prefix
+   * (`/ft/files/a` is `400 Unknown endpoint` when none does), and a static server maps it
+   * to the same file. One form for both kinds of fallback: nothing depends on the kind.
+   */
+  const root = fallbackUrl === undefined ? undefined : requestRoot(fallbackUrl);
   const fallbackTimeoutMs = options.fallbackTimeoutMs ?? 10_000;
   const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   const probe =
@@ -181,7 +190,7 @@ export function createApp(backing: Store, options: AppOptions = {}): Koa {
     if (!file) {
       if (root !== undefined && migration && (await migration.redirects(components))) {
         ctx.status = 307;
-        ctx.set(HEADER.location, fallbackFileUrl(root, name));
+        ctx.set(HEADER.location, fileUrl(root, name));
         ctx.body = '';
         return;
       }

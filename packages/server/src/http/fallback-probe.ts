@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { PROTOCOL_VERSION, parseVersionBody } from '@filetracker/shared-protocol';
-import { fallbackRoot } from './fallback.js';
+import { requestRoot } from '@filetracker/shared-protocol/wire';
 
 /** How often the fallback is probed; a probe starts this long after the last one ended. */
 export const DEFAULT_PROBE_INTERVAL_MS = 5_000;
@@ -67,14 +67,14 @@ const CLOSED = new Error('probe closed');
  * Probes the migration-mode fallback server in the background (issue 18, item 2): a dead
  * or hung fallback fails every unmigrated read at the clients while ft-server itself looks
  * healthy. Every few seconds a `GET /version` (under the URL's prefix, as the clients send
- * it: see fallbackRoot): the fallback may be ft-legacy-static, lighttpd or any static server
- * over a 1.x tree, or a filetracker 2.x server, and each answers that with some status; any
- * HTTP answer within the timeout is up, a refused or reset connection or no answer in time
- * is down. A 2.x server's answer also tells its {@link FallbackKind}, shown in `/status` and
- * logged when it changes; nothing else depends on it (the redirects, HEADs and listings have
- * the same form for both kinds). Probes never overlap, and `/healthz` and `/status` read the last
- * result, so a hung fallback never holds them up. Timers are unref'd: the probe never
- * keeps a process alive, and close() cuts a probe in flight.
+ * it: see createApp's `root`): the fallback may be ft-legacy-static, lighttpd or any static
+ * server over a 1.x tree, or a filetracker 2.x server, and each answers that with some
+ * status; any HTTP answer within the timeout is up, a refused or reset connection or no
+ * answer in time is down. A 2.x server's answer also tells its {@link FallbackKind}, shown
+ * in `/status` and logged when it changes; nothing else depends on it (the redirects, HEADs
+ * and listings have the same form for both kinds). Probes never overlap, and `/healthz` and
+ * `/status` read the last result, so a hung fallback never holds them up. Timers are
+ * unref'd: the probe never keeps a process alive, and close() cuts a probe in flight.
  */
 export class FallbackProbe {
   readonly url: string;
@@ -96,7 +96,7 @@ export class FallbackProbe {
 
   constructor(url: string, options: FallbackProbeOptions = {}) {
     this.url = url.replace(/\/+$/, '');
-    this.#versionUrl = `${fallbackRoot(this.url)}/version`;
+    this.#versionUrl = `${requestRoot(this.url)}/version`;
     this.intervalMs = options.intervalMs ?? DEFAULT_PROBE_INTERVAL_MS;
     this.timeoutMs = Math.min(options.timeoutMs ?? MAX_PROBE_TIMEOUT_MS, MAX_PROBE_TIMEOUT_MS);
     if (!(this.intervalMs > 0) || !(this.timeoutMs > 0)) {

@@ -1,32 +1,5 @@
-import {
-  FallbackError,
-  HEADER,
-  LEGACY_FILES_DIR,
-  encodeName,
-  parseHttpDate,
-} from '@filetracker/shared-protocol';
-
-/**
- * What `/files/NAME`, `/list/DIR` and `/version` are appended to, for the fallback at
- * `url` (`--fallback-url`): the URL as given at a host's root (`http://host:8080` +
- * `/files/a`), and the path prefix with its `/` kept under one (`http://host/ft/` +
- * `/files/a`, so `/ft//files/a`), as the Python client and ours send it. The 2.x path
- * grammar keeps what follows the last `//`, so a 2.x server mounted there serves that
- * whether or not a proxy strips the prefix (`/ft/files/a` is `400 Unknown endpoint` when
- * none does); a static server over a 1.x tree maps it to the same file (`ft_root//files/a`).
- * One form for both kinds of fallback: nothing depends on which kind it is.
- */
-export function fallbackRoot(url: string): string {
-  const parsed = new URL(url);
-  parsed.search = '';
-  parsed.hash = '';
-  return parsed.pathname === '/' ? parsed.href.slice(0, -1) : parsed.href.replace(/\/*$/, '/');
-}
-
-/** Where the fallback serves a name: what a read of it is redirected to (a 307). */
-export function fallbackFileUrl(root: string, name: string): string {
-  return `${root}/${LEGACY_FILES_DIR}${encodeName(name)}`;
-}
+import { FallbackError, HEADER, parseHttpDate } from '@filetracker/shared-protocol';
+import { fileUrl } from '@filetracker/shared-protocol/wire';
 
 /**
  * The redirects followed by {@link fallbackVersion}: a 2.x fallback that is itself in
@@ -41,7 +14,8 @@ const MAX_REDIRECTS = 5;
  * the 1.x version. null when it lacks the name. A 307 or 308 (a 2.x fallback in migration
  * mode) is followed, up to {@link MAX_REDIRECTS}; any other answer, a 301 of a static
  * server for a directory included, is a 502. Unreachable: 502; no answer within
- * `timeoutMs` (all hops together): 504 — never a hang. `root` is {@link fallbackRoot}'s.
+ * `timeoutMs` (all hops together): 504 — never a hang. `root` is the fallback URL's
+ * `requestRoot` (see createApp).
  */
 export async function fallbackVersion(
   root: string,
@@ -49,7 +23,7 @@ export async function fallbackVersion(
   timeoutMs: number,
 ): Promise<number | null> {
   const signal = AbortSignal.timeout(timeoutMs);
-  let url = fallbackFileUrl(root, name);
+  let url = fileUrl(root, name);
   let res: Response;
   for (let hops = 0; ; hops++) {
     try {
