@@ -56,6 +56,13 @@ export { HOLDER_FILE } from './store/lock-holder.js';
 export { DirSync } from './store/dir-sync.js';
 
 export { LocalStore, openLocalStore as openStore } from './store/open-local.js';
+export {
+  ScaleOutStore,
+  openScaleOutStore,
+  parseBucketUrl,
+  type BucketLocation,
+  type ScaleOutOptions,
+} from './store/open-scale-out.js';
 export { MeteredStore, StoreMetrics } from './store/store-metrics.js';
 export { ForwardingStore } from './store/forwarding-store.js';
 export { tombstoneAdmission } from './store/migration.js';
