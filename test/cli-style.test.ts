@@ -138,3 +138,9 @@ test('every tool ends quietly with 0 when the reader of its --help or --version 
     }),
   );
 });
+
+test("ft-server's --help names the operator page a browser gets at /", async () => {
+  const { code, out } = await runTool(TOOLS[0]!.bin, ['--help']);
+  assert.equal(code, 0);
+  assert.match(out.replace(/\s+/g, ' '), /http:\/\/HOST:PORT\/ in a browser for the operator page/);
+});
