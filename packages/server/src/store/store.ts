@@ -1,4 +1,4 @@
-import { BadRequestError, FiletrackerError, joinName } from '@filetracker/shared-protocol';
+import { BadRequestError, NotADirectoryError, joinName } from '@filetracker/shared-protocol';
 import type { BlobStore, StageOptions, StagedBlob } from './blob-store.js';
 import { notWritableError } from './fs-failure.js';
 import type { StoreLayout } from './layout.js';
@@ -328,12 +328,7 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
    * the whole listing in memory).
    */
   async list(components: readonly string[], cutoff: number): Promise<AsyncIterable<string>> {
-    if (!(await this.metadata.isDirectory(components))) {
-      throw new FiletrackerError("Path doesn't exist or is not a directory", {
-        code: 'NOT_A_DIRECTORY',
-        status: 400,
-      });
-    }
+    if (!(await this.metadata.isDirectory(components))) throw new NotADirectoryError();
     return this.metadata.list(components, cutoff);
   }
 
