@@ -11,7 +11,7 @@ import {
   createRequestListener,
   openStore,
   type LocalStore,
-  type StoreOptions,
+  type LocalStoreOptions,
 } from '@filetracker/server';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -40,7 +40,7 @@ export async function startServer(
     fallbackTimeoutMs?: number;
     /** How often the fallback is probed (default: the server's). */
     fallbackProbeIntervalMs?: number;
-    store?: StoreOptions;
+    store?: LocalStoreOptions;
   } = {},
 ): Promise<TestServer> {
   const dir = options.dir ?? (await tempDir());

@@ -13,6 +13,16 @@ import { loadStoreId } from './store-id.js';
 import { MeteredStore, StoreMetrics } from './store-metrics.js';
 import { PortStore, type StoreOptions } from './store.js';
 
+/** The settings of a local store: {@link StoreOptions} and those of its local ports. */
+export interface LocalStoreOptions extends StoreOptions {
+  /** zlib level for plain uploads (gzip uploads are stored as sent). */
+  gzipLevel?: number;
+  /** Blob records (refcount and sizes) that stay in memory. */
+  blobRecordCacheSize?: number;
+  /** The least number of digests the filter of stored digests is sized for. */
+  digestFilterCapacity?: number;
+}
+
 /**
  * The store of one directory on local disk (blobs/, links/, meta/, ft-tmp/), counted: what
  * {@link openLocalStore} gives. Besides the {@link Store} interface, its owner (main.ts, the
@@ -39,7 +49,10 @@ export class LocalStore extends MeteredStore {
  * store another process holds (LEVEL_LOCKED, invariant 5); any other failure is a
  * StoreOpenError saying what refused us.
  */
-export async function openLocalStore(dir: string, options: StoreOptions = {}): Promise<LocalStore> {
+export async function openLocalStore(
+  dir: string,
+  options: LocalStoreOptions = {},
+): Promise<LocalStore> {
   const layout = storeLayout(dir);
   try {
     return await open(layout, options);
@@ -50,7 +63,7 @@ export async function openLocalStore(dir: string, options: StoreOptions = {}): P
   }
 }
 
-async function open(layout: StoreLayout, options: StoreOptions): Promise<LocalStore> {
+async function open(layout: StoreLayout, options: LocalStoreOptions): Promise<LocalStore> {
   await refusePythonStore(layout);
   await Promise.all(
     [layout.root, layout.blobs, layout.links, layout.tmp].map((d) => mkdir(d, { recursive: true })),
@@ -100,7 +113,7 @@ function localPorts(
   meta: MetaDb,
   dirs: DirSync,
   metrics: StoreMetrics,
-  options: StoreOptions,
+  options: LocalStoreOptions,
   forgetCached: () => void,
 ): { blobs: LocalBlobStore; metadata: LocalMetadataStore; guard: StoreDirs } {
   const warn = options.warn ?? (() => {});

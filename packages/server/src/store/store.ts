@@ -31,19 +31,14 @@ export interface WriteGuard {
   readonly gone: string | undefined;
 }
 
+/** The settings of any {@link PortStore}, whatever its ports: its read caches, its warnings. */
 export interface StoreOptions {
-  /** zlib level for plain uploads (gzip uploads are stored as sent). */
-  gzipLevel?: number;
   /** Blobs up to this size are read whole and kept in memory. */
   smallBlobBytes?: number;
   /** Bytes of small blobs kept in memory. */
   blobCacheBytes?: number;
   /** Names whose (digest, version, sizes) stay in memory. */
   entryCacheSize?: number;
-  /** Blob records (refcount and sizes) that stay in memory. */
-  blobRecordCacheSize?: number;
-  /** The least number of digests the filter of stored digests is sized for. */
-  digestFilterCapacity?: number;
   /** Told of problems the store works around (a log line for the operator). */
   warn?: (details: Record<string, unknown>, message: string) => void;
 }
