@@ -35,9 +35,14 @@ export class LocalStore extends MeteredStore {
   /** Leftovers found in `ft-tmp/` at open (from a crash), now removed. */
   readonly tmpLeftovers: number;
 
-  constructor(store: PortStore<LocalMetadataStore>, metrics: StoreMetrics, tmpLeftovers: number) {
+  constructor(
+    store: PortStore<LocalMetadataStore>,
+    layout: StoreLayout,
+    metrics: StoreMetrics,
+    tmpLeftovers: number,
+  ) {
     super(store, metrics);
-    this.layout = store.layout;
+    this.layout = layout;
     this.metadata = store.metadata;
     this.tmpLeftovers = tmpLeftovers;
   }
@@ -82,7 +87,7 @@ async function open(layout: StoreLayout, options: LocalStoreOptions): Promise<Lo
     const ports = localPorts(layout, meta, dirs, metrics, options, () => store.forgetCached());
     // Under the lock, ft-tmp/ empty; made durable by the fsync of the root just below.
     const storeId = await loadStoreId(layout, warn);
-    const store = new PortStore({ ...ports, stats: metrics.stats }, { layout, storeId }, options);
+    const store = new PortStore({ ...ports, stats: metrics.stats }, storeId, options);
     // A new store's directories (blobs/, links/...) must outlive a power cut as the first
     // upload into them must. Best effort: a parent the service user may not read (mode
     // 711) must not keep the store from opening.
@@ -96,7 +101,7 @@ async function open(layout: StoreLayout, options: LocalStoreOptions): Promise<Lo
     // Sized for twice the store: a migration into it doubles it before the filter must grow.
     const { metadata } = ports;
     metrics.countTotals(metadata, (n) => metadata.digestFilter.build(2 * n));
-    return new LocalStore(store, metrics, leftovers.length);
+    return new LocalStore(store, layout, metrics, leftovers.length);
   } catch (err) {
     await meta.close();
     throw err;

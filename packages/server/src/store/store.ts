@@ -1,7 +1,5 @@
 import { BadRequestError, NotADirectoryError, joinName } from '@filetracker/shared-protocol';
 import type { BlobStore, StageOptions, StagedBlob } from './blob-store.js';
-import { notWritableError } from './fs-failure.js';
-import type { StoreLayout } from './layout.js';
 import type { MetadataStore, NameChange } from './metadata-store.js';
 import { ReadCaches, type EntryLookup, type FileEntry } from './read-caches.js';
 import type {
@@ -23,8 +21,11 @@ import type { StoreStats } from './store-metrics.js';
 export interface WriteGuard {
   /** Usually undefined at once; else resolves when writes may go on, or rejects with the 503. */
   beforeWrite(): Promise<void> | undefined;
-  /** The 503 to answer for a write that failed because the backend went missing, if so. */
-  afterMissing(err: unknown): Promise<unknown>;
+  /**
+   * The 503 to answer for a write that failed for the backend's own reasons (the local one:
+   * its files refuse us, or a directory was removed while the write ran), if so.
+   */
+  writeFailure(err: unknown): Promise<unknown>;
   /** Looks now (for /healthz); rejects when writes are refused. */
   check(): Promise<void>;
   /** Why writes are refused until a restart; undefined while they are not. */
@@ -51,8 +52,6 @@ export interface StoreOptions {
  * and never wait for writers.
  */
 export class PortStore<M extends MetadataStore = MetadataStore> implements Store {
-  /** Where the store lives; named in errors and logs. */
-  readonly layout: StoreLayout;
   readonly blobs: BlobStore;
   readonly metadata: M;
   /**
@@ -73,11 +72,10 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
 
   constructor(
     ports: { blobs: BlobStore; metadata: M; stats: StoreStats; guard?: WriteGuard },
-    where: { layout: StoreLayout; storeId: string },
+    storeId: string,
     options: StoreOptions = {},
   ) {
-    this.layout = where.layout;
-    this.storeId = where.storeId;
+    this.storeId = storeId;
     this.blobs = ports.blobs;
     this.metadata = ports.metadata;
     this.stats = ports.stats;
@@ -98,12 +96,9 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
     this.#caches.clear();
   }
 
-  /**
-   * The error to answer for a failed write: a 503 for files that refuse us or for a
-   * directory removed while it ran (see StoreDirs), else `err` itself.
-   */
+  /** The error to answer for a failed write: the backend's 503 (see WriteGuard), else `err`. */
   async #writeFailure(err: unknown): Promise<unknown> {
-    return notWritableError(err, this.layout.root) ?? (await this.#guard?.afterMissing(err)) ?? err;
+    return (await this.#guard?.writeFailure(err)) ?? err;
   }
 
   /** The current entry of a name, or null when it holds no file (absent, or a directory). */
