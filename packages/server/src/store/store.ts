@@ -1,4 +1,10 @@
-import { BadRequestError, NotADirectoryError, joinName } from '@filetracker/shared-protocol';
+import {
+  BackendUnavailableError,
+  BadRequestError,
+  NotADirectoryError,
+  StoreNotWritableError,
+  joinName,
+} from '@filetracker/shared-protocol';
 import type { BlobStore, StageOptions, StagedBlob } from './blob-store.js';
 import type { MetadataStore, NameChange } from './metadata-store.js';
 import { ReadCaches, type EntryLookup, type FileEntry } from './read-caches.js';
@@ -324,27 +330,31 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
 
   /**
    * Whether the store can take writes: the metadata store is open and a blob can be staged
-   * the way an upload is. The reason says what failed.
+   * the way an upload is. The error's reason says what failed; its code is the one a write
+   * meets (BACKEND_UNAVAILABLE when a blob store's service said so, else STORE_NOT_WRITABLE).
    */
   async health(): Promise<StoreHealth> {
     try {
       // Directories removed since are made again; a database removed is the reason.
       await this.#guard?.check();
     } catch (err) {
-      const reason = this.#guard?.gone;
-      if (reason !== undefined) return { ok: false, reason };
-      const code = (err as NodeJS.ErrnoException).code ?? 'error';
-      return { ok: false, reason: `store directories cannot be made again (${code})` };
+      const reason =
+        this.#guard?.gone ?? `store directories cannot be made again (${errorCode(err)})`;
+      return { ok: false, error: new StoreNotWritableError(reason) };
     }
-    if (!this.metadata.isOpen) return { ok: false, reason: 'database is not open' };
+    if (!this.metadata.isOpen) {
+      return { ok: false, error: new StoreNotWritableError('database is not open') };
+    }
     try {
       await this.blobs.checkWritable();
       return { ok: true };
     } catch (err) {
-      return {
-        ok: false,
-        reason: `store is not writable (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
-      };
+      const reason = `store is not writable (${errorCode(err)})`;
+      const error =
+        err instanceof BackendUnavailableError
+          ? new BackendUnavailableError(reason)
+          : new StoreNotWritableError(reason);
+      return { ok: false, error };
     }
   }
 
@@ -353,6 +363,11 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
     this.#closing ??= this.metadata.close();
     return this.#closing;
   }
+}
+
+/** An error's `code` (`EACCES`, `BACKEND_UNAVAILABLE`) for a reason, else 'error'. */
+function errorCode(err: unknown): string {
+  return (err as NodeJS.ErrnoException).code ?? 'error';
 }
 
 /** A PUT answered with the newer version the name holds: nothing stored. */
