@@ -31,6 +31,13 @@ export interface BenchConfig {
     largeBytes: number;
     /** -j values tried on the small tree (the default of ft-migrate is added). */
     jobs: number[];
+    /**
+     * -j values at which ft-migrate's files/s is compared with ft-server's own PUT rate
+     * over wrk (as many connections) for the same gzip bodies (issue 15, item 1).
+     */
+    wrkJobs: number[];
+    /** Runs of ft-migrate on an empty tree, for its start-up time. */
+    startupRuns: number;
     /** -j values tried on the large tree. */
     largeJobs: number[];
     /** gzip levels whose pipeline limit is measured, to choose the client's level. */
@@ -60,6 +67,8 @@ export const FULL: BenchConfig = {
     largeFiles: 4,
     largeBytes: 256 * MiB,
     jobs: [4, 16, 64],
+    wrkJobs: [16, 64],
+    startupRuns: 5,
     largeJobs: [1, 2, 4],
     gzipLevels: [1, 6],
     rssFiles: [50_000, 200_000],
@@ -86,6 +95,8 @@ export const SHORT: BenchConfig = {
     largeFiles: 2,
     largeBytes: 16 * MiB,
     jobs: [16],
+    wrkJobs: [16],
+    startupRuns: 2,
     largeJobs: [2],
     gzipLevels: [6],
     rssFiles: [500, 2000],

@@ -3,14 +3,15 @@ import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { runChild } from './children.js';
-import { VERSION, type BenchContext } from './context.js';
+import { LAST_MODIFIED_QUERY, VERSION, type BenchContext } from './context.js';
 import { writeLargeFile, writeSmallTree } from './data.js';
 import { migrateNotReady, runMigrate, type MigrateRun } from './ft-migrate.js';
 import { tempDir } from './lifecycle.js';
-import { emptySection, type Section } from './report.js';
+import { emptySection, type Section, type Table } from './report.js';
 import { run } from './proc.js';
-import { BINS, startFtServer } from './servers.js';
-import { MiB, num, ratio } from './stats.js';
+import { BINS, shebangFlags, startFtServer } from './servers.js';
+import { MiB, median, num, ratio, withRounds } from './stats.js';
+import { runWrk, writeWrkScripts } from './wrk.js';
 
 /** ft-migrate's -j when none is given: read from its --help (the source of truth). */
 async function defaultJobs(): Promise<number | undefined> {
@@ -27,13 +28,14 @@ async function defaultGzipLevel(): Promise<number> {
 }
 
 /**
- * Writes the files of `tree` as a pool for the bare store script (gzip -6 bodies); returns
- * its files and the tree's total size.
+ * Writes the files of `tree` as a pool of gzip bodies at `level` (ft-migrate's), for the
+ * bare store script and for wrk; returns its files and the tree's total size.
  */
 async function poolOfTree(
   tree: string,
   names: string[],
   dir: string,
+  level: number,
 ): Promise<{ index: string; bodies: string; logicalBytes: number }> {
   const index = path.join(dir, 'tree.idx');
   const bodies = path.join(dir, 'tree.bin');
@@ -45,7 +47,7 @@ async function poolOfTree(
     for (const name of names) {
       const data = await readFile(path.join(tree, name));
       logicalBytes += data.length;
-      const gz = gzipSync(data, { level: 6 });
+      const gz = gzipSync(data, { level });
       await out.write(gz);
       const sha = createHash('sha256').update(data).digest('hex');
       lines.push(`/files/${name} ${sha} ${data.length} ${offset} ${gz.length}\n`);
@@ -78,6 +80,105 @@ async function migrateOnce(
 }
 
 /**
+ * ft-server's own PUT rate for the small tree's bodies over wrk with `jobs` connections,
+ * into a fresh server: the row beside ft-migrate's `fps`, and the target of issue 15
+ * (ft-migrate costs almost nothing beside the server: >= 0.7x). Without wrk, the target
+ * is listed as not measured.
+ */
+async function serverPutRate(
+  ctx: BenchContext,
+  into: Section,
+  pool: { index: string; bodies: string },
+  work: string,
+  jobs: number,
+  fps: number,
+): Promise<string[]> {
+  const what = `ft-migrate / ft-server PUT over wrk files/s, small tree, -j ${jobs}`;
+  const wrk = ctx.tools.wrk;
+  if (!wrk) {
+    ctx.log(`migrate: no wrk, so no ft-server PUT rate at -j ${jobs}`);
+    into.targets.push({ what, ratio: NaN, target: 0.7 });
+    return [String(jobs), num(fps), '', '', ''];
+  }
+  const scripts = await writeWrkScripts(work);
+  const store = await tempDir('migrate-wrk-store');
+  const ft = await startFtServer(store, path.join(work, `server-wrk-j${jobs}.log`));
+  let reqPerS: number;
+  let errors: number;
+  try {
+    ctx.log(`migrate: ft-server PUT rate over wrk, ${jobs} connections`);
+    const r = await runWrk(wrk, {
+      url: ft.url,
+      script: scripts.put,
+      scriptArgs: [pool.index, pool.bodies, LAST_MODIFIED_QUERY],
+      connections: jobs,
+      durationS: ctx.config.put.durationS,
+    });
+    reqPerS = r.reqPerS;
+    errors = r.errors;
+  } finally {
+    await ft.stop();
+  }
+  into.targets.push({ what, ratio: fps / reqPerS, target: 0.7 });
+  return [String(jobs), num(fps), num(reqPerS), ratio(fps / reqPerS), String(errors)];
+}
+
+/**
+ * ft-migrate's start-up: runs on an empty tree (no TTY, plain output, a state file in the
+ * work dir) into a running ft-server, beside `node -e 0` for the machine's own start-up;
+ * target <= 0.25 s (issue 15: Python's migrator starts in 0.16 s).
+ */
+async function startupTable(ctx: BenchContext, into: Section, work: string): Promise<Table> {
+  const runs = ctx.config.migrate.startupRuns;
+  const empty = path.join(work, 'empty');
+  await mkdir(empty, { recursive: true });
+  const store = await tempDir('migrate-startup-store');
+  const ft = await startFtServer(store, path.join(work, 'server-startup.log'));
+  const migrateMs: number[] = [];
+  const nodeMs: number[] = [];
+  try {
+    ctx.log(`migrate: start-up on an empty tree, ${runs} runs`);
+    for (let i = 0; i < runs; i++) {
+      const r = await run(
+        process.execPath,
+        [
+          ...shebangFlags(BINS.migrate),
+          BINS.migrate,
+          empty,
+          ft.url,
+          '--state',
+          path.join(work, `state-startup-${i}`),
+        ],
+        { cwd: work, env: { ...process.env, CI: '1' }, timeoutMs: 60_000 },
+      );
+      if (r.code !== 0)
+        throw new Error(`ft-migrate on an empty tree exited ${r.code}: ${r.stderr}`);
+      migrateMs.push(r.ms);
+      nodeMs.push((await run(process.execPath, ['-e', '0'])).ms);
+    }
+  } finally {
+    await ft.stop();
+  }
+  const startS = median(migrateMs) / 1000;
+  into.targets.push({
+    what: 'ft-migrate start-up, empty tree, no TTY',
+    ratio: startS,
+    target: 0.25,
+    atMost: true,
+    shown: `${startS.toFixed(2)} s`,
+    targetShown: '<= 0.25 s',
+  });
+  return {
+    caption: `Start-up on an empty tree (median of ${runs} runs)`,
+    head: ['what', 'ms median (runs)'],
+    rows: [
+      ['ft-migrate EMPTY URL --state FILE (no TTY)', withRounds(migrateMs)],
+      ['node -e 0 (the floor)', withRounds(nodeMs)],
+    ],
+  };
+}
+
+/**
  * ft-migrate on a tree of many small files and on a few large ones: files/s and MiB/s
  * against the limits of the same work (the bare store script; the gzip + SHA-256
  * pipeline), for several -j values and gzip levels, to choose the defaults.
@@ -95,7 +196,9 @@ export async function benchMigrate(ctx: BenchContext): Promise<Section> {
       'count.',
     'Limits, measured in the same run: files/s of the bare write/fsync/rename script ' +
       `(see Small-file PUT; ${config.put.durationS} s) on the small tree\u2019s own gzip ` +
-      'bodies at the same -j; MiB/s of ' +
+      'bodies (at ft-migrate\u2019s default level) at the same -j; ft-server\u2019s own PUT rate ' +
+      `for the same bodies over wrk (${config.put.durationS} s, as many connections as -j, a ` +
+      'fresh ft-server), what ft-migrate would reach if it cost nothing; MiB/s of ' +
       'the pipeline (one process reads, SHA-256s and gzips each file in turn, at the level ' +
       'shown).',
   );
@@ -117,9 +220,10 @@ export async function benchMigrate(ctx: BenchContext): Promise<Section> {
   const small = path.join(work, 'small');
   ctx.log(`migrate: writing ${cfg.smallFiles} small files`);
   const names = await writeSmallTree(small, cfg.smallFiles, 1024, 10 * 1024, VERSION);
-  const { logicalBytes: smallBytes, ...pool } = await poolOfTree(small, names, work);
+  const { logicalBytes: smallBytes, ...pool } = await poolOfTree(small, names, work, defLevel);
   const rows: string[][] = [];
   const levelRows: string[][] = [];
+  const serverRows: string[][] = [];
   /** MiB/s of the pipeline at each level over `files`, with a row per level. */
   const pipelines = async (
     what: string,
@@ -157,6 +261,8 @@ export async function benchMigrate(ctx: BenchContext): Promise<Section> {
     const limitFps = limit.files / (limit.ms / 1000);
     const r = await migrateOnce(ctx, small, work, `small-j${j}`, j);
     const fps = names.length / (r.ms / 1000);
+    if (cfg.wrkJobs.includes(j))
+      serverRows.push(await serverPutRate(ctx, section, pool, work, j, fps));
     const mibs = smallBytes / MiB / (r.ms / 1000);
     const pipe = smallPipe.get(defLevel) ?? NaN;
     rows.push([
@@ -210,6 +316,15 @@ export async function benchMigrate(ctx: BenchContext): Promise<Section> {
     ],
     rows,
   });
+  if (serverRows.length > 0) {
+    section.tables.push({
+      caption:
+        'ft-migrate against ft-server\u2019s own PUT rate (wrk, same gzip bodies, connections = -j)',
+      head: ['-j', 'ft-migrate files/s', 'ft-server over wrk files/s', 'vs wrk', 'wrk errors'],
+      rows: serverRows,
+    });
+  }
+  section.tables.push(await startupTable(ctx, section, work));
   section.tables.push({
     caption: 'Pipeline limit by gzip level (one process, files in turn)',
     head: ['tree, gzip level', 'MiB/s', 'files/s', 'compression ratio'],

@@ -8,6 +8,7 @@ import type { MigrationSummary } from '@filetracker/migrate';
 import { startLegacy } from './helpers/legacy-static.js';
 import { startFaultyProxy } from './helpers/migrate-proxy.js';
 import {
+  defaultStateFiles,
   legacyTreeFiles,
   runMigrate,
   smallTreeFiles,
@@ -248,6 +249,7 @@ test('--dry-run uploads nothing and lists what it would upload, with totals', as
     (await readdir(ftRoot)).filter((n) => n.startsWith('.ft-migrate-state')),
     [],
   );
+  assert.deepEqual(await defaultStateFiles(ftRoot), []);
 });
 
 test('upload, --verify and --verify=digest over 150 files leave no abort listener behind (no MaxListenersExceededWarning, issue 18)', async (t) => {
@@ -546,15 +548,12 @@ test('a state file of this store is checked on a sample first: a finished file d
   await assertOnServer(client, files);
 
   // A state file from before store identities (no "store") is sample-checked too.
-  const [statePath] = (await readdir(ftRoot)).filter((f) => f.startsWith('.ft-migrate-state-'));
-  const lines = (await readFile(path.join(ftRoot, statePath!), 'utf8')).split('\n');
+  const [statePath] = await defaultStateFiles(ftRoot);
+  const lines = (await readFile(statePath!, 'utf8')).split('\n');
   const header = JSON.parse(lines[0]!) as Record<string, unknown>;
   assert.equal(header.store, server.store.storeId, 'the rebuilt state names this store');
   delete header.store;
-  await writeFile(
-    path.join(ftRoot, statePath!),
-    [JSON.stringify(header), ...lines.slice(1)].join('\n'),
-  );
+  await writeFile(statePath!, [JSON.stringify(header), ...lines.slice(1)].join('\n'));
   await client.delete(`/${files[7]!.name}`);
   const old = await runMigrate(['./files', server.url, '--report', 'report.json'], {
     cwd: ftRoot,

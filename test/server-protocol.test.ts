@@ -1,12 +1,9 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { startServer, type TestServer } from './helpers/server.js';
+import { BACKENDS, type Backend, type BackendServer as TestServer } from './helpers/backends.js';
 import { RawConnection, httpRequest, type HttpResult } from './helpers/server-http.js';
-import { blobFiles, snapshotStore, tmpEntries } from './helpers/server-store.js';
 
 const VERSION_BODY = '{"protocol_versions": [2]}';
 const V = 1_700_000_000;
@@ -122,12 +119,24 @@ function lines(body: Buffer): string[] {
   return text.slice(0, -1).split('\n').sort();
 }
 
-describe('ft-server protocol over HTTP', () => {
+// The whole suite runs on every backend (helpers/backends.ts): the local store, and the
+// scale-out store on real PostgreSQL and Swift, skipped with the reason where not installed.
+for (const backend of BACKENDS) {
+  describe(`ft-server protocol over HTTP (${backend.name})`, { skip: backend.skip }, () =>
+    protocolSuite(backend),
+  );
+}
+
+function protocolSuite(backend: Backend): void {
   let ft: TestServer;
   before(async () => {
-    ft = await startServer();
+    await backend.setUp();
+    ft = await backend.start();
   });
-  after(() => ft.close());
+  after(async () => {
+    await ft?.close();
+    await backend.tearDown();
+  });
 
   describe('/version', () => {
     const forms = ['/version', '/version/', '//version/', '/prefix//version', '/version/x'];
@@ -519,7 +528,7 @@ describe('ft-server protocol over HTTP', () => {
     });
 
     it('/list, /list/, //list/ and /list/?last_modified= list the whole store', async (t) => {
-      const own = await startServer();
+      const own = await backend.start();
       t.after(() => own.close());
       await putOk(own, '/top', 't', V);
       await putOk(own, '/d/inner', 'i', V);
@@ -533,7 +542,7 @@ describe('ft-server protocol over HTTP', () => {
     });
 
     it('an empty store lists as 200 with an empty body', async (t) => {
-      const own = await startServer();
+      const own = await backend.start();
       t.after(() => own.close());
       const res = await list(own, `/list/?${lm(V)}`);
       assert.equal(res.status, 200);
@@ -579,13 +588,13 @@ describe('ft-server protocol over HTTP', () => {
     it('two names with the same content share one blob, named by its SHA-256', async () => {
       const content = Buffer.from('shared content for dedup\n'.repeat(30));
       const digest = sha256(content);
-      const blob = path.join(ft.dir, 'blobs', digest.slice(0, 2), digest);
-      const blobsBefore = await blobFiles(ft.dir);
+      await ft.view.settle(); // blobs earlier tests left unused are gone before we count
+      const blobsBefore = await ft.view.blobDigests();
       await putOk(ft, '/dedup/one', content, V);
       await putOk(ft, '/dedup/two', content, V + 5, { gzip: true });
-      const blobsAfter = await blobFiles(ft.dir);
+      const blobsAfter = await ft.view.blobDigests();
       assert.equal(blobsAfter.length, blobsBefore.length + 1);
-      assert.ok(existsSync(blob), 'blobs/<xx>/<sha256> exists');
+      assert.ok(await ft.view.hasBlob(digest), 'the blob named by its sha256 exists');
 
       assert.equal((await deleteFile(ft, '/dedup/one', V)).status, 200);
       assert.equal((await getFile(ft, '/dedup/one')).status, 404);
@@ -593,21 +602,23 @@ describe('ft-server protocol over HTTP', () => {
       assert.equal(two.status, 200);
       assert.deepEqual(two.body, content);
       assert.equal(versionOf(two), V + 5);
-      assert.ok(existsSync(blob), 'blob kept while a name uses it');
+      await ft.view.settle();
+      assert.ok(await ft.view.hasBlob(digest), 'blob kept while a name uses it');
 
       assert.equal((await deleteFile(ft, '/dedup/two', V + 5)).status, 200);
-      assert.ok(!existsSync(blob), 'blob removed with its last name');
-      assert.deepEqual(await blobFiles(ft.dir), blobsBefore);
+      await ft.view.settle();
+      assert.ok(!(await ft.view.hasBlob(digest)), 'blob removed with its last name');
+      assert.deepEqual(await ft.view.blobDigests(), blobsBefore);
     });
 
     it('replacing a name drops its old blob when no other name uses it', async () => {
       const first = Buffer.from('replace me: first content');
       const second = Buffer.from('replace me: second content');
-      const firstBlob = path.join(ft.dir, 'blobs', sha256(first).slice(0, 2), sha256(first));
       await putOk(ft, '/dedup/replaced', first, V);
-      assert.ok(existsSync(firstBlob));
+      assert.ok(await ft.view.hasBlob(sha256(first)));
       await putOk(ft, '/dedup/replaced', second, V + 1);
-      assert.ok(!existsSync(firstBlob));
+      await ft.view.settle();
+      assert.ok(!(await ft.view.hasBlob(sha256(first))));
       assert.deepEqual(await readPlain(ft, '/dedup/replaced'), second);
     });
   });
@@ -615,36 +626,36 @@ describe('ft-server protocol over HTTP', () => {
   describe('path conflicts', () => {
     it('PUT /a/b when /a is a file is 409 PATH_CONFLICT and changes nothing', async () => {
       await putOk(ft, '/conflict1/a', 'a file', V);
-      const before = await snapshotStore(ft.dir);
+      const before = await ft.view.snapshot();
       const res = await putFile(ft, '/conflict1/a/b', 'would need a to be a directory', V);
       assertError(res, 409, 'PATH_CONFLICT');
       const deeper = await putFile(ft, '/conflict1/a/b/c', 'deeper still', V);
       assertError(deeper, 409, 'PATH_CONFLICT');
-      assert.deepEqual(await tmpEntries(ft.dir), []);
-      assert.deepEqual(await snapshotStore(ft.dir), before);
+      assert.deepEqual(await ft.view.tmpEntries(), []);
+      assert.deepEqual(await ft.view.snapshot(), before);
       assert.equal((await readPlain(ft, '/conflict1/a')).toString(), 'a file');
     });
 
     it('PUT /a when /a/b exists is 409 PATH_CONFLICT and changes nothing', async () => {
       await putOk(ft, '/conflict2/a/b', 'inside a', V);
-      const before = await snapshotStore(ft.dir);
+      const before = await ft.view.snapshot();
       const res = await putFile(ft, '/conflict2/a', 'would replace a directory', V);
       assertError(res, 409, 'PATH_CONFLICT');
-      assert.deepEqual(await tmpEntries(ft.dir), []);
-      assert.deepEqual(await snapshotStore(ft.dir), before);
+      assert.deepEqual(await ft.view.tmpEntries(), []);
+      assert.deepEqual(await ft.view.snapshot(), before);
       assert.equal((await readPlain(ft, '/conflict2/a/b')).toString(), 'inside a');
     });
 
     it('PUT /a over an empty directory left by deletes is 409 PATH_CONFLICT', async () => {
       await putOk(ft, '/conflict3/a/b', 'x', V);
       assert.equal((await deleteFile(ft, '/conflict3/a/b', V)).status, 200);
-      const before = await snapshotStore(ft.dir);
+      const before = await ft.view.snapshot();
       assertError(
         await putFile(ft, '/conflict3/a', 'file over empty dir', V),
         409,
         'PATH_CONFLICT',
       );
-      assert.deepEqual(await snapshotStore(ft.dir), before);
+      assert.deepEqual(await ft.view.snapshot(), before);
     });
   });
 
@@ -714,4 +725,4 @@ describe('ft-server protocol over HTTP', () => {
       }
     });
   });
-});
+}

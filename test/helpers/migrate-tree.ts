@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { REPO_ROOT } from './server.js';
@@ -96,6 +96,24 @@ export interface MigrateProcess {
   done: Promise<MigrateRun>;
 }
 
+/**
+ * Where a test's ft-migrate keeps its default state file: `XDG_STATE_HOME` is set to
+ * `.xdg-state` in its working directory (never the user's own state directory).
+ */
+export function testStateDir(cwd: string | undefined): string {
+  return path.join(cwd ?? tmpdir(), '.xdg-state');
+}
+
+/** The default state files (paths) of runs in `cwd` (see {@link testStateDir}). */
+export async function defaultStateFiles(cwd: string): Promise<string[]> {
+  const dir = path.join(testStateDir(cwd), 'filetracker');
+  try {
+    return (await readdir(dir)).map((name) => path.join(dir, name));
+  } catch {
+    return [];
+  }
+}
+
 /** Starts the ft-migrate bin with `args` (stdout and stderr piped: not a terminal). */
 export function spawnMigrate(
   args: readonly string[],
@@ -103,7 +121,7 @@ export function spawnMigrate(
 ): MigrateProcess {
   const child = spawn(process.execPath, [MIGRATE_BIN, ...args], {
     cwd: options.cwd,
-    env: { ...process.env, ...options.env },
+    env: { ...process.env, XDG_STATE_HOME: testStateDir(options.cwd), ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';

@@ -12,6 +12,7 @@ import {
   openStore,
   type LocalStore,
   type LocalStoreOptions,
+  type Store,
 } from '@filetracker/server';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -21,30 +22,37 @@ export function tempDir(prefix = 'ft-test-'): Promise<string> {
   return mkdtemp(path.join(tmpdir(), prefix));
 }
 
-export interface TestServer {
+export interface TestServer<S extends Store = LocalStore> {
   url: string;
   port: number;
-  /** The store directory. */
+  /** The store directory (for a scale-out store: its uploads being verified, ft-tmp/). */
   dir: string;
-  store: LocalStore;
+  store: S;
   server: Server;
   /** Stops listening, closes the store and removes the dir unless it was given. */
   close(): Promise<void>;
 }
 
-/** Starts the app in-process on 127.0.0.1, port 0, over a store in a temp dir. */
-export async function startServer(
+/**
+ * Starts the app in-process on 127.0.0.1, port 0, over a store in a temp dir: the local
+ * store, or the one `open` makes with that dir (a scale-out store, see backends.ts).
+ */
+export async function startServer<S extends Store = LocalStore>(
   options: {
     dir?: string;
+    /** Opens the store for the dir instead of the local store. */
+    open?: (dir: string) => Promise<S>;
     fallbackUrl?: string;
     fallbackTimeoutMs?: number;
     /** How often the fallback is probed (default: the server's). */
     fallbackProbeIntervalMs?: number;
     store?: LocalStoreOptions;
   } = {},
-): Promise<TestServer> {
+): Promise<TestServer<S>> {
   const dir = options.dir ?? (await tempDir());
-  const store = await openStore(dir, options.store);
+  const store = options.open
+    ? await options.open(dir)
+    : ((await openStore(dir, options.store)) as unknown as S);
   const fallbackProbe =
     options.fallbackUrl === undefined
       ? undefined

@@ -13,6 +13,12 @@ export const SWIFT_S3_CREDENTIALS = { accessKeyId: 'test:tester', secretAccessKe
 export const SWIFT_S3_REGION = 'us-east-1';
 
 const SERVERS = ['account', 'container', 'object'] as const;
+
+/**
+ * How long each start-up step may take. About 5 s on an idle machine; over 60 s was seen
+ * with the load of several test runs on 2 cores (Python importing eventlet and swift).
+ */
+const START_TIMEOUT_MS = 90_000;
 type Kind = (typeof SERVERS)[number];
 
 const PROGRAMS = [
@@ -152,8 +158,8 @@ export async function startSwift(): Promise<SwiftEngine> {
         const res = await fetch(`${endpoint}/healthcheck`).catch(() => undefined);
         return res?.status === 200 && (await res.text()) === 'OK';
       },
-      30_000,
-      () => `swift proxy did not answer in 30 s: ${proc.output()}`,
+      START_TIMEOUT_MS,
+      () => `swift proxy did not answer in 90 s: ${proc.output()}`,
     );
   };
   const stopProxy = async (): Promise<void> => {
@@ -182,8 +188,8 @@ export async function startSwift(): Promise<SwiftEngine> {
         if (dead) throw new Error(`a swift server exited: ${dead.output()}`);
         return (await Promise.all(SERVERS.map((kind) => accepts(ports[kind])))).every(Boolean);
       },
-      30_000,
-      () => `swift servers did not listen in 30 s: ${servers.map((s) => s.output()).join('\n')}`,
+      START_TIMEOUT_MS,
+      () => `swift servers did not listen in 90 s: ${servers.map((s) => s.output()).join('\n')}`,
     );
     await startProxy();
   } catch (err) {

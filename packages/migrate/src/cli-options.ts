@@ -96,8 +96,10 @@ function options(): Option[] {
       '--state <FILE>',
       'resume file: each finished file is appended to it, and files it lists are skipped ' +
         'without asking the server, so after Ctrl-C, kill or a crash the same command ' +
-        'finishes the job (default: .ft-migrate-state-HASH in the current directory, ' +
-        'HASH naming FILES, the root and URL). It names the store it was made against: ' +
+        'finishes the job (default: ft-migrate-FILES-to-HOST_PORT-HASH.state in ' +
+        '$XDG_STATE_HOME/filetracker or ~/.local/state/filetracker, HASH naming FILES, ' +
+        'the root and URL, printed at start; a .ft-migrate-state-HASH of an earlier ' +
+        'version in the current directory is still used). It names the store it was made against: ' +
         "against another store (a rehearsal's state), or when a random sample of its " +
         'files is missing on the server, every file it lists is checked on the server ' +
         '(HEAD) and uploaded unless there, and the file starts afresh',

@@ -21,7 +21,14 @@ export {
 export { ProgressTracker, NOTICE_CAP, type Notice, type ProgressState } from './progress.js';
 export { ProgressView, type ProgressViewProps } from './ui/ProgressView.js';
 export { progressLine, startPlainLog, type LineSink } from './plain-log.js';
-export { StateFile, defaultStatePath, type StateIdentity } from './state-file.js';
+export {
+  StateFile,
+  defaultStatePath,
+  legacyStatePath,
+  stateDirectory,
+  type StateIdentity,
+} from './state-file.js';
+export { HttpUploader, type UploaderOptions } from './uploader.js';
 export { BoundedQueue } from './bounded-queue.js';
 export { walkSource, type SourceEntry, type SourceOptions } from './source.js';
 export { excludeMatcher, type ExcludeMatcher } from './exclude.js';

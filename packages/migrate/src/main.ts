@@ -1,7 +1,8 @@
-import { stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { CliError, EXIT_STATUS, exitStatusOf, runCommand } from '@filetracker/runtime';
-import { FiletrackerClient, PROTOCOL_VERSION, legacyName } from '@filetracker/shared-protocol';
+import type { FiletrackerClient } from '@filetracker/shared-protocol';
+import { PROTOCOL_VERSION, legacyName } from '@filetracker/shared-protocol/wire';
 import { parseCommandLine, type CliOptions } from './cli-options.js';
 import { Migrator, type MigrateMode } from './migrator.js';
 import { startPlainLog } from './plain-log.js';
@@ -11,8 +12,15 @@ import type { CopySource } from './sources/copy-source.js';
 import { HttpSource } from './sources/http.js';
 import { StoreSource } from './sources/store.js';
 import { describeError } from './retry.js';
-import { StateFile, defaultStatePath, type StateIdentity } from './state-file.js';
+import {
+  StateFile,
+  defaultStatePath,
+  legacyStatePath,
+  stateDirectory,
+  type StateIdentity,
+} from './state-file.js';
 import { summaryLines, writeReport } from './summary.js';
+import { HttpUploader } from './uploader.js';
 
 /** Exit statuses (also in `--help`): runtime's EXIT_STATUS, and a stop by Ctrl-C. */
 const EXIT = { ...EXIT_STATUS, interrupted: 130 } as const;
@@ -81,6 +89,8 @@ async function openCopySource(
     return { source: await StoreSource.open(path.resolve(cwd, options.fromStore)) };
   }
   const url = options.from!;
+  // got, loaded only for a 2.x source (its listing and stored GETs): see uploader.ts.
+  const { FiletrackerClient } = await import('@filetracker/shared-protocol');
   const client = new FiletrackerClient(url, { timeoutMs, retries: 0 });
   try {
     const storeId = await checkServer(client, url);
@@ -95,7 +105,10 @@ async function openCopySource(
  * `GET /version`: the server must be up and speak protocol 2 before anything starts.
  * Resolves with the identity of its store (`undefined` from a server that names none).
  */
-async function checkServer(client: FiletrackerClient, url: string): Promise<string | undefined> {
+async function checkServer(
+  client: Pick<HttpUploader, 'versionInfo'>,
+  url: string,
+): Promise<string | undefined> {
   let versions: number[];
   let storeId: string | undefined;
   try {
@@ -140,20 +153,55 @@ async function checkServer(client: FiletrackerClient, url: string): Promise<stri
  * only) is fine up to tens of millions of files. `--no-state` trades it for constant
  * memory at one HEAD per file, and is the way to go when the state file was lost.
  */
+/** The resume state of a run, and how it was found. */
+interface OpenedState {
+  state: StateFile | undefined;
+  /** Found in the working directory, where versions before issue 15 kept it. */
+  legacy: boolean;
+}
+
 async function openState(
   options: CliOptions,
   setup: Setup,
   identity: StateIdentity,
   storeId: string | undefined,
   cwd: string,
-): Promise<StateFile | undefined> {
-  if (setup.mode === 'verify' || options.state === false) return undefined;
-  const file =
-    typeof options.state === 'string'
-      ? path.resolve(cwd, options.state)
-      : defaultStatePath(setup.files, identity, cwd);
+): Promise<OpenedState> {
+  if (setup.mode === 'verify' || options.state === false)
+    return { state: undefined, legacy: false };
   // A dry run reads what earlier runs finished but records nothing.
-  return StateFile.open(file, identity, { readOnly: setup.mode === 'dry-run', storeId });
+  const readOnly = setup.mode === 'dry-run';
+  if (typeof options.state === 'string') {
+    const file = path.resolve(cwd, options.state);
+    return { state: await StateFile.open(file, identity, { readOnly, storeId }), legacy: false };
+  }
+  // A migration interrupted before an upgrade resumes from where it kept its state then.
+  const legacy = legacyStatePath(setup.files, identity, cwd);
+  if (await isFile(legacy)) {
+    return { state: await StateFile.open(legacy, identity, { readOnly, storeId }), legacy: true };
+  }
+  const file = defaultStatePath(setup.files, identity);
+  if (!readOnly) {
+    try {
+      await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw new CliError(
+        'STATE_UNUSABLE',
+        `Cannot create the state directory ${path.dirname(file)} (${describeError(err)}): ` +
+          'set XDG_STATE_HOME to a writable directory, or pass --state FILE or --no-state',
+        { cause: err },
+      );
+    }
+  }
+  return { state: await StateFile.open(file, identity, { readOnly, storeId }), legacy: false };
+}
+
+async function isFile(file: string): Promise<boolean> {
+  try {
+    return (await stat(file)).isFile();
+  } catch {
+    return false;
+  }
 }
 
 async function checkReportPath(report: string | undefined, cwd: string): Promise<void> {
@@ -190,13 +238,11 @@ export async function runCli(argv: readonly string[]): Promise<number> {
 
   let setup: Setup;
   let state: StateFile | undefined;
+  let legacyState = false;
   let resume: ResumeDecision | undefined;
   let from: Awaited<ReturnType<typeof openCopySource>> | undefined;
-  const client = new FiletrackerClient(options.url, {
-    timeoutMs: options.timeout * 1000,
-    // Retried by the migrator, which counts and reports retries and honours --retries.
-    retries: 0,
-  });
+  // Retries are the migrator's, which counts and reports them and honours --retries.
+  const client = new HttpUploader(options.url, { timeoutMs: options.timeout * 1000 });
   const closeClients = (): void => {
     client.close();
     from?.client?.close();
@@ -225,7 +271,7 @@ export async function runCli(argv: readonly string[]): Promise<number> {
       );
     }
     const identity = { url: options.url.replace(/\/+$/, ''), root: setup.root };
-    state = await openState(options, setup, identity, storeId, cwd);
+    ({ state, legacy: legacyState } = await openState(options, setup, identity, storeId, cwd));
     if (state) resume = await checkResume(state, storeId, client, { url: options.url });
   } catch (err) {
     await state?.close().catch(() => {});
@@ -242,6 +288,15 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     : setup.mode === 'dry-run' || !stdout.isTTY || inCi
       ? 'plain'
       : 'tty';
+  if (state && legacyState) {
+    stderr.write(
+      `ft-migrate: resuming from ${state.path}, where an earlier ft-migrate kept its ` +
+        `state; new migrations keep theirs in ${stateDirectory()}\n`,
+    );
+  } else if (state && display !== 'silent' && resume?.decision !== 'trusted') {
+    // A trusted state's own line below names it.
+    stdout.write(`ft-migrate: resume state in ${state.path}\n`);
+  }
   // Said before the run and its live view start (issue 18: a run that skips everything
   // must say so, and why, at the start): a distrusted state is a warning, on stderr.
   if (resume?.decision === 'check-all' || (resume?.decision === 'none' && resume.message)) {

@@ -6,14 +6,22 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { sha256OfFile, sha256OfStream, type ByteSource } from '@filetracker/runtime';
+import type {
+  GetOptions,
+  GetResult,
+  PutOptions,
+  StatResult,
+  StoredBody,
+} from '@filetracker/shared-protocol';
 import {
   FiletrackerError,
+  SMALL_FILE_BYTES,
   legacyVersion,
-  type FiletrackerClient,
-} from '@filetracker/shared-protocol';
+} from '@filetracker/shared-protocol/wire';
 import { BoundedQueue } from './bounded-queue.js';
 import { excludeMatcher } from './exclude.js';
 import { formatVersion } from './format.js';
+import { readSmallFile } from './local-file.js';
 import { backoffMs, describeError, errorCode, isTransient } from './retry.js';
 import { walkSource, type SourceEntry } from './source.js';
 import type { CopyEntry, CopySource } from './sources/copy-source.js';
@@ -56,11 +64,23 @@ const LIST_CAP = 10_000;
 export type MigrateMode = 'upload' | 'dry-run' | 'verify';
 
 /**
- * The part of `FiletrackerClient` the migrator uses (tests can pass a fake); `putStored`
- * only when copying from a 2.x source (`from`).
+ * What the migrator asks of the server: ft-migrate's `HttpUploader`, or a
+ * `FiletrackerClient` (tests can pass a fake). `put` gets a small file's bytes, a larger
+ * file's path; `putStored` is needed only when copying from a 2.x source (`from`).
  */
-export type MigrateClient = Pick<FiletrackerClient, 'put' | 'stat' | 'get'> &
-  Partial<Pick<FiletrackerClient, 'putStored'>>;
+export interface MigrateClient {
+  put(name: string, source: string | Buffer, options: PutOptions): Promise<number>;
+  putStored?(
+    name: string,
+    stored: StoredBody,
+    options: { version: number; signal?: AbortSignal; gzipLevel?: number },
+  ): Promise<{ version: number; logicalSize: number | undefined }>;
+  stat(
+    name: string,
+    options: { signal?: AbortSignal; followRedirects: false },
+  ): Promise<StatResult | null>;
+  get(name: string, options: GetOptions): Promise<GetResult>;
+}
 
 /** Where finished files are remembered across runs (a `StateFile`). */
 export interface ResumeState {
@@ -653,8 +673,14 @@ export class Migrator extends EventEmitter<MigratorEvents> {
     }
     let stored: number;
     try {
+      // Read once, before the first attempt: a small file's bytes (two thread-pool calls,
+      // see local-file.ts), a larger one streamed from its path by the client.
+      const source =
+        file.size < SMALL_FILE_BYTES
+          ? await readSmallFile(file.path, file.size, this.#followSymlinks)
+          : file.path;
       stored = await this.#retrying(file, (signal) =>
-        this.#client.put(file.name, file.path, {
+        this.#client.put(file.name, source, {
           version: file.version,
           signal,
           ...(this.#gzipLevel !== undefined && { gzipLevel: this.#gzipLevel }),
@@ -756,7 +782,7 @@ export class Migrator extends EventEmitter<MigratorEvents> {
           if (opened === null) return null;
           file.version = opened.version;
           file.size = opened.logicalSize ?? file.size;
-          let answer: Awaited<ReturnType<FiletrackerClient['putStored']>>;
+          let answer: Awaited<ReturnType<NonNullable<MigrateClient['putStored']>>>;
           try {
             answer = await this.#client.putStored!(file.name, opened, {
               version: opened.version,

@@ -1,4 +1,4 @@
-import type { FiletrackerClient } from '@filetracker/shared-protocol';
+import type { MigrateClient } from './migrator.js';
 import { describeError } from './retry.js';
 import type { StateFile } from './state-file.js';
 
@@ -46,7 +46,7 @@ export function sampleSize(finished: number): number {
 export async function checkResume(
   state: StateFile,
   serverStore: string | undefined,
-  client: Pick<FiletrackerClient, 'stat'>,
+  client: Pick<MigrateClient, 'stat'>,
   options: { url: string; signal?: AbortSignal },
 ): Promise<ResumeDecision> {
   const finished = state.size;

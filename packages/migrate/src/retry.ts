@@ -1,5 +1,5 @@
 import { isTransientNetworkError } from '@filetracker/runtime';
-import { FiletrackerError } from '@filetracker/shared-protocol';
+import { FiletrackerError } from '@filetracker/shared-protocol/wire';
 
 /**
  * Whether a failed request is worth retrying: connection failures, timeouts and 5xx (and

@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { walkTree, type UnreadableDirHandler, type WalkEntry } from '@filetracker/runtime';
-import { legacyName } from '@filetracker/shared-protocol';
+import { legacyName } from '@filetracker/shared-protocol/wire';
 import { escapeBytes } from './byte-names.js';
 import type { ExcludeMatcher } from './exclude.js';
 import type { CopyEntry } from './sources/copy-source.js';

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { open, rename, rm, stat } from 'node:fs/promises';
+import { homedir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { CliError } from '@filetracker/runtime';
@@ -22,20 +23,73 @@ const FORMAT = 1;
  */
 export const SAMPLE_CAP = 256;
 
+/**
+ * Records are gathered this long and appended with one write: one write per file was a
+ * thread-pool round trip each, a few percent of the migrator's time (issue 15). A
+ * `kill -9` loses at most this much of the latest records, which only costs re-uploading
+ * those files.
+ */
+const RECORD_BATCH_MS = 50;
+
 /** The third field of the record of a file deleted on the server (see `record`). */
 const DELETED = 'deleted';
 
-/**
- * The default state file: `.ft-migrate-state-<hash>` in the current directory, the hash
- * taken of FILES, the root and the URL, so that rerunning the same command finds it and a
- * migration of another tree or to another server does not.
- */
-export function defaultStatePath(files: string, identity: StateIdentity, cwd: string): string {
-  const hash = createHash('sha256')
+function stateHash(files: string, identity: StateIdentity): string {
+  return createHash('sha256')
     .update(`${files}\n${identity.root}\n${identity.url}`)
     .digest('hex')
     .slice(0, 12);
-  return path.join(cwd, `.ft-migrate-state-${hash}`);
+}
+
+/**
+ * Where default state files live: `$XDG_STATE_HOME/filetracker` (an absolute
+ * `XDG_STATE_HOME`, as the XDG base directory spec asks), else
+ * `~/.local/state/filetracker`.
+ */
+export function stateDirectory(env: NodeJS.ProcessEnv = process.env): string {
+  const xdg = env.XDG_STATE_HOME;
+  const base = xdg && path.isAbsolute(xdg) ? xdg : path.join(homedir(), '.local', 'state');
+  return path.join(base, 'filetracker');
+}
+
+/** Characters of a readable part of a file name; the rest become `_`. */
+function readablePart(text: string): string {
+  return text
+    .replace(/[^A-Za-z0-9._-]+/g, '_')
+    .replace(/^[._]+|_+$/g, '')
+    .slice(0, 40);
+}
+
+/**
+ * The default state file, in {@link stateDirectory}: `ft-migrate-<FILES>-to-<host_port>-
+ * <hash>.state`, readable for people (`ls` tells which migration is which) and the hash
+ * taken of FILES, the root and the URL, so that rerunning the same command finds it and a
+ * migration of another tree or to another server does not.
+ */
+export function defaultStatePath(
+  files: string,
+  identity: StateIdentity,
+  env: NodeJS.ProcessEnv = process.env,
+): string {
+  let target: string;
+  try {
+    const url = new URL(identity.url);
+    target = `${url.host}${url.pathname}`;
+  } catch {
+    target = identity.url;
+  }
+  const source = readablePart(path.basename(files)) || 'root';
+  const name = `ft-migrate-${source}-to-${readablePart(target) || 'server'}-${stateHash(files, identity)}.state`;
+  return path.join(stateDirectory(env), name);
+}
+
+/**
+ * Where ft-migrate kept the default state file before it moved to {@link stateDirectory}:
+ * `.ft-migrate-state-<hash>` in the working directory (the same hash), so that a
+ * migration interrupted before an upgrade resumes after it.
+ */
+export function legacyStatePath(files: string, identity: StateIdentity, cwd: string): string {
+  return path.join(cwd, `.ft-migrate-state-${stateHash(files, identity)}`);
 }
 
 /**
@@ -68,6 +122,8 @@ export class StateFile {
   readonly #identity: StateIdentity;
   readonly #loaded: Loaded;
   #out: WriteStream | undefined;
+  /** `#out` while it gathers records (corked) for RECORD_BATCH_MS. */
+  #gathering: WriteStream | undefined;
   #closing: Promise<void> | undefined;
   #error: Error | undefined;
 
@@ -194,15 +250,26 @@ export class StateFile {
   }
 
   /**
-   * Records `name` at `version` as finished (appended now; not added to the Set);
+   * Records `name` at `version` as finished (appended within RECORD_BATCH_MS; not added
+   * to the Set);
    * `deleted`: finished because a client deleted it on the server (`[name, version,
    * "deleted"]`, which earlier versions read as finished too), so that its absence from
    * the server does not count against the state (see resume-check.ts).
    */
   record(name: string, version: number, deleted = false): void {
     if (!this.#out || this.#closing || this.#error) return;
+    const out = this.#out;
+    if (this.#gathering !== out) {
+      this.#gathering = out;
+      out.cork();
+      // close() and restart() end the stream, which writes what it gathered.
+      setTimeout(() => {
+        if (this.#gathering === out) this.#gathering = undefined;
+        out.uncork();
+      }, RECORD_BATCH_MS);
+    }
     const line = deleted ? [name, version, DELETED] : [name, version];
-    this.#out.write(`${JSON.stringify(line)}\n`);
+    out.write(`${JSON.stringify(line)}\n`);
   }
 
   /** Flushes and closes the file; idempotent. Rejects if any append failed. */

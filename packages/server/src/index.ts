@@ -60,6 +60,13 @@ export {
   openLocalStore as openStore,
   type LocalStoreOptions,
 } from './store/open-local.js';
+export {
+  ScaleOutStore,
+  openScaleOutStore,
+  parseBucketUrl,
+  type BucketLocation,
+  type ScaleOutOptions,
+} from './store/open-scale-out.js';
 export { MeteredStore, StoreMetrics } from './store/store-metrics.js';
 export { ForwardingStore } from './store/forwarding-store.js';
 export {

@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { createLogger } from '@filetracker/http-telemetry';
 import {
   AliasOption,
@@ -19,7 +19,14 @@ import { DEFAULT_MAX_FILE_BYTES } from './http/app.js';
 import { FallbackProbe } from './http/fallback-probe.js';
 import { createRequestListener } from './http/fast-path.js';
 import { StoreOpenError } from './store/store-api.js';
-import { openLocalStore, type LocalStore } from './store/open-local.js';
+import { openLocalStore } from './store/open-local.js';
+import {
+  openScaleOutStore,
+  parseBucketUrl,
+  redactUrl,
+  type BucketLocation,
+} from './store/open-scale-out.js';
+import type { Store } from './store/store-api.js';
 
 /** The option table: parsing and --help come from this one list (STYLE.md). */
 function program(): Command {
@@ -72,13 +79,35 @@ function program(): Command {
     .addOption(
       new Option(
         '--workers <N>',
-        'accepted for compatibility (Python ran N gunicorn workers); this server is one process whose I/O is asynchronous, so N is ignored',
+        'accepted for compatibility (Python ran N gunicorn workers); this server is one process whose I/O is asynchronous, so N is ignored (also with --db, for now: run several ft-server processes on other ports instead)',
       ),
     )
     .addOption(
       new Option(
+        '--db <URL>',
+        'scale-out (preview): keep names, versions and reference counts in PostgreSQL at URL (postgres://USER[:PASSWORD]@HOST:PORT/DB; the PG* variables work too), schema created or migrated at start; every ft-server with the same --db and blobs is one store. Blobs go to --blobs, or to DIR/blobs/ with -d DIR',
+      ).env('FT_DB'),
+    )
+    .addOption(
+      new Option(
+        '--blobs <s3://BUCKET[/PREFIX]>',
+        'scale-out (preview), needs --db: keep blobs in an S3-compatible bucket (created if missing), under PREFIX; credentials and region from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION (or the AWS profile)',
+      )
+        .env('FT_BLOBS')
+        .argParser(bucketUrl),
+    )
+    .addOption(
+      new Option(
+        '--s3-endpoint <URL>',
+        'with --blobs: the endpoint of a non-AWS object store (Swift, Ceph RGW, MinIO, Garage), addressed path-style',
+      )
+        .env('FT_S3_ENDPOINT')
+        .argParser(httpUrl),
+    )
+    .addOption(
+      new Option(
         '--fallback-url <URL>',
-        'migration mode: answer GET/HEAD of names this store lacks with a 307 to URL/files/NAME (the 1.x store served by ft-legacy-static); URL is probed every 5 s (HEAD /) and a dead or hung fallback shows in /healthz, /status and /metrics',
+        'migration mode: answer GET/HEAD of names this store lacks with a 307 to URL/files/NAME, where URL is the old store: a 1.x tree served by ft-legacy-static (or any static server), or a running filetracker 2.x server, possibly under a path prefix (http://host/ft: then URL//files/NAME); URL is probed every 5 s (GET /version, which also tells /status which kind it is) and a dead or hung fallback shows in /healthz, /status and /metrics',
       ).argParser(httpUrl),
     )
     .addOption(
@@ -119,6 +148,40 @@ interface Flags {
   legacyTimeout: number;
   idleTimeout: number;
   maxFileSize: number;
+  db?: string;
+  blobs?: BucketLocation;
+  s3Endpoint?: string;
+}
+
+/** `--blobs`'s value; a usage error (exit 2) when it is not `s3://BUCKET[/PREFIX]`. */
+function bucketUrl(value: string): BucketLocation {
+  try {
+    return parseBucketUrl(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+
+/**
+ * The flags that only make sense together (scale-out): a usage error (exit 2, one line)
+ * otherwise. `dirGiven`: -d or FILETRACKER_DIR was given (not the default ./ft-data).
+ */
+function checkScaleOutFlags(command: Command, flags: Flags, dirGiven: boolean): void {
+  const usage = (message: string): never =>
+    command.error(`error: ${message}`, { exitCode: 2, code: 'ft-server.scale-out' });
+  if (flags.blobs !== undefined && flags.db === undefined) {
+    usage(
+      '--blobs (FT_BLOBS) needs --db URL (FT_DB): the bucket holds only blobs, names and versions live in PostgreSQL',
+    );
+  }
+  if (flags.s3Endpoint !== undefined && flags.blobs === undefined) {
+    usage('--s3-endpoint (FT_S3_ENDPOINT) needs --blobs s3://BUCKET and --db URL');
+  }
+  if (flags.db !== undefined && flags.blobs === undefined && !dirGiven) {
+    usage(
+      '--db (FT_DB) needs a place for the blobs: --blobs s3://BUCKET[/PREFIX], or -d DIR for DIR/blobs/ shared by the processes',
+    );
+  }
 }
 
 /**
@@ -131,7 +194,12 @@ export function main(argv: string[]): Promise<void> {
 }
 
 async function serve(argv: string[]): Promise<void> {
-  const flags = parseCommandLine(program(), argv).opts<Flags>();
+  const command = parseCommandLine(program(), argv);
+  const flags = command.opts<Flags>();
+  // FT_DB= (empty, as in an env file with the line left blank) means no database.
+  if (flags.db === '') delete flags.db;
+  const dirGiven = command.getOptionValueSource('dir') !== 'default';
+  checkScaleOutFlags(command, flags, dirGiven);
 
   const { logger, reopen, flush } = createLogger({
     name: 'ft-server',
@@ -141,27 +209,50 @@ async function serve(argv: string[]): Promise<void> {
   });
   if (flags.logConfig !== undefined)
     logger.warn({ logConfig: flags.logConfig }, '--log-config is ignored');
-  if (flags.workers !== undefined)
-    logger.info({ workers: flags.workers }, '--workers is ignored: one process');
+  if (flags.workers !== undefined) {
+    logger.info(
+      { workers: flags.workers },
+      flags.db === undefined
+        ? '--workers is ignored: one process with asynchronous I/O serves every request'
+        : '--workers is ignored: several workers on --db are not done yet; start more ft-server processes on other ports with the same --db and --blobs',
+    );
+  }
 
-  let store: LocalStore;
+  const warn = (details: Record<string, unknown>, message: string): void =>
+    logger.warn(details, message);
+  let store: Store;
+  /** What the listening line says of where the store is. */
+  let where: Record<string, string>;
   try {
-    store = await openLocalStore(flags.dir, {
-      warn: (details, message) => logger.warn(details, message),
-    });
+    if (flags.db === undefined) {
+      const local = await openLocalStore(flags.dir, { warn });
+      if (local.tmpLeftovers > 0) {
+        logger.warn(
+          { count: local.tmpLeftovers },
+          'removed leftovers of interrupted uploads from ft-tmp/',
+        );
+      }
+      store = local;
+      where = { dir: local.layout.root };
+    } else {
+      const scaleOut = await openScaleOutStore({
+        db: flags.db,
+        bucket: flags.blobs,
+        s3Endpoint: flags.s3Endpoint,
+        // With a bucket, -d DIR only holds the uploads being verified (else a temp dir).
+        dir: dirGiven ? flags.dir : undefined,
+        warn,
+      });
+      store = scaleOut;
+      where = { db: redactUrl(flags.db), blobs: scaleOut.blobsAt };
+    }
   } catch (err) {
     flush();
     if (err instanceof StoreOpenError) throw new CliError(err.code, err.message, { cause: err });
     throw new CliError(
       'STORE_UNUSABLE',
-      `cannot open store ${flags.dir}: ${(err as Error).message}`,
+      `cannot open store ${flags.db === undefined ? flags.dir : redactUrl(flags.db)}: ${(err as Error).message}`,
       { cause: err },
-    );
-  }
-  if (store.tmpLeftovers > 0) {
-    logger.warn(
-      { count: store.tmpLeftovers },
-      'removed leftovers of interrupted uploads from ft-tmp/',
     );
   }
 
@@ -233,7 +324,8 @@ async function serve(argv: string[]): Promise<void> {
   logger.info(
     {
       url: `http://${flags.listenOn}:${actualPort}`,
-      dir: store.layout.root,
+      ...where,
+      storeId: store.storeId,
       fallbackUrl: flags.fallbackUrl,
     },
     'listening',

@@ -5,16 +5,21 @@ import type { Readable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import got, { RequestError, TimeoutError, type Got, type Response } from 'got';
 import { TRANSIENT_NETWORK_ERROR_CODES } from '@filetracker/runtime';
-import { LATEST_DATE_VERSION, formatHttpDate, nowVersion, parseHttpDate } from './dates.js';
+import {
+  CLIENT_HEADERS,
+  answerSize,
+  answerVersion,
+  checkSuccess,
+  checkVersion,
+  fileUrl,
+  headSize,
+  requestRoot,
+  versionQuery,
+} from './client-wire.js';
+import { LATEST_DATE_VERSION, nowVersion } from './dates.js';
 import { FiletrackerError } from './errors.js';
 import { HEADER } from './header-names.js';
-import {
-  LAST_MODIFIED_PARAM,
-  digestOfEtag,
-  headerValue,
-  isGzipEncoding,
-  parseLogicalSizeHeader,
-} from './headers.js';
+import { digestOfEtag, headerValue, isGzipEncoding, parseLogicalSizeHeader } from './headers.js';
 import { toFiletrackerError } from './http-error.js';
 import { encodeName, normalizeName } from './path.js';
 import { parseVersionBody } from './protocol-version.js';
@@ -86,67 +91,18 @@ const CONNECT_TIMEOUT_EVENTS = new Set(['lookup', 'connect', 'secureConnect']);
 /** First retry after 500 ms, then 1 s, 2 s... */
 const RETRY_BASE_MS = 500;
 
-/** The latest date `Date` can hold, in seconds. */
-const MAX_VERSION = 8.64e12;
-
 function isConnectionError(err: unknown): boolean {
   if (!(err instanceof RequestError) || err.response !== undefined) return false;
   if (err instanceof TimeoutError) return CONNECT_TIMEOUT_EVENTS.has(err.event);
   return TRANSIENT_NETWORK_ERROR_CODES.has(err.code);
 }
 
-function checkVersion(version: number): number {
-  if (!Number.isInteger(version) || Math.abs(version) > MAX_VERSION) {
-    throw new TypeError(`A version is a whole number of seconds, got ${version}`);
-  }
-  return version;
-}
-
-function protocolError(message: string, status: number): FiletrackerError {
-  return new FiletrackerError(message, { code: 'PROTOCOL_ERROR', status });
-}
-
-/** Without redirects followed, got lets a 3xx through as success; it is not one. */
-function checkSuccess(response: Response): void {
-  if (response.statusCode < 200 || response.statusCode > 299) {
-    throw protocolError(`Unexpected answer ${response.statusCode}`, response.statusCode);
-  }
-}
-
-function header(response: Response | http.IncomingMessage, name: string): string | undefined {
+function header(response: Response, name: string): string | undefined {
   return headerValue(response.headers, name);
 }
 
 function lastModified(response: Response): number {
-  const value = header(response, HEADER.lastModified);
-  if (value === undefined) {
-    throw protocolError('The answer has no Last-Modified header', response.statusCode);
-  }
-  try {
-    return parseHttpDate(value);
-  } catch (err) {
-    throw new FiletrackerError('The answer has an unparsable Last-Modified header', {
-      code: 'PROTOCOL_ERROR',
-      status: response.statusCode,
-      cause: err,
-    });
-  }
-}
-
-/** `Logical-Size` if sent; else `Content-Length` unless the body is gzip. */
-function sizeOf(response: Response): number | undefined {
-  try {
-    const logical = parseLogicalSizeHeader(header(response, HEADER.logicalSize));
-    if (logical !== undefined) return logical;
-    if (isGzipEncoding(header(response, HEADER.contentEncoding))) return undefined;
-    return parseLogicalSizeHeader(header(response, HEADER.contentLength));
-  } catch (err) {
-    throw new FiletrackerError('The answer has an unparsable size header', {
-      code: 'PROTOCOL_ERROR',
-      status: response.statusCode,
-      cause: err,
-    });
-  }
+  return answerVersion(response.statusCode, response.headers);
 }
 
 /**
@@ -170,13 +126,7 @@ export class FiletrackerClient {
    *   server's "last `//`" rule serves whether or not a proxy strips the prefix.
    */
   constructor(baseUrl: string, options: ClientOptions = {}) {
-    const url = new URL(baseUrl);
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-      throw new TypeError(`Not an http(s) URL: ${baseUrl}`);
-    }
-    url.search = '';
-    url.hash = '';
-    this.#root = url.pathname === '/' ? url.href.slice(0, -1) : url.href.replace(/\/?$/, '/');
+    this.#root = requestRoot(baseUrl);
     const timeoutMs = options.timeoutMs ?? 60_000;
     this.#retries = options.retries ?? 2;
     this.#got = got.extend({
@@ -196,8 +146,7 @@ export class FiletrackerClient {
         statusCodes: [408, 429, 502, 503, 504],
         errorCodes: [...TRANSIENT_NETWORK_ERROR_CODES],
       },
-      // What the Python client sends; our server answers gzip as stored, 1.x servers plain.
-      headers: { [HEADER.acceptEncoding]: 'gzip, deflate', [HEADER.userAgent]: 'filetracker-ts' },
+      headers: { ...CLIENT_HEADERS },
       hooks: { beforeError: [toFiletrackerError] },
     });
   }
@@ -269,7 +218,7 @@ export class FiletrackerClient {
         followRedirect: false,
       }),
     );
-    checkSuccess(response);
+    checkSuccess(response.statusCode);
     return lastModified(response);
   }
 
@@ -292,7 +241,7 @@ export class FiletrackerClient {
           { code: 'VERSION_MISMATCH', status: 409 },
         );
       }
-      return { stream, version, logicalSize: sizeOf(response) };
+      return { stream, version, logicalSize: answerSize(response.statusCode, response.headers) };
     } catch (err) {
       stream.destroy();
       throw err;
@@ -316,7 +265,7 @@ export class FiletrackerClient {
     try {
       const gzip = isGzipEncoding(header(response, HEADER.contentEncoding));
       const digest = digestOfEtag(header(response, HEADER.etag));
-      const logicalSize = sizeOf(response);
+      const logicalSize = answerSize(response.statusCode, response.headers);
       let storedSize: number | undefined;
       try {
         storedSize = parseLogicalSizeHeader(header(response, HEADER.contentLength));
@@ -373,22 +322,7 @@ export class FiletrackerClient {
       throw err;
     }
     if (!follow && response.statusCode >= 300 && response.statusCode <= 399) return null;
-    const gzip = isGzipEncoding(header(response, HEADER.contentEncoding));
-    let logicalSize: number | undefined;
-    try {
-      logicalSize = parseLogicalSizeHeader(
-        header(response, gzip ? HEADER.logicalSize : HEADER.contentLength),
-      );
-    } catch (err) {
-      throw new FiletrackerError('HEAD answered an unparsable size', {
-        code: 'PROTOCOL_ERROR',
-        status: response.statusCode,
-        cause: err,
-      });
-    }
-    if (logicalSize === undefined) {
-      throw protocolError('HEAD answered no size', response.statusCode);
-    }
+    const logicalSize = headSize(response.statusCode, response.headers);
     return { version: lastModified(response), logicalSize };
   }
 
@@ -406,7 +340,7 @@ export class FiletrackerClient {
       signal: options.signal,
       followRedirect: false,
     });
-    checkSuccess(response);
+    checkSuccess(response.statusCode);
   }
 
   /**
@@ -453,13 +387,11 @@ export class FiletrackerClient {
   }
 
   #fileUrl(name: string): string {
-    return `${this.#root}/files${encodeName(normalizeName(name))}`;
+    return fileUrl(this.#root, name);
   }
 
-  /** `?last_modified=...` form-encoded as the Python client sends it (`+`, `%2C`). */
   #query(version: number): string {
-    const date = formatHttpDate(checkVersion(version));
-    return `?${new URLSearchParams({ [LAST_MODIFIED_PARAM]: date }).toString()}`;
+    return versionQuery(version);
   }
 
   /**

@@ -1,4 +1,5 @@
-import { FiletrackerError, type FiletrackerClient } from '@filetracker/shared-protocol';
+import type { FiletrackerClient } from '@filetracker/shared-protocol';
+import { FiletrackerError } from '@filetracker/shared-protocol/wire';
 import type { SourceEntry } from '../source.js';
 import type { CopyEntry, CopySource, CopyStat, OpenedCopy } from './copy-source.js';
 

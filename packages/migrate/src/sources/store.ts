@@ -3,7 +3,7 @@ import { lstat, open, readlink, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { CliError, walkTree } from '@filetracker/runtime';
-import { FiletrackerError, SMALL_FILE_BYTES } from '@filetracker/shared-protocol';
+import { FiletrackerError, SMALL_FILE_BYTES } from '@filetracker/shared-protocol/wire';
 import { notUtf8, type SourceEntry } from '../source.js';
 import type { CopyEntry, CopySource, CopyStat, OpenedCopy } from './copy-source.js';
 

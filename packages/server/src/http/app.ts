@@ -11,14 +11,12 @@ import {
   FallbackError,
   HEADER,
   LAST_MODIFIED_PARAM,
-  LEGACY_FILES_DIR,
   MEDIA_TYPE,
   NotFoundError,
   STATUS_FIELD,
   VERSION_BODY,
   acceptsGzip,
   checkMethod,
-  encodeName,
   errorAnswer,
   formatHttpDate,
   headerValue,
@@ -30,6 +28,7 @@ import {
   parseRequestPath,
   type RequestTarget,
 } from '@filetracker/shared-protocol';
+import { fileUrl, requestRoot } from '@filetracker/shared-protocol/wire';
 import { readAhead, sendFile } from '@filetracker/runtime';
 import { MigrationMode } from '../store/migration.js';
 import type { OpenedFile, Store } from '../store/store-api.js';
@@ -44,7 +43,10 @@ import { Telemetry } from './metrics.js';
 
 export interface AppOptions {
   logger?: Logger;
-  /** Migration mode: redirect reads of names we lack to this 1.x server (PROTOCOL.md). */
+  /**
+   * Migration mode: redirect reads of names we lack to this server (PROTOCOL.md): a static
+   * server over a 1.x tree, or a filetracker 2.x server, possibly under a path prefix.
+   */
   fallbackUrl?: string | undefined;
   /** How long a DELETE waits for the fallback's answer before a 504. */
   fallbackTimeoutMs?: number;
@@ -98,6 +100,16 @@ export function createApp(backing: Store, options: AppOptions = {}): Koa {
   const logger = options.logger ?? pino({ level: 'silent' });
   const telemetry = options.telemetry ?? new Telemetry(logger, backing);
   const fallbackUrl = options.fallbackUrl?.replace(/\/+$/, '');
+  /**
+   * What the fallback's `/files/NAME` and `/list/DIR` are appended to, as the clients send
+   * them: the URL at a host's root (`http://host:8080/files/a`, where a static server over
+   * a 1.x tree has its files), and the prefix with its `/` kept under one
+   * (`http://host/ft//files/a`). The 2.x path grammar keeps what follows the last `//`, so
+   * a 2.x server mounted there serves that whether or not a proxy strips the prefix
+   * (`/ft/files/a` is `400 Unknown endpoint` when none does), and a static server maps it
+   * to the same file. One form for both kinds of fallback: nothing depends on the kind.
+   */
+  const root = fallbackUrl === undefined ? undefined : requestRoot(fallbackUrl);
   const fallbackTimeoutMs = options.fallbackTimeoutMs ?? 10_000;
   const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   const probe =
@@ -110,12 +122,12 @@ export function createApp(backing: Store, options: AppOptions = {}): Koa {
     probe.start();
   }
   const migration =
-    fallbackUrl === undefined
+    root === undefined
       ? undefined
       : new MigrationMode(
           backing,
           (name) =>
-            fallbackVersion(fallbackUrl, name, fallbackTimeoutMs).catch((err: unknown) => {
+            fallbackVersion(root, name, fallbackTimeoutMs).catch((err: unknown) => {
               if (err instanceof FallbackError) probe?.noteRequestError(err.code);
               throw err;
             }),
@@ -124,9 +136,9 @@ export function createApp(backing: Store, options: AppOptions = {}): Koa {
   const store: Store = migration ?? backing;
   /** Migration mode: /list merges the fallback's listing into ours. */
   const listings =
-    migration === undefined || fallbackUrl === undefined
+    migration === undefined || root === undefined
       ? undefined
-      : new MergedListing(backing, migration, fallbackUrl, fallbackTimeoutMs, logger);
+      : new MergedListing(backing, migration, root, fallbackTimeoutMs, logger);
   const startedAt = Date.now();
   const app = new Koa();
   app.silent = true;
@@ -181,9 +193,9 @@ export function createApp(backing: Store, options: AppOptions = {}): Koa {
     const head = ctx.method === 'HEAD';
     const file = head ? await store.stat(components) : await store.openFile(components);
     if (!file) {
-      if (migration && (await migration.redirects(components))) {
+      if (root !== undefined && migration && (await migration.redirects(components))) {
         ctx.status = 307;
-        ctx.set(HEADER.location, `${fallbackUrl}/${LEGACY_FILES_DIR}${encodeName(name)}`);
+        ctx.set(HEADER.location, fileUrl(root, name));
         ctx.body = '';
         return;
       }

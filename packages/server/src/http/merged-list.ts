@@ -71,7 +71,7 @@ export class MergedListing {
   readonly #logger: Logger;
   readonly #warned = new Set<string>();
 
-  /** `fallbackUrl` without a trailing `/`; `timeoutMs` bounds each wait on the fallback. */
+  /** `fallbackUrl` as `requestRoot` gives it; `timeoutMs` bounds each wait on the fallback. */
   constructor(
     store: Store,
     migration: MigrationMode,

@@ -92,7 +92,7 @@ export class ServerMetrics {
     const registers = [this.registry];
     const probes = new Counter({
       name: 'ft_fallback_probes_total',
-      help: 'Probes (HEAD /) of the migration-mode fallback server',
+      help: 'Probes (GET /version) of the migration-mode fallback server',
       registers,
     });
     const errors = new Counter({

@@ -9,17 +9,19 @@ import type { DeleteResult, NameLookup, PutRequest, PutResult, Store } from './s
 
 /**
  * Migration mode (DESIGN.md "Online migration"), in one place: a {@link Store} whose writes
- * keep tombstones, wrapping the store it migrates into, and which reads go to the 1.x
- * fallback. The HTTP layer uses it as its store and only turns {@link redirects} into a
- * 307; asking the fallback is `askFallback`'s job (a HEAD there). Reads pass through.
+ * keep tombstones, wrapping the store it migrates into, and which reads go to the
+ * fallback (a static server over a 1.x tree, or a filetracker 2.x server). The HTTP layer
+ * uses it as its store and only turns {@link redirects} into a 307; asking the fallback is
+ * `askFallback`'s job (a HEAD there). Reads pass through.
  */
 export class MigrationMode extends ForwardingStore {
   readonly #askFallback: (name: string) => Promise<number | null>;
   readonly #warn: (details: Record<string, unknown>, message: string) => void;
 
   /**
-   * `askFallback` gives the fallback's version of a name (its 1.x mtime), null when it
-   * lacks it, or throws a FallbackError when it cannot answer (down, or too slow).
+   * `askFallback` gives the fallback's version of a name (a 1.x file's mtime, a 2.x
+   * server's version), null when it lacks it, or throws a FallbackError when it cannot
+   * answer (down, or too slow).
    */
   constructor(
     store: Store,

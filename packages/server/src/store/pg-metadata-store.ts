@@ -166,6 +166,21 @@ export class PgMetadataStore implements MetadataStore {
     return this.#down;
   }
 
+  /** The store's identity, made with the schema: the same for every process on the database. */
+  async storeId(): Promise<string> {
+    const [row] = await this.#query<{ id: string }>('SELECT id FROM ft_store');
+    if (!row) throw new Error('the database has no store identity (ft_store is empty)');
+    return row.id;
+  }
+
+  /**
+   * One round trip to the database (for /healthz): resolves when it answers, else throws
+   * the BackendUnavailableError saying why. A success clears {@link downReason}.
+   */
+  async ping(): Promise<void> {
+    await this.#query('SELECT 1');
+  }
+
   /** A query on the transaction of the withName we run in, else on a pooled connection. */
   async #query<R extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<R[]> {
     const tx = this.#tx.getStore();

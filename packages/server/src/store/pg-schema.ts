@@ -31,6 +31,13 @@ export const MIGRATIONS: readonly string[] = [
      name text COLLATE "C" PRIMARY KEY,
      version bigint NOT NULL
    );`,
+  // The store's identity (store-id.ts has the local one): made once, with the schema, so
+  // every ft-server process on this database answers the same id in /status.
+  `CREATE TABLE ft_store (
+     one boolean PRIMARY KEY DEFAULT true CHECK (one),
+     id text NOT NULL
+   );
+   INSERT INTO ft_store (id) VALUES (gen_random_uuid()::text);`,
 ];
 
 /** The schema version this code reads and writes. */

@@ -14,7 +14,11 @@ export interface FileEntry {
 export type EntryLookup = FileEntry | Exclude<NameLookup, object>;
 
 export interface ReadCachesOptions {
-  /** Names whose (digest, version, sizes) stay in memory. */
+  /**
+   * Names whose (digest, version, sizes) stay in memory. 0: none, and no name noted absent
+   * either: every name is looked up in the metadata store (a database shared by several
+   * processes, whose writes this process does not see).
+   */
   entries?: number | undefined;
   /** Bytes of small blobs kept in memory. */
   blobBytes?: number | undefined;
@@ -32,8 +36,8 @@ export interface ReadCachesOptions {
  * the writer cached). Blobs never change, so the blob cache is always right.
  */
 export class ReadCaches {
-  /** name -> entry, kept coherent by the writers. */
-  readonly #entries: LRUCache<string, FileEntry>;
+  /** name -> entry, kept coherent by the writers; undefined when names are not cached. */
+  readonly #entries: LRUCache<string, FileEntry> | undefined;
   /**
    * Names a PUT found without a link before taking the name's lock, so that under the lock
    * it need not read the link again (one thread-pool trip fewer for each new name). Filled
@@ -52,7 +56,8 @@ export class ReadCaches {
   readonly #blobs: LRUCache<string, Buffer>;
 
   constructor(options: ReadCachesOptions = {}) {
-    this.#entries = new LRUCache({ max: options.entries ?? 200_000 });
+    const entries = options.entries ?? 200_000;
+    this.#entries = entries > 0 ? new LRUCache({ max: entries }) : undefined;
     this.#blobs = new LRUCache({
       maxSize: options.blobBytes ?? 64 * 1024 * 1024,
       sizeCalculation: (b) => b.length || 1,
@@ -60,7 +65,7 @@ export class ReadCaches {
   }
 
   entry(name: string): FileEntry | undefined {
-    return this.#entries.get(name);
+    return this.#entries?.get(name);
   }
 
   blob(digest: string): Buffer | undefined {
@@ -81,6 +86,7 @@ export class ReadCaches {
     load: () => Promise<EntryLookup>,
     noteAbsent: boolean,
   ): Promise<EntryLookup> {
+    if (!this.#entries) return load();
     const cached = this.#entries.get(name);
     if (cached) return cached;
     const read = { stale: false };
@@ -122,26 +128,26 @@ export class ReadCaches {
 
   /** The writer of `name` has pointed it at `entry`. */
   set(name: string, entry: FileEntry): void {
-    this.#entries.set(name, entry);
+    this.#entries?.set(name, entry);
     // A look that crossed this write may have noted the name absent after the writer used it.
     this.#absent.delete(name);
   }
 
   /** The writer of `name` has removed it. */
   forget(name: string): void {
-    this.#entries.delete(name);
+    this.#entries?.delete(name);
     this.#absent.delete(name);
   }
 
   /** A reader found `entry`'s blob gone: forgets it unless a writer replaced it already. */
   forgetIfStill(name: string, entry: FileEntry): void {
-    if (this.#entries.get(name) === entry) this.#entries.delete(name);
+    if (this.#entries?.get(name) === entry) this.#entries.delete(name);
   }
 
   /** Forgets everything (files were removed behind the store's back); reads in flight are stale. */
   clear(): void {
     for (const reads of this.#reads.values()) for (const read of reads) read.stale = true;
-    this.#entries.clear();
+    this.#entries?.clear();
     this.#absent.clear();
     this.#blobs.clear();
   }
@@ -151,7 +157,7 @@ export class ReadCaches {
    * for the read path of the small files judges fetch by the thousand.
    */
   peek(name: string): { entry: FileEntry; buffer: Buffer } | undefined {
-    const entry = this.#entries.get(name);
+    const entry = this.#entries?.get(name);
     if (!entry) return undefined;
     const buffer = this.#blobs.get(entry.digest);
     return buffer ? { entry, buffer } : undefined;

@@ -1,0 +1,79 @@
+import { openScaleOutStore, type ScaleOutStore } from '@filetracker/server';
+import { postgresMissing, startPostgres, type PostgresEngine } from './postgres.js';
+import {
+  SWIFT_S3_CREDENTIALS,
+  SWIFT_S3_REGION,
+  startSwift,
+  swiftMissing,
+  type SwiftEngine,
+} from './swift.js';
+
+/** PostgreSQL and Swift, started together for the tests of the scale-out backend. */
+export interface ScaleOutEngines {
+  postgres: PostgresEngine;
+  swift: SwiftEngine;
+  /** Stops both and removes their temp dirs. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Why the scale-out backend cannot be tested here (an engine missing), or undefined. */
+export async function scaleOutMissing(): Promise<string | undefined> {
+  return (await postgresMissing()) ?? (await swiftMissing());
+}
+
+export async function startScaleOutEngines(): Promise<ScaleOutEngines> {
+  const [pg, sw] = await Promise.allSettled([startPostgres(), startSwift()]);
+  if (pg.status === 'rejected' || sw.status === 'rejected') {
+    await Promise.all([
+      pg.status === 'fulfilled' && pg.value.close(),
+      sw.status === 'fulfilled' && sw.value.close(),
+    ]);
+    throw pg.status === 'rejected' ? pg.reason : (sw as PromiseRejectedResult).reason;
+  }
+  const postgres = pg.value;
+  const swift = sw.value;
+  let closing: Promise<void> | undefined;
+  return {
+    postgres,
+    swift,
+    close() {
+      closing ??= Promise.all([postgres.close(), swift.close()]).then(() => {});
+      return closing;
+    },
+  };
+}
+
+let buckets = 0;
+
+/** A bucket name no other test of this process uses (the store creates it). */
+export function freshBucket(): string {
+  return `ft-test-${process.pid}-${++buckets}`;
+}
+
+/** The environment an ft-server process needs to reach Swift's S3 API. */
+export const SWIFT_S3_ENV: NodeJS.ProcessEnv = {
+  AWS_ACCESS_KEY_ID: SWIFT_S3_CREDENTIALS.accessKeyId,
+  AWS_SECRET_ACCESS_KEY: SWIFT_S3_CREDENTIALS.secretAccessKey,
+  AWS_REGION: SWIFT_S3_REGION,
+};
+
+/** ft-server's flags for one store: `db` and `bucket` on the engines. */
+export function scaleOutArgs(engines: ScaleOutEngines, db: string, bucket: string): string[] {
+  return ['--db', db, '--blobs', `s3://${bucket}`, '--s3-endpoint', engines.swift.endpoint];
+}
+
+/** A scale-out store in-process on a fresh database and bucket; uploads verified in `dir`. */
+export async function openTestScaleOutStore(
+  engines: ScaleOutEngines,
+  dir: string,
+): Promise<ScaleOutStore> {
+  return openScaleOutStore({
+    db: await engines.postgres.createDatabase(),
+    bucket: { bucket: freshBucket(), prefix: '' },
+    s3Endpoint: engines.swift.endpoint,
+    s3Credentials: SWIFT_S3_CREDENTIALS,
+    s3Region: SWIFT_S3_REGION,
+    dir,
+    poolSize: 8,
+  });
+}
