@@ -123,3 +123,24 @@ test("ft-legacy-static logs to FILE with -L FILE, --log-file FILE and --log FILE
     assert.equal(await p.exited, 0, `${spelling}: ${p.stderr()}`);
   }
 });
+
+test('every tool ends quietly with 0 when the reader of its --help or --version closes early (`ft-server --help | head -1`)', async () => {
+  await Promise.all(
+    TOOLS.map(async (tool) => {
+      for (const flag of ['--help', '--version']) {
+        const p = spawnBin(tool.bin, [flag]);
+        // The reader is gone before the tool writes a byte: every write meets EPIPE.
+        p.child.stdout!.destroy();
+        const { code } = await exitWithin(p, 15_000);
+        assert.equal(p.stderr(), '', `${tool.name} ${flag}: nothing on stderr`);
+        assert.equal(code, 0, `${tool.name} ${flag}`);
+      }
+    }),
+  );
+});
+
+test("ft-server's --help names the operator page a browser gets at /", async () => {
+  const { code, out } = await runTool(TOOLS[0]!.bin, ['--help']);
+  assert.equal(code, 0);
+  assert.match(out.replace(/\s+/g, ' '), /http:\/\/HOST:PORT\/ in a browser for the operator page/);
+});

@@ -229,12 +229,15 @@ describe('/status says when files cannot be read', () => {
       await new Promise((resolve) => setTimeout(resolve, 200));
       const status = await httpRequest(base, '/status', { timeoutMs: ANSWER_MS });
       assert.equal(status.status, 503);
+      assert.equal(status.headers['x-error-code'], 'BACKEND_UNAVAILABLE');
+      assert.match(String(status.headers['content-type']), /^application\/json/);
       assert.match(
         String((JSON.parse(status.body.toString()) as { problem?: string }).problem),
         /not finished/,
       );
       const health = await httpRequest(base, '/healthz', { timeoutMs: ANSWER_MS });
       assert.equal(health.status, 503);
+      assert.equal(health.headers['x-error-code'], 'BACKEND_UNAVAILABLE');
     } finally {
       await release();
     }

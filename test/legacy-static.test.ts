@@ -379,6 +379,7 @@ for (const [label, makeListener] of LISTENERS)
       const answer = await httpRequest(url, '/healthz');
       assert.equal(answer.status, 503);
       assert.ok(answer.headers['x-exception']);
+      assert.equal(answer.headers['x-error-code'], 'BACKEND_UNAVAILABLE');
     });
 
     test('a root whose files/ is a symlink to another disk is served', async (t) => {

@@ -129,6 +129,7 @@ test('/healthz is 200 while the store takes writes and 503 once it cannot', asyn
   const res = await fetch(server.url + '/healthz');
   assert.equal(res.status, 503);
   assert.match(res.headers.get('x-exception') ?? '', /writable/);
+  assert.equal(res.headers.get('x-error-code'), 'STORE_NOT_WRITABLE');
   // Reads keep working meanwhile.
   assert.equal((await fetch(server.url + '/version')).status, 200);
   await run('chattr', ['-i', tmp]);

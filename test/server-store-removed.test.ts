@@ -162,6 +162,7 @@ for (const [what, remove] of [
     assertRefused(await del(server.url, '/d/kept.txt'), 'DELETE');
     const health = await healthz(server.url);
     assert.equal(health.status, 503);
+    assert.equal(health.code, 'STORE_NOT_WRITABLE', 'the code a write meets');
     assert.equal(health.body.trim(), health.reason);
     // Still 503 later: the database that is gone stays gone until a restart.
     await sleep(NOTICED_MS);

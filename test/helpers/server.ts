@@ -11,8 +11,8 @@ import {
   createRequestListener,
   openStore,
   type LocalStore,
+  type LocalStoreOptions,
   type Store,
-  type StoreOptions,
 } from '@filetracker/server';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -46,7 +46,7 @@ export async function startServer<S extends Store = LocalStore>(
     fallbackTimeoutMs?: number;
     /** How often the fallback is probed (default: the server's). */
     fallbackProbeIntervalMs?: number;
-    store?: StoreOptions;
+    store?: LocalStoreOptions;
   } = {},
 ): Promise<TestServer<S>> {
   const dir = options.dir ?? (await tempDir());

@@ -4,6 +4,7 @@ import type { Context } from 'koa';
 import { pino, type Logger } from 'pino';
 import { AccessLog, logResponseError } from '@filetracker/http-telemetry';
 import {
+  BackendUnavailableError,
   HEADER,
   LAST_MODIFIED_PARAM,
   LEGACY_METHODS,
@@ -11,8 +12,9 @@ import {
   MEDIA_TYPE,
   NotFoundError,
   answerReason,
+  type ErrorAnswer,
   checkMethod,
-  exceptionHeader,
+  errorAnswer,
   formatHttpDate,
   legacyVersion,
   listCutoff,
@@ -154,6 +156,15 @@ export function legacyContext(options: LegacyAppOptions): LegacyContext {
   };
 }
 
+/**
+ * The 503 of /healthz and /status while `FT_ROOT/files` cannot be read in time (or a worker
+ * does not answer), answered as every error is: BACKEND_UNAVAILABLE, the tree being the
+ * service this server is made of, back by itself once it can be read.
+ */
+function unreadable(problem: string): ErrorAnswer {
+  return errorAnswer(new BackendUnavailableError(problem));
+}
+
 /** The Koa app over a context shared with {@link createLegacyListener}. */
 export function buildLegacyApp(context: LegacyContext): Koa {
   const { logger, guard, stats, metrics, probe, link } = context;
@@ -164,11 +175,14 @@ export function buildLegacyApp(context: LegacyContext): Koa {
       const snapshot = link ? await link.status() : await context.localStatus();
       // Still the counters, but not a 200: a monitor probing /status must see that files
       // cannot be served (issue 16: it said 200 while every file read hung).
-      if (snapshot.problem !== undefined) {
-        ctx.status = 503;
-        ctx.set(exceptionHeader(snapshot.problem));
-      }
       ctx.body = snapshot;
+      if (snapshot.problem !== undefined) {
+        // The counters stay the body (JSON): only the status and the error's two headers.
+        const answer = unreadable(snapshot.problem);
+        ctx.status = answer.status;
+        ctx.set(HEADER.exception, answer.headers[HEADER.exception]!);
+        ctx.set(HEADER.errorCode, answer.headers[HEADER.errorCode]!);
+      }
       return;
     }
     if (target.kind === 'metrics') {
@@ -178,9 +192,14 @@ export function buildLegacyApp(context: LegacyContext): Koa {
     }
     if (target.kind === 'healthz') {
       const problem = await probe.check();
-      ctx.status = problem === undefined ? 200 : 503;
-      ctx.body = (problem ?? 'ok') + '\n';
-      if (problem !== undefined) ctx.set(exceptionHeader(problem));
+      if (problem === undefined) {
+        ctx.body = 'ok\n';
+        return;
+      }
+      const answer = unreadable(problem);
+      ctx.status = answer.status;
+      ctx.set(answer.headers);
+      ctx.body = answer.body;
       return;
     }
     if (target.kind === 'list') {

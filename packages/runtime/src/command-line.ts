@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { CommanderError, type Command } from 'commander';
 import { expandLongOptionPrefixes } from './option-prefixes.js';
 
 /**
@@ -15,6 +15,24 @@ export function parseCommandLine(
   const longNames = program.options.map((o) => o.long).filter((n): n is string => n !== undefined);
   const args = expandLongOptionPrefixes(argv.slice(2), longNames).map(rewrite);
   program.exitOverride();
-  program.parse([...argv.slice(0, 2), ...args]);
+  try {
+    program.parse([...argv.slice(0, 2), ...args]);
+  } catch (err) {
+    // --help or --version was printed: nothing else will be written to stdout.
+    if (err instanceof CommanderError && err.exitCode === 0) ignoreClosedStdout();
+    throw err;
+  }
   return program;
+}
+
+/**
+ * A reader that stops early (`ft-server --help | head -1`) closes the pipe under the text
+ * just written; Node reports that as an EPIPE 'error' on stdout on the next tick, which
+ * unhandled is a stack trace and exit 1. The reader has what it wanted: the tool ends with
+ * the status it had, quietly. Any other stdout error is still thrown.
+ */
+function ignoreClosedStdout(): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+  });
 }

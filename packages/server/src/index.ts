@@ -55,7 +55,11 @@ export { MetaDb, type BlobRecord } from './store/meta-db.js';
 export { HOLDER_FILE } from './store/lock-holder.js';
 export { DirSync } from './store/dir-sync.js';
 
-export { LocalStore, openLocalStore as openStore } from './store/open-local.js';
+export {
+  LocalStore,
+  openLocalStore as openStore,
+  type LocalStoreOptions,
+} from './store/open-local.js';
 export {
   ScaleOutStore,
   openScaleOutStore,

@@ -40,7 +40,8 @@ function program(): Command {
   })
     .description(
       'The filetracker 2.x file server (protocol version 2), a drop-in for the Python ' +
-        'filetracker-server. Stores files in DIR; always runs in the foreground.',
+        'filetracker-server. Stores files in DIR; always runs in the foreground. ' +
+        'Open http://HOST:PORT/ in a browser for the operator page (health, size, requests).',
     )
     .addOption(
       new Option(

@@ -91,9 +91,8 @@ export interface AnswerReason {
 /**
  * What an answer with `status` told its client, read back from the headers it was sent
  * with (`res.getHeader`): for a 4xx or 5xx, the code of `X-Error-Code` and the reason of
- * `X-Exception`; an error answer without them (a `/healthz` or `/status` 503 has only
- * `X-Exception`) gets the code its status stands for and the status text, as a client
- * reads such an answer. Undefined below 400. Both servers' request lines carry it
+ * `X-Exception`; an error answer without them (every one of ours has both) gets the code
+ * its status stands for and the status text, as a client reads such an answer. Undefined below 400. Both servers' request lines carry it
  * (issue 17: a 400 logged no more than `"status":400`).
  */
 export function answerReason(

@@ -17,7 +17,7 @@ import {
   VERSION_BODY,
   acceptsGzip,
   checkMethod,
-  exceptionHeader,
+  errorAnswer,
   formatHttpDate,
   headerValue,
   isGzipEncoding,
@@ -173,14 +173,19 @@ export function createApp(backing: Store, options: AppOptions = {}): Koa {
   // 200 when the store takes writes; 503 with the reason otherwise (for load balancers).
   // A fallback known down adds a `degraded:` line but never fails the store's own health:
   // the server still serves and stores everything it holds (issue 18).
+  // The 503 is answered as the errors are (X-Exception, X-Error-Code), with the line.
   router.get('/healthz', async (ctx) => {
     const health = await store.health();
     const degraded = probe?.degradedReason();
-    ctx.status = health.ok ? 200 : 503;
-    ctx.body =
-      (health.ok ? 'ok\n' : health.reason + '\n') +
-      (degraded === undefined ? '' : `degraded: ${degraded}\n`);
-    if (!health.ok) ctx.set(exceptionHeader(health.reason));
+    const line = degraded === undefined ? '' : `degraded: ${degraded}\n`;
+    if (health.ok) {
+      ctx.body = 'ok\n' + line;
+      return;
+    }
+    const answer = errorAnswer(health.error);
+    ctx.status = answer.status;
+    ctx.set(answer.headers);
+    ctx.body = answer.body + line;
   });
 
   router.get('/files', async (ctx) => {

@@ -13,6 +13,16 @@ import { loadStoreId } from './store-id.js';
 import { MeteredStore, StoreMetrics } from './store-metrics.js';
 import { PortStore, type StoreOptions } from './store.js';
 
+/** The settings of a local store: {@link StoreOptions} and those of its local ports. */
+export interface LocalStoreOptions extends StoreOptions {
+  /** zlib level for plain uploads (gzip uploads are stored as sent). */
+  gzipLevel?: number;
+  /** Blob records (refcount and sizes) that stay in memory. */
+  blobRecordCacheSize?: number;
+  /** The least number of digests the filter of stored digests is sized for. */
+  digestFilterCapacity?: number;
+}
+
 /**
  * The store of one directory on local disk (blobs/, links/, meta/, ft-tmp/), counted: what
  * {@link openLocalStore} gives. Besides the {@link Store} interface, its owner (main.ts, the
@@ -25,9 +35,14 @@ export class LocalStore extends MeteredStore {
   /** Leftovers found in `ft-tmp/` at open (from a crash), now removed. */
   readonly tmpLeftovers: number;
 
-  constructor(store: PortStore<LocalMetadataStore>, metrics: StoreMetrics, tmpLeftovers: number) {
+  constructor(
+    store: PortStore<LocalMetadataStore>,
+    layout: StoreLayout,
+    metrics: StoreMetrics,
+    tmpLeftovers: number,
+  ) {
     super(store, metrics);
-    this.layout = store.layout;
+    this.layout = layout;
     this.metadata = store.metadata;
     this.tmpLeftovers = tmpLeftovers;
   }
@@ -39,7 +54,10 @@ export class LocalStore extends MeteredStore {
  * store another process holds (LEVEL_LOCKED, invariant 5); any other failure is a
  * StoreOpenError saying what refused us.
  */
-export async function openLocalStore(dir: string, options: StoreOptions = {}): Promise<LocalStore> {
+export async function openLocalStore(
+  dir: string,
+  options: LocalStoreOptions = {},
+): Promise<LocalStore> {
   const layout = storeLayout(dir);
   try {
     return await open(layout, options);
@@ -50,7 +68,7 @@ export async function openLocalStore(dir: string, options: StoreOptions = {}): P
   }
 }
 
-async function open(layout: StoreLayout, options: StoreOptions): Promise<LocalStore> {
+async function open(layout: StoreLayout, options: LocalStoreOptions): Promise<LocalStore> {
   await refusePythonStore(layout);
   await Promise.all(
     [layout.root, layout.blobs, layout.links, layout.tmp].map((d) => mkdir(d, { recursive: true })),
@@ -69,7 +87,7 @@ async function open(layout: StoreLayout, options: StoreOptions): Promise<LocalSt
     const ports = localPorts(layout, meta, dirs, metrics, options, () => store.forgetCached());
     // Under the lock, ft-tmp/ empty; made durable by the fsync of the root just below.
     const storeId = await loadStoreId(layout, warn);
-    const store = new PortStore({ ...ports, stats: metrics.stats }, { layout, storeId }, options);
+    const store = new PortStore({ ...ports, stats: metrics.stats }, storeId, options);
     // A new store's directories (blobs/, links/...) must outlive a power cut as the first
     // upload into them must. Best effort: a parent the service user may not read (mode
     // 711) must not keep the store from opening.
@@ -83,7 +101,7 @@ async function open(layout: StoreLayout, options: StoreOptions): Promise<LocalSt
     // Sized for twice the store: a migration into it doubles it before the filter must grow.
     const { metadata } = ports;
     metrics.countTotals(metadata, (n) => metadata.digestFilter.build(2 * n));
-    return new LocalStore(store, metrics, leftovers.length);
+    return new LocalStore(store, layout, metrics, leftovers.length);
   } catch (err) {
     await meta.close();
     throw err;
@@ -100,7 +118,7 @@ function localPorts(
   meta: MetaDb,
   dirs: DirSync,
   metrics: StoreMetrics,
-  options: StoreOptions,
+  options: LocalStoreOptions,
   forgetCached: () => void,
 ): { blobs: LocalBlobStore; metadata: LocalMetadataStore; guard: StoreDirs } {
   const warn = options.warn ?? (() => {});

@@ -1,15 +1,17 @@
 import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { BackendUnavailableError, StoreNotWritableError } from '@filetracker/shared-protocol';
 import type { BlobStore } from './blob-store.js';
 import { DirSync } from './dir-sync.js';
+import { notWritableError } from './fs-failure.js';
 import { storeLayout, type StoreLayout } from './layout.js';
 import { LocalBlobStore } from './local-blob-store.js';
 import { PgMetadataStore } from './pg-metadata-store.js';
 import { S3BlobStore } from './s3-blob-store.js';
 import { StoreOpenError, type StoreHealth } from './store-api.js';
 import { MeteredStore, StoreMetrics } from './store-metrics.js';
-import { PortStore, type StoreOptions } from './store.js';
+import { PortStore, type StoreOptions, type WriteGuard } from './store.js';
 
 /** Where `--blobs s3://BUCKET[/PREFIX]` puts the blobs. */
 export interface BucketLocation {
@@ -56,6 +58,8 @@ export interface ScaleOutOptions extends StoreOptions {
   s3Region?: string | undefined;
   /** Connections to the database at most (per process). */
   poolSize?: number | undefined;
+  /** zlib level for plain uploads (gzip uploads are stored as sent). */
+  gzipLevel?: number;
 }
 
 /**
@@ -78,12 +82,13 @@ export class ScaleOutStore extends MeteredStore {
 
   constructor(
     store: PortStore<PgMetadataStore>,
+    layout: StoreLayout,
     metrics: StoreMetrics,
     blobsAt: string,
     release: () => Promise<void>,
   ) {
     super(store, metrics);
-    this.layout = store.layout;
+    this.layout = layout;
     this.metadata = store.metadata;
     this.blobs = store.blobs;
     this.blobsAt = blobsAt;
@@ -99,13 +104,15 @@ export class ScaleOutStore extends MeteredStore {
     try {
       await this.metadata.ping();
     } catch (err) {
-      return { ok: false, reason: reasonOf('database', err) };
+      return { ok: false, error: new BackendUnavailableError(reasonOf('database', err)) };
     }
     try {
       await this.blobs.checkWritable();
     } catch (err) {
-      const what = this.blobs instanceof S3BlobStore ? 'object store' : 'blob directory';
-      return { ok: false, reason: reasonOf(what, err) };
+      if (this.blobs instanceof S3BlobStore) {
+        return { ok: false, error: new BackendUnavailableError(reasonOf('object store', err)) };
+      }
+      return { ok: false, error: new StoreNotWritableError(reasonOf('blob directory', err)) };
     }
     return { ok: true };
   }
@@ -119,6 +126,20 @@ export class ScaleOutStore extends MeteredStore {
     })();
     return this.#closing;
   }
+}
+
+/**
+ * The one check of a write this backend's files need: uploads verified in `ft-tmp/` (and
+ * blobs in `DIR/blobs/`) that the files refuse are the 503 naming the directory, as in the
+ * local store. The services' own failures are theirs to report (BACKEND_UNAVAILABLE).
+ */
+function refusedFiles(layout: StoreLayout): WriteGuard {
+  return {
+    beforeWrite: () => undefined,
+    writeFailure: (err) => Promise.resolve(notWritableError(err, layout.root)),
+    check: () => Promise.resolve(),
+    gone: undefined,
+  };
 }
 
 /** `err` as one line that starts with the service's name. */
@@ -208,14 +229,14 @@ export async function openScaleOutStore(options: ScaleOutOptions): Promise<Scale
     });
     const storeId = await metadata.storeId();
     const store = new PortStore(
-      { blobs, metadata, stats: metrics.stats },
-      { layout, storeId },
+      { blobs, metadata, stats: metrics.stats, guard: refusedFiles(layout) },
+      storeId,
       // Names are not cached: another process may change any of them (see the class comment).
       { ...options, entryCacheSize: 0 },
     );
     // This process's view: the totals at start, plus its own changes since.
     metrics.countTotals(metadata, async () => {});
-    return new ScaleOutStore(store, metrics, blobsAt, release);
+    return new ScaleOutStore(store, layout, metrics, blobsAt, release);
   } catch (err) {
     await metadata?.close().catch(() => {});
     await release().catch(() => {});

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { BackendUnavailableError, StoreNotWritableError } from '@filetracker/shared-protocol';
 import type { BlobHandle } from './blob-store.js';
 import type { NameLookup, NameRecord } from './metadata-store.js';
 import type { FileEntry } from './read-caches.js';
@@ -44,8 +45,12 @@ export interface DeleteResult {
   found: boolean;
 }
 
-/** Whether the store takes writes; the reason (one line, for /healthz) when it does not. */
-export type StoreHealth = { ok: true } | { ok: false; reason: string };
+/**
+ * Whether the store takes writes; when it does not, the 503 that says why (its code and
+ * one-line reason, answered by /healthz as a write would meet it).
+ */
+export type StoreHealth =
+  { ok: true } | { ok: false; error: StoreNotWritableError | BackendUnavailableError };
 
 /**
  * A say on a PUT, asked under the name's lock once the body is read and the stored version

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { FiletrackerError, StoreNotWritableError } from '@filetracker/shared-protocol';
 import type { DirSync } from './dir-sync.js';
-import { fsFailureOf } from './fs-failure.js';
+import { fsFailureOf, notWritableError } from './fs-failure.js';
 import type { StoreLayout } from './layout.js';
 
 /** A file's identity: the same path with another device or inode is another file. */
@@ -125,11 +125,15 @@ export class StoreDirs {
   }
 
   /**
-   * The 503 for a write that failed with ENOENT on a file of the store (a directory removed
-   * while it ran): made again now, so the client may retry. Undefined for any other error.
+   * The 503 for a write the store's files refused (owner, flag, read-only mount: naming the
+   * directory, see notWritableError), or one that failed with ENOENT on a file of the store
+   * (a directory removed while it ran): made again now, so the client may retry. Undefined
+   * for any other error.
    */
-  async afterMissing(err: unknown): Promise<StoreNotWritableError | undefined> {
+  async writeFailure(err: unknown): Promise<StoreNotWritableError | undefined> {
     if (err instanceof FiletrackerError) return undefined;
+    const denied = notWritableError(err, this.#layout.root);
+    if (denied) return denied;
     const failure = fsFailureOf(err);
     const root = this.#layout.root + path.sep;
     if (failure?.errno !== 'ENOENT' || !failure.files.some((f) => f.startsWith(root))) {

@@ -1,7 +1,11 @@
-import { BadRequestError, FiletrackerError, joinName } from '@filetracker/shared-protocol';
+import {
+  BackendUnavailableError,
+  BadRequestError,
+  NotADirectoryError,
+  StoreNotWritableError,
+  joinName,
+} from '@filetracker/shared-protocol';
 import type { BlobStore, StageOptions, StagedBlob } from './blob-store.js';
-import { notWritableError } from './fs-failure.js';
-import type { StoreLayout } from './layout.js';
 import type { MetadataStore, NameChange } from './metadata-store.js';
 import { ReadCaches, type EntryLookup, type FileEntry } from './read-caches.js';
 import type {
@@ -23,27 +27,25 @@ import type { StoreStats } from './store-metrics.js';
 export interface WriteGuard {
   /** Usually undefined at once; else resolves when writes may go on, or rejects with the 503. */
   beforeWrite(): Promise<void> | undefined;
-  /** The 503 to answer for a write that failed because the backend went missing, if so. */
-  afterMissing(err: unknown): Promise<unknown>;
+  /**
+   * The 503 to answer for a write that failed for the backend's own reasons (the local one:
+   * its files refuse us, or a directory was removed while the write ran), if so.
+   */
+  writeFailure(err: unknown): Promise<unknown>;
   /** Looks now (for /healthz); rejects when writes are refused. */
   check(): Promise<void>;
   /** Why writes are refused until a restart; undefined while they are not. */
   readonly gone: string | undefined;
 }
 
+/** The settings of any {@link PortStore}, whatever its ports: its read caches, its warnings. */
 export interface StoreOptions {
-  /** zlib level for plain uploads (gzip uploads are stored as sent). */
-  gzipLevel?: number;
   /** Blobs up to this size are read whole and kept in memory. */
   smallBlobBytes?: number;
   /** Bytes of small blobs kept in memory. */
   blobCacheBytes?: number;
   /** Names whose (digest, version, sizes) stay in memory. */
   entryCacheSize?: number;
-  /** Blob records (refcount and sizes) that stay in memory. */
-  blobRecordCacheSize?: number;
-  /** The least number of digests the filter of stored digests is sized for. */
-  digestFilterCapacity?: number;
   /** Told of problems the store works around (a log line for the operator). */
   warn?: (details: Record<string, unknown>, message: string) => void;
 }
@@ -56,8 +58,6 @@ export interface StoreOptions {
  * and never wait for writers.
  */
 export class PortStore<M extends MetadataStore = MetadataStore> implements Store {
-  /** Where the store lives; named in errors and logs. */
-  readonly layout: StoreLayout;
   readonly blobs: BlobStore;
   readonly metadata: M;
   /**
@@ -78,11 +78,10 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
 
   constructor(
     ports: { blobs: BlobStore; metadata: M; stats: StoreStats; guard?: WriteGuard },
-    where: { layout: StoreLayout; storeId: string },
+    storeId: string,
     options: StoreOptions = {},
   ) {
-    this.layout = where.layout;
-    this.storeId = where.storeId;
+    this.storeId = storeId;
     this.blobs = ports.blobs;
     this.metadata = ports.metadata;
     this.stats = ports.stats;
@@ -103,12 +102,9 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
     this.#caches.clear();
   }
 
-  /**
-   * The error to answer for a failed write: a 503 for files that refuse us or for a
-   * directory removed while it ran (see StoreDirs), else `err` itself.
-   */
+  /** The error to answer for a failed write: the backend's 503 (see WriteGuard), else `err`. */
   async #writeFailure(err: unknown): Promise<unknown> {
-    return notWritableError(err, this.layout.root) ?? (await this.#guard?.afterMissing(err)) ?? err;
+    return (await this.#guard?.writeFailure(err)) ?? err;
   }
 
   /** The current entry of a name, or null when it holds no file (absent, or a directory). */
@@ -328,38 +324,37 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
    * the whole listing in memory).
    */
   async list(components: readonly string[], cutoff: number): Promise<AsyncIterable<string>> {
-    if (!(await this.metadata.isDirectory(components))) {
-      throw new FiletrackerError("Path doesn't exist or is not a directory", {
-        code: 'NOT_A_DIRECTORY',
-        status: 400,
-      });
-    }
+    if (!(await this.metadata.isDirectory(components))) throw new NotADirectoryError();
     return this.metadata.list(components, cutoff);
   }
 
   /**
    * Whether the store can take writes: the metadata store is open and a blob can be staged
-   * the way an upload is. The reason says what failed.
+   * the way an upload is. The error's reason says what failed; its code is the one a write
+   * meets (BACKEND_UNAVAILABLE when a blob store's service said so, else STORE_NOT_WRITABLE).
    */
   async health(): Promise<StoreHealth> {
     try {
       // Directories removed since are made again; a database removed is the reason.
       await this.#guard?.check();
     } catch (err) {
-      const reason = this.#guard?.gone;
-      if (reason !== undefined) return { ok: false, reason };
-      const code = (err as NodeJS.ErrnoException).code ?? 'error';
-      return { ok: false, reason: `store directories cannot be made again (${code})` };
+      const reason =
+        this.#guard?.gone ?? `store directories cannot be made again (${errorCode(err)})`;
+      return { ok: false, error: new StoreNotWritableError(reason) };
     }
-    if (!this.metadata.isOpen) return { ok: false, reason: 'database is not open' };
+    if (!this.metadata.isOpen) {
+      return { ok: false, error: new StoreNotWritableError('database is not open') };
+    }
     try {
       await this.blobs.checkWritable();
       return { ok: true };
     } catch (err) {
-      return {
-        ok: false,
-        reason: `store is not writable (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
-      };
+      const reason = `store is not writable (${errorCode(err)})`;
+      const error =
+        err instanceof BackendUnavailableError
+          ? new BackendUnavailableError(reason)
+          : new StoreNotWritableError(reason);
+      return { ok: false, error };
     }
   }
 
@@ -368,6 +363,11 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
     this.#closing ??= this.metadata.close();
     return this.#closing;
   }
+}
+
+/** An error's `code` (`EACCES`, `BACKEND_UNAVAILABLE`) for a reason, else 'error'. */
+function errorCode(err: unknown): string {
+  return (err as NodeJS.ErrnoException).code ?? 'error';
 }
 
 /** A PUT answered with the newer version the name holds: nothing stored. */
