@@ -148,9 +148,13 @@ export class StoreClient implements MigrateClient {
     const stop = (): void => {
       put.body.destroy(signal?.reason instanceof Error ? signal.reason : undefined);
     };
-    signal?.throwIfAborted();
-    signal?.addEventListener('abort', stop, { once: true });
+    // The store reads the body with listeners of its own, which see its errors; this one
+    // only keeps an error that comes when none is left (Ctrl-C as the put answers, or
+    // before it began) from crashing the process as an unhandled 'error' event.
+    put.body.on('error', () => {});
     try {
+      signal?.throwIfAborted();
+      signal?.addEventListener('abort', stop, { once: true });
       return await store.put({ components: splitName(name), version, ...put }, this.#admit);
     } finally {
       signal?.removeEventListener('abort', stop);
