@@ -119,12 +119,12 @@ export class ServerMetrics {
     });
     new Counter({
       name: 'ft_fallback_request_errors_total',
-      help: "DELETEs that could not ask the fallback for a name's version, by error code",
+      help: "Client requests the fallback failed, by error code: a DELETE that could not ask it for a name's version, a /list/ it could not merge",
       labelNames: ['code'],
       registers,
       collect() {
         this.reset();
-        for (const code of ['FALLBACK_UNREACHABLE', 'FALLBACK_TIMEOUT']) {
+        for (const code of ['FALLBACK_UNREACHABLE', 'FALLBACK_TIMEOUT', 'FALLBACK_CANNOT_LIST']) {
           this.inc({ code }, probe.requestErrors.get(code) ?? 0);
         }
       },
