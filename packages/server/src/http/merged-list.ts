@@ -133,7 +133,7 @@ export class MergedListing {
     }
     throw new FallbackError(
       'FALLBACK_CANNOT_LIST',
-      `Fallback server cannot list (it answered ${res.status}): serve the 1.x tree with ft-legacy-static`,
+      `Fallback server cannot list (it answered ${res.status} to /list/): a static server such as lighttpd cannot; serve the 1.x tree with ft-legacy-static, which can`,
     );
   }
 
