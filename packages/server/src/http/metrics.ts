@@ -70,6 +70,15 @@ export class ServerMetrics {
         this.inc(store.stats.dedupHits);
       },
     });
+    new Counter({
+      name: 'ft_dedup_saved_bytes_total',
+      help: 'Disk bytes dedup hits did not write: the stored (gzip) size of the blob already kept, per hit',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(store.stats.dedupSavedBytes);
+      },
+    });
     gauge('ft_blobs', 'Blobs stored (distinct contents)', () => store.stats.blobs);
     gauge('ft_blob_bytes', 'Bytes of stored blobs (gzip)', () => store.stats.blobBytes);
     gauge(
