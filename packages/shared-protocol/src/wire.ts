@@ -67,9 +67,16 @@ export {
   fileUrl,
   headSize,
   protocolError,
+  sendPut,
+  sendPutStored,
   requestRoot,
   versionQuery,
   type AnswerHeaders,
+  type PutOptions,
+  type PutRequest,
+  type PutSender,
+  type PutStoredOptions,
+  type PutStoredResult,
 } from './client-wire.js';
 export { DEFAULT_GZIP_LEVEL, SMALL_FILE_BYTES, preparePutBody, type PutBody } from './put-body.js';
 export { splitLines } from './split-lines.js';
