@@ -7,7 +7,8 @@ import {
   runCommand,
   toolProgram,
 } from '@filetracker/runtime';
-import { recoverStore, RecoverError } from './recover/recover.js';
+import { recoverStore } from './recover/recover.js';
+import { StoreOpenError } from './store/store-api.js';
 import { describeFailure } from './store/fs-failure.js';
 import { isConsistent, summarizeReport, type RecoverReport } from './recover/report.js';
 
@@ -105,7 +106,7 @@ async function recover(argv: string[]): Promise<number> {
       },
     });
   } catch (err) {
-    if (err instanceof RecoverError) throw new CliError(err.code, err.message, { cause: err });
+    if (err instanceof StoreOpenError) throw new CliError(err.code, err.message, { cause: err });
     if (abort.signal.aborted) {
       throw new CliError('INTERRUPTED', `interrupted; run ft-recover ${dir} again to finish`, {
         cause: err,
