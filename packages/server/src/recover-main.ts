@@ -8,10 +8,11 @@ import {
   toolProgram,
   wholeNumber,
 } from '@filetracker/runtime';
-import { recoverStore, RecoverError, type RecoverOptions } from './recover/recover.js';
+import { recoverStore, type RecoverOptions } from './recover/recover.js';
 import { DEFAULT_GRACE_SECONDS, MIN_GRACE_SECONDS } from './recover/grace.js';
 import { checkScaleOutFlags, scaleOutOptions, type ScaleOutFlags } from './scale-out-flags.js';
 import { redactUrl } from './store/bucket-url.js';
+import { StoreOpenError } from './store/store-api.js';
 import { describeFailure } from './store/fs-failure.js';
 import { isConsistent, summarizeReport, type RecoverReport } from './recover/report.js';
 
@@ -166,7 +167,7 @@ async function recover(argv: string[]): Promise<number> {
             { ...options, graceSeconds: flags.grace },
           );
   } catch (err) {
-    if (err instanceof RecoverError) throw new CliError(err.code, err.message, { cause: err });
+    if (err instanceof StoreOpenError) throw new CliError(err.code, err.message, { cause: err });
     if (abort.signal.aborted) {
       throw new CliError('INTERRUPTED', `interrupted; run ft-recover ${where} again to finish`, {
         cause: err,

@@ -15,6 +15,8 @@ import {
   type GetOptions,
   type GetResult,
   type PutOptions,
+  type PutStoredOptions,
+  type PutStoredResult,
   type StatResult,
   type StoredBody,
 } from '@filetracker/shared-protocol';
@@ -96,8 +98,8 @@ export class StoreClient implements MigrateClient {
   async putStored(
     name: string,
     stored: StoredBody,
-    options: { version: number; signal?: AbortSignal; gzipLevel?: number },
-  ): Promise<{ version: number; logicalSize: number | undefined }> {
+    options: PutStoredOptions,
+  ): Promise<PutStoredResult> {
     const { data } = stored;
     const body: PutBody = stored.gzip
       ? {

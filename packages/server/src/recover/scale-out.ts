@@ -26,7 +26,7 @@ import { DEFAULT_GRACE_SECONDS } from './grace.js';
 import { countTombstones } from './phases.js';
 import { DigestTally } from './digest-tally.js';
 import { PhaseProgressReporter } from './progress.js';
-import { RecoverError, type RecoverOptions } from './recover.js';
+import { type RecoverOptions } from './recover.js';
 import { emptyReport, type RecoverReport } from './report.js';
 
 /*
@@ -128,14 +128,14 @@ async function openTarget(target: ScaleOutTarget): Promise<ScaleOutStore> {
   try {
     await client.connect();
     if (!(await hasSchema(client))) {
-      throw new RecoverError(
+      throw new StoreOpenError(
         'NOT_A_STORE',
         `the database ${db} holds no filetracker store (no ft_schema table); check --db`,
       );
     }
   } catch (err) {
-    if (err instanceof RecoverError) throw err;
-    throw new RecoverError('OPEN_FAILED', `cannot open the database ${db}: ${oneLine(err)}`, err);
+    if (err instanceof StoreOpenError) throw err;
+    throw new StoreOpenError('OPEN_FAILED', `cannot open the database ${db}: ${oneLine(err)}`, err);
   } finally {
     await client.end().catch(() => {});
   }
@@ -146,22 +146,18 @@ async function openTarget(target: ScaleOutTarget): Promise<ScaleOutStore> {
       () => false,
     );
     if (!found) {
-      throw new RecoverError('NOT_A_STORE', `${blobs} is not a directory; check DIR`);
+      throw new StoreOpenError('NOT_A_STORE', `${blobs} is not a directory; check DIR`);
     }
   }
-  try {
-    return await openScaleOutStore({
-      db: target.db,
-      bucket: target.bucket,
-      s3Endpoint: target.s3Endpoint,
-      dir: target.dir,
-      createBucket: false,
-      poolSize: 8,
-    });
-  } catch (err) {
-    if (err instanceof StoreOpenError) throw new RecoverError('OPEN_FAILED', err.message, err);
-    throw err;
-  }
+  // A StoreOpenError from here is already the one line ft-recover says.
+  return openScaleOutStore({
+    db: target.db,
+    bucket: target.bucket,
+    s3Endpoint: target.s3Endpoint,
+    dir: target.dir,
+    createBucket: false,
+    poolSize: 8,
+  });
 }
 
 /**
@@ -190,7 +186,7 @@ async function refuseStrangers(run: Run, tally: DigestTally): Promise<void> {
   }
   if (sample.length === 0 || sample.some((d) => tally.count(d) !== undefined)) return;
   if (await run.store.blobs.has(sample[0]!)) return;
-  throw new RecoverError(
+  throw new StoreOpenError(
     'STORES_DISAGREE',
     `the blob store ${run.store.blobsAt} holds none of the first ${sample.length} blobs the database ${run.db} records: check --blobs, its prefix and --s3-endpoint; nothing was changed`,
   );
