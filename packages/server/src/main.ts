@@ -106,6 +106,24 @@ function program(): Command {
     )
     .addOption(
       new Option(
+        '--sweep-interval <SECONDS>',
+        'with --db: how often each process tries to become the sweeper (one process at a time, elected through the database) and the sweeper removes unused blobs; a dead sweeper is replaced within this time',
+      )
+        .env('FT_SWEEP_INTERVAL')
+        .default(60)
+        .argParser(positiveSeconds),
+    )
+    .addOption(
+      new Option(
+        '--sweep-grace <SECONDS>',
+        'with --db: a blob no name uses, and a leftover of a crashed upload, is removed only this long after; must exceed the longest upload (one that outlasts it fails)',
+      )
+        .env('FT_SWEEP_GRACE')
+        .default(3600)
+        .argParser(positiveSeconds),
+    )
+    .addOption(
+      new Option(
         '--fallback-url <URL>',
         'migration mode: answer GET/HEAD of names this store lacks with a 307 to URL/files/NAME, where URL is the old store: a 1.x tree served by ft-legacy-static (or any static server), or a running filetracker 2.x server, possibly under a path prefix (http://host/ft: then URL//files/NAME); URL is probed every 5 s (GET /version, which also tells /status which kind it is) and a dead or hung fallback shows in /healthz, /status and /metrics',
       ).argParser(httpUrl),
@@ -151,6 +169,8 @@ interface Flags {
   db?: string;
   blobs?: BucketLocation;
   s3Endpoint?: string;
+  sweepInterval: number;
+  sweepGrace: number;
 }
 
 /** `--blobs`'s value; a usage error (exit 2) when it is not `s3://BUCKET[/PREFIX]`. */
@@ -176,6 +196,11 @@ function checkScaleOutFlags(command: Command, flags: Flags, dirGiven: boolean): 
   }
   if (flags.s3Endpoint !== undefined && flags.blobs === undefined) {
     usage('--s3-endpoint (FT_S3_ENDPOINT) needs --blobs s3://BUCKET and --db URL');
+  }
+  for (const flag of ['sweepInterval', 'sweepGrace'] as const) {
+    if (flags.db === undefined && command.getOptionValueSource(flag) !== 'default') {
+      usage('--sweep-interval and --sweep-grace need --db URL: only the scale-out store sweeps');
+    }
   }
   if (flags.db !== undefined && flags.blobs === undefined && !dirGiven) {
     usage(
@@ -241,6 +266,8 @@ async function serve(argv: string[]): Promise<void> {
         s3Endpoint: flags.s3Endpoint,
         // With a bucket, -d DIR only holds the uploads being verified (else a temp dir).
         dir: dirGiven ? flags.dir : undefined,
+        sweep: { intervalMs: flags.sweepInterval * 1000, graceSeconds: flags.sweepGrace },
+        info: (details, message) => logger.info(details, message),
         warn,
       });
       store = scaleOut;

@@ -12,6 +12,7 @@ import { S3BlobStore } from './s3-blob-store.js';
 import { StoreOpenError, type StoreHealth } from './store-api.js';
 import { MeteredStore, StoreMetrics } from './store-metrics.js';
 import { PortStore, type StoreOptions, type WriteGuard } from './store.js';
+import { Sweeper } from './sweeper.js';
 
 /** Where `--blobs s3://BUCKET[/PREFIX]` puts the blobs. */
 export interface BucketLocation {
@@ -60,6 +61,13 @@ export interface ScaleOutOptions extends StoreOptions {
   poolSize?: number | undefined;
   /** zlib level for plain uploads (gzip uploads are stored as sent). */
   gzipLevel?: number;
+  /**
+   * Runs the periodic sweeper (sweeper.ts: one process at a time sweeps, elected through
+   * the database); without it nothing is removed but by {@link PgMetadataStore.sweep}.
+   */
+  sweep?: { intervalMs: number; graceSeconds: number } | undefined;
+  /** Told of the sweeper's election and of what its sweeps removed. */
+  info?: ((details: Record<string, unknown>, message: string) => void) | undefined;
 }
 
 /**
@@ -77,6 +85,8 @@ export class ScaleOutStore extends MeteredStore {
   readonly blobs: BlobStore;
   /** What `--blobs` or `-d` named: for the listening log line. */
   readonly blobsAt: string;
+  /** The periodic sweeper, when the options asked for one. */
+  readonly sweeper: Sweeper | undefined;
   readonly #release: () => Promise<void>;
   #closing: Promise<void> | undefined;
 
@@ -86,13 +96,16 @@ export class ScaleOutStore extends MeteredStore {
     metrics: StoreMetrics,
     blobsAt: string,
     release: () => Promise<void>,
+    sweeper?: Sweeper,
   ) {
     super(store, metrics);
     this.layout = layout;
     this.metadata = store.metadata;
     this.blobs = store.blobs;
     this.blobsAt = blobsAt;
+    this.sweeper = sweeper;
     this.#release = release;
+    if (sweeper !== undefined) metrics.stats.sweeper = sweeper.stats;
   }
 
   /**
@@ -117,9 +130,11 @@ export class ScaleOutStore extends MeteredStore {
     return { ok: true };
   }
 
-  /** Ends the database pool, closes the object store's sockets; idempotent. */
+  /** Stops the sweeper, ends the database pool, closes the object store's sockets; idempotent. */
   override close(): Promise<void> {
     this.#closing ??= (async () => {
+      // The sweeper first: its sweeps use the pool and the object store.
+      await this.sweeper?.close();
       const results = await Promise.allSettled([this.inner.close(), this.#release()]);
       const failed = results.find((r) => r.status === 'rejected');
       if (failed) throw failed.reason;
@@ -236,7 +251,20 @@ export async function openScaleOutStore(options: ScaleOutOptions): Promise<Scale
     );
     // This process's view: the totals at start, plus its own changes since.
     metrics.countTotals(metadata, async () => {});
-    return new ScaleOutStore(store, layout, metrics, blobsAt, release);
+    const sweeper =
+      options.sweep === undefined
+        ? undefined
+        : new Sweeper({
+            url: options.db,
+            metadata,
+            blobs,
+            ...options.sweep,
+            info: options.info,
+            warn: options.warn,
+          });
+    const scaleOut = new ScaleOutStore(store, layout, metrics, blobsAt, release, sweeper);
+    sweeper?.start();
+    return scaleOut;
   } catch (err) {
     await metadata?.close().catch(() => {});
     await release().catch(() => {});
