@@ -475,12 +475,14 @@ export class PgMetadataStore implements MetadataStore {
    * deletes the record, so a commit of the same digest waits and then finds no record (and
    * commits its own copy after the removal). SKIP LOCKED: blobs a writer holds are left for
    * the next sweep. Returns how many went. A crash between a removal and the commit leaves
-   * records without blobs at refcount 0, which the next sweep removes. (The periodic
+   * records without blobs at refcount 0, which the next sweep removes. `signal` stops it
+   * between two batches. (The periodic
    * sweeper, elected through the database, is in sweeper.ts; this is its unit of work.)
    */
-  async sweep(graceSeconds: number, batch = 100): Promise<number> {
+  async sweep(graceSeconds: number, batch = 100, signal?: AbortSignal): Promise<number> {
     let swept = 0;
     for (;;) {
+      signal?.throwIfAborted();
       const client = await this.pool.connect().catch((err: unknown) => {
         throw this.#failure(err);
       });

@@ -76,6 +76,8 @@ export interface SweepOptions {
   stagingGraceSeconds?: number | undefined;
   /** Whether to list the blob store for orphans (blobs and staging); default true. */
   orphans?: boolean | undefined;
+  /** Stops the sweep between two removals (a shutdown): it rejects with the abort reason. */
+  signal?: AbortSignal | undefined;
 }
 
 /** One sweep of everything (see the comment at the top of this file). */
@@ -84,9 +86,11 @@ export async function sweepStore(
   blobs: BlobStore,
   options: SweepOptions,
 ): Promise<SweepCounts> {
+  const { signal } = options;
   const counts: SweepCounts = { blobs: 0, orphanBlobs: 0, orphanStaging: 0 };
-  counts.blobs = await metadata.sweep(options.graceSeconds);
+  counts.blobs = await metadata.sweep(options.graceSeconds, undefined, signal);
   if (options.orphans === false) return counts;
+  signal?.throwIfAborted();
   const now = Date.now();
   const stagingGrace = options.stagingGraceSeconds ?? options.graceSeconds;
   counts.orphanStaging = await blobs.removeStaleStaging(now - stagingGrace * 1000);
@@ -94,6 +98,7 @@ export async function sweepStore(
   const flush = async (): Promise<void> => {
     const known = await metadata.recorded(page);
     for (const digest of page) {
+      signal?.throwIfAborted();
       if (!known.has(digest) && (await metadata.sweepOrphan(digest))) counts.orphanBlobs++;
     }
     page = [];
@@ -161,6 +166,8 @@ export class Sweeper {
   /** The dedicated connection; the lock is held by its session. */
   #client: pg.Client | undefined;
   #timer: NodeJS.Timeout | undefined;
+  /** Aborted by close: a sweep in progress stops between two removals. */
+  readonly #stop = new AbortController();
   #tick: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
   /** When the blob store was last listed for orphans (epoch ms). */
@@ -193,6 +200,7 @@ export class Sweeper {
     try {
       if (await this.#elected()) await this.#sweep();
     } catch (err) {
+      if (this.#stop.signal.aborted) return;
       this.stats.errors++;
       this.#warn({ err }, 'sweep failed (tried again at the next interval)');
     }
@@ -264,6 +272,7 @@ export class Sweeper {
     const counts = await sweepStore(this.#options.metadata, this.#options.blobs, {
       graceSeconds,
       orphans,
+      signal: this.#stop.signal,
     });
     if (orphans) this.#orphansAt = started;
     const { stats } = this;
@@ -282,6 +291,7 @@ export class Sweeper {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       clearTimeout(this.#timer);
+      this.#stop.abort();
       await this.#tick;
       const client = this.#client;
       this.#client = undefined;
