@@ -42,6 +42,14 @@ export { LocalMetadataStore, type LocalMetadataOptions } from './store/local-met
 export { S3BlobStore, type S3BlobStoreOptions } from './store/s3-blob-store.js';
 export { PgMetadataStore, type PgMetadataOptions } from './store/pg-metadata-store.js';
 export { SCHEMA_VERSION, SchemaTooNewError } from './store/pg-schema.js';
+export {
+  Sweeper,
+  sweepStore,
+  type SweepCounts,
+  type SweepOptions,
+  type SweeperOptions,
+  type SweeperStats,
+} from './store/sweeper.js';
 export { DigestFilter } from './store/digest-filter.js';
 export { ReadCaches, type EntryLookup } from './store/read-caches.js';
 export {

@@ -86,6 +86,24 @@ function program(): Command {
     .addOption(scaleOut.s3Endpoint)
     .addOption(
       new Option(
+        '--sweep-interval <SECONDS>',
+        'with --db: how often each process tries to become the sweeper (one process at a time, elected through the database) and the sweeper removes unused blobs; a dead sweeper is replaced within this time',
+      )
+        .env('FT_SWEEP_INTERVAL')
+        .default(60)
+        .argParser(positiveSeconds),
+    )
+    .addOption(
+      new Option(
+        '--sweep-grace <SECONDS>',
+        'with --db: a blob no name uses, and a leftover of a crashed upload, is removed only this long after; must exceed the longest upload (one that outlasts it fails)',
+      )
+        .env('FT_SWEEP_GRACE')
+        .default(3600)
+        .argParser(positiveSeconds),
+    )
+    .addOption(
+      new Option(
         '--fallback-url <URL>',
         'migration mode: answer GET/HEAD of names this store lacks with a 307 to URL/files/NAME, where URL is the old store: a 1.x tree served by ft-legacy-static (or any static server), or a running filetracker 2.x server, possibly under a path prefix (http://host/ft: then URL//files/NAME); URL is probed every 5 s (GET /version, which also tells /status which kind it is) and a dead or hung fallback shows in /healthz, /status and /metrics',
       ).argParser(httpUrl),
@@ -128,6 +146,8 @@ interface Flags extends ScaleOutFlags {
   legacyTimeout: number;
   idleTimeout: number;
   maxFileSize: number;
+  sweepInterval: number;
+  sweepGrace: number;
 }
 
 /**
@@ -144,6 +164,14 @@ async function serve(argv: string[]): Promise<void> {
   const flags = command.opts<Flags>();
   const dirGiven = command.getOptionValueSource('dir') !== 'default';
   checkScaleOutFlags(command, flags, { given: dirGiven, spelled: '-d DIR' });
+  for (const flag of ['sweepInterval', 'sweepGrace'] as const) {
+    if (flags.db === undefined && command.getOptionValueSource(flag) !== 'default') {
+      command.error(
+        'error: --sweep-interval and --sweep-grace need --db URL: only the scale-out store sweeps',
+        { exitCode: 2, code: 'ft-server.scale-out' },
+      );
+    }
+  }
 
   const { logger, reopen, flush } = createLogger({
     name: 'ft-server',
@@ -185,6 +213,8 @@ async function serve(argv: string[]): Promise<void> {
         s3Endpoint: flags.s3Endpoint,
         // With a bucket, -d DIR only holds the uploads being verified (else a temp dir).
         dir: dirGiven ? flags.dir : undefined,
+        sweep: { intervalMs: flags.sweepInterval * 1000, graceSeconds: flags.sweepGrace },
+        info: (details, message) => logger.info(details, message),
         warn,
       });
       store = scaleOut;

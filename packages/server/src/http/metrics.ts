@@ -4,6 +4,7 @@ import type { AnswerReason } from '@filetracker/shared-protocol';
 import { AccessLog, RequestMetrics } from '@filetracker/http-telemetry';
 import type { Store } from '../store/store-api.js';
 import type { FallbackProbe } from './fallback-probe.js';
+import { watchSweeper } from './sweeper-metrics.js';
 
 /** One finished request, as the log line and the metrics see it. */
 export interface RequestRecord {
@@ -91,6 +92,7 @@ export class ServerMetrics {
       '1 once the start-up count of blobs and tombstones has finished',
       () => (store.stats.countsReady ? 1 : 0),
     );
+    if (store.stats.sweeper !== undefined) watchSweeper(this.registry, store.stats.sweeper);
   }
 
   /**

@@ -73,6 +73,10 @@ export interface BlobSizes {
  * - **remove** deletes a blob; a digest not stored is no error. Not durable by itself: a
  *   crash may bring the blob back (an orphan, which ft-recover or a sweep removes).
  * - **digests** lists every committed blob (for repair and sweeps; never on a request).
+ * - **staleBlobs** lists the committed blobs last written before a time (the sweeper's
+ *   orphan candidates: the caller decides, under the database's lock, which may go).
+ * - **removeStaleStaging** deletes what uploads left staged before a time (a crash between
+ *   stage and commit or discard), and says how many went.
  * - **checkWritable** makes and removes a small staged object the way an upload does, and
  *   rejects with the file-system or service error when it cannot.
  */
@@ -87,5 +91,9 @@ export interface BlobStore {
   sizes(digest: string): Promise<BlobSizes | undefined>;
   remove(digest: string): Promise<void>;
   digests(): AsyncIterable<string>;
+  /** The digests of the committed blobs last written before `beforeMs` (epoch ms). */
+  staleBlobs(beforeMs: number): AsyncIterable<string>;
+  /** Deletes staged leftovers last written before `beforeMs` (epoch ms); returns how many. */
+  removeStaleStaging(beforeMs: number): Promise<number>;
   checkWritable(): Promise<void>;
 }

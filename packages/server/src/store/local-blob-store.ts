@@ -1,5 +1,6 @@
 import { constants as fsConstants } from 'node:fs';
 import { open, readdir, rm } from 'node:fs/promises';
+import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { BlobHandle, BlobSizes, BlobStore, StageOptions, StagedBlob } from './blob-store.js';
 import type { DirSync } from './dir-sync.js';
@@ -102,13 +103,45 @@ export class LocalBlobStore implements BlobStore {
   }
 
   async *digests(): AsyncGenerator<string> {
+    for await (const { digest } of this.#blobFiles()) yield digest;
+  }
+
+  async *staleBlobs(beforeMs: number): AsyncGenerator<string> {
+    for await (const { digest, file } of this.#blobFiles()) {
+      // Gone meanwhile (swept, or removed by hand): nothing to list.
+      const st = await lstat(file).catch(() => undefined);
+      if (st !== undefined && st.mtimeMs < beforeMs) yield digest;
+    }
+  }
+
+  /**
+   * Deletes the files of `ft-tmp/` last written before `beforeMs`: uploads (a body being
+   * written moves its mtime forward) and probes a crash left. Only with --db, where the
+   * processes share the directory and none may empty it at open.
+   */
+  async removeStaleStaging(beforeMs: number): Promise<number> {
+    let removed = 0;
+    for (const entry of await readdir(this.#layout.tmp, { withFileTypes: true })) {
+      if (!entry.isFile()) continue;
+      const file = path.join(this.#layout.tmp, entry.name);
+      const st = await lstat(file).catch(() => undefined);
+      if (st === undefined || st.mtimeMs >= beforeMs) continue;
+      await unlink(file).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
+      removed++;
+    }
+    return removed;
+  }
+
+  /** The files under `blobs/` that are where {@link blobPath} puts a digest's blob. */
+  async *#blobFiles(): AsyncGenerator<{ digest: string; file: string }> {
     for (const prefix of await readdir(this.#layout.blobs, { withFileTypes: true })) {
       if (!/^[0-9a-f]{2}$/.test(prefix.name) || !prefix.isDirectory()) continue;
-      for (const blob of await readdir(`${this.#layout.blobs}/${prefix.name}`, {
-        withFileTypes: true,
-      })) {
+      const dir = path.join(this.#layout.blobs, prefix.name);
+      for (const blob of await readdir(dir, { withFileTypes: true })) {
         if (blob.isFile() && digestOfBlobEntry(prefix.name, blob.name) !== undefined) {
-          yield blob.name;
+          yield { digest: blob.name, file: path.join(dir, blob.name) };
         }
       }
     }

@@ -13,6 +13,7 @@ import { S3BlobStore } from './s3-blob-store.js';
 import { StoreOpenError, type StoreHealth } from './store-api.js';
 import { MeteredStore, StoreMetrics } from './store-metrics.js';
 import { PortStore, type StoreOptions, type WriteGuard } from './store.js';
+import { Sweeper } from './sweeper.js';
 
 export { parseBucketUrl, redactUrl, type BucketLocation } from './bucket-url.js';
 
@@ -39,6 +40,13 @@ export interface ScaleOutOptions extends StoreOptions {
   gzipLevel?: number;
   /** false: a missing bucket is an open error instead of being created (ft-recover). */
   createBucket?: boolean | undefined;
+  /**
+   * Runs the periodic sweeper (sweeper.ts: one process at a time sweeps, elected through
+   * the database); without it nothing is removed but by {@link PgMetadataStore.sweep}.
+   */
+  sweep?: { intervalMs: number; graceSeconds: number } | undefined;
+  /** Told of the sweeper's election and of what its sweeps removed. */
+  info?: ((details: Record<string, unknown>, message: string) => void) | undefined;
 }
 
 /**
@@ -56,6 +64,8 @@ export class ScaleOutStore extends MeteredStore {
   readonly blobs: BlobStore;
   /** What `--blobs` or `-d` named: for the listening log line. */
   readonly blobsAt: string;
+  /** The periodic sweeper, when the options asked for one. */
+  readonly sweeper: Sweeper | undefined;
   readonly #release: () => Promise<void>;
   #closing: Promise<void> | undefined;
 
@@ -65,13 +75,16 @@ export class ScaleOutStore extends MeteredStore {
     metrics: StoreMetrics,
     blobsAt: string,
     release: () => Promise<void>,
+    sweeper?: Sweeper,
   ) {
     super(store, metrics);
     this.layout = layout;
     this.metadata = store.metadata;
     this.blobs = store.blobs;
     this.blobsAt = blobsAt;
+    this.sweeper = sweeper;
     this.#release = release;
+    if (sweeper !== undefined) metrics.stats.sweeper = sweeper.stats;
   }
 
   /**
@@ -96,9 +109,11 @@ export class ScaleOutStore extends MeteredStore {
     return { ok: true };
   }
 
-  /** Ends the database pool, closes the object store's sockets; idempotent. */
+  /** Stops the sweeper, ends the database pool, closes the object store's sockets; idempotent. */
   override close(): Promise<void> {
     this.#closing ??= (async () => {
+      // The sweeper first: its sweeps use the pool and the object store.
+      await this.sweeper?.close();
       const results = await Promise.allSettled([this.inner.close(), this.#release()]);
       const failed = results.find((r) => r.status === 'rejected');
       if (failed) throw failed.reason;
@@ -205,7 +220,20 @@ export async function openScaleOutStore(options: ScaleOutOptions): Promise<Scale
     );
     // This process's view: the totals at start, plus its own changes since.
     metrics.countTotals(metadata, async () => {});
-    return new ScaleOutStore(store, layout, metrics, blobsAt, release);
+    const sweeper =
+      options.sweep === undefined
+        ? undefined
+        : new Sweeper({
+            url: options.db,
+            metadata,
+            blobs,
+            ...options.sweep,
+            info: options.info,
+            warn: options.warn,
+          });
+    const scaleOut = new ScaleOutStore(store, layout, metrics, blobsAt, release, sweeper);
+    sweeper?.start();
+    return scaleOut;
   } catch (err) {
     await metadata?.close().catch(() => {});
     await release().catch(() => {});

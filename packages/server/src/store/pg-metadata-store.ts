@@ -105,7 +105,8 @@ function childRange(dir: string): [string, string] {
  *   it had locked (a remove), the second inserts again. No polling, no advisory lock.
  * - **commit** runs the blob steps under the digest's row lock (`FOR UPDATE`): an existing
  *   record is a dedup whose reference revives a blob at refcount 0; a new one has its
- *   staged blob committed to the BlobStore before the record is inserted. The previous
+ *   record inserted, then its staged blob committed to the BlobStore, in one transaction
+ *   (the uncommitted record holds the digest against an orphan sweep, {@link sweepOrphan}). The previous
  *   blob's reference is dropped in the same transaction; a blob at refcount 0 stays until
  *   the sweeper removes it a grace period later ({@link sweep}), so a concurrent dedup
  *   (a pin) in any process can still take it.
@@ -300,11 +301,8 @@ export class PgMetadataStore implements MetadataStore {
         if (await this.#blobs.has(blob.digest)) await this.#blobs.discard(blob);
         else await this.#blobs.commit(blob);
       }
-    } else {
-      if (blob.location === undefined) {
-        throw new BackendUnavailableError('a blob went while this upload ran: retry');
-      }
-      await this.#blobs.commit(blob);
+    } else if (blob.location === undefined) {
+      throw new BackendUnavailableError('a blob went while this upload ran: retry');
     }
     let sizes: BlobRecord;
     if (sameBlob && existing) {
@@ -317,7 +315,14 @@ export class PgMetadataStore implements MetadataStore {
         [blob.digest, blob.logicalSize, blob.storedSize],
       );
       sizes = toRecord(row!);
-      if (!existing) this.#events?.blobCountChanged(1, blob.storedSize);
+    }
+    if (!existing) {
+      // The record first, then the blob: from its insert on, this transaction holds the
+      // digest's key, so an orphan sweep of the digest (sweepOrphan) waits for it and then
+      // finds the record. Committed the other way round, the sweeper could take the new
+      // blob for an orphan between the copy and the insert, and delete it.
+      await this.#blobs.commit(blob);
+      this.#events?.blobCountChanged(1, blob.storedSize);
     }
     await this.#query(`UPDATE names SET kind = 'f', digest = $2, version = $3 WHERE name = $1`, [
       name,
@@ -469,12 +474,15 @@ export class PgMetadataStore implements MetadataStore {
    * records. Each blob is removed under its record's row lock, in the transaction that
    * deletes the record, so a commit of the same digest waits and then finds no record (and
    * commits its own copy after the removal). SKIP LOCKED: blobs a writer holds are left for
-   * the next sweep. Returns how many went. (The periodic sweeper, elected through the
-   * database, is a later step; this is its unit of work.)
+   * the next sweep. Returns how many went. A crash between a removal and the commit leaves
+   * records without blobs at refcount 0, which the next sweep removes. `signal` stops it
+   * between two batches. (The periodic
+   * sweeper, elected through the database, is in sweeper.ts; this is its unit of work.)
    */
-  async sweep(graceSeconds: number, batch = 100): Promise<number> {
+  async sweep(graceSeconds: number, batch = 100, signal?: AbortSignal): Promise<number> {
     let swept = 0;
     for (;;) {
+      signal?.throwIfAborted();
       const client = await this.pool.connect().catch((err: unknown) => {
         throw this.#failure(err);
       });
@@ -500,6 +508,47 @@ export class PgMetadataStore implements MetadataStore {
       }
       swept += done;
       if (done < batch) return swept;
+    }
+  }
+
+  /** Which of `digests` have a record: one round trip (the orphan sweep's first filter). */
+  async recorded(digests: readonly string[]): Promise<Set<string>> {
+    const rows = await this.#query<{ digest: string }>(
+      'SELECT digest FROM blobs WHERE digest = ANY($1)',
+      [digests],
+    );
+    return new Set(rows.map((r) => r.digest));
+  }
+
+  /**
+   * Removes the blob of `digest` when no record names it (an orphan: a crash between an
+   * upload's blob commit and its transaction's, or a sweep's removal undone). Decided under
+   * the digest's key, as a commit takes it: a record is inserted in a transaction that is
+   * never committed, so an upload inserting the same digest waits until the blob is gone
+   * (and then commits its own copy), and an upload that inserted first makes this wait and
+   * find its committed record (nothing removed) or its rollback (the blob is an orphan).
+   * Returns whether the blob was removed.
+   */
+  async sweepOrphan(digest: string): Promise<boolean> {
+    const client = await this.pool.connect().catch((err: unknown) => {
+      throw this.#failure(err);
+    });
+    let broken: unknown;
+    try {
+      await client.query('BEGIN');
+      const held = await client.query(
+        `INSERT INTO blobs (digest, refs, logical_size, stored_size) VALUES ($1, 0, 0, 0)
+         ON CONFLICT (digest) DO NOTHING`,
+        [digest],
+      );
+      if (held.rowCount === 1) await this.#blobs.remove(digest);
+      return held.rowCount === 1;
+    } catch (err) {
+      throw this.#failure(err);
+    } finally {
+      // Never committed: the record only held the digest's key while the blob went.
+      await client.query('ROLLBACK').catch((err: unknown) => (broken = err));
+      client.release(broken instanceof Error ? broken : undefined);
     }
   }
 

@@ -83,7 +83,8 @@ function unavailable(what: string, err: unknown): BackendUnavailableError {
  * `digests`, and a discard deletes only its own copy (two uploads of one content must not
  * share a key before commit). Commit is a server-side copy to the digest's key: a PUT is
  * atomic in S3, and a second commit of one digest overwrites identical bytes (Swift has no
- * conditional PUT, and none is needed). Staging keys left by a crash are for the sweeper.
+ * conditional PUT, and none is needed). Staging keys left by a crash are the sweeper's
+ * ({@link removeStaleStaging}, see sweeper.ts).
  */
 export class S3BlobStore implements BlobStore {
   readonly client: S3Client;
@@ -271,7 +272,47 @@ export class S3BlobStore implements BlobStore {
    * eventually consistent): for repair and sweeps, never to decide a request.
    */
   async *digests(): AsyncGenerator<string> {
+    for await (const { digest } of this.#blobObjects()) yield digest;
+  }
+
+  async *staleBlobs(beforeMs: number): AsyncGenerator<string> {
+    for await (const { digest, modifiedMs } of this.#blobObjects()) {
+      if (modifiedMs < beforeMs) yield digest;
+    }
+  }
+
+  /**
+   * Deletes the staging keys (uploads and health probes a crash left) last written before
+   * `beforeMs`, one DeleteObject each: Swift refuses a multi-object delete without
+   * Content-MD5, and leftovers are few.
+   */
+  async removeStaleStaging(beforeMs: number): Promise<number> {
+    let removed = 0;
+    for await (const { key, modifiedMs } of this.#objects(`${this.#prefix}staging/`)) {
+      if (modifiedMs >= beforeMs) continue;
+      try {
+        await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+      } catch (err) {
+        throw unavailable('delete', err);
+      }
+      removed++;
+    }
+    return removed;
+  }
+
+  /** The objects under `blobs/` that are where {@link key} puts a digest's blob. */
+  async *#blobObjects(): AsyncGenerator<{ digest: string; modifiedMs: number }> {
     const prefix = `${this.#prefix}blobs/`;
+    for await (const { key, modifiedMs } of this.#objects(prefix)) {
+      const [fan, digest] = key.slice(prefix.length).split('/');
+      if (digest !== undefined && DIGEST.test(digest) && digest.startsWith(fan!)) {
+        yield { digest, modifiedMs };
+      }
+    }
+  }
+
+  /** The objects whose keys start with `prefix`, page by page (ListObjectsV2, 1000 a page). */
+  async *#objects(prefix: string): AsyncGenerator<{ key: string; modifiedMs: number }> {
     let token: string | undefined;
     do {
       let page;
@@ -286,9 +327,9 @@ export class S3BlobStore implements BlobStore {
       } catch (err) {
         throw unavailable('list', err);
       }
-      for (const { Key } of page.Contents ?? []) {
-        const [fan, digest] = (Key ?? '').slice(prefix.length).split('/');
-        if (digest !== undefined && DIGEST.test(digest) && digest.startsWith(fan!)) yield digest;
+      for (const { Key, LastModified } of page.Contents ?? []) {
+        // No date (never seen): taken as new, so nothing is deleted on a guess.
+        if (Key !== undefined) yield { key: Key, modifiedMs: LastModified?.getTime() ?? Infinity };
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token !== undefined);

@@ -1,6 +1,7 @@
 import type { MetadataEvents, MetadataStore } from './metadata-store.js';
 import { ForwardingStore } from './forwarding-store.js';
 import type { PutAdmission, PutRequest, PutResult, Store } from './store-api.js';
+import type { SweeperStats } from './sweeper.js';
 
 /**
  * Counters a metrics exporter may read. Blob and tombstone totals start from one pass over
@@ -21,6 +22,8 @@ export interface StoreStats {
   tombstones: number;
   /** The background count has finished: blobs, blobBytes and tombstones are totals. */
   countsReady: boolean;
+  /** The scale-out store's periodic sweeper (sweeper.ts), when it runs one. */
+  sweeper?: SweeperStats | undefined;
 }
 
 /**
