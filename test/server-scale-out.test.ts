@@ -131,10 +131,9 @@ describe(
         assert.equal(await headStatus(b.url, '/shared/one.txt'), 404);
         assert.deepEqual(await listOf(b.url, '/shared'), { status: 200, names: [] });
 
-        // --workers is accepted and the log says why it is not used yet.
-        const workersLine = b.proc.stdoutLines.find((l) => l.includes('--workers is ignored'));
-        assert.ok(workersLine, `a log line about --workers: ${b.proc.stdoutLines.join('\n')}`);
-        assert.match(workersLine, /--db/);
+        // With --db, --workers 2 is two worker processes behind b's port.
+        const listening = b.proc.stdoutLines.find((l) => l.includes('"listening"'))!;
+        assert.equal((JSON.parse(listening) as { workers: number[] }).workers.length, 2);
 
         // SIGTERM: requests finished, the pool ended, exit 0.
         for (const p of [a, b]) {

@@ -182,14 +182,11 @@ async function runClusterWorker(options: CliOptions): Promise<void> {
   stop = gracefulStop({ server, logger: log.logger, flushLog: log.flush });
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  // The primary passes SIGHUP on as a message (logrotate signals only the primary); a
-  // SIGHUP sent to the whole group must not kill the worker, which is Node's default.
-  process.on('SIGHUP', () => {});
   try {
     const address = await listen(server, options.port, options.host);
     link.listening(address.port);
   } catch (err) {
-    link.fatal((err as Error).message);
+    await link.fatal((err as Error).message);
     log.flush();
     process.exit(EXIT_STATUS.failed);
   }

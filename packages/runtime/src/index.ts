@@ -24,3 +24,16 @@ export { parseCommandLine } from './command-line.js';
 export { byteSize, httpUrl, portNumber, positiveSeconds, wholeNumber } from './cli-values.js';
 export { CliError, EXIT_STATUS, exitStatusOf, runCommand } from './cli-error.js';
 export { AliasOption, toolProgram, type ToolProgramOptions } from './tool-program.js';
+export {
+  WorkerChannel,
+  aliveWorkers,
+  isClusterWorker,
+  isTaggedMessage,
+  postToWorker,
+  runPrimary,
+  type ClusterLogger,
+  type ClusterMessage,
+  type PrimaryOptions,
+  type TaggedMessage,
+  type WorkerHooks,
+} from './cluster.js';

@@ -5,15 +5,20 @@ import { createLogger } from '@filetracker/http-telemetry';
 import {
   AliasOption,
   CliError,
+  EXIT_STATUS,
+  WorkerChannel,
   answerHalfClosedClients,
   byteSize,
   gracefulStop,
   httpUrl,
+  isClusterWorker,
   parseCommandLine,
   portNumber,
   positiveSeconds,
   runCommand,
+  runPrimary,
   toolProgram,
+  wholeNumber,
 } from '@filetracker/runtime';
 import { DEFAULT_MAX_FILE_BYTES } from './http/app.js';
 import { FallbackProbe } from './http/fallback-probe.js';
@@ -78,7 +83,7 @@ function program(): Command {
     .addOption(
       new Option(
         '--workers <N>',
-        'accepted for compatibility (Python ran N gunicorn workers); this server is one process whose I/O is asynchronous, so N is ignored (also with --db, for now: run several ft-server processes on other ports instead)',
+        `with --db: N worker processes (1-${MAX_WORKERS}) serve the port, each with its own database pool; the primary only starts them and replaces one that dies. Without --db accepted for compatibility (Python ran N gunicorn workers) and ignored: the local store belongs to one process, whose I/O is asynchronous`,
       ),
     )
     .addOption(scaleOut.db)
@@ -134,6 +139,9 @@ function program(): Command {
     );
 }
 
+/** More workers than this are a typo: each holds a database pool of its own. */
+const MAX_WORKERS = 64;
+
 interface Flags extends ScaleOutFlags {
   dir: string;
   listenOn: string;
@@ -172,24 +180,108 @@ async function serve(argv: string[]): Promise<void> {
       );
     }
   }
+  const workers = workerCount(command, flags);
 
-  const { logger, reopen, flush } = createLogger({
+  const log = createLogger({
     name: 'ft-server',
     file: flags.log,
     mkdir: flags.log !== undefined,
     level: flags.logLevel,
   });
+  const { logger } = log;
+  if (isClusterWorker()) return serveProcess(flags, dirGiven, log, workerChannel(log));
   if (flags.logConfig !== undefined)
     logger.warn({ logConfig: flags.logConfig }, '--log-config is ignored');
-  if (flags.workers !== undefined) {
+  if (flags.workers !== undefined && flags.db === undefined) {
     logger.info(
       { workers: flags.workers },
-      flags.db === undefined
-        ? '--workers is ignored: one process with asynchronous I/O serves every request'
-        : '--workers is ignored: several workers on --db are not done yet; start more ft-server processes on other ports with the same --db and --blobs',
+      '--workers is ignored without --db: the local store belongs to one process, whose asynchronous I/O serves every request; for more processes on one store use --db',
     );
   }
+  if (workers === 1) return serveProcess(flags, dirGiven, log);
 
+  // The primary of --workers N opens no store and answers no HTTP (see runtime's cluster.ts).
+  const code = await runPrimary({
+    tool: 'ft-server',
+    workers,
+    logger,
+    reopenLog: log.reopen,
+    url: (port) => `http://${flags.listenOn}:${port}`,
+    listeningDetails: { db: redactUrl(flags.db!) },
+  });
+  log.flush();
+  process.exit(code);
+}
+
+/**
+ * `--workers N` as a number: 1 without --db (ignored, see serve), else a whole number in
+ * 1..MAX_WORKERS or a usage error (exit 2).
+ */
+function workerCount(command: Command, flags: Flags): number {
+  if (flags.workers === undefined || flags.db === undefined) return 1;
+  try {
+    return wholeNumber(1, MAX_WORKERS)(flags.workers);
+  } catch (err) {
+    return command.error(
+      `error: option '--workers <N>' argument '${flags.workers}' is invalid. ${(err as Error).message}`,
+      {
+        exitCode: 2,
+        code: 'ft-server.workers',
+      },
+    );
+  }
+}
+
+type LogHandle = ReturnType<typeof createLogger>;
+
+/**
+ * A worker's link to its primary: the primary's stop and reopen requests go to the
+ * handlers serveProcess installs (through `process.emit`, as the signals would).
+ */
+function workerChannel(log: LogHandle): WorkerChannel {
+  return new WorkerChannel({
+    stop: () => process.emit('SIGTERM', 'SIGTERM'),
+    stopNow: () => {
+      log.logger.warn('exiting at once, asked by the primary');
+      log.flush();
+      process.exit(EXIT_STATUS.failed);
+    },
+    reopen: () => log.reopen(),
+  });
+}
+
+/**
+ * Opens the store, listens, and stops cleanly on SIGTERM/SIGINT: the whole server, or one
+ * worker of --workers N (`channel`), which reports to its primary instead of logging the
+ * `listening` line and, when it cannot start, tells the primary why before it exits 1.
+ */
+async function serveProcess(
+  flags: Flags,
+  dirGiven: boolean,
+  log: LogHandle,
+  channel?: WorkerChannel,
+): Promise<void> {
+  if (channel === undefined) return serveStore(flags, dirGiven, log);
+  try {
+    await serveStore(flags, dirGiven, log, channel);
+  } catch (err) {
+    const message = err instanceof CliError ? err.message : String(err);
+    log.logger.error(
+      err instanceof CliError ? { why: message } : { err },
+      'worker could not start',
+    );
+    log.flush();
+    await channel.fatal(message);
+    process.exit(EXIT_STATUS.failed);
+  }
+}
+
+async function serveStore(
+  flags: Flags,
+  dirGiven: boolean,
+  { logger, reopen, flush }: LogHandle,
+  channel?: WorkerChannel,
+): Promise<void> {
   const warn = (details: Record<string, unknown>, message: string): void =>
     logger.warn(details, message);
   let store: Store;
@@ -254,10 +346,14 @@ async function serve(argv: string[]): Promise<void> {
   server.setTimeout(flags.idleTimeout * 1000);
   answerHalfClosedClients(server);
   // Signals are trapped before listening: a SIGTERM right after start still stops cleanly.
-  process.on('SIGHUP', () => {
-    reopen();
-    logger.info('log file reopened');
-  });
+  // A worker's log is reopened when the primary says so (channel), and a SIGHUP sent to
+  // the whole group is ignored there.
+  if (channel === undefined) {
+    process.on('SIGHUP', () => {
+      reopen();
+      logger.info('log file reopened');
+    });
+  }
   const stopServer = gracefulStop({
     server,
     logger,
@@ -295,6 +391,11 @@ async function serve(argv: string[]): Promise<void> {
   }
   const address = server.address();
   const actualPort = typeof address === 'object' && address ? address.port : flags.port;
+  if (channel !== undefined) {
+    logger.info({ ...where, storeId: store.storeId }, 'worker listening');
+    channel.listening(actualPort);
+    return;
+  }
   logger.info(
     {
       url: `http://${flags.listenOn}:${actualPort}`,

@@ -1,0 +1,441 @@
+import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
+import { after, before, describe, it } from 'node:test';
+import { openScaleOutStore, type ScaleOutStore } from '@filetracker/server';
+import { prng } from './helpers/fault-prng.js';
+import { isRunning } from './helpers/legacy-static.js';
+import {
+  deleteEffect,
+  deleteOp,
+  isLinearizable,
+  putEffect,
+  putOp,
+  readOp,
+  unknownOutcome,
+  type HistoryOp,
+  type NameState,
+} from './helpers/linearizable.js';
+import {
+  freshBucket,
+  scaleOutArgs,
+  scaleOutMissing,
+  startScaleOutEngines,
+  type ScaleOutEngines,
+} from './helpers/scale-out.js';
+import {
+  getOnNewConnection,
+  startFtServer,
+  type FtProcess,
+} from './helpers/scale-out-processes.js';
+import { tempDir } from './helpers/server.js';
+import { exitWithin, fileUrl, getFile, putFile, sleep, waitFor } from './helpers/store-traffic.js';
+import { SWIFT_S3_CREDENTIALS, SWIFT_S3_REGION } from './helpers/swift.js';
+
+// Many ft-server processes on one scale-out store (issue 14), on real engines (PostgreSQL
+// 15, Swift with s3api) started once for this file: --workers N behind one port, two
+// processes on two ports written concurrently (a linearizable history per name), and
+// SIGKILL of one of them under load. Without the engines these skip and say why.
+
+const V = 1_700_000_000;
+const noEngines = await scaleOutMissing();
+
+/** A test's seed (FT_TEST_SEED replays one), printed as a diagnostic. */
+function seeded(t: { diagnostic(m: string): void }): () => number {
+  const seed = Number(process.env.FT_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
+  t.diagnostic(`seed ${seed} (set FT_TEST_SEED to replay)`);
+  return prng(seed);
+}
+
+/** Runs `worker` on every item, `width` at a time. */
+async function pool<T>(items: T[], width: number, worker: (item: T) => Promise<void>) {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (next < items.length) await worker(items[next++]!);
+    }),
+  );
+}
+
+/**
+ * What the database and the bucket say, behind every process: problems found (empty when
+ * consistent). Every name's blob has a row and is in the bucket (asked of the bucket with
+ * a HEAD, for the digests of names under `prefix`); every blob's refcount is the number of
+ * names that use it; no writer's placeholder is left committed.
+ */
+async function inconsistencies(store: ScaleOutStore, prefix: string): Promise<string[]> {
+  const { pool: db } = store.metadata;
+  const problems: string[] = [];
+  const noRow = await db.query<{ name: string; digest: string }>(
+    `SELECT n.name, n.digest FROM names n LEFT JOIN blobs b ON b.digest = n.digest
+      WHERE n.kind = 'f' AND b.digest IS NULL`,
+  );
+  for (const r of noRow.rows) problems.push(`${r.name}: no blob row for ${r.digest}`);
+  const refs = await db.query<{ digest: string; refs: string; used: string }>(
+    `SELECT b.digest, b.refs, count(n.name) AS used FROM blobs b
+       LEFT JOIN names n ON n.digest = b.digest AND n.kind = 'f'
+      GROUP BY b.digest, b.refs HAVING b.refs <> count(n.name)`,
+  );
+  for (const r of refs.rows) problems.push(`blob ${r.digest}: refs ${r.refs}, used by ${r.used}`);
+  const placeholders = await db.query<{ name: string }>(`SELECT name FROM names WHERE kind = 'p'`);
+  for (const r of placeholders.rows) problems.push(`${r.name}: a placeholder was committed`);
+  const digests = await db.query<{ digest: string }>(
+    `SELECT DISTINCT digest FROM names WHERE kind = 'f' AND name LIKE $1`,
+    [`${prefix}%`],
+  );
+  await pool(digests.rows, 8, async ({ digest }) => {
+    if (!(await store.blobs.has(digest))) problems.push(`blob ${digest}: not in the bucket`);
+  });
+  return problems;
+}
+
+describe('many ft-server processes on one scale-out store', { skip: noEngines }, () => {
+  let engines: ScaleOutEngines;
+  before(async () => {
+    engines = await startScaleOutEngines();
+  });
+  after(() => engines?.close());
+
+  /** A fresh database and bucket: the flags, and the store opened in this process too. */
+  async function freshStore(t: { after(fn: () => Promise<void>): void }) {
+    const db = await engines.postgres.createDatabase();
+    const bucket = freshBucket();
+    const args = scaleOutArgs(engines, db, bucket);
+    const dir = await tempDir('ft-workers-view-');
+    const view = await openScaleOutStore({
+      db,
+      bucket: { bucket, prefix: '' },
+      s3Endpoint: engines.swift.endpoint,
+      s3Credentials: SWIFT_S3_CREDENTIALS,
+      s3Region: SWIFT_S3_REGION,
+      dir,
+      poolSize: 4,
+    });
+    t.after(async () => {
+      await view.close();
+      await rm(dir, { recursive: true, force: true });
+    });
+    return { args, view };
+  }
+
+  it('--workers 2 with --db: two workers serve one port; a SIGKILLed worker is replaced while requests go on being answered; SIGTERM stops every process', async (t) => {
+    const { args } = await freshStore(t);
+    const ft = await startFtServer(t, [...args, '--workers', '2']);
+    const primary = ft.proc.child.pid!;
+    const workers = ft.lines().find((l) => l.msg === 'listening')!.workers as number[];
+    t.after(() => {
+      for (const l of ft.lines()) {
+        for (const pid of (l.workers as number[] | undefined) ?? []) {
+          if (isRunning(pid)) process.kill(pid, 'SIGKILL');
+        }
+      }
+    });
+    assert.equal(workers.length, 2, JSON.stringify(workers));
+    assert.ok(!workers.includes(primary));
+    assert.ok(workers.every(isRunning));
+
+    const content = Buffer.from('served by whichever worker\n'.repeat(10));
+    assert.equal((await putFile(ft.url, '/w/a.txt', content, V)).status, 200);
+    // Each request on a connection of its own: node:cluster hands them out in turn.
+    for (let i = 0; i < 6; i++) assert.equal(await getOnNewConnection(ft.url, '/w/a.txt'), 200);
+    const servedBy = (): Set<unknown> =>
+      new Set(
+        ft
+          .lines()
+          .filter((l) => l.msg === 'request' && l.status === 200)
+          .map((l) => l.pid),
+      );
+    await waitFor('request lines of both workers', () => servedBy().size === 2);
+    assert.deepEqual([...servedBy()].sort(), [...workers].sort());
+    // Only the workers open the store: the primary has no pool to stop.
+    assert.ok(
+      ft.lines().every((l) => l.msg !== 'worker listening' || workers.includes(l.pid as number)),
+    );
+
+    const [victim, survivor] = workers as [number, number];
+    process.kill(victim, 'SIGKILL');
+    const answers: (number | string)[] = [];
+    const start = performance.now();
+    // Requests go on being answered while the primary notices and starts a replacement.
+    while (ft.lines().filter((l) => l.msg === 'listening').length < 2) {
+      answers.push(await getOnNewConnection(ft.url, '/w/a.txt'));
+      if (performance.now() - start > 30_000) assert.fail('no replacement within 30 s');
+    }
+    t.diagnostic(`${answers.length} requests answered while the worker was replaced`);
+    assert.ok(answers.length > 0);
+    assert.deepEqual(
+      answers.filter((a) => a !== 200),
+      [],
+    );
+    const death = ft.lines().find((l) => l.msg === 'worker died; starting another')!;
+    assert.equal(death.worker, victim);
+    assert.equal(death.signal, 'SIGKILL');
+    const again = ft.lines().filter((l) => l.msg === 'listening')[1]!.workers as number[];
+    assert.equal(again.length, 2);
+    assert.ok(again.includes(survivor) && !again.includes(victim));
+    const replacement = again.find((pid) => pid !== survivor)!;
+    // The replacement opened the store and serves it.
+    await waitFor('a request served by the replacement', async () => {
+      assert.equal(await getOnNewConnection(ft.url, '/w/a.txt'), 200);
+      return servedBy().has(replacement);
+    });
+    assert.deepEqual((await getFile(ft.url, '/w/a.txt')).body, content);
+
+    const stopping = performance.now();
+    ft.proc.child.kill('SIGTERM');
+    assert.equal((await exitWithin(ft.proc, 20_000)).code, 0, ft.proc.stderr());
+    t.diagnostic(`SIGTERM to exit: ${Math.round(performance.now() - stopping)} ms`);
+    await waitFor('every worker to be gone', () => again.every((pid) => !isRunning(pid)), 5_000);
+    assert.ok(!isRunning(victim));
+  });
+
+  it('2 x 32 concurrent writers of the same names through two processes: every answer fits one linearizable history per name, and the store is consistent', async (t) => {
+    const rnd = seeded(t);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
+    const { args, view } = await freshStore(t);
+    const ends = await Promise.all([startFtServer(t, args), startFtServer(t, args)]);
+    const urls = ends.map((e) => e.url);
+    // Enough names that the check can decide each history (a few writers overlap on each
+    // at any time, where one name for all would be beyond it), few enough that they do.
+    const stable = Array.from({ length: 6 }, (_, i) => `/lin/${i % 2 ? 'd/' : ''}stable-${i}`);
+    const churn = Array.from({ length: 6 }, (_, i) => `/lin/${i % 2 ? 'd/' : ''}churn-${i}`);
+    const names = [...stable, ...churn];
+    const body = (version: number, k: number): Buffer =>
+      Buffer.from(`${version}:${k}\n`.repeat(50 + k));
+    const initial: NameState = { version: V - 1, content: `${V - 1}:0` };
+    for (const name of names) {
+      assert.equal((await putFile(urls[0]!, name, body(V - 1, 0), V - 1)).status, 200);
+    }
+    const history = new Map<string, HistoryOp[]>(names.map((n) => [n, []]));
+    const problems: string[] = [];
+
+    /** GET through `url`: the state seen, or a problem. */
+    const read = async (url: string, name: string): Promise<void> => {
+      const call = performance.now();
+      const got = await getFile(url, name);
+      const ret = performance.now();
+      if (got.status === 404) {
+        if (stable.includes(name)) problems.push(`GET ${name}: 404 for a name never deleted`);
+        history.get(name)!.push(readOp(call, ret, null));
+        return;
+      }
+      if (got.status !== 200) {
+        problems.push(`GET ${name} through ${url}: ${got.status}`);
+        return;
+      }
+      const label = got.body.toString().split('\n')[0]!;
+      const [v, k] = label.split(':').map(Number) as [number, number];
+      if (!got.body.equals(body(v, k)) || got.version !== v) {
+        problems.push(`GET ${name}: a mixed answer (${label}, Last-Modified ${got.version})`);
+        return;
+      }
+      history.get(name)!.push(readOp(call, ret, { version: v, content: label }));
+    };
+
+    const PER_WRITER = 2;
+    /** Writes answered 503: a store too slow to take them in time (a bounded wait). */
+    let unavailable = 0;
+    const writers = Array.from({ length: 64 }, (_, i) => async () => {
+      const url = urls[i % 2]!;
+      for (let n = 0; n < PER_WRITER; n++) {
+        const name = pick(names);
+        const version = V + Math.floor(rnd() * 6);
+        const call = performance.now();
+        if (churn.includes(name) && rnd() < 0.3) {
+          const res = await fetch(fileUrl(url, name, version), { method: 'DELETE' });
+          const { status } = res;
+          const reason = await res.text();
+          if (status === 503) {
+            unavailable++;
+            history.get(name)!.push(unknownOutcome(call, deleteEffect(version)));
+          } else {
+            if (status !== 200 && status !== 404) {
+              problems.push(`DELETE ${name}: ${status} ${reason}`);
+            }
+            history.get(name)!.push(deleteOp(call, performance.now(), version, status));
+          }
+        } else {
+          const k = Math.floor(rnd() * 3);
+          const r = await putFile(url, name, body(version, k), version);
+          if (r.status === 503) {
+            unavailable++;
+            history.get(name)!.push(unknownOutcome(call, putEffect(version, `${version}:${k}`)));
+          } else {
+            if (r.status !== 200) problems.push(`PUT ${name} v${version}: ${r.status}`);
+            history.get(name)!.push(putOp(call, performance.now(), version, `${version}:${k}`, r));
+          }
+        }
+      }
+    });
+    let writing = true;
+    let reads = 0;
+    const readers = Array.from({ length: 6 }, async (_, i) => {
+      while (writing) {
+        await read(urls[i % 2]!, pick(names));
+        reads++;
+      }
+    });
+    const started = performance.now();
+    await Promise.all(writers.map((w) => w()));
+    writing = false;
+    await Promise.all(readers);
+    const writeMs = performance.now() - started;
+    // The last word on each name, through both ends.
+    for (const url of urls) for (const name of names) await read(url, name);
+    t.diagnostic(
+      `${64 * PER_WRITER} writes in ${Math.round(writeMs)} ms (${unavailable} answered 503), ${reads} reads`,
+    );
+
+    assert.deepEqual(problems.slice(0, 10), []);
+    // Writers queue on a name's row lock; on a loaded machine a few may wait past the
+    // database timeout and get a 503 (their outcome unknown to the check), not most.
+    assert.ok(unavailable <= (64 * PER_WRITER) / 4, `${unavailable} writes answered 503`);
+    for (const name of names) {
+      assert.ok(
+        isLinearizable(history.get(name)!, initial, 20_000_000),
+        `${name}: the answers (${history.get(name)!.length} operations through two processes) fit no one-at-a-time order`,
+      );
+    }
+    assert.deepEqual(await inconsistencies(view, '/lin/'), []);
+  });
+
+  it('SIGKILL of one of two processes under load, round after round: every acknowledged write is read through the survivor, no name answers 500, and the database and bucket agree', async (t) => {
+    const rnd = seeded(t);
+    const { args, view } = await freshStore(t);
+    const ends: FtProcess[] = await Promise.all([startFtServer(t, args), startFtServer(t, args)]);
+    const body = (label: string): Buffer => Buffer.from(`${label}\n`.repeat(30));
+    /**
+     * What each name may hold: the state its last acknowledged write left, and those of the
+     * writes cut off by a kill since (applied or not). Each name has one writer, whose
+     * versions only grow, so nothing else can change it.
+     */
+    const possible = new Map<string, NameState[]>();
+    const lastVersion = new Map<string, number>();
+    const problems: string[] = [];
+    const counts = { acked: 0, cutOff: 0, refused: 0, checked: 0 };
+    const key = (s: NameState): string => (s === null ? '-' : `${s.version}:${s.content}`);
+
+    /** One write by writer `w` in `round`, through the process it is bound to. */
+    const writeOnce = async (round: number, w: number, own: string[]): Promise<void> => {
+      const end = ends[w % 2]!;
+      const roll = rnd();
+      let name: string;
+      let next: NameState;
+      if (own.length === 0 || roll < 0.6) {
+        name = `/kill/r${round}/w${w}/f${own.length}`;
+        own.push(name);
+        possible.set(name, [null]);
+      } else name = own[Math.floor(rnd() * own.length)]!;
+      const states = possible.get(name)!;
+      const version = (lastVersion.get(name) ?? V) + 1;
+      lastVersion.set(name, version);
+      const method = states.some((s) => s !== null) && roll > 0.85 ? 'DELETE' : 'PUT';
+      let status: number | undefined;
+      try {
+        if (method === 'DELETE') {
+          next = null;
+          const res = await fetch(fileUrl(end.url, name, version), { method });
+          await res.arrayBuffer();
+          status = res.status;
+        } else {
+          // Some contents are shared by many names: their blobs are deduplicated.
+          const label = rnd() < 0.3 ? `shared-${Math.floor(rnd() * 4)}` : `${name}@${version}`;
+          next = { version, content: label };
+          const r = await putFile(end.url, name, body(label), version);
+          status = r.status;
+          if (status === 200 && r.version !== version) {
+            problems.push(`PUT ${name} v${version}: Last-Modified ${r.version}`);
+          }
+        }
+      } catch (err) {
+        if ((err as { cause?: { code?: string } }).cause?.code === 'ECONNREFUSED') {
+          // The process is dead: nothing was sent. Wait for its restart.
+          counts.refused++;
+          await sleep(50);
+          return;
+        }
+        // Cut off by the kill: may or may not have been applied.
+        counts.cutOff++;
+        states.push(next!);
+        return;
+      }
+      if (status === 200 || (method === 'DELETE' && status === 404)) {
+        counts.acked++;
+        possible.set(name, [next]);
+      } else {
+        problems.push(`${method} ${name} through ${end.url}: ${status}`);
+        states.push(next);
+      }
+    };
+
+    /** GET through `url`: what `name` holds must be one of its possible states. */
+    const check = async (url: string, name: string): Promise<void> => {
+      counts.checked++;
+      const got = await getFile(url, name);
+      let seen: NameState;
+      if (got.status === 404) seen = null;
+      else if (got.status === 200) {
+        const label = got.body.toString().split('\n')[0]!;
+        if (!got.body.equals(body(label))) {
+          problems.push(`GET ${name}: a body that no write sent`);
+          return;
+        }
+        seen = { version: got.version!, content: label };
+      } else {
+        problems.push(`GET ${name} through ${url}: ${got.status}`);
+        return;
+      }
+      const states = possible.get(name)!;
+      if (!states.some((s) => key(s) === key(seen))) {
+        problems.push(`GET ${name}: ${key(seen)}, expected one of ${states.map(key).join(' ')}`);
+      } else possible.set(name, [seen]);
+    };
+
+    const MAX_ROUNDS = 25;
+    const started = performance.now();
+    let rounds = 0;
+    let restartMs = 0;
+    while (rounds < MAX_ROUNDS && performance.now() - started < 60_000) {
+      const round = rounds++;
+      let loading = true;
+      const load = Array.from({ length: 8 }, async (_, w) => {
+        const own: string[] = [];
+        while (loading) await writeOnce(round, w, own);
+        return own;
+      });
+      await sleep(200 + rnd() * 1000);
+      const victim = rnd() < 0.5 ? 0 : 1;
+      await ends[victim]!.proc.kill('SIGKILL');
+      // Writes through the survivor go on a moment after the kill.
+      await sleep(100);
+      loading = false;
+      const names = (await Promise.all(load)).flat();
+      // The victim starts again while the survivor is checked.
+      const restartAt = performance.now();
+      const restarting = startFtServer(t, args).then((ft) => {
+        restartMs += performance.now() - restartAt;
+        return ft;
+      });
+      const survivor = ends[1 - victim]!;
+      await pool(names, 8, (name) => check(survivor.url, name));
+      problems.push(...(await inconsistencies(view, `/kill/r${round}/`)));
+      ends[victim] = await restarting;
+      if (problems.length > 0) break;
+    }
+    // At the end, every name of every round through both processes.
+    const all = [...possible.keys()];
+    for (const end of ends) await pool(all, 8, (name) => check(end.url, name));
+    problems.push(...(await inconsistencies(view, '/kill/')));
+    t.diagnostic(
+      `${rounds} rounds in ${Math.round(performance.now() - started)} ms (restarts ${Math.round(restartMs / rounds)} ms each); ${all.length} names; ops ${JSON.stringify(counts)}`,
+    );
+
+    assert.deepEqual(problems.slice(0, 10), []);
+    assert.ok(rounds >= 5, `only ${rounds} rounds`);
+    assert.ok(counts.cutOff > 0, 'no kill cut off a write: the load did not overlap the kills');
+    for (const end of ends) {
+      end.proc.child.kill('SIGTERM');
+      assert.equal((await exitWithin(end.proc, 20_000)).code, 0, end.proc.stderr());
+    }
+  });
+});
