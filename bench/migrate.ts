@@ -11,6 +11,7 @@ import { emptySection, type Section, type Table } from './report.js';
 import { run } from './proc.js';
 import { BINS, shebangFlags, startFtServer } from './servers.js';
 import { MiB, median, num, ratio, withRounds } from './stats.js';
+import { runPutLimit } from './put-small.js';
 import { runWrk, writeWrkScripts } from './wrk.js';
 
 /** ft-migrate's -j when none is given: read from its --help (the source of truth). */
@@ -250,15 +251,14 @@ export async function benchMigrate(ctx: BenchContext): Promise<Section> {
   await writeFile(smallList, names.map((n) => `${path.join(small, n)}\n`).join(''));
   const smallPipe = await pipelines('small tree', { listFile: smallList }, names.length);
   for (const j of jobs) {
-    const limit = await runChild<{ files: number; ms: number }>('put-limit', {
-      dir: await tempDir('migrate-limit'),
-      ...pool,
-      concurrency: j,
-      count: names.length,
-      durationS: config.put.durationS,
-      version: VERSION,
-    });
-    const limitFps = limit.files / (limit.ms / 1000);
+    const limitFps = (
+      await runPutLimit({
+        ...pool,
+        concurrency: j,
+        count: names.length,
+        durationS: config.put.durationS,
+      })
+    ).filesPerS;
     const r = await migrateOnce(ctx, small, work, `small-j${j}`, j);
     const fps = names.length / (r.ms / 1000);
     if (cfg.wrkJobs.includes(j))
