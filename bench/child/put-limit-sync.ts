@@ -152,12 +152,12 @@ function work(d: SyncWorkerData): void {
   parentPort!.postMessage({ ready: true });
   Atomics.wait(ctl, 1, 0);
   const end = deadline[0]!;
-  const latencies: number[] = [];
+  const indices: number[] = [];
+  const ends: number[] = [];
   let tmpCounter = 0;
   while (performance.timeOrigin + performance.now() < end) {
     const i = Atomics.add(ctl, 0, 1);
     if (i >= d.lines) break;
-    const t0 = performance.now();
     const e = parseLine(index, lineStarts, i);
     const upload = path.join(d.tmp, `upload-${d.id}-${tmpCounter++}`);
     const fd = fs.openSync(upload, CREATE_SYNC, 0o644);
@@ -178,10 +178,11 @@ function work(d: SyncWorkerData): void {
     fs.symlinkSync(path.relative(linkDir, blob), tmpLink);
     fs.lutimesSync(tmpLink, d.version, d.version);
     renameDurably(tmpLink, link, ids.get(linkDir)!);
-    latencies.push(performance.now() - t0);
+    indices.push(i);
+    ends.push(performance.timeOrigin + performance.now());
   }
-  const out = Float64Array.from(latencies);
-  parentPort!.postMessage({ files: out.length, latencies: out }, [out.buffer]);
+  const out = { indices: Int32Array.from(indices), ends: Float64Array.from(ends) };
+  parentPort!.postMessage(out, [out.indices.buffer, out.ends.buffer]);
 }
 
 if (!isMainThread) work(workerData as SyncWorkerData);

@@ -21,8 +21,9 @@
  * Stores the first `count` bodies, or stops starting new ones after `durationS` seconds
  * (like wrk's -d), whichever comes first. Prints one JSON line:
  * {"files": N, "ms": elapsed, "p50Ms": ..., "p99Ms": ..., "style": ..., "threads": T},
- * the percentiles of each file's time from the open of its tmp file to the end of its last
- * directory fsync (what an acknowledged PUT waits for).
+ * the percentiles of each file's latency in a closed loop of `concurrency` clients, as wrk
+ * measures a request's (see closedLoopLatencies): to the end of its last directory fsync,
+ * what an acknowledged PUT waits for.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -44,11 +45,20 @@ interface Args {
   threads?: number;
 }
 
+/** What a style measured: each file stored, by its index in the pool, with its end. */
 interface Result {
   files: number;
   ms: number;
-  latencies: Float64Array;
+  /** When the first files were started, as {@link now}. */
+  startedAt: number;
+  indices: Int32Array;
+  ends: Float64Array;
   threads: number;
+}
+
+/** Milliseconds on a clock shared by the process's threads. */
+function now(): number {
+  return performance.timeOrigin + performance.now();
 }
 
 const open = promisify(fs.open);
@@ -70,16 +80,18 @@ async function asyncStyle(): Promise<Result> {
   const { entries, data } = await readPool({ index: args.index, bodies: args.bodies });
   const todo = entries.slice(0, args.count);
   const dirs = new DirSync();
-  const latencies = new Float64Array(todo.length);
+  const indices = new Int32Array(todo.length);
+  const ends = new Float64Array(todo.length);
   const started = performance.now();
+  const startedAt = now();
   const deadline = started + (args.durationS ?? Infinity) * 1000;
   let next = 0;
   let done = 0;
   let tmpCounter = 0;
   async function worker(): Promise<void> {
     while (next < todo.length && performance.now() < deadline) {
-      const t0 = performance.now();
-      const e = todo[next++]!;
+      const i = next++;
+      const e = todo[i]!;
       const body = data.subarray(e.offset, e.offset + e.length);
       const upload = path.join(tmp, `upload-${tmpCounter++}`);
       const fd = await open(upload, CREATE_SYNC, 0o644);
@@ -98,13 +110,21 @@ async function asyncStyle(): Promise<Result> {
       await symlink(path.relative(path.dirname(link), blob), tmpLink);
       await lutimes(tmpLink, args.version, args.version);
       await dirs.rename(tmpLink, link, links);
-      latencies[done++] = performance.now() - t0;
+      indices[done] = i;
+      ends[done++] = now();
     }
   }
   await Promise.all(Array.from({ length: args.concurrency }, worker));
   const ms = performance.now() - started;
   const threads = Number(process.env.UV_THREADPOOL_SIZE) || 4;
-  return { files: done, ms, latencies: latencies.subarray(0, done), threads };
+  return {
+    files: done,
+    ms,
+    startedAt,
+    indices: indices.subarray(0, done),
+    ends: ends.subarray(0, done),
+    threads,
+  };
 }
 
 /** Reads a whole file into shared memory, for the workers to read without copies. */
@@ -158,9 +178,9 @@ async function syncStyle(): Promise<Result> {
   );
   const results = workers.map(
     (w) =>
-      new Promise<{ files: number; latencies: Float64Array }>((resolve, reject) => {
-        w.on('message', (m: { files?: number; latencies?: Float64Array }) => {
-          if (m.latencies) resolve({ files: m.files!, latencies: m.latencies });
+      new Promise<{ indices: Int32Array; ends: Float64Array }>((resolve, reject) => {
+        w.on('message', (m: { indices?: Int32Array; ends?: Float64Array }) => {
+          if (m.indices && m.ends) resolve({ indices: m.indices, ends: m.ends });
         });
         w.once('error', reject);
         w.once('exit', (code) => reject(new Error(`a worker exited ${code} without a result`)));
@@ -173,20 +193,40 @@ async function syncStyle(): Promise<Result> {
   const ctl = new Int32Array(control, 0, 2);
   const deadline = new Float64Array(control, 8, 1);
   const started = performance.now();
-  deadline[0] = performance.timeOrigin + started + (args.durationS ?? 1e9) * 1000;
+  const startedAt = now();
+  deadline[0] = startedAt + (args.durationS ?? 1e9) * 1000;
   Atomics.store(ctl, 1, 1);
   Atomics.notify(ctl, 1);
   const outs = await Promise.all(results);
   const ms = performance.now() - started;
   await Promise.all(workers.map((w) => w.terminate()));
-  const files = outs.reduce((a, o) => a + o.files, 0);
-  const latencies = new Float64Array(files);
+  const files = outs.reduce((a, o) => a + o.indices.length, 0);
+  const indices = new Int32Array(files);
+  const ends = new Float64Array(files);
   let at = 0;
   for (const o of outs) {
-    latencies.set(o.latencies, at);
-    at += o.latencies.length;
+    indices.set(o.indices, at);
+    ends.set(o.ends, at);
+    at += o.indices.length;
   }
-  return { files, ms, latencies, threads };
+  return { files, ms, startedAt, indices, ends, threads };
+}
+
+/**
+ * Each file's latency as a closed loop of `clients` (wrk's connections) would see it: the
+ * first `clients` files are sent at the start, and each end sends the next, so the file of
+ * pool index i (taken in that order) was sent at the (i - clients)-th end. With fewer
+ * threads than clients, this counts the time a file waited for a thread, as a request
+ * waits in a server; otherwise it is the time from the file's open.
+ */
+function closedLoopLatencies(r: Result, clients: number): Float64Array {
+  const byEnd = r.ends.slice().sort();
+  const latencies = new Float64Array(r.files);
+  for (let k = 0; k < r.files; k++) {
+    const i = r.indices[k]!;
+    latencies[k] = r.ends[k]! - (i < clients ? r.startedAt : byEnd[i - clients]!);
+  }
+  return latencies;
 }
 
 /** The `q` quantile (nearest rank) of `values`, sorted here. */
@@ -198,12 +238,13 @@ function quantile(values: Float64Array, q: number): number {
 
 const style = args.style ?? 'async';
 const r = style === 'sync' ? await syncStyle() : await asyncStyle();
+const latencies = closedLoopLatencies(r, args.concurrency);
 process.stdout.write(
   JSON.stringify({
     files: r.files,
     ms: r.ms,
-    p50Ms: quantile(r.latencies, 0.5),
-    p99Ms: quantile(r.latencies, 0.99),
+    p50Ms: quantile(latencies, 0.5),
+    p99Ms: quantile(latencies, 0.99),
     style,
     threads: r.threads,
   }) + '\n',
