@@ -22,6 +22,15 @@ export interface BenchConfig {
     durationS: number;
     /** Distinct bodies prepared for wrk; a run that sends more repeats names (noted). */
     pool: number;
+    /**
+     * Thread counts the bare store script is swept over in round 1 (issue 19: the limit at
+     * that script's best), in both call styles: libuv's pool size for async calls, worker
+     * threads for sync calls. From libuv's default (4), doubling, up to the most
+     * connections (64): one thread per file in flight, where every fsync can wait at once.
+     * Only counts up to the connections are run: no more files are in flight than that, so
+     * more threads would have nothing to do.
+     */
+    limitThreads: number[];
   };
   large: { bytes: number };
   memory: { uploads: number; bytes: number };
@@ -59,7 +68,13 @@ export const FULL: BenchConfig = {
     warmupS: 2,
     durationS: 5,
   },
-  put: { rounds: 5, connections: [8, 64], durationS: 5, pool: 40_000 },
+  put: {
+    rounds: 5,
+    connections: [8, 64],
+    durationS: 5,
+    pool: 40_000,
+    limitThreads: [4, 8, 16, 32, 64],
+  },
   large: { bytes: 1 * GiB },
   memory: { uploads: 64, bytes: 1 * GiB },
   migrate: {
@@ -87,7 +102,14 @@ export const SHORT: BenchConfig = {
     warmupS: 1,
     durationS: 1,
   },
-  put: { rounds: 1, connections: [8, 64], durationS: 1, pool: 8000 },
+  put: {
+    rounds: 1,
+    connections: [8, 64],
+    durationS: 1,
+    pool: 8000,
+    // Both styles at the fewest and the most threads: the sweep's code, not its figures.
+    limitThreads: [4, 64],
+  },
   large: { bytes: 64 * MiB },
   memory: { uploads: 8, bytes: 32 * MiB },
   migrate: {

@@ -28,12 +28,13 @@ export interface MigrateRun {
 }
 
 /**
- * `ft-migrate TREE URL -s -j N --state FILE --report FILE` in its own process, with the
- * node flags of its `#!` line and a hook that records its peak RSS. Throws unless it exits 0.
+ * `ft-migrate TREE URL -s -j N --state FILE --report FILE` (or with `{ into: DIR }`,
+ * `ft-migrate TREE --into DIR ...`: no server) in its own process, with the node flags of
+ * its `#!` line and a hook that records its peak RSS. Throws unless it exits 0.
  */
 export async function runMigrate(
   tree: string,
-  url: string,
+  target: string | { into: string },
   workDir: string,
   tag: string,
   jobs?: number,
@@ -46,7 +47,7 @@ export async function runMigrate(
     path.join(CHILD_DIR, 'rss-hook.js'),
     BINS.migrate,
     tree,
-    url,
+    ...(typeof target === 'string' ? [target] : ['--into', target.into]),
     '-s',
     '--state',
     path.join(workDir, `state-${tag}`),

@@ -11,6 +11,7 @@ import { emptySection, type Section, type Table } from './report.js';
 import { run } from './proc.js';
 import { BINS, shebangFlags, startFtServer } from './servers.js';
 import { MiB, median, num, ratio, withRounds } from './stats.js';
+import { runPutLimit } from './put-small.js';
 import { runWrk, writeWrkScripts } from './wrk.js';
 
 /** ft-migrate's -j when none is given: read from its --help (the source of truth). */
@@ -201,6 +202,13 @@ export async function benchMigrate(ctx: BenchContext): Promise<Section> {
       'fresh ft-server), what ft-migrate would reach if it cost nothing; MiB/s of ' +
       'the pipeline (one process reads, SHA-256s and gzips each file in turn, at the level ' +
       'shown).',
+    'Offline import (issue 15, item 2): `ft-migrate TREE --into DIR -s -j N --state FILE ' +
+      '--report FILE` on the same small tree into a fresh store directory in the temp dir ' +
+      '(no server: ft-migrate opens the store with ft-server\u2019s store code), at the ' +
+      'same -j values, timed the same way; its files/s beside the bare store script\u2019s ' +
+      'at the same -j (the same figure as the HTTP row\u2019s, one run of the script with ' +
+      'async calls on libuv\u2019s default pool, not the best of Small-file PUT\u2019s sweep). ' +
+      'Target: >= 0.7x of it.',
   );
   const notReady = await migrateNotReady();
   if (notReady) {
@@ -250,31 +258,52 @@ export async function benchMigrate(ctx: BenchContext): Promise<Section> {
   await writeFile(smallList, names.map((n) => `${path.join(small, n)}\n`).join(''));
   const smallPipe = await pipelines('small tree', { listFile: smallList }, names.length);
   for (const j of jobs) {
-    const limit = await runChild<{ files: number; ms: number }>('put-limit', {
-      dir: await tempDir('migrate-limit'),
-      ...pool,
-      concurrency: j,
-      count: names.length,
-      durationS: config.put.durationS,
-      version: VERSION,
-    });
-    const limitFps = limit.files / (limit.ms / 1000);
+    const limitFps = (
+      await runPutLimit({
+        ...pool,
+        concurrency: j,
+        count: names.length,
+        durationS: config.put.durationS,
+      })
+    ).filesPerS;
     const r = await migrateOnce(ctx, small, work, `small-j${j}`, j);
     const fps = names.length / (r.ms / 1000);
     if (cfg.wrkJobs.includes(j))
       serverRows.push(await serverPutRate(ctx, section, pool, work, j, fps));
-    const mibs = smallBytes / MiB / (r.ms / 1000);
+    // Offline import (issue 15, item 2): the same tree with --into a fresh store, no server.
+    ctx.log(`migrate: small-into-j${j}`);
+    const into = await runMigrate(
+      small,
+      { into: await tempDir('migrate-into-store') },
+      work,
+      `small-into-j${j}`,
+      j,
+    );
+    const intoFps = names.length / (into.ms / 1000);
+    section.targets.push({
+      what: `ft-migrate --into / bare store script files/s, small tree, -j ${j}`,
+      ratio: intoFps / limitFps,
+      target: 0.7,
+    });
     const pipe = smallPipe.get(defLevel) ?? NaN;
-    rows.push([
-      `${cfg.smallFiles} small, -j ${j}${j === defJobs ? ' (default)' : ''}`,
-      num(fps),
-      num(limitFps),
-      ratio(fps / limitFps),
-      num(mibs),
-      ratio(mibs / pipe),
-      num(r.maxRssKiB / 1024),
-      `${r.uploadedFiles}/${r.failedFiles}`,
-    ]);
+    const row = (what: string, run: MigrateRun, filesPerS: number): string[] => {
+      const mibs = smallBytes / MiB / (run.ms / 1000);
+      return [
+        what,
+        num(filesPerS),
+        num(limitFps),
+        ratio(filesPerS / limitFps),
+        num(mibs),
+        ratio(mibs / pipe),
+        num(run.maxRssKiB / 1024),
+        `${run.uploadedFiles}/${run.failedFiles}`,
+      ];
+    };
+    const def = j === defJobs ? ' (default)' : '';
+    rows.push(
+      row(`${cfg.smallFiles} small, -j ${j}${def}`, r, fps),
+      row(`${cfg.smallFiles} small, --into DIR, -j ${j}${def}`, into, intoFps),
+    );
   }
 
   // Large files.
