@@ -4,7 +4,11 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import { BACKENDS, type Backend, type BackendServer as TestServer } from './helpers/backends.js';
+import {
+  describeEachBackend,
+  type Backend,
+  type BackendServer as TestServer,
+} from './helpers/backends.js';
 import {
   RawConnection,
   httpRequest,
@@ -36,13 +40,7 @@ function assertError(res: HttpResult | RawResponse, status: number, code: string
 
 // The whole suite runs on every backend (helpers/backends.ts): the local store, and the
 // scale-out store on real PostgreSQL and Swift, skipped with the reason where not installed.
-for (const backend of BACKENDS) {
-  describe(
-    `ft-server refuses bad input and stores nothing (${backend.name})`,
-    { skip: backend.skip },
-    () => badInputSuite(backend),
-  );
-}
+describeEachBackend('ft-server refuses bad input and stores nothing', badInputSuite);
 
 function badInputSuite(backend: Backend): void {
   let ft: TestServer;
@@ -50,7 +48,6 @@ function badInputSuite(backend: Backend): void {
   const seed = Buffer.from('seed content, must survive every bad request\n'.repeat(10));
 
   before(async () => {
-    await backend.setUp();
     ft = await backend.start();
     const res = await httpRequest(ft.url, `/files/seed/file.txt?${lm(V)}`, {
       method: 'PUT',
@@ -58,10 +55,7 @@ function badInputSuite(backend: Backend): void {
     });
     assert.equal(res.status, 200);
   });
-  after(async () => {
-    await ft?.close();
-    await backend.tearDown();
-  });
+  after(() => ft?.close());
 
   /** Runs `fn` and asserts the store (and the seed file) look as before it. */
   async function unchanged(fn: () => Promise<void>, settleMs = 0): Promise<void> {

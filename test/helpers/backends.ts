@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { rm, stat, truncate } from 'node:fs/promises';
 import path from 'node:path';
+import { after, before, describe } from 'node:test';
 import type { LocalStore, S3BlobStore, ScaleOutStore, Store } from '@filetracker/server';
 import {
   SWIFT_S3_ENV,
@@ -279,3 +280,18 @@ export const BACKENDS: readonly Backend[] = [localBackend, scaleOutBackend()].fi
     process.env.FT_TEST_BACKENDS === undefined ||
     process.env.FT_TEST_BACKENDS.split(',').some((want) => b.name.startsWith(want.trim())),
 );
+
+/**
+ * `describe(title (backend name))` once per backend of {@link BACKENDS}, skipped with the
+ * reason where it cannot run, its engines started once before `suite`'s tests and stopped
+ * after them: `suite` declares the tests (and starts its servers with `backend.start`).
+ */
+export function describeEachBackend(title: string, suite: (backend: Backend) => void): void {
+  for (const backend of BACKENDS) {
+    describe(`${title} (${backend.name})`, { skip: backend.skip }, () => {
+      before(() => backend.setUp());
+      after(() => backend.tearDown());
+      suite(backend);
+    });
+  }
+}
