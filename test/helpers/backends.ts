@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { rm, stat, truncate } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe } from 'node:test';
@@ -16,7 +17,6 @@ import {
 } from './scale-out.js';
 import { startServer, tempDir, type TestServer } from './server.js';
 import { blobFiles, snapshotStore, tmpEntries } from './server-store.js';
-import { swiftPutObject } from './swift.js';
 
 /**
  * What a suite may look at behind the HTTP interface of a server it started, the same on
@@ -119,6 +119,14 @@ async function startOn<S extends LocalStore | ScaleOutStore>(
   };
 }
 
+/**
+ * The S3 SDK's PutObjectCommand, from the server's own dependency (the tests do not depend
+ * on the SDK themselves): to damage a blob in the bucket through the S3 API the store uses.
+ */
+const { PutObjectCommand } = createRequire(import.meta.resolve('@filetracker/server'))(
+  '@aws-sdk/client-s3',
+) as { PutObjectCommand: new (input: { Bucket: string; Key: string; Body: Buffer }) => never };
+
 /** Cuts a file to half its size; returns the size it had. */
 async function halve(file: string): Promise<number> {
   const { size } = await stat(file);
@@ -141,7 +149,7 @@ function localView(dir: string): StoreView {
  * The scale-out store's view: names and blob records read from the database, each blob
  * asked of the bucket itself (a HEAD: Swift's listings may lag writes, ENGINES.md).
  */
-function scaleOutView(store: ScaleOutStore, dir: string, engines: ScaleOutEngines): StoreView {
+function scaleOutView(store: ScaleOutStore, dir: string): StoreView {
   const { pool } = store.metadata;
   const digests = async (): Promise<string[]> =>
     (await pool.query<{ digest: string }>('SELECT digest FROM blobs ORDER BY digest')).rows.map(
@@ -179,13 +187,13 @@ function scaleOutView(store: ScaleOutStore, dir: string, engines: ScaleOutEngine
       assert.ok(handle, `blob ${digest} stored`);
       const stored = await handle.readFile();
       await handle.close();
-      const { bucket } = store.blobs as S3BlobStore;
-      const key = (store.blobs as S3BlobStore).key(digest);
-      await swiftPutObject(
-        engines.swift.endpoint,
-        bucket,
-        key,
-        stored.subarray(0, stored.length >> 1),
+      const blobs = store.blobs as S3BlobStore;
+      await blobs.client.send(
+        new PutObjectCommand({
+          Bucket: blobs.bucket,
+          Key: blobs.key(digest),
+          Body: stored.subarray(0, stored.length >> 1),
+        }),
       );
       return stored.length;
     },
@@ -203,7 +211,7 @@ function scaleOutBackend(): Backend {
   ): Promise<StoreTarget<ScaleOutStore>> => ({
     dir,
     open: (d) => openTestScaleOutStore(engines!, d, at),
-    view: (store) => scaleOutView(store, dir, engines!),
+    view: (store) => scaleOutView(store, dir),
     async remove() {
       await cleanup();
       await rm(dir, { recursive: true, force: true });
@@ -232,7 +240,7 @@ function scaleOutBackend(): Backend {
         async view() {
           // A store of its own on the same database and bucket, in its own upload dir.
           viewing ??= tempDir().then((d) => openTestScaleOutStore(engines!, d, at));
-          return scaleOutView(await viewing, dir, engines!);
+          return scaleOutView(await viewing, dir);
         },
         async remove() {
           if (viewing) {

@@ -198,35 +198,3 @@ export async function startSwift(): Promise<SwiftEngine> {
   }
   return { endpoint, stopProxy, startProxy, close };
 }
-
-/**
- * Writes `body` as object `key` of `bucket` through Swift's own API (tempauth), beside the
- * S3 API the store uses: what a test needs to damage a blob behind the server's back.
- */
-export async function swiftPutObject(
-  endpoint: string,
-  bucket: string,
-  key: string,
-  body: Buffer,
-): Promise<void> {
-  const auth = await fetch(`${endpoint}/auth/v1.0`, {
-    headers: {
-      'X-Auth-User': SWIFT_S3_CREDENTIALS.accessKeyId,
-      'X-Auth-Key': SWIFT_S3_CREDENTIALS.secretAccessKey,
-    },
-  });
-  await auth.arrayBuffer();
-  const storageUrl = auth.headers.get('x-storage-url');
-  const token = auth.headers.get('x-auth-token');
-  if (auth.status !== 200 || !storageUrl || !token) {
-    throw new Error(`Swift auth answered ${auth.status}`);
-  }
-  const encoded = key.split('/').map(encodeURIComponent).join('/');
-  const put = await fetch(`${storageUrl}/${bucket}/${encoded}`, {
-    method: 'PUT',
-    headers: { 'X-Auth-Token': token },
-    body,
-  });
-  await put.arrayBuffer();
-  if (put.status !== 201) throw new Error(`Swift PUT of ${key} answered ${put.status}`);
-}
