@@ -27,7 +27,18 @@ import { emptyReport, type RecoverReport } from './report.js';
 const ADOPT_DB = 'meta-adopt';
 
 export type RecoverPhase =
-  'ft-tmp' | 'names' | 'blobs' | 'links' | 'recount' | 'records' | 'meta' | 'tombstones';
+  | 'ft-tmp'
+  | 'names'
+  | 'blobs'
+  | 'links'
+  | 'recount'
+  | 'records'
+  | 'meta'
+  | 'tombstones'
+  | 'refcounts'
+  | 'unrecorded'
+  | 'content'
+  | 'sweep';
 
 /** Where a run is, for a progress line. */
 export interface RecoverProgress {
@@ -45,12 +56,13 @@ export interface RecoverProgress {
  */
 export interface RecoverNotice {
   level: 'warn' | 'error';
-  code: 'RENAME_CONFLICT' | 'CORRUPT_BLOB' | 'FOREIGN_LINK';
+  code: 'RENAME_CONFLICT' | 'CORRUPT_BLOB' | 'FOREIGN_LINK' | 'MISSING_BLOB';
   message: string;
 }
 
 /** See {@link RecoverError}. */
-export type RecoverErrorCode = 'NOT_A_STORE' | 'LOCKED' | 'PERMISSION' | 'OPEN_FAILED';
+export type RecoverErrorCode =
+  'NOT_A_STORE' | 'LOCKED' | 'PERMISSION' | 'OPEN_FAILED' | 'STORES_DISAGREE';
 
 export interface RecoverOptions {
   /** Change nothing; only count what would be fixed. */
