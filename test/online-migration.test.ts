@@ -6,17 +6,17 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
+import { after, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { walkTree } from '@filetracker/runtime';
 import { FiletrackerClient, nowVersion } from '@filetracker/shared-protocol';
-import { REPO_ROOT, startProcess, tempDir, type RunningProcess } from './helpers/server.js';
+import { describeEachBackend, type Backend } from './helpers/backends.js';
+import { processStore, serveLegacy, serverProcess, writeLegacyTree } from './helpers/fallback.js';
+import { REPO_ROOT, tempDir } from './helpers/server.js';
 import { prng } from './helpers/fault-prng.js';
 
-const SERVER_BIN = 'packages/server/bin/ft-server.mjs';
-const LEGACY_BIN = 'packages/legacy-static/bin/ft-legacy-static.mjs';
 const MIGRATE_BIN = 'packages/migrate/bin/ft-migrate.mjs';
 
 interface LegacyFile {
@@ -56,15 +56,6 @@ function legacyFiles(): LegacyFile[] {
   return files;
 }
 
-async function writeLegacyTree(root: string, files: LegacyFile[]): Promise<void> {
-  for (const f of files) {
-    const p = path.join(root, 'files', ...f.name.split('/').filter(Boolean));
-    await mkdir(path.dirname(p), { recursive: true });
-    await writeFile(p, f.content);
-    await utimes(p, f.mtime, f.mtime);
-  }
-}
-
 /** The seed's migration step: inside ft_root, `ft-migrate ./files URL`, as a real process. */
 function migrate(root: string, url: string, stateFile: string): Promise<number | null> {
   const child = spawn(
@@ -82,119 +73,107 @@ function sha(b: Buffer): string {
   return createHash('sha256').update(b).digest('hex');
 }
 
-let root: string;
-let store: string;
-const procs: RunningProcess[] = [];
 const children: ChildProcess[] = [];
 
-before(async () => {
-  root = await tempDir('ft-root-');
-  store = await tempDir('ft-v2-');
-});
-
-after(async () => {
+after(() => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-  await Promise.all(procs.map((p) => p.stop()));
-  await rm(root, { recursive: true, force: true });
-  await rm(store, { recursive: true, force: true });
-  await rm(store + '.state', { force: true });
 });
 
-test('online migration: clients keep working during it and nothing is lost or resurrected', async () => {
-  const files = legacyFiles();
-  await writeLegacyTree(root, files);
-  const legacy = await startProcess(LEGACY_BIN, ['--root', root, '--port', '0']);
-  procs.push(legacy);
-  const server = await startProcess(SERVER_BIN, [
-    '-d',
-    store,
-    '-p',
-    '0',
-    '--fallback-url',
-    legacy.url,
-  ]);
-  procs.push(server);
-  const client = new FiletrackerClient(server.url);
-  try {
-    // Before anything is migrated, every legacy file reads through the server (307 followed).
-    for (const f of files.filter((_, i) => i % 7 === 0)) {
-      const got = await client.getBuffer(f.name);
-      assert.equal(sha(got.data), sha(f.content), f.name);
-      assert.equal(got.version, f.mtime, f.name);
-      assert.deepEqual(await client.stat(f.name), {
-        version: f.mtime,
-        logicalSize: f.content.length,
-      });
-    }
+// The whole procedure on every backend (helpers/backends.ts): the new store may be the
+// scale-out one from the start.
+describeEachBackend('online migration', onlineMigrationSuite);
 
-    const migration = migrate(
+function onlineMigrationSuite(backend: Backend): void {
+  test('online migration: clients keep working during it and nothing is lost or resurrected', async (t) => {
+    const root = await tempDir('ft-root-');
+    const work = await tempDir('ft-work-');
+    t.after(() => Promise.all([root, work].map((d) => rm(d, { recursive: true, force: true }))));
+    const files = legacyFiles();
+    await writeLegacyTree(
       root,
-      server.url,
-      path.join(store, '..', path.basename(store) + '.state'),
+      Object.fromEntries(files.map((f) => [f.name, { content: f.content, mtime: f.mtime }])),
     );
+    const legacy = await serveLegacy(root);
+    t.after(() => legacy.stop());
+    const store = await processStore(t, backend);
+    const server = await serverProcess(t, store, ['--fallback-url', legacy.url]);
+    const client = new FiletrackerClient(server.url);
+    try {
+      // Before anything is migrated, every legacy file reads through the server (307 followed).
+      for (const f of files.filter((_, i) => i % 7 === 0)) {
+        const got = await client.getBuffer(f.name);
+        assert.equal(sha(got.data), sha(f.content), f.name);
+        assert.equal(got.version, f.mtime, f.name);
+        assert.deepEqual(await client.stat(f.name), {
+          version: f.mtime,
+          logicalSize: f.content.length,
+        });
+      }
 
-    // Meanwhile, clients work.
-    const now = nowVersion();
-    await client.put('/new/submission.cpp', Buffer.from('int main() {}\n'), { version: now });
-    await client.put('/later/overwritten.txt', Buffer.from('newer, from a client'), {
-      version: now,
-    });
-    await client.delete('/later/deleted.txt', now);
-    await client.delete('/later/reput.txt', now);
-    await client.put('/later/reput.txt', Buffer.from('re-put in the same second'), {
-      version: now,
-    });
-    for (const f of files.filter((g, i) => i % 5 === 0 && !g.name.startsWith('/later/'))) {
-      const got = await client.getBuffer(f.name);
-      assert.equal(sha(got.data), sha(f.content), f.name);
-      assert.equal(got.version, f.mtime, f.name);
+      const migration = migrate(root, server.url, path.join(work, 'state'));
+
+      // Meanwhile, clients work.
+      const now = nowVersion();
+      await client.put('/new/submission.cpp', Buffer.from('int main() {}\n'), { version: now });
+      await client.put('/later/overwritten.txt', Buffer.from('newer, from a client'), {
+        version: now,
+      });
+      await client.delete('/later/deleted.txt', now);
+      await client.delete('/later/reput.txt', now);
+      await client.put('/later/reput.txt', Buffer.from('re-put in the same second'), {
+        version: now,
+      });
+      for (const f of files.filter((g, i) => i % 5 === 0 && !g.name.startsWith('/later/'))) {
+        const got = await client.getBuffer(f.name);
+        assert.equal(sha(got.data), sha(f.content), f.name);
+        assert.equal(got.version, f.mtime, f.name);
+      }
+
+      assert.equal(await migration, 0);
+
+      // Everything is on the new server, at the right version, but the three changed names.
+      for (const f of files) {
+        if (f.name.startsWith('/later/')) continue;
+        const got = await client.getBuffer(f.name, { expectedVersion: f.mtime });
+        assert.equal(sha(got.data), sha(f.content), f.name);
+      }
+      assert.equal(
+        (await client.getBuffer('/later/overwritten.txt')).data.toString(),
+        'newer, from a client',
+      );
+      assert.equal(await client.stat('/later/deleted.txt'), null);
+      const reput = await client.getBuffer('/later/reput.txt');
+      assert.equal(reput.data.toString(), 're-put in the same second');
+      assert.equal(reput.version, now);
+    } finally {
+      client.close();
     }
 
-    assert.equal(await migration, 0);
-
-    // Everything is on the new server, at the right version, but the three changed names.
-    for (const f of files) {
-      if (f.name.startsWith('/later/')) continue;
-      const got = await client.getBuffer(f.name, { expectedVersion: f.mtime });
-      assert.equal(sha(got.data), sha(f.content), f.name);
+    // Switch-over: the server without --fallback-url, the legacy server stopped.
+    assert.equal(await server.stop(), 0);
+    assert.equal(await legacy.stop(), 0);
+    const restarted = await serverProcess(t, store);
+    const final = new FiletrackerClient(restarted.url);
+    try {
+      const expected = new Set(
+        files.map((f) => f.name.slice(1)).filter((n) => n !== 'later/deleted.txt'),
+      );
+      expected.add('new/submission.cpp');
+      const listed = new Set<string>();
+      for await (const line of final.list('/', nowVersion() + 10)) listed.add(line);
+      assert.deepEqual([...listed].sort(), [...expected].sort());
+      for (const f of files) {
+        if (f.name.startsWith('/later/')) continue;
+        const got = await final.getBuffer(f.name);
+        assert.equal(sha(got.data), sha(f.content), f.name);
+        assert.equal(got.version, f.mtime, f.name);
+      }
+      // The legacy tree is untouched: the migration only read it.
+      let count = 0;
+      for await (const _ of walkTree(path.join(root, 'files'))) count++;
+      assert.equal(count, files.length);
+    } finally {
+      final.close();
     }
-    assert.equal(
-      (await client.getBuffer('/later/overwritten.txt')).data.toString(),
-      'newer, from a client',
-    );
-    assert.equal(await client.stat('/later/deleted.txt'), null);
-    const reput = await client.getBuffer('/later/reput.txt');
-    assert.equal(reput.data.toString(), 're-put in the same second');
-    assert.equal(reput.version, now);
-  } finally {
-    client.close();
-  }
-
-  // Switch-over: the server without --fallback-url, the legacy server stopped.
-  assert.equal(await server.stop(), 0);
-  assert.equal(await legacy.stop(), 0);
-  const restarted = await startProcess(SERVER_BIN, ['-d', store, '-p', '0']);
-  procs.push(restarted);
-  const final = new FiletrackerClient(restarted.url);
-  try {
-    const expected = new Set(
-      files.map((f) => f.name.slice(1)).filter((n) => n !== 'later/deleted.txt'),
-    );
-    expected.add('new/submission.cpp');
-    const listed = new Set<string>();
-    for await (const line of final.list('/', nowVersion() + 10)) listed.add(line);
-    assert.deepEqual([...listed].sort(), [...expected].sort());
-    for (const f of files) {
-      if (f.name.startsWith('/later/')) continue;
-      const got = await final.getBuffer(f.name);
-      assert.equal(sha(got.data), sha(f.content), f.name);
-      assert.equal(got.version, f.mtime, f.name);
-    }
-    // The legacy tree is untouched: the migration only read it.
-    let count = 0;
-    for await (const _ of walkTree(path.join(root, 'files'))) count++;
-    assert.equal(count, files.length);
-  } finally {
-    final.close();
-  }
-});
+  });
+}

@@ -4,7 +4,11 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import { startServer, type TestServer } from './helpers/server.js';
+import {
+  describeEachBackend,
+  type Backend,
+  type BackendServer as TestServer,
+} from './helpers/backends.js';
 import {
   RawConnection,
   httpRequest,
@@ -13,12 +17,7 @@ import {
   type HttpResult,
   type RawResponse,
 } from './helpers/server-http.js';
-import {
-  assertStoreUnchanged,
-  snapshotStore,
-  tmpEntries,
-  waitUntil,
-} from './helpers/server-store.js';
+import { assertStoreUnchanged, waitUntil } from './helpers/server-store.js';
 
 const V = 1_700_000_000;
 const MiB = 1024 * 1024;
@@ -39,27 +38,31 @@ function assertError(res: HttpResult | RawResponse, status: number, code: string
   assert.ok(res.headers['x-exception'], 'X-Exception present');
 }
 
-describe('ft-server refuses bad input and stores nothing', () => {
+// The whole suite runs on every backend (helpers/backends.ts): the local store, and the
+// scale-out store on real PostgreSQL and Swift, skipped with the reason where not installed.
+describeEachBackend('ft-server refuses bad input and stores nothing', badInputSuite);
+
+function badInputSuite(backend: Backend): void {
   let ft: TestServer;
   /** A file every test can check is still intact. */
   const seed = Buffer.from('seed content, must survive every bad request\n'.repeat(10));
 
   before(async () => {
-    ft = await startServer();
+    ft = await backend.start();
     const res = await httpRequest(ft.url, `/files/seed/file.txt?${lm(V)}`, {
       method: 'PUT',
       body: seed,
     });
     assert.equal(res.status, 200);
   });
-  after(() => ft.close());
+  after(() => ft?.close());
 
   /** Runs `fn` and asserts the store (and the seed file) look as before it. */
   async function unchanged(fn: () => Promise<void>, settleMs = 0): Promise<void> {
-    const snapshot = await snapshotStore(ft.dir);
+    const snapshot = await ft.view.snapshot();
     const seedBefore = (await httpRequest(ft.url, '/files/seed/file.txt')).body;
     await fn();
-    await assertStoreUnchanged(ft.dir, snapshot, settleMs);
+    await assertStoreUnchanged(ft.view, snapshot, settleMs);
     const res = await httpRequest(ft.url, '/files/seed/file.txt');
     assert.equal(res.status, 200, 'the server still answers');
     assert.deepEqual(res.body, seedBefore);
@@ -502,7 +505,10 @@ describe('ft-server refuses bad input and stores nothing', () => {
           const part = randomBytes(MiB);
           for (let i = 0; i < 4; i++) await conn.write(part);
           // Wait until the server is writing the upload, so the drop hits it mid-stream.
-          const writing = await waitUntil(async () => (await tmpEntries(ft.dir)).length > 0, 2_000);
+          const writing = await waitUntil(
+            async () => (await ft.view.tmpEntries()).length > 0,
+            2_000,
+          );
           assert.ok(writing, 'the upload reached ft-tmp/');
         } finally {
           conn.destroy();
@@ -572,4 +578,4 @@ describe('ft-server refuses bad input and stores nothing', () => {
       });
     }
   });
-});
+}

@@ -4,12 +4,14 @@
  */
 import assert from 'node:assert/strict';
 import { mkdir, rm } from 'node:fs/promises';
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer } from 'node:net';
 import path from 'node:path';
-import { describe, test } from 'node:test';
+import { test } from 'node:test';
 import { formatHttpDate } from '@filetracker/shared-protocol';
+import { describeEachBackend, type Backend } from './helpers/backends.js';
+import { fakeFallback, processStore, serveLegacy, serverProcess } from './helpers/fallback.js';
 import { httpRequest } from './helpers/legacy-static.js';
-import { startProcess, startServer, tempDir, type RunningProcess } from './helpers/server.js';
+import { tempDir } from './helpers/server.js';
 import { freePort, waitFor } from './helpers/store-traffic.js';
 
 /** Probes every 100 ms, each waiting 300 ms at most: state changes show within a second. */
@@ -71,35 +73,14 @@ async function waitDegraded(base: string, fallbackUrl: string): Promise<string> 
   return body;
 }
 
-/** A TCP server that accepts connections and answers nothing (a hung fallback). */
-async function hungServer(): Promise<{ server: Server; url: string; close(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  const server = createServer((s) => {
-    sockets.add(s);
-    s.on('error', () => {});
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
-  let closing: Promise<void> | undefined;
-  return {
-    server,
-    url,
-    close() {
-      closing ??= new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      });
-      return closing;
-    },
-  };
-}
+// The probe on every backend (helpers/backends.ts): /healthz joins its word to the store's.
+describeEachBackend('ft-server probes its fallback', probeSuite);
 
-describe('ft-server probes its fallback', () => {
+function probeSuite(backend: Backend): void {
   test('a dead fallback: /healthz 200 but degraded, /status and /metrics say down; it recovers once ft-legacy-static starts', async (t) => {
     const port = await freePort();
     const fallbackUrl = `http://127.0.0.1:${port}`;
-    const server = await startServer({ fallbackUrl, ...FAST });
+    const server = await backend.start({ fallbackUrl, ...FAST });
     t.after(() => server.close());
 
     await waitDegraded(server.url, fallbackUrl);
@@ -127,10 +108,7 @@ describe('ft-server probes its fallback', () => {
     const root = await tempDir('ft-legacy-');
     t.after(() => rm(root, { recursive: true, force: true }));
     await mkdir(path.join(root, 'files'));
-    const legacy: RunningProcess = await startProcess(
-      'packages/legacy-static/bin/ft-legacy-static.mjs',
-      ['--root', root, '--port', String(port)],
-    );
+    const legacy = await serveLegacy(root, port);
     t.after(() => legacy.stop());
     await waitFor('/healthz to be plain ok again', async () => {
       const h = await healthz(server.url);
@@ -146,10 +124,10 @@ describe('ft-server probes its fallback', () => {
   });
 
   test('a hung fallback: /healthz answers at once and says degraded; probe timeouts and the DELETE that timed out are counted', async (t) => {
-    const hung = await hungServer();
+    const hung = await fakeFallback();
     t.after(() => hung.close());
     // Probes of 2 s each, 100 ms apart: nearly always one in flight.
-    const server = await startServer({
+    const server = await backend.start({
       fallbackUrl: hung.url,
       fallbackProbeIntervalMs: 100,
       fallbackTimeoutMs: 2_000,
@@ -192,7 +170,7 @@ describe('ft-server probes its fallback', () => {
     await new Promise<void>((resolve) => answering.listen(0, '127.0.0.1', resolve));
     t.after(() => new Promise<void>((resolve) => answering.close(() => resolve())));
     const fallbackUrl = `http://127.0.0.1:${(answering.address() as { port: number }).port}`;
-    const server = await startServer({ fallbackUrl, ...FAST });
+    const server = await backend.start({ fallbackUrl, ...FAST });
     t.after(() => server.close());
 
     const fallback = await waitFor('a first probe', async () => {
@@ -206,7 +184,7 @@ describe('ft-server probes its fallback', () => {
   });
 
   test('without --fallback-url there is no fallback in /status nor in /metrics', async (t) => {
-    const server = await startServer();
+    const server = await backend.start();
     t.after(() => server.close());
     assert.equal((await status(server.url)).fallback, undefined);
     const names = [...(await metrics(server.url)).values.keys()];
@@ -218,21 +196,14 @@ describe('ft-server probes its fallback', () => {
   });
 
   test('ft-server with a hung fallback logs it down, says so in /healthz, and still stops at once on SIGTERM', async (t) => {
-    const hung = await hungServer();
+    const hung = await fakeFallback();
     t.after(() => hung.close());
-    const dir = await tempDir('ft-store-');
-    t.after(() => rm(dir, { recursive: true, force: true }));
-    const proc = await startProcess('packages/server/bin/ft-server.mjs', [
-      '-d',
-      dir,
-      '-p',
-      '0',
+    const proc = await serverProcess(t, await processStore(t, backend), [
       '--fallback-url',
       hung.url,
       '--legacy-timeout',
       '0.5',
     ]);
-    t.after(() => proc.stop('SIGKILL'));
 
     await waitDegraded(proc.url, hung.url);
     // Log lines are written in batches, at least once a second: the warning may trail
@@ -249,4 +220,4 @@ describe('ft-server probes its fallback', () => {
     assert.equal(await proc.stop('SIGTERM'), 0);
     assert.ok(Date.now() - started < 3_000, `exit took ${Date.now() - started} ms`);
   });
-});
+}

@@ -62,14 +62,30 @@ export function scaleOutArgs(engines: ScaleOutEngines, db: string, bucket: strin
   return ['--db', db, '--blobs', `s3://${bucket}`, '--s3-endpoint', engines.swift.endpoint];
 }
 
-/** A scale-out store in-process on a fresh database and bucket; uploads verified in `dir`. */
+/** Where one test store of the scale-out backend lives: a database and a bucket. */
+export interface ScaleOutLocation {
+  db: string;
+  bucket: string;
+}
+
+/** A fresh database and bucket name on the engines (the store creates the bucket). */
+export async function freshScaleOutLocation(engines: ScaleOutEngines): Promise<ScaleOutLocation> {
+  return { db: await engines.postgres.createDatabase(), bucket: freshBucket() };
+}
+
+/**
+ * A scale-out store in-process, on `at` (default: a fresh database and bucket); uploads
+ * verified in `dir`.
+ */
 export async function openTestScaleOutStore(
   engines: ScaleOutEngines,
   dir: string,
+  at?: ScaleOutLocation,
 ): Promise<ScaleOutStore> {
+  const { db, bucket } = at ?? (await freshScaleOutLocation(engines));
   return openScaleOutStore({
-    db: await engines.postgres.createDatabase(),
-    bucket: { bucket: freshBucket(), prefix: '' },
+    db,
+    bucket: { bucket, prefix: '' },
     s3Endpoint: engines.swift.endpoint,
     s3Credentials: SWIFT_S3_CREDENTIALS,
     s3Region: SWIFT_S3_REGION,

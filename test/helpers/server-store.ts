@@ -70,6 +70,12 @@ export async function waitUntil(
 /** How long `ft-tmp/` must stay empty to count as settled. */
 const QUIET_MS = 250;
 
+/** What {@link assertStoreUnchanged} looks at: a StoreView of backends.ts, or a local dir. */
+export interface StoreSnapshots {
+  snapshot(): Promise<string[]>;
+  tmpEntries(): Promise<string[]>;
+}
+
 /**
  * Asserts the store looks exactly as in `before` and `ft-tmp/` is empty, waiting up to
  * `timeoutMs` for a cleanup the server does after answering (or after the client left).
@@ -77,19 +83,19 @@ const QUIET_MS = 250;
  * can be gone before the server has even created the upload's temp file.
  */
 export async function assertStoreUnchanged(
-  dir: string,
+  store: StoreSnapshots,
   before: string[],
   timeoutMs = 0,
 ): Promise<void> {
   let quietSince: number | undefined;
   await waitUntil(async () => {
-    if ((await tmpEntries(dir)).length > 0) {
+    if ((await store.tmpEntries()).length > 0) {
       quietSince = undefined;
       return false;
     }
     quietSince ??= Date.now();
     return Date.now() - quietSince >= QUIET_MS;
   }, timeoutMs);
-  assert.deepEqual(await tmpEntries(dir), [], 'ft-tmp/ is empty');
-  assert.deepEqual(await snapshotStore(dir), before, 'store unchanged');
+  assert.deepEqual(await store.tmpEntries(), [], 'ft-tmp/ is empty');
+  assert.deepEqual(await store.snapshot(), before, 'store unchanged');
 }
