@@ -14,6 +14,7 @@ import {
   positiveSeconds,
   runCommand,
   toolProgram,
+  wholeNumber,
 } from '@filetracker/runtime';
 import { DEFAULT_MAX_FILE_BYTES } from './http/app.js';
 import { FallbackProbe } from './http/fallback-probe.js';
@@ -106,6 +107,15 @@ function program(): Command {
     )
     .addOption(
       new Option(
+        '--db-pool-size <N>',
+        "with --db: at most N connections to the database per process (requests beyond wait for one, up to 10 s, then 503); mind PostgreSQL's max_connections across all processes",
+      )
+        .env('FT_DB_POOL_SIZE')
+        .default(16)
+        .argParser(wholeNumber(1, 1000)),
+    )
+    .addOption(
+      new Option(
         '--fallback-url <URL>',
         'migration mode: answer GET/HEAD of names this store lacks with a 307 to URL/files/NAME, where URL is the old store: a 1.x tree served by ft-legacy-static (or any static server), or a running filetracker 2.x server, possibly under a path prefix (http://host/ft: then URL//files/NAME); URL is probed every 5 s (GET /version, which also tells /status which kind it is) and a dead or hung fallback shows in /healthz, /status and /metrics',
       ).argParser(httpUrl),
@@ -151,6 +161,7 @@ interface Flags {
   db?: string;
   blobs?: BucketLocation;
   s3Endpoint?: string;
+  dbPoolSize: number;
 }
 
 /** `--blobs`'s value; a usage error (exit 2) when it is not `s3://BUCKET[/PREFIX]`. */
@@ -241,6 +252,7 @@ async function serve(argv: string[]): Promise<void> {
         s3Endpoint: flags.s3Endpoint,
         // With a bucket, -d DIR only holds the uploads being verified (else a temp dir).
         dir: dirGiven ? flags.dir : undefined,
+        poolSize: flags.dbPoolSize,
         warn,
       });
       store = scaleOut;

@@ -41,14 +41,24 @@ export interface PgMetadataOptions {
 /** SQLSTATE classes and codes that mean "the database is not there (now)", not a bug. */
 const UNAVAILABLE_STATES = /^(08|53|57P|58)|^(55P03|57014|40001|40P01)$/;
 
-/** Whether `err` says the database is down, slow or refusing: a 503, not a 500. */
-function isUnavailable(err: unknown): boolean {
+/**
+ * Whether `err` says the connection itself failed (refused, lost, or silent past the
+ * client's timeout): the connection is dropped, not asked for a ROLLBACK.
+ */
+function isConnectionFailure(err: unknown): boolean {
+  if (err instanceof pg.DatabaseError) return false;
   const e = err as { code?: string; message?: string };
-  if (typeof e.code === 'string' && UNAVAILABLE_STATES.test(e.code)) return true;
   if (typeof e.code === 'string' && /^E[A-Z]+$/.test(e.code)) return true; // ECONNREFUSED...
-  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/.test(
+  return /Connection terminated|Client has encountered a connection error|Query read timeout|timeout exceeded when trying to connect/.test(
     e.message ?? '',
   );
+}
+
+/** Whether `err` says the database is down, slow or refusing: a 503, not a 500. */
+function isUnavailable(err: unknown): boolean {
+  const e = err as { code?: string };
+  if (typeof e.code === 'string' && UNAVAILABLE_STATES.test(e.code)) return true;
+  return isConnectionFailure(err);
 }
 
 /** The transaction of the {@link PgMetadataStore.withName} a call runs in. */
@@ -127,7 +137,15 @@ export class PgMetadataStore implements MetadataStore {
     this.#events = options.events;
   }
 
-  /** Connects, and creates or migrates the schema (one transaction, one process at a time). */
+  /**
+   * Connects, and creates or migrates the schema (one transaction, one process at a time).
+   *
+   * Every wait is bounded by `timeoutMs` (10 s): a connection (or a free one of the pool's
+   * `poolSize`), a row lock and a statement (the server's timeouts), and, for a server or
+   * network that has gone silent, the client's own read timeout 2 s later (the server's
+   * cleaner error comes first when it can answer). A request meets a database that is down
+   * or silent with a 503 after at most about 12 s, never a hang.
+   */
   static async open(options: PgMetadataOptions): Promise<PgMetadataStore> {
     const timeoutMs = options.timeoutMs ?? 10_000;
     const pool = new pg.Pool({
@@ -136,6 +154,7 @@ export class PgMetadataStore implements MetadataStore {
       connectionTimeoutMillis: timeoutMs,
       statement_timeout: timeoutMs,
       lock_timeout: timeoutMs,
+      query_timeout: timeoutMs + 2_000,
       // A writer that hangs inside withName must not hold its row lock forever.
       idle_in_transaction_session_timeout: 6 * timeoutMs,
       application_name: 'ft-server',
@@ -256,7 +275,10 @@ export class PgMetadataStore implements MetadataStore {
       this.#down = undefined;
       return result;
     } catch (err) {
-      await client.query('ROLLBACK').catch((rollbackErr: unknown) => (broken = rollbackErr));
+      // A lost or silent connection is dropped (the server rolls back), not asked again:
+      // a ROLLBACK queued behind a hung statement would double the wait.
+      if (isConnectionFailure(err) || isConnectionFailure((err as Error).cause)) broken = err;
+      else await client.query('ROLLBACK').catch((rollbackErr: unknown) => (broken = rollbackErr));
       throw this.#failure(err);
     } finally {
       tx.ended = true;

@@ -28,9 +28,18 @@ import { ingest, type IngestTarget } from './ingest.js';
  */
 const WHOLE_READ_BYTES = 1024 * 1024;
 
-/** How long a connection to the object store may take, and a request stay silent. */
+/**
+ * How long a connection to the object store may take, and a request stay silent (no byte
+ * either way: an upload or download that keeps moving is never cut off), and how many times
+ * a request is tried. A store that is down (connections refused) fails a request within
+ * about a second; one that accepts connections and then says nothing, within MAX_ATTEMPTS
+ * x (3 + IDLE_TIMEOUT_MS) s, about 26 s (the SDK starts the idle timer of a timeout of 6 s
+ * or more 3 s into the request). The SDK's `requestTimeout` only logs a warning, and by
+ * default no timeout applies at all: a silent store hung every request.
+ */
 const CONNECT_TIMEOUT_MS = 3_000;
-const REQUEST_TIMEOUT_MS = 30_000;
+const IDLE_TIMEOUT_MS = 10_000;
+const MAX_ATTEMPTS = 2;
 /** Sockets to the object store at once (the pool is bounded, as the database's is). */
 const MAX_SOCKETS = 64;
 
@@ -107,9 +116,10 @@ export class S3BlobStore implements BlobStore {
       // only where the API demands one. Our own integrity check is the content's sha256.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
+      maxAttempts: MAX_ATTEMPTS,
       requestHandler: {
         connectionTimeout: CONNECT_TIMEOUT_MS,
-        requestTimeout: REQUEST_TIMEOUT_MS,
+        socketTimeout: IDLE_TIMEOUT_MS,
         httpAgent: { keepAlive: true, maxSockets: MAX_SOCKETS },
         httpsAgent: { keepAlive: true, maxSockets: MAX_SOCKETS },
       },
@@ -298,12 +308,12 @@ export class S3BlobStore implements BlobStore {
         new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: 'ok', ContentLength: 2 }),
       );
     } catch (err) {
+      // Nothing was written: no DELETE to wait for (a silent store would double the wait).
       throw unavailable('write', err);
-    } finally {
-      await this.client
-        .send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }))
-        .catch(() => {});
     }
+    await this.client
+      .send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }))
+      .catch(() => {});
   }
 
   /** Closes the client's sockets. Idempotent. */
