@@ -15,7 +15,7 @@ import { fileUrl, sleep, waitFor } from './helpers/store-traffic.js';
 
 // The scale-out backend's services failing under a running ft-server (issue 14, "Faults"):
 // the Swift proxy stopped and restarted under load, the object store and the database
-// gone silent (a relay that stops passing bytes). Real
+// gone silent (a relay that stops passing bytes), and the metrics of both services. Real
 // PostgreSQL 15 and Swift 2.30, started once for this file; without them these skip.
 
 const V = 1_700_000_000;
@@ -68,6 +68,29 @@ function assertUnavailable(answer: Answer, service: RegExp, what: string): void 
   assert.equal(answer.code, 'BACKEND_UNAVAILABLE', what);
   assert.match(reason, service, what);
   assert.ok(!reason.includes('\n'), `${what}: one line: ${reason}`);
+}
+
+/** The sum of the samples of `name` in a Prometheus text whose labels include `labels`. */
+function metric(text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  let found = false;
+  for (const line of text.split('\n')) {
+    const m = /^([a-z_]+)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const have = m[2] ?? '';
+    if (Object.entries(labels).every(([k, v]) => have.includes(`${k}="${v}"`))) {
+      sum += Number(m[3]);
+      found = true;
+    }
+  }
+  assert.ok(found, `${name}${JSON.stringify(labels)} in /metrics`);
+  return sum;
+}
+
+async function metricsOf(base: string): Promise<string> {
+  const res = await fetch(`${base}/metrics`);
+  assert.equal(res.status, 200);
+  return res.text();
 }
 
 /** Random content of 100 B to 4 KiB: each one a new blob, never in ft-server's cache. */
@@ -124,6 +147,7 @@ describe('scale-out faults (real PostgreSQL and Swift)', { skip: noEngines }, ()
     const puts: Answer[] = [];
     const gets: (Answer & { name: string })[] = [];
     const mismatches: string[] = [];
+    const before = await metricsOf(ft.url);
 
     let running = true;
     const writer = async (w: number): Promise<void> => {
@@ -169,6 +193,7 @@ describe('scale-out faults (real PostgreSQL and Swift)', { skip: noEngines }, ()
     await sleep(2_000);
     const health = await timedFetch(`${ft.url}/healthz`);
     assertUnavailable(health, /^object store\b/, '/healthz while the proxy is down');
+    const during = await metricsOf(ft.url);
     await sleep(1_000);
     await engines.swift.startProxy();
     restarted = true;
@@ -208,6 +233,32 @@ describe('scale-out faults (real PostgreSQL and Swift)', { skip: noEngines }, ()
     assert.ok(count(gets, 200, restartedAt) > 0, 'GETs of uncached blobs succeed after it');
     assert.equal((await timedFetch(`${ft.url}/healthz`)).status, 200);
     await assertAllReadBack(ft.url, acked);
+
+    // The metrics: every family present, requests timed, errors counted while down.
+    const later = await metricsOf(ft.url);
+    const errors = (text: string): number => metric(text, 'ft_object_store_errors_total');
+    assert.equal(metric(before, 'ft_object_store_errors_total'), 0);
+    assert.ok(errors(during) > 0, 'object-store errors counted while the proxy is down');
+    assert.ok(errors(later) >= errors(during));
+    assert.ok(metric(later, 'ft_object_store_errors_total', { kind: 'unavailable' }) > 0);
+    const timedPuts = (text: string): number =>
+      metric(text, 'ft_object_store_request_duration_seconds_count', { operation: 'PutObject' });
+    assert.ok(timedPuts(later) >= count(puts, 200), 'each stored upload is a timed PutObject');
+    assert.ok(timedPuts(later) > timedPuts(before));
+    assert.ok(
+      metric(later, 'ft_object_store_request_duration_seconds_count', { operation: 'GetObject' }) >=
+        count(gets, 200),
+    );
+    assert.ok(metric(later, 'ft_db_query_duration_seconds_count') > acked.size);
+    for (const kind of ['unavailable', 'timeout', 'conflict', 'query']) {
+      assert.equal(metric(later, 'ft_db_errors_total', { kind }), 0, kind);
+    }
+    assert.equal(metric(later, 'ft_db_pool_size'), 6, '--db-pool-size');
+    assert.ok(metric(later, 'ft_db_pool_open') <= 6);
+    assert.equal(metric(later, 'ft_db_pool_waiting'), 0);
+    assert.equal(metric(later, 'ft_object_store_pool_size'), 64);
+    assert.ok(metric(later, 'ft_object_store_pool_open') <= 64);
+    assert.equal(metric(later, 'ft_object_store_pool_in_use'), 0);
   });
 
   /** An ft-server whose object store or database is reached through a relay. */
@@ -243,6 +294,7 @@ describe('scale-out faults (real PostgreSQL and Swift)', { skip: noEngines }, ()
       const { ft, relay } = await relayed(t, service);
       const files = await seed(ft.url, '/silent', 4);
       const names = [...files.keys()];
+      const before = await metricsOf(ft.url);
 
       relay.stall();
       t.after(() => relay.resume());
@@ -264,6 +316,12 @@ describe('scale-out faults (real PostgreSQL and Swift)', { skip: noEngines }, ()
       assertUnavailable(get1, reason, 'GET of an uncached blob');
       assertUnavailable(health, reason, '/healthz');
       assert.ok(stalledMs < bound, `all answered within ${Math.round(stalledMs)} ms`);
+      const during = await metricsOf(ft.url);
+      const errors = service === 'database' ? 'ft_db_errors_total' : 'ft_object_store_errors_total';
+      assert.ok(
+        metric(during, errors, { kind: 'timeout' }) > metric(before, errors, { kind: 'timeout' }),
+        `${errors}{kind="timeout"} went up`,
+      );
 
       relay.resume();
       await waitFor(

@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BackendUnavailableError, StoreNotWritableError } from '@filetracker/shared-protocol';
 import type { BlobStore } from './blob-store.js';
+import type { Registry } from 'prom-client';
 import { DirSync } from './dir-sync.js';
+import { EngineMetrics } from './engine-metrics.js';
 import { notWritableError } from './fs-failure.js';
 import { storeLayout, type StoreLayout } from './layout.js';
 import { LocalBlobStore } from './local-blob-store.js';
@@ -77,6 +79,8 @@ export class ScaleOutStore extends MeteredStore {
   readonly blobs: BlobStore;
   /** What `--blobs` or `-d` named: for the listening log line. */
   readonly blobsAt: string;
+  /** The database's and the object store's latency, errors and pools. */
+  readonly engineMetrics: EngineMetrics;
   readonly #release: () => Promise<void>;
   #closing: Promise<void> | undefined;
 
@@ -85,9 +89,11 @@ export class ScaleOutStore extends MeteredStore {
     layout: StoreLayout,
     metrics: StoreMetrics,
     blobsAt: string,
+    engineMetrics: EngineMetrics,
     release: () => Promise<void>,
   ) {
     super(store, metrics);
+    this.engineMetrics = engineMetrics;
     this.layout = layout;
     this.metadata = store.metadata;
     this.blobs = store.blobs;
@@ -115,6 +121,10 @@ export class ScaleOutStore extends MeteredStore {
       return { ok: false, error: new StoreNotWritableError(reasonOf('blob directory', err)) };
     }
     return { ok: true };
+  }
+
+  registerMetrics(registry: Registry): void {
+    this.engineMetrics.register(registry);
   }
 
   /** Ends the database pool, closes the object store's sockets; idempotent. */
@@ -182,6 +192,7 @@ export async function openScaleOutStore(options: ScaleOutOptions): Promise<Scale
     for (const close of closers.splice(0).reverse()) await close();
   };
   let metadata: PgMetadataStore | undefined;
+  const engineMetrics = new EngineMetrics();
   try {
     // Other processes share DIR: its ft-tmp/ is never emptied here (their uploads in flight).
     await mkdir(layout.tmp, { recursive: true });
@@ -198,6 +209,7 @@ export async function openScaleOutStore(options: ScaleOutOptions): Promise<Scale
         credentials: options.s3Credentials,
         tmpDir: layout.tmp,
         gzipLevel: options.gzipLevel,
+        metrics: engineMetrics,
       }).catch((err: unknown) => {
         throw new StoreOpenError(
           'OPEN_FAILED',
@@ -219,6 +231,7 @@ export async function openScaleOutStore(options: ScaleOutOptions): Promise<Scale
       blobs,
       poolSize: options.poolSize,
       events: metrics,
+      metrics: engineMetrics,
       warn: options.warn,
     }).catch((err: unknown) => {
       throw new StoreOpenError(
@@ -236,7 +249,7 @@ export async function openScaleOutStore(options: ScaleOutOptions): Promise<Scale
     );
     // This process's view: the totals at start, plus its own changes since.
     metrics.countTotals(metadata, async () => {});
-    return new ScaleOutStore(store, layout, metrics, blobsAt, release);
+    return new ScaleOutStore(store, layout, metrics, blobsAt, engineMetrics, release);
   } catch (err) {
     await metadata?.close().catch(() => {});
     await release().catch(() => {});

@@ -7,6 +7,7 @@ import {
   joinName,
 } from '@filetracker/shared-protocol';
 import type { BlobStore } from './blob-store.js';
+import type { DbErrorKind, EngineMetrics } from './engine-metrics.js';
 import type {
   BlobRecord,
   CommitResult,
@@ -34,12 +35,18 @@ export interface PgMetadataOptions {
   /** How long to wait for a connection, a row lock or a statement before a 503. */
   timeoutMs?: number | undefined;
   events?: MetadataEvents | undefined;
+  /** Times each statement, counts the failures, watches the pool. */
+  metrics?: EngineMetrics | undefined;
   /** Told of connection errors outside any request (a log line for the operator). */
   warn?: ((details: Record<string, unknown>, message: string) => void) | undefined;
 }
 
 /** SQLSTATE classes and codes that mean "the database is not there (now)", not a bug. */
 const UNAVAILABLE_STATES = /^(08|53|57P|58)|^(55P03|57014|40001|40P01)$/;
+
+/** The client's own timeouts: no answer in time (a hung server or network). */
+const CLIENT_TIMEOUT =
+  /Query read timeout|timeout exceeded when trying to connect|connection timeout/;
 
 /**
  * Whether `err` says the connection itself failed (refused, lost, or silent past the
@@ -59,6 +66,17 @@ function isUnavailable(err: unknown): boolean {
   const e = err as { code?: string };
   if (typeof e.code === 'string' && UNAVAILABLE_STATES.test(e.code)) return true;
   return isConnectionFailure(err);
+}
+
+/** What kind of database failure `err` is, for the metrics; undefined when it is none. */
+function failureKind(err: unknown): DbErrorKind | undefined {
+  if (err instanceof pg.DatabaseError) {
+    if (err.code === '57014' || err.code === '55P03') return 'timeout';
+    if (err.code === '40001' || err.code === '40P01') return 'conflict';
+    return UNAVAILABLE_STATES.test(err.code ?? '') ? 'unavailable' : 'query';
+  }
+  if (!isConnectionFailure(err)) return undefined;
+  return CLIENT_TIMEOUT.test((err as Error).message ?? '') ? 'timeout' : 'unavailable';
 }
 
 /** The transaction of the {@link PgMetadataStore.withName} a call runs in. */
@@ -126,6 +144,7 @@ export class PgMetadataStore implements MetadataStore {
   readonly pool: pg.Pool;
   readonly #blobs: BlobStore;
   readonly #events: MetadataEvents | undefined;
+  readonly #metrics: EngineMetrics | undefined;
   readonly #tx = new AsyncLocalStorage<NameTransaction>();
   #closing: Promise<void> | undefined;
   /** The last failure to reach the database, until a query succeeds. */
@@ -135,6 +154,7 @@ export class PgMetadataStore implements MetadataStore {
     this.pool = pool;
     this.#blobs = options.blobs;
     this.#events = options.events;
+    this.#metrics = options.metrics;
   }
 
   /**
@@ -148,6 +168,7 @@ export class PgMetadataStore implements MetadataStore {
    */
   static async open(options: PgMetadataOptions): Promise<PgMetadataStore> {
     const timeoutMs = options.timeoutMs ?? 10_000;
+    const metrics = options.metrics;
     const pool = new pg.Pool({
       connectionString: options.url,
       max: options.poolSize ?? 16,
@@ -155,10 +176,12 @@ export class PgMetadataStore implements MetadataStore {
       statement_timeout: timeoutMs,
       lock_timeout: timeoutMs,
       query_timeout: timeoutMs + 2_000,
+      ...(metrics !== undefined && { Client: timedClient(metrics) }),
       // A writer that hangs inside withName must not hold its row lock forever.
       idle_in_transaction_session_timeout: 6 * timeoutMs,
       application_name: 'ft-server',
     });
+    metrics?.watchDbPool(pool);
     const warn = options.warn ?? (() => {});
     // An idle connection dropped by the server (a restart) must not crash the process.
     pool.on('error', (err) => warn({ err }, 'database connection lost (it is replaced on demand)'));
@@ -217,6 +240,8 @@ export class PgMetadataStore implements MetadataStore {
 
   /** `err` as a 503 when the database is unreachable or refusing, else as it is. */
   #failure(err: unknown): unknown {
+    const kind = failureKind(err);
+    if (kind !== undefined) this.#metrics?.dbError(kind);
     if (!isUnavailable(err)) return err;
     const code = (err as { code?: string }).code ?? 'connection';
     this.#down = `database unavailable (${code})`;
@@ -530,6 +555,31 @@ export class PgMetadataStore implements MetadataStore {
     this.#closing ??= this.pool.end();
     return this.#closing;
   }
+}
+
+/**
+ * pg's Client, timing each statement for the metrics. Statements are sent with a callback
+ * (by the pool) or for a promise (by us); a submittable (a cursor) passes untimed.
+ */
+function timedClient(metrics: EngineMetrics): typeof pg.Client {
+  return class TimedClient extends pg.Client {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- pg's overloads
+    override query(...args: any[]): any {
+      const start = performance.now();
+      const done = (): void => metrics.dbStatement((performance.now() - start) / 1000);
+      const last = args.length - 1;
+      if (typeof args[last] === 'function') {
+        const callback = args[last] as (...results: unknown[]) => void;
+        args[last] = (...results: unknown[]) => {
+          done();
+          callback(...results);
+        };
+      }
+      const result = (super.query as (...a: unknown[]) => unknown)(...args);
+      if (result instanceof Promise) void result.then(done, done);
+      return result;
+    }
+  };
 }
 
 /**

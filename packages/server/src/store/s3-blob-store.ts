@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import { Agent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import {
@@ -18,6 +20,7 @@ import {
 import { byteCountOfStream } from '@filetracker/runtime';
 import { BackendUnavailableError } from '@filetracker/shared-protocol';
 import type { BlobHandle, BlobSizes, BlobStore, StageOptions, StagedBlob } from './blob-store.js';
+import type { EngineMetrics, ObjectStoreErrorKind } from './engine-metrics.js';
 import { unlink } from './fs-calls.js';
 import { ingest, type IngestTarget } from './ingest.js';
 
@@ -60,6 +63,8 @@ export interface S3BlobStoreOptions {
   tmpDir: string;
   /** zlib level for plain bodies. */
   gzipLevel?: number | undefined;
+  /** Counts each request's latency and failures, and watches the socket pool. */
+  metrics?: EngineMetrics | undefined;
 }
 
 /** The status an S3 error carries, if it came from an answer. */
@@ -70,6 +75,16 @@ function statusOf(err: unknown): number | undefined {
 function isNotFound(err: unknown): boolean {
   const name = (err as { name?: string }).name;
   return statusOf(err) === 404 || name === 'NoSuchKey' || name === 'NotFound';
+}
+
+/** What kind of failure `err` is, for the metrics; undefined for a 404 (an answer). */
+function failureKind(err: unknown): ObjectStoreErrorKind | undefined {
+  if (isNotFound(err)) return undefined;
+  const e = err as { name?: string; code?: string };
+  if (e.name === 'TimeoutError' || e.code === 'ETIMEDOUT') return 'timeout';
+  const status = statusOf(err);
+  if (status === undefined) return 'unavailable';
+  return status >= 500 ? 'server' : 'refused';
 }
 
 /** The one-line 503 for a failed call to the object store (never its address or keys). */
@@ -108,6 +123,12 @@ export class S3BlobStore implements BlobStore {
 
   /** A store on `options.bucket`, which is created if missing. */
   static async open(options: S3BlobStoreOptions): Promise<S3BlobStore> {
+    const agent = { keepAlive: true, maxSockets: MAX_SOCKETS };
+    // Agents of our own, so that the metrics can see the pool (the client destroys them).
+    const httpAgent = new Agent(agent);
+    const httpsAgent = new HttpsAgent(agent);
+    const secure = options.endpoint === undefined || options.endpoint.startsWith('https:');
+    options.metrics?.watchObjectStoreAgent(secure ? httpsAgent : httpAgent);
     const client = new S3Client({
       ...(options.endpoint !== undefined && { endpoint: options.endpoint, forcePathStyle: true }),
       region: options.region ?? process.env.AWS_REGION ?? 'us-east-1',
@@ -120,10 +141,30 @@ export class S3BlobStore implements BlobStore {
       requestHandler: {
         connectionTimeout: CONNECT_TIMEOUT_MS,
         socketTimeout: IDLE_TIMEOUT_MS,
-        httpAgent: { keepAlive: true, maxSockets: MAX_SOCKETS },
-        httpsAgent: { keepAlive: true, maxSockets: MAX_SOCKETS },
+        httpAgent,
+        httpsAgent,
       },
     });
+    const metrics = options.metrics;
+    if (metrics !== undefined) {
+      // Around the whole call, retries included: the latency a request of ours waits.
+      client.middlewareStack.add(
+        (next, context) => async (args) => {
+          const operation = (context.commandName ?? 'unknown').replace(/Command$/, '');
+          const start = performance.now();
+          try {
+            const result = await next(args);
+            metrics.objectStoreRequest(operation, (performance.now() - start) / 1000);
+            return result;
+          } catch (err) {
+            const seconds = (performance.now() - start) / 1000;
+            metrics.objectStoreRequest(operation, seconds, failureKind(err));
+            throw err;
+          }
+        },
+        { step: 'initialize', name: 'ftEngineMetrics' },
+      );
+    }
     const store = new S3BlobStore(client, options);
     try {
       await store.#ensureBucket();
