@@ -144,7 +144,7 @@ test('--into a store a running ft-server holds: one line naming its pid, exit 1,
     assert.equal(run.code, 1, run.stderr);
     assert.equal(
       run.stderr,
-      `ft-migrate: the store ${store} is in use by a running ft-server or ft-recover ` +
+      `ft-migrate: the store ${store} is in use by a running ft-server, ft-recover or ft-migrate --into ` +
         `(pid ${server.child.pid}); stop it first\n`,
     );
     assert.equal(run.stdout, '');

@@ -5,7 +5,8 @@
  * request off the server.
  */
 import assert from 'node:assert/strict';
-import { mkdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, test } from 'node:test';
@@ -111,10 +112,10 @@ function assertOnlyTo(browser: TestBrowser, origin: string): void {
   }
 }
 
-/** ft-server as an operator runs it, over a store in a temp dir; stopped after `t`. */
+/** ft-server as an operator runs it, over a store in a temp dir (`dir`); stopped after `t`. */
 async function startFtServer(t: {
   after(fn: () => Promise<unknown>): void;
-}): Promise<RunningProcess> {
+}): Promise<RunningProcess & { dir: string }> {
   const dir = await tempDir();
   t.after(() => rm(dir, { recursive: true, force: true }));
   const server = await startProcess('packages/server/bin/ft-server.mjs', [
@@ -124,7 +125,7 @@ async function startFtServer(t: {
     '0',
   ]);
   t.after(() => server.stop());
-  return server;
+  return Object.assign(server, { dir });
 }
 
 describe('the operator page of ft-server (GET / from a browser)', { skip }, () => {
@@ -155,8 +156,12 @@ describe('the operator page of ft-server (GET / from a browser)', { skip }, () =
 
   test('shows store size, dedup and request counts as /metrics has them, from the server only', async (t) => {
     const server = await startFtServer(t);
-    await put(server.url, '/a/one.txt', 'the same content\n');
-    await put(server.url, '/a/two.txt', 'the same content\n'); // a dedup hit
+    // Content gzip cannot shrink below 1 KiB (hex of random bytes), stored once for three
+    // names: two dedup hits.
+    const same = randomBytes(2000).toString('hex');
+    await put(server.url, '/a/one.txt', same);
+    await put(server.url, '/a/two.txt', same);
+    await put(server.url, '/a/three.txt', same);
     await put(server.url, '/b/other.txt', 'other content, '.repeat(100));
     assert.equal(await get(server.url, '/a/one.txt'), 200);
     assert.equal(await get(server.url, '/b/other.txt', 'HEAD'), 200);
@@ -168,7 +173,16 @@ describe('the operator page of ft-server (GET / from a browser)', { skip }, () =
     await loadPage(browser, server.url + '/');
 
     const m = await metrics(server.url);
-    assert.equal(m('ft_dedup_hits_total'), 1);
+    assert.equal(m('ft_dedup_hits_total'), 2);
+    // Each hit saved the blob's size on disk (the link resolves to the one blob file).
+    const blobSize = (await stat(path.join(server.dir, 'links', 'a', 'one.txt'))).size;
+    assert.ok(blobSize > 1024 && blobSize < 1024 * 1024, `blob of ${blobSize} bytes`);
+    assert.equal(m('ft_dedup_saved_bytes_total'), 2 * blobSize);
+    assert.equal(await text(page, '#dedup-saved'), String(2 * blobSize));
+    assert.equal(
+      await text(page, '#dedup-saved-human'),
+      `${((2 * blobSize) / 1024).toFixed(1)} KiB`,
+    );
     assert.equal(await text(page, '#blob-bytes'), String(m('ft_blob_bytes')));
     assert.ok(m('ft_blob_bytes') > 0);
     assert.equal(await text(page, '#blobs'), String(m('ft_blobs')));
@@ -177,7 +191,7 @@ describe('the operator page of ft-server (GET / from a browser)', { skip }, () =
       await text(page, '#stored-puts'),
       String(m('ft_http_requests_total', { endpoint: 'files', method: 'PUT', status: '200' })),
     );
-    assert.equal(await text(page, '#dedup-share'), '33.3%');
+    assert.equal(await text(page, '#dedup-share'), '50.0%');
     for (const method of ['PUT', 'GET', 'HEAD']) {
       const shown = await text(page, requestCell('files', method));
       const counted = m('ft_http_requests_total', { endpoint: 'files', method });
@@ -190,7 +204,7 @@ describe('the operator page of ft-server (GET / from a browser)', { skip }, () =
 
     // It reads again by itself: a new upload shows without a reload, with a rate.
     await put(server.url, '/c/new.txt', 'new');
-    await waitText(page, requestCell('files', 'PUT'), '4');
+    await waitText(page, requestCell('files', 'PUT'), '5');
     assert.match(await text(page, requestCell('files', 'PUT', 'rate')), /^\d+\.\d\d$/);
     assert.match(await text(page, '#requests-rate'), /^\d+\.\d\d$/);
 

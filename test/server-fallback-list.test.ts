@@ -238,7 +238,15 @@ describe('ft-server /list in migration mode when the fallback cannot list', () =
       const res = await httpRequest(proc.url, '/list/misc');
       assert.equal(res.status, 502);
       assert.equal(res.headers['x-error-code'], 'FALLBACK_CANNOT_LIST');
+      // The reason names the fix: a static server cannot list, ft-legacy-static can.
+      assert.match(String(res.headers['x-exception']), /lighttpd cannot; .*ft-legacy-static/);
     }
+    // Every failed listing is counted, though warned of once.
+    const metrics = await httpRequest(proc.url, '/metrics');
+    assert.match(
+      metrics.body.toString(),
+      /^ft_fallback_request_errors_total\{code="FALLBACK_CANNOT_LIST"\} 3$/m,
+    );
     // One warning for the cause (each failed request still has its own request line).
     const warnings = () =>
       proc.lines.filter(

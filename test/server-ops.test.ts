@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { test } from 'node:test';
@@ -54,6 +54,7 @@ test('/metrics counts requests, bytes, blobs and dedup hits as they happen', asy
     puts: await sample(server.url, puts),
     blobs: await sample(server.url, 'ft_blobs'),
     dedup: await sample(server.url, 'ft_dedup_hits_total'),
+    saved: await sample(server.url, 'ft_dedup_saved_bytes_total'),
     bytesIn: await sample(server.url, 'ft_http_received_bytes_total'),
   };
   assert.equal((await put(server.url, '/m/a.txt', 'metric content')).status, 200);
@@ -66,6 +67,15 @@ test('/metrics counts requests, bytes, blobs and dedup hits as they happen', asy
   assert.equal((await put(server.url, '/m/b.txt', 'metric content')).status, 200);
   assert.equal(await sample(server.url, 'ft_dedup_hits_total'), before.dedup + 1);
   assert.equal(await sample(server.url, 'ft_blobs'), before.blobs + 1);
+  // The hit saved what the blob takes on disk (its gzip), not the body's length.
+  const blobSize = (await stat(path.join(server.dir, 'links', 'm', 'a.txt'))).size;
+  assert.notEqual(blobSize, 'metric content'.length);
+  assert.equal(await sample(server.url, 'ft_dedup_saved_bytes_total'), before.saved + blobSize);
+  // A new version of a name with the content it holds is no hit and saves nothing.
+  const v2 = 1_700_000_001;
+  assert.equal((await put(server.url, '/m/b.txt', 'metric content', v2)).status, 200);
+  assert.equal(await sample(server.url, 'ft_dedup_hits_total'), before.dedup + 1);
+  assert.equal(await sample(server.url, 'ft_dedup_saved_bytes_total'), before.saved + blobSize);
 
   // GETs count whether answered from memory or through the router.
   const getsBefore = await sample(server.url, gets);

@@ -138,7 +138,9 @@ export function createApp(backing: Store, options: AppOptions = {}): Koa {
   const listings =
     migration === undefined || root === undefined
       ? undefined
-      : new MergedListing(backing, migration, root, fallbackTimeoutMs, logger);
+      : new MergedListing(backing, migration, root, fallbackTimeoutMs, logger, (code) =>
+          probe?.noteRequestError(code),
+        );
   const startedAt = Date.now();
   const app = new Koa();
   app.silent = true;

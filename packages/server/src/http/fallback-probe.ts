@@ -139,7 +139,7 @@ export class FallbackProbe {
     this.#listeners.push(listener);
   }
 
-  /** Counts a failure of real traffic to the fallback (a DELETE's HEAD), by error code. */
+  /** Counts a failure of real traffic to the fallback (a DELETE's HEAD, a merged /list/), by error code. */
   noteRequestError(code: string): void {
     this.requestErrors.set(code, (this.requestErrors.get(code) ?? 0) + 1);
   }

@@ -70,20 +70,26 @@ export class MergedListing {
   readonly #timeoutMs: number;
   readonly #logger: Logger;
   readonly #warned = new Set<string>();
+  readonly #onFailure: (code: FallbackError['code']) => void;
 
-  /** `fallbackUrl` as `requestRoot` gives it; `timeoutMs` bounds each wait on the fallback. */
+  /**
+   * `fallbackUrl` as `requestRoot` gives it; `timeoutMs` bounds each wait on the fallback;
+   * `onFailure` counts every listing the fallback failed (the warning is logged once).
+   */
   constructor(
     store: Store,
     migration: MigrationMode,
     fallbackUrl: string,
     timeoutMs: number,
     logger: Logger,
+    onFailure: (code: FallbackError['code']) => void = () => {},
   ) {
     this.#store = store;
     this.#migration = migration;
     this.#fallbackUrl = fallbackUrl;
     this.#timeoutMs = timeoutMs;
     this.#logger = logger;
+    this.#onFailure = onFailure;
   }
 
   /**
@@ -104,7 +110,7 @@ export class MergedListing {
       theirs = await this.#ask(joinName(components), cutoff, controller);
     } catch (err) {
       close();
-      if (err instanceof FallbackError) this.#warnOnce(err, joinName(components));
+      if (err instanceof FallbackError) this.#failed(err, joinName(components));
       throw err;
     }
     if (theirs.kind === 'no-such-directory') {
@@ -133,7 +139,7 @@ export class MergedListing {
     }
     throw new FallbackError(
       'FALLBACK_CANNOT_LIST',
-      `Fallback server cannot list (it answered ${res.status}): serve the 1.x tree with ft-legacy-static`,
+      `Fallback server cannot list (it answered ${res.status} to /list/): a static server such as lighttpd cannot; serve the 1.x tree with ft-legacy-static, which can`,
     );
   }
 
@@ -212,7 +218,7 @@ export class MergedListing {
         err instanceof FallbackError
           ? err
           : new FallbackError('FALLBACK_UNREACHABLE', 'Fallback server sent a bad listing', err);
-      this.#warnOnce(failure, joinName(dir));
+      this.#failed(failure, joinName(dir));
       throw failure;
     }
   }
@@ -236,6 +242,12 @@ export class MergedListing {
     if ((await this.#store.stat(components)) !== null) return undefined;
     if (!(await this.#migration.redirects(components))) return undefined;
     return relative.join('/');
+  }
+
+  /** A listing the fallback failed: counted every time, warned once. */
+  #failed(err: FallbackError, dir: string): void {
+    this.#onFailure(err.code);
+    this.#warnOnce(err, dir);
   }
 
   /** One warning per error code (and message): a broken fallback must not flood the log. */

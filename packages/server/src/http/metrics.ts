@@ -71,6 +71,15 @@ export class ServerMetrics {
         this.inc(store.stats.dedupHits);
       },
     });
+    new Counter({
+      name: 'ft_dedup_saved_bytes_total',
+      help: 'Disk bytes dedup hits did not write: the stored (gzip) size of the blob already kept, per hit',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(store.stats.dedupSavedBytes);
+      },
+    });
     gauge('ft_blobs', 'Blobs stored (distinct contents)', () => store.stats.blobs);
     gauge('ft_blob_bytes', 'Bytes of stored blobs (gzip)', () => store.stats.blobBytes);
     gauge(
@@ -120,12 +129,12 @@ export class ServerMetrics {
     });
     new Counter({
       name: 'ft_fallback_request_errors_total',
-      help: "DELETEs that could not ask the fallback for a name's version, by error code",
+      help: "Client requests the fallback failed, by error code: a DELETE that could not ask it for a name's version, a /list/ it could not merge",
       labelNames: ['code'],
       registers,
       collect() {
         this.reset();
-        for (const code of ['FALLBACK_UNREACHABLE', 'FALLBACK_TIMEOUT']) {
+        for (const code of ['FALLBACK_UNREACHABLE', 'FALLBACK_TIMEOUT', 'FALLBACK_CANNOT_LIST']) {
           this.inc({ code }, probe.requestErrors.get(code) ?? 0);
         }
       },

@@ -57,10 +57,10 @@ async function readHolder(dbDir: string): Promise<number | undefined> {
 }
 
 /**
- * The one line ft-server and ft-recover say when the store `root` is held by another
+ * The one line ft-server, ft-recover and `ft-migrate --into` say when the store `root` is held by another
  * process (invariant 5), naming it by `pid` when known.
  */
 export function inUseMessage(root: string, pid: number | undefined): string {
   const holder = pid === undefined ? '' : ` (pid ${pid})`;
-  return `the store ${root} is in use by a running ft-server or ft-recover${holder}; stop it first`;
+  return `the store ${root} is in use by a running ft-server, ft-recover or ft-migrate --into${holder}; stop it first`;
 }

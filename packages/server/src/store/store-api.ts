@@ -38,6 +38,11 @@ export interface PutResult {
   receivedBytes: number;
   /** The content was stored already (a dedup hit): no new blob was kept. */
   dedup: boolean;
+  /**
+   * The stored (gzip) size of the blob the name now points at, when `stored`: on a dedup
+   * hit, the first upload's blob, from its record.
+   */
+  storedSize: number | undefined;
 }
 
 /** What a delete did: `found` is false when the name holds no file (absent, or a directory). */

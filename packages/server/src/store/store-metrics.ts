@@ -9,6 +9,12 @@ import type { PutAdmission, PutRequest, PutResult, Store } from './store-api.js'
  */
 export interface StoreStats {
   dedupHits: number;
+  /**
+   * Disk bytes dedup hits did not write: per hit, the stored (gzip) size of the blob
+   * already kept, the bytes a second copy would have taken (not the logical size: the
+   * store keeps gzip, so that is what the disk saved).
+   */
+  dedupSavedBytes: number;
   uploadsInFlight: number;
   blobs: number;
   blobBytes: number;
@@ -25,6 +31,7 @@ export interface StoreStats {
 export class StoreMetrics implements MetadataEvents {
   readonly stats: StoreStats = {
     dedupHits: 0,
+    dedupSavedBytes: 0,
     uploadsInFlight: 0,
     blobs: 0,
     blobBytes: 0,
@@ -46,10 +53,15 @@ export class StoreMetrics implements MetadataEvents {
     this.stats.uploadsInFlight++;
   }
 
-  /** An upload is over; `dedup`: its content was stored already. */
-  uploadEnded(dedup: boolean): void {
+  /**
+   * An upload is over; `savedBytes`: its content was stored already (a dedup hit), as a
+   * blob of that stored size; undefined when it was not.
+   */
+  uploadEnded(savedBytes: number | undefined): void {
     this.stats.uploadsInFlight--;
-    if (dedup) this.stats.dedupHits++;
+    if (savedBytes === undefined) return;
+    this.stats.dedupHits++;
+    this.stats.dedupSavedBytes += savedBytes;
   }
 
   /**
@@ -84,7 +96,8 @@ export class StoreMetrics implements MetadataEvents {
  * A {@link Store} that counts the uploads of the store it wraps (bazel-remote's
  * `metricsDecorator`): the wrapped store mutates no counter. Reads pass straight through, a
  * method call each (the fast path's `peek` among them); a PUT is counted in flight from its
- * call to its answer, and as a dedup hit when its content was stored already.
+ * call to its answer, and as a dedup hit when its content was stored already, with the
+ * stored size of the blob it did not write again.
  */
 export class MeteredStore extends ForwardingStore {
   readonly #metrics: StoreMetrics;
@@ -105,12 +118,12 @@ export class MeteredStore extends ForwardingStore {
   }
 
   readonly #putDone = (result: PutResult): PutResult => {
-    this.#metrics.uploadEnded(result.dedup);
+    this.#metrics.uploadEnded(result.dedup ? (result.storedSize ?? 0) : undefined);
     return result;
   };
 
   readonly #putFailed = (err: unknown): never => {
-    this.#metrics.uploadEnded(false);
+    this.#metrics.uploadEnded(undefined);
     throw err;
   };
 }

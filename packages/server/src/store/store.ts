@@ -224,9 +224,9 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
         }
         const clearTombstone = admit ? await admit(name, version, existing) : false;
         const change = { components, blob, version, previous: existing, clearTombstone };
-        const dedup = await this.#commit(name, change);
+        const { dedup, storedSize } = await this.#commit(name, change);
         // 5. The answer: the name now holds this request's content and version.
-        return { version, stored: true, receivedBytes: blob.receivedBytes, dedup };
+        return { version, stored: true, receivedBytes: blob.receivedBytes, dedup, storedSize };
       });
     } catch (err) {
       // Whatever failed after the body was read (a full disk, a conflict), its staged copy
@@ -259,9 +259,9 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
   /**
    * Put's change, under the name's lock: committed, with the caches told before and after
    * (their staleness rule, see ReadCaches) and the name's new entry kept. Whether the
-   * content was stored already (a dedup).
+   * content was stored already (a dedup), and the stored size of the blob the name holds.
    */
-  async #commit(name: string, change: NameChange): Promise<boolean> {
+  async #commit(name: string, change: NameChange): Promise<{ dedup: boolean; storedSize: number }> {
     const { components, blob, version } = change;
     this.#caches.written(name);
     const committed = await this.metadata.commit(change);
@@ -269,7 +269,7 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
     const { logicalSize, storedSize } = sizes;
     this.#caches.set(name, { digest: blob.digest, version, logicalSize, storedSize });
     this.#caches.written(name);
-    return committed.dedup;
+    return { dedup: committed.dedup, storedSize };
   }
 
   /**
@@ -372,7 +372,13 @@ function errorCode(err: unknown): string {
 
 /** A PUT answered with the newer version the name holds: nothing stored. */
 function kept(held: { version: number }, receivedBytes: number): PutResult {
-  return { version: held.version, stored: false, receivedBytes, dedup: false };
+  return {
+    version: held.version,
+    stored: false,
+    receivedBytes,
+    dedup: false,
+    storedSize: undefined,
+  };
 }
 
 /** What a PUT claims about its body, for the blob store's stage (put's step 3). */
