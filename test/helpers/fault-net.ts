@@ -132,3 +132,82 @@ export async function waitFor(check: () => boolean, timeoutMs: number): Promise<
   }
   return true;
 }
+
+/**
+ * A TCP relay on 127.0.0.1 in front of a service (a database, an object store) that can be
+ * made to go silent: {@link stall} keeps every connection open and accepts new ones, but
+ * nothing passes either way (as a hung server or a black-holed network), until
+ * {@link resume} delivers what was held. Clients see a slow service, not a refused one.
+ */
+export class StallingRelay {
+  readonly #server: net.Server;
+  readonly #pairs = new Set<{ client: net.Socket; upstream: net.Socket }>();
+  /** Chunks held while stalled, with where each goes, in order. */
+  #held: { to: net.Socket; chunk: Buffer }[] = [];
+  #stalled = false;
+
+  private constructor(server: net.Server) {
+    this.#server = server;
+  }
+
+  /** A relay to 127.0.0.1:`targetPort` on a free port of its own. */
+  static async start(targetPort: number): Promise<StallingRelay> {
+    const server = net.createServer();
+    const relay = new StallingRelay(server);
+    server.on('connection', (client) => relay.#relay(client, targetPort));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', resolve);
+    });
+    return relay;
+  }
+
+  get port(): number {
+    return (this.#server.address() as net.AddressInfo).port;
+  }
+
+  #relay(client: net.Socket, targetPort: number): void {
+    const upstream = net.connect({ host: '127.0.0.1', port: targetPort });
+    const pair = { client, upstream };
+    this.#pairs.add(pair);
+    const forward = (to: net.Socket) => (chunk: Buffer) => {
+      if (this.#stalled) this.#held.push({ to, chunk });
+      else to.write(chunk);
+    };
+    client.on('data', forward(upstream));
+    upstream.on('data', forward(client));
+    const end = (): void => {
+      this.#pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    for (const socket of [client, upstream]) {
+      socket.on('error', end);
+      socket.on('close', end);
+    }
+  }
+
+  /** From now on nothing passes (connections stay open; new ones are accepted). */
+  stall(): void {
+    this.#stalled = true;
+  }
+
+  /** Passes again, first what was held. */
+  resume(): void {
+    this.#stalled = false;
+    const held = this.#held;
+    this.#held = [];
+    for (const { to, chunk } of held) if (!to.destroyed) to.write(chunk);
+  }
+
+  /** Closes every connection and stops listening. */
+  async close(): Promise<void> {
+    for (const { client, upstream } of this.#pairs) {
+      client.destroy();
+      upstream.destroy();
+    }
+    this.#pairs.clear();
+    this.#held = [];
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+}

@@ -1,5 +1,7 @@
+import type { TestContext } from 'node:test';
 import { openScaleOutStore, type ScaleOutStore } from '@filetracker/server';
 import { postgresMissing, startPostgres, type PostgresEngine } from './postgres.js';
+import { listeningUrl, spawnBin, type Spawned } from './store-traffic.js';
 import {
   SWIFT_S3_CREDENTIALS,
   SWIFT_S3_REGION,
@@ -92,4 +94,24 @@ export async function openTestScaleOutStore(
     dir,
     poolSize: 8,
   });
+}
+
+/** An ft-server process serving a scale-out store, and its URL. */
+export interface ScaleOutServer {
+  url: string;
+  proc: Spawned;
+}
+
+/**
+ * `ft-server -p 0 ...args` with Swift's S3 credentials, stopped (SIGKILL if still alive)
+ * when the test ends. Under the load of several test runs, opening the bucket and the
+ * schema takes seconds.
+ */
+export async function serveScaleOut(t: TestContext, args: string[]): Promise<ScaleOutServer> {
+  const proc = spawnBin('packages/server/bin/ft-server.mjs', ['-p', '0', ...args], {
+    env: { ...process.env, ...SWIFT_S3_ENV },
+  });
+  t.after(() => proc.kill());
+  const url = await listeningUrl(() => proc.stdoutLines, proc, 60_000);
+  return { url, proc };
 }

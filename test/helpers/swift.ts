@@ -47,37 +47,64 @@ export async function swiftMissing(): Promise<string | undefined> {
   return undefined;
 }
 
-const serverConf = (dir: string, kind: Kind, port: number): string => `[DEFAULT]
+/**
+ * The config of one Swift server: the [DEFAULT] section every server shares (loopback,
+ * one process, quiet logs), then its pipeline and `sections`. `devices`: the storage
+ * servers' devices dir (the proxy has none).
+ */
+function swiftConf(
+  dir: string,
+  name: string,
+  port: number,
+  pipeline: string,
+  sections: string,
+  devices = true,
+): string {
+  return `[DEFAULT]
 bind_ip = 127.0.0.1
 bind_port = ${port}
 workers = 0
 user = root
 swift_dir = ${dir}
-devices = ${dir}/devices
-mount_check = false
-log_name = ${kind}-server
+${devices ? `devices = ${dir}/devices\nmount_check = false\n` : ''}log_name = ${name}
 log_level = WARNING
 
 [pipeline:main]
-pipeline = ${kind}-server
+pipeline = ${pipeline}
 
-[app:${kind}-server]
-use = egg:swift#${kind}
-`;
+${sections}`;
+}
 
-const proxyConf = (dir: string, port: number): string => `[DEFAULT]
-bind_ip = 127.0.0.1
-bind_port = ${port}
-workers = 0
-user = root
-swift_dir = ${dir}
-log_name = proxy-server
-log_level = WARNING
+const serverConf = (dir: string, kind: Kind, port: number): string =>
+  swiftConf(
+    dir,
+    `${kind}-server`,
+    port,
+    `${kind}-server`,
+    `[app:${kind}-server]\nuse = egg:swift#${kind}\n`,
+  );
 
-[pipeline:main]
-pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats bulk s3api tempauth copy slo dlo proxy-logging proxy-server
+/** The proxy's middlewares that need no option: [filter:NAME] with `use = egg:swift#EGG`. */
+const PLAIN_FILTERS = [
+  ['catch_errors', 'catch_errors'],
+  ['gatekeeper', 'gatekeeper'],
+  ['healthcheck', 'healthcheck'],
+  ['proxy-logging', 'proxy_logging'],
+  ['cache', 'memcache'],
+  ['listing_formats', 'listing_formats'],
+  ['bulk', 'bulk'],
+  ['copy', 'copy'],
+  ['slo', 'slo'],
+  ['dlo', 'dlo'],
+] as const;
 
-[app:proxy-server]
+const proxyConf = (dir: string, port: number): string =>
+  swiftConf(
+    dir,
+    'proxy-server',
+    port,
+    'catch_errors gatekeeper healthcheck proxy-logging cache listing_formats bulk s3api tempauth copy slo dlo proxy-logging proxy-server',
+    `[app:proxy-server]
 use = egg:swift#proxy
 account_autocreate = true
 
@@ -89,27 +116,9 @@ location = ${SWIFT_S3_REGION}
 use = egg:swift#tempauth
 user_test_tester = testing .admin
 
-[filter:catch_errors]
-use = egg:swift#catch_errors
-[filter:gatekeeper]
-use = egg:swift#gatekeeper
-[filter:healthcheck]
-use = egg:swift#healthcheck
-[filter:proxy-logging]
-use = egg:swift#proxy_logging
-[filter:cache]
-use = egg:swift#memcache
-[filter:listing_formats]
-use = egg:swift#listing_formats
-[filter:bulk]
-use = egg:swift#bulk
-[filter:copy]
-use = egg:swift#copy
-[filter:slo]
-use = egg:swift#slo
-[filter:dlo]
-use = egg:swift#dlo
-`;
+${PLAIN_FILTERS.map(([name, egg]) => `[filter:${name}]\nuse = egg:swift#${egg}\n`).join('')}`,
+    false,
+  );
 
 /**
  * One Swift 2.30 node in a temp dir, as ENGINES.md describes it: a ring per server kind
@@ -165,7 +174,11 @@ export async function startSwift(): Promise<SwiftEngine> {
   const stopProxy = async (): Promise<void> => {
     const proc = proxy;
     proxy = undefined;
-    await proc?.stop();
+    if (!proc) return;
+    // SIGTERM ends it in well under a second; a wedged one is killed.
+    const timer = setTimeout(() => void proc.stop('SIGKILL'), 10_000);
+    await proc.stop();
+    clearTimeout(timer);
   };
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {

@@ -109,6 +109,15 @@ function program(): Command {
     )
     .addOption(
       new Option(
+        '--db-pool-size <N>',
+        "with --db: at most N connections to the database per process (requests beyond wait for one, up to 10 s, then 503); mind PostgreSQL's max_connections across all processes",
+      )
+        .env('FT_DB_POOL_SIZE')
+        .default(16)
+        .argParser(wholeNumber(1, 1000)),
+    )
+    .addOption(
+      new Option(
         '--fallback-url <URL>',
         'migration mode: answer GET/HEAD of names this store lacks with a 307 to URL/files/NAME, where URL is the old store: a 1.x tree served by ft-legacy-static (or any static server), or a running filetracker 2.x server, possibly under a path prefix (http://host/ft: then URL//files/NAME); URL is probed every 5 s (GET /version, which also tells /status which kind it is) and a dead or hung fallback shows in /healthz, /status and /metrics',
       ).argParser(httpUrl),
@@ -156,6 +165,7 @@ interface Flags extends ScaleOutFlags {
   maxFileSize: number;
   sweepInterval: number;
   sweepGrace: number;
+  dbPoolSize: number;
 }
 
 /**
@@ -307,6 +317,7 @@ async function serveStore(
         dir: dirGiven ? flags.dir : undefined,
         sweep: { intervalMs: flags.sweepInterval * 1000, graceSeconds: flags.sweepGrace },
         info: (details, message) => logger.info(details, message),
+        poolSize: flags.dbPoolSize,
         warn,
       });
       store = scaleOut;

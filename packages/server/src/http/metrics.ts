@@ -51,6 +51,7 @@ export class ServerMetrics {
       bodyBytesIn: { name: 'ft_http_received_bytes_total', help: 'Request body bytes received' },
       bodyBytesOut: { name: 'ft_http_sent_bytes_total', help: 'Response body bytes sent' },
     });
+    store.registerMetrics?.(this.registry);
     const gauge = (name: string, help: string, read: () => number): void => {
       new Gauge({
         name,

@@ -4,7 +4,9 @@ import path from 'node:path';
 import { BackendUnavailableError, StoreNotWritableError } from '@filetracker/shared-protocol';
 import type { BlobStore } from './blob-store.js';
 import { redactUrl, type BucketLocation } from './bucket-url.js';
+import type { Registry } from 'prom-client';
 import { DirSync } from './dir-sync.js';
+import { EngineMetrics } from './engine-metrics.js';
 import { notWritableError } from './fs-failure.js';
 import { storeLayout, type StoreLayout } from './layout.js';
 import { LocalBlobStore } from './local-blob-store.js';
@@ -66,6 +68,8 @@ export class ScaleOutStore extends MeteredStore {
   readonly blobsAt: string;
   /** The periodic sweeper, when the options asked for one. */
   readonly sweeper: Sweeper | undefined;
+  /** The database's and the object store's latency, errors and pools. */
+  readonly engineMetrics: EngineMetrics;
   readonly #release: () => Promise<void>;
   #closing: Promise<void> | undefined;
 
@@ -74,10 +78,12 @@ export class ScaleOutStore extends MeteredStore {
     layout: StoreLayout,
     metrics: StoreMetrics,
     blobsAt: string,
+    engineMetrics: EngineMetrics,
     release: () => Promise<void>,
     sweeper?: Sweeper,
   ) {
     super(store, metrics);
+    this.engineMetrics = engineMetrics;
     this.layout = layout;
     this.metadata = store.metadata;
     this.blobs = store.blobs;
@@ -107,6 +113,10 @@ export class ScaleOutStore extends MeteredStore {
       return { ok: false, error: new StoreNotWritableError(reasonOf('blob directory', err)) };
     }
     return { ok: true };
+  }
+
+  registerMetrics(registry: Registry): void {
+    this.engineMetrics.register(registry);
   }
 
   /** Stops the sweeper, ends the database pool, closes the object store's sockets; idempotent. */
@@ -165,6 +175,7 @@ export async function openScaleOutStore(options: ScaleOutOptions): Promise<Scale
     for (const close of closers.splice(0).reverse()) await close();
   };
   let metadata: PgMetadataStore | undefined;
+  const engineMetrics = new EngineMetrics();
   try {
     // Other processes share DIR: its ft-tmp/ is never emptied here (their uploads in flight).
     await mkdir(layout.tmp, { recursive: true });
@@ -182,6 +193,7 @@ export async function openScaleOutStore(options: ScaleOutOptions): Promise<Scale
         tmpDir: layout.tmp,
         gzipLevel: options.gzipLevel,
         createBucket: options.createBucket,
+        metrics: engineMetrics,
       }).catch((err: unknown) => {
         throw new StoreOpenError(
           'OPEN_FAILED',
@@ -203,6 +215,7 @@ export async function openScaleOutStore(options: ScaleOutOptions): Promise<Scale
       blobs,
       poolSize: options.poolSize,
       events: metrics,
+      metrics: engineMetrics,
       warn: options.warn,
     }).catch((err: unknown) => {
       throw new StoreOpenError(
@@ -231,7 +244,15 @@ export async function openScaleOutStore(options: ScaleOutOptions): Promise<Scale
             info: options.info,
             warn: options.warn,
           });
-    const scaleOut = new ScaleOutStore(store, layout, metrics, blobsAt, release, sweeper);
+    const scaleOut = new ScaleOutStore(
+      store,
+      layout,
+      metrics,
+      blobsAt,
+      engineMetrics,
+      release,
+      sweeper,
+    );
     sweeper?.start();
     return scaleOut;
   } catch (err) {

@@ -7,6 +7,7 @@ import {
   joinName,
 } from '@filetracker/shared-protocol';
 import type { BlobStore } from './blob-store.js';
+import type { DbErrorKind, EngineMetrics } from './engine-metrics.js';
 import type {
   BlobRecord,
   CommitResult,
@@ -34,6 +35,8 @@ export interface PgMetadataOptions {
   /** How long to wait for a connection, a row lock or a statement before a 503. */
   timeoutMs?: number | undefined;
   events?: MetadataEvents | undefined;
+  /** Times each statement, counts the failures, watches the pool. */
+  metrics?: EngineMetrics | undefined;
   /** Told of connection errors outside any request (a log line for the operator). */
   warn?: ((details: Record<string, unknown>, message: string) => void) | undefined;
 }
@@ -41,14 +44,39 @@ export interface PgMetadataOptions {
 /** SQLSTATE classes and codes that mean "the database is not there (now)", not a bug. */
 const UNAVAILABLE_STATES = /^(08|53|57P|58)|^(55P03|57014|40001|40P01)$/;
 
-/** Whether `err` says the database is down, slow or refusing: a 503, not a 500. */
-function isUnavailable(err: unknown): boolean {
+/** The client's own timeouts: no answer in time (a hung server or network). */
+const CLIENT_TIMEOUT =
+  /Query read timeout|timeout exceeded when trying to connect|connection timeout/;
+
+/**
+ * Whether `err` says the connection itself failed (refused, lost, or silent past the
+ * client's timeout): the connection is dropped, not asked for a ROLLBACK.
+ */
+function isConnectionFailure(err: unknown): boolean {
+  if (err instanceof pg.DatabaseError) return false;
   const e = err as { code?: string; message?: string };
-  if (typeof e.code === 'string' && UNAVAILABLE_STATES.test(e.code)) return true;
   if (typeof e.code === 'string' && /^E[A-Z]+$/.test(e.code)) return true; // ECONNREFUSED...
-  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/.test(
+  return /Connection terminated|Client has encountered a connection error|Query read timeout|timeout exceeded when trying to connect/.test(
     e.message ?? '',
   );
+}
+
+/** Whether `err` says the database is down, slow or refusing: a 503, not a 500. */
+function isUnavailable(err: unknown): boolean {
+  const e = err as { code?: string };
+  if (typeof e.code === 'string' && UNAVAILABLE_STATES.test(e.code)) return true;
+  return isConnectionFailure(err);
+}
+
+/** What kind of database failure `err` is, for the metrics; undefined when it is none. */
+function failureKind(err: unknown): DbErrorKind | undefined {
+  if (err instanceof pg.DatabaseError) {
+    if (err.code === '57014' || err.code === '55P03') return 'timeout';
+    if (err.code === '40001' || err.code === '40P01') return 'conflict';
+    return UNAVAILABLE_STATES.test(err.code ?? '') ? 'unavailable' : 'query';
+  }
+  if (!isConnectionFailure(err)) return undefined;
+  return CLIENT_TIMEOUT.test((err as Error).message ?? '') ? 'timeout' : 'unavailable';
 }
 
 /** The transaction of the {@link PgMetadataStore.withName} a call runs in. */
@@ -117,6 +145,7 @@ export class PgMetadataStore implements MetadataStore {
   readonly pool: pg.Pool;
   readonly #blobs: BlobStore;
   readonly #events: MetadataEvents | undefined;
+  readonly #metrics: EngineMetrics | undefined;
   readonly #tx = new AsyncLocalStorage<NameTransaction>();
   #closing: Promise<void> | undefined;
   /** The last failure to reach the database, until a query succeeds. */
@@ -126,21 +155,34 @@ export class PgMetadataStore implements MetadataStore {
     this.pool = pool;
     this.#blobs = options.blobs;
     this.#events = options.events;
+    this.#metrics = options.metrics;
   }
 
-  /** Connects, and creates or migrates the schema (one transaction, one process at a time). */
+  /**
+   * Connects, and creates or migrates the schema (one transaction, one process at a time).
+   *
+   * Every wait is bounded by `timeoutMs` (10 s): a connection (or a free one of the pool's
+   * `poolSize`), a row lock and a statement (the server's timeouts), and, for a server or
+   * network that has gone silent, the client's own read timeout 2 s later (the server's
+   * cleaner error comes first when it can answer). A request meets a database that is down
+   * or silent with a 503 after at most about 12 s, never a hang.
+   */
   static async open(options: PgMetadataOptions): Promise<PgMetadataStore> {
     const timeoutMs = options.timeoutMs ?? 10_000;
+    const metrics = options.metrics;
     const pool = new pg.Pool({
       connectionString: options.url,
       max: options.poolSize ?? 16,
       connectionTimeoutMillis: timeoutMs,
       statement_timeout: timeoutMs,
       lock_timeout: timeoutMs,
+      query_timeout: timeoutMs + 2_000,
+      ...(metrics !== undefined && { Client: timedClient(metrics) }),
       // A writer that hangs inside withName must not hold its row lock forever.
       idle_in_transaction_session_timeout: 6 * timeoutMs,
       application_name: 'ft-server',
     });
+    metrics?.watchDbPool(pool);
     const warn = options.warn ?? (() => {});
     // An idle connection dropped by the server (a restart) must not crash the process.
     pool.on('error', (err) => warn({ err }, 'database connection lost (it is replaced on demand)'));
@@ -199,6 +241,8 @@ export class PgMetadataStore implements MetadataStore {
 
   /** `err` as a 503 when the database is unreachable or refusing, else as it is. */
   #failure(err: unknown): unknown {
+    const kind = failureKind(err);
+    if (kind !== undefined) this.#metrics?.dbError(kind);
     if (!isUnavailable(err)) return err;
     const code = (err as { code?: string }).code ?? 'connection';
     this.#down = `database unavailable (${code})`;
@@ -257,7 +301,10 @@ export class PgMetadataStore implements MetadataStore {
       this.#down = undefined;
       return result;
     } catch (err) {
-      await client.query('ROLLBACK').catch((rollbackErr: unknown) => (broken = rollbackErr));
+      // A lost or silent connection is dropped (the server rolls back), not asked again:
+      // a ROLLBACK queued behind a hung statement would double the wait.
+      if (isConnectionFailure(err) || isConnectionFailure((err as Error).cause)) broken = err;
+      else await client.query('ROLLBACK').catch((rollbackErr: unknown) => (broken = rollbackErr));
       throw this.#failure(err);
     } finally {
       tx.ended = true;
@@ -557,6 +604,31 @@ export class PgMetadataStore implements MetadataStore {
     this.#closing ??= this.pool.end();
     return this.#closing;
   }
+}
+
+/**
+ * pg's Client, timing each statement for the metrics. Statements are sent with a callback
+ * (by the pool) or for a promise (by us); a submittable (a cursor) passes untimed.
+ */
+function timedClient(metrics: EngineMetrics): typeof pg.Client {
+  return class TimedClient extends pg.Client {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- pg's overloads
+    override query(...args: any[]): any {
+      const start = performance.now();
+      const done = (): void => metrics.dbStatement((performance.now() - start) / 1000);
+      const last = args.length - 1;
+      if (typeof args[last] === 'function') {
+        const callback = args[last] as (...results: unknown[]) => void;
+        args[last] = (...results: unknown[]) => {
+          done();
+          callback(...results);
+        };
+      }
+      const result = (super.query as (...a: unknown[]) => unknown)(...args);
+      if (result instanceof Promise) void result.then(done, done);
+      return result;
+    }
+  };
 }
 
 /**

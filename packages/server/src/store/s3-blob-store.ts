@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import { Agent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import {
@@ -18,6 +20,7 @@ import {
 import { byteCountOfStream } from '@filetracker/runtime';
 import { BackendUnavailableError } from '@filetracker/shared-protocol';
 import type { BlobHandle, BlobSizes, BlobStore, StageOptions, StagedBlob } from './blob-store.js';
+import type { EngineMetrics, ObjectStoreErrorKind } from './engine-metrics.js';
 import { unlink } from './fs-calls.js';
 import { ingest, type IngestTarget } from './ingest.js';
 
@@ -28,9 +31,18 @@ import { ingest, type IngestTarget } from './ingest.js';
  */
 const WHOLE_READ_BYTES = 1024 * 1024;
 
-/** How long a connection to the object store may take, and a request stay silent. */
+/**
+ * How long a connection to the object store may take, and a request stay silent (no byte
+ * either way: an upload or download that keeps moving is never cut off), and how many times
+ * a request is tried. A store that is down (connections refused) fails a request within
+ * about a second; one that accepts connections and then says nothing, within MAX_ATTEMPTS
+ * x (3 + IDLE_TIMEOUT_MS) s, about 26 s (the SDK starts the idle timer of a timeout of 6 s
+ * or more 3 s into the request). The SDK's `requestTimeout` only logs a warning, and by
+ * default no timeout applies at all: a silent store hung every request.
+ */
 const CONNECT_TIMEOUT_MS = 3_000;
-const REQUEST_TIMEOUT_MS = 30_000;
+const IDLE_TIMEOUT_MS = 10_000;
+const MAX_ATTEMPTS = 2;
 /** Sockets to the object store at once (the pool is bounded, as the database's is). */
 const MAX_SOCKETS = 64;
 
@@ -53,6 +65,8 @@ export interface S3BlobStoreOptions {
   gzipLevel?: number | undefined;
   /** false: a missing bucket is an error, not created (ft-recover: a typo creates nothing). */
   createBucket?: boolean | undefined;
+  /** Counts each request's latency and failures, and watches the socket pool. */
+  metrics?: EngineMetrics | undefined;
 }
 
 /** The status an S3 error carries, if it came from an answer. */
@@ -63,6 +77,16 @@ function statusOf(err: unknown): number | undefined {
 function isNotFound(err: unknown): boolean {
   const name = (err as { name?: string }).name;
   return statusOf(err) === 404 || name === 'NoSuchKey' || name === 'NotFound';
+}
+
+/** What kind of failure `err` is, for the metrics; undefined for a 404 (an answer). */
+function failureKind(err: unknown): ObjectStoreErrorKind | undefined {
+  if (isNotFound(err)) return undefined;
+  const e = err as { name?: string; code?: string };
+  if (e.name === 'TimeoutError' || e.code === 'ETIMEDOUT') return 'timeout';
+  const status = statusOf(err);
+  if (status === undefined) return 'unavailable';
+  return status >= 500 ? 'server' : 'refused';
 }
 
 /** The one-line 503 for a failed call to the object store (never its address or keys). */
@@ -102,6 +126,12 @@ export class S3BlobStore implements BlobStore {
 
   /** A store on `options.bucket`, which is created if missing. */
   static async open(options: S3BlobStoreOptions): Promise<S3BlobStore> {
+    const agent = { keepAlive: true, maxSockets: MAX_SOCKETS };
+    // Agents of our own, so that the metrics can see the pool (the client destroys them).
+    const httpAgent = new Agent(agent);
+    const httpsAgent = new HttpsAgent(agent);
+    const secure = options.endpoint === undefined || options.endpoint.startsWith('https:');
+    options.metrics?.watchObjectStoreAgent(secure ? httpsAgent : httpAgent);
     const client = new S3Client({
       ...(options.endpoint !== undefined && { endpoint: options.endpoint, forcePathStyle: true }),
       region: options.region ?? process.env.AWS_REGION ?? 'us-east-1',
@@ -110,13 +140,34 @@ export class S3BlobStore implements BlobStore {
       // only where the API demands one. Our own integrity check is the content's sha256.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
+      maxAttempts: MAX_ATTEMPTS,
       requestHandler: {
         connectionTimeout: CONNECT_TIMEOUT_MS,
-        requestTimeout: REQUEST_TIMEOUT_MS,
-        httpAgent: { keepAlive: true, maxSockets: MAX_SOCKETS },
-        httpsAgent: { keepAlive: true, maxSockets: MAX_SOCKETS },
+        socketTimeout: IDLE_TIMEOUT_MS,
+        httpAgent,
+        httpsAgent,
       },
     });
+    const metrics = options.metrics;
+    if (metrics !== undefined) {
+      // Around the whole call, retries included: the latency a request of ours waits.
+      client.middlewareStack.add(
+        (next, context) => async (args) => {
+          const operation = (context.commandName ?? 'unknown').replace(/Command$/, '');
+          const start = performance.now();
+          try {
+            const result = await next(args);
+            metrics.objectStoreRequest(operation, (performance.now() - start) / 1000);
+            return result;
+          } catch (err) {
+            const seconds = (performance.now() - start) / 1000;
+            metrics.objectStoreRequest(operation, seconds, failureKind(err));
+            throw err;
+          }
+        },
+        { step: 'initialize', name: 'ftEngineMetrics' },
+      );
+    }
     const store = new S3BlobStore(client, options);
     try {
       await store.#ensureBucket(options.createBucket ?? true);
@@ -342,12 +393,12 @@ export class S3BlobStore implements BlobStore {
         new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: 'ok', ContentLength: 2 }),
       );
     } catch (err) {
+      // Nothing was written: no DELETE to wait for (a silent store would double the wait).
       throw unavailable('write', err);
-    } finally {
-      await this.client
-        .send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }))
-        .catch(() => {});
     }
+    await this.client
+      .send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }))
+      .catch(() => {});
   }
 
   /** Closes the client's sockets. Idempotent. */

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { Registry } from 'prom-client';
 import type { BackendUnavailableError, StoreNotWritableError } from '@filetracker/shared-protocol';
 import type { BlobHandle } from './blob-store.js';
 import type { NameLookup, NameRecord } from './metadata-store.js';
@@ -137,6 +138,8 @@ export interface Store {
   list(components: readonly string[], cutoff: number): Promise<AsyncIterable<string>>;
   /** Whether the store can take writes now (for /healthz). */
   health(): Promise<StoreHealth>;
+  /** Adds the store's own metrics, if it has any (the services it uses), to `/metrics`. */
+  registerMetrics?(registry: Registry): void;
   /** Idempotent: every call returns the same promise. */
   close(): Promise<void>;
 }
