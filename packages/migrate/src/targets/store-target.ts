@@ -12,12 +12,9 @@ import {
   joinName,
   nowVersion,
   splitName,
-  type GetOptions,
-  type GetResult,
-  type PutOptions,
-  type StatResult,
   type StoredBody,
-} from '@filetracker/shared-protocol';
+} from '@filetracker/shared-protocol/wire';
+import type { GetOptions, GetResult, PutOptions, StatResult } from '@filetracker/shared-protocol';
 import {
   StoreOpenError,
   openStore,
@@ -25,7 +22,7 @@ import {
   type PutAdmission,
   type PutRequest,
   type Store,
-} from '@filetracker/server';
+} from '@filetracker/server/local-store';
 import type { MigrateClient } from '../migrator.js';
 
 /*

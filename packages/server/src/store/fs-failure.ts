@@ -1,6 +1,6 @@
 import os from 'node:os';
 import path from 'node:path';
-import { FiletrackerError, StoreNotWritableError } from '@filetracker/shared-protocol';
+import { FiletrackerError, StoreNotWritableError } from '@filetracker/shared-protocol/wire';
 
 /**
  * errno codes that mean the store's files refuse us (issue 16, item 10): another owner, an
