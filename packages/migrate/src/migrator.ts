@@ -10,6 +10,8 @@ import type {
   GetOptions,
   GetResult,
   PutOptions,
+  PutStoredOptions,
+  PutStoredResult,
   StatResult,
   StoredBody,
 } from '@filetracker/shared-protocol';
@@ -70,11 +72,7 @@ export type MigrateMode = 'upload' | 'dry-run' | 'verify';
  */
 export interface MigrateClient {
   put(name: string, source: string | Buffer, options: PutOptions): Promise<number>;
-  putStored?(
-    name: string,
-    stored: StoredBody,
-    options: { version: number; signal?: AbortSignal; gzipLevel?: number },
-  ): Promise<{ version: number; logicalSize: number | undefined }>;
+  putStored?(name: string, stored: StoredBody, options: PutStoredOptions): Promise<PutStoredResult>;
   stat(
     name: string,
     options: { signal?: AbortSignal; followRedirects: false },

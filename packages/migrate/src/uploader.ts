@@ -6,10 +6,8 @@ import type {
   FiletrackerClient,
   GetOptions,
   GetResult,
-  PutOptions,
   ServerVersion,
   StatResult,
-  StoredBody,
 } from '@filetracker/shared-protocol';
 import {
   CLIENT_HEADERS,
@@ -21,14 +19,16 @@ import {
   fileUrl,
   headSize,
   headerValue,
-  nowVersion,
   parseVersionBody,
-  preparePutBody,
-  prepareStoredBody,
   requestRoot,
-  versionQuery,
+  sendPut,
+  sendPutStored,
   type AnswerHeaders,
-  type PutBody,
+  type PutOptions,
+  type PutSender,
+  type PutStoredOptions,
+  type PutStoredResult,
+  type StoredBody,
 } from '@filetracker/shared-protocol/wire';
 
 /** Options of an {@link HttpUploader}. */
@@ -122,46 +122,30 @@ export class HttpUploader {
 
   /**
    * `PUT /files/{name}` of a Buffer or a file path, gzipped with `SHA256-Checksum` and
-   * `Logical-Size` (shared-protocol's `preparePutBody`); resolves with the version the
-   * server kept (newer than `version` when it had a newer one).
+   * `Logical-Size` (shared-protocol's `sendPut`); resolves with the version the server
+   * kept (newer than `version` when it had a newer one).
    */
   async put(name: string, source: string | Buffer, options: PutOptions = {}): Promise<number> {
     this.#checkOpen();
-    const { signal } = options;
-    const url = fileUrl(this.#root, name) + versionQuery(options.version ?? nowVersion());
-    const body = await preparePutBody(source, options.compress ?? true, signal, options.gzipLevel);
-    return this.#send(url, body, signal);
-  }
-
-  async #send(url: string, body: PutBody, signal: AbortSignal | undefined): Promise<number> {
-    const answer = await this.#request({
-      method: 'PUT',
-      url,
-      headers: body.headers,
-      body: body.open(),
-      signal,
-    });
-    checkSuccess(answer.status);
-    return answerVersion(answer.status, answer.headers);
+    return sendPut(this.#root, name, source, options, this.#sendPut);
   }
 
   /**
    * `PUT /files/{name}` of a file as another 2.x server or store keeps it (`--from`): its
-   * gzip passes through unchanged (shared-protocol's `prepareStoredBody`). Resolves with
-   * the version the server kept and the content size when known.
+   * gzip passes through unchanged (shared-protocol's `sendPutStored`). Resolves with the
+   * version the server kept and the content size when known.
    */
   async putStored(
     name: string,
     stored: StoredBody,
-    options: { version: number; signal?: AbortSignal; gzipLevel?: number },
-  ): Promise<{ version: number; logicalSize: number | undefined }> {
+    options: PutStoredOptions,
+  ): Promise<PutStoredResult> {
     this.#checkOpen();
-    const { signal } = options;
-    const url = fileUrl(this.#root, name) + versionQuery(options.version);
-    const body = await prepareStoredBody(stored, signal, options.gzipLevel);
-    const version = await this.#send(url, body, signal);
-    return { version, logicalSize: body.logicalSize };
+    return sendPutStored(this.#root, name, stored, options, this.#sendPut);
   }
+
+  readonly #sendPut: PutSender = ({ url, body }, signal) =>
+    this.#request({ method: 'PUT', url, headers: body.headers, body: body.open(), signal });
 
   /**
    * `HEAD /files/{name}` without following a redirect: the version and logical size, or

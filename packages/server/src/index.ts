@@ -72,8 +72,6 @@ export { ForwardingStore } from './store/forwarding-store.js';
 export { tombstoneAdmission } from './store/migration.js';
 export {
   recoverStore,
-  RecoverError,
-  type RecoverErrorCode,
   type RecoverOptions,
   type RecoverProgress,
   type RecoverNotice,

@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { createLogger } from '@filetracker/http-telemetry';
 import {
   AliasOption,
@@ -20,12 +20,8 @@ import { FallbackProbe } from './http/fallback-probe.js';
 import { createRequestListener } from './http/fast-path.js';
 import { StoreOpenError } from './store/store-api.js';
 import { openLocalStore } from './store/open-local.js';
-import {
-  openScaleOutStore,
-  parseBucketUrl,
-  redactUrl,
-  type BucketLocation,
-} from './store/open-scale-out.js';
+import { openScaleOutStore, redactUrl } from './store/open-scale-out.js';
+import { checkScaleOutFlags, scaleOutOptions, type ScaleOutFlags } from './scale-out-flags.js';
 import type { Store } from './store/store-api.js';
 
 /** The option table: parsing and --help come from this one list (STYLE.md). */
@@ -34,6 +30,9 @@ function program(): Command {
   const log = new Option(
     '-L, --log <FILE>',
     'append JSON logs to FILE instead of stdout; reopened on SIGHUP (--log-file FILE too)',
+  );
+  const scaleOut = scaleOutOptions(
+    'scale-out (preview): keep names, versions and reference counts in PostgreSQL at URL (postgres://USER[:PASSWORD]@HOST:PORT/DB; the PG* variables work too), schema created or migrated at start; every ft-server with the same --db and blobs is one store. Blobs go to --blobs, or to DIR/blobs/ with -d DIR',
   );
   return toolProgram('ft-server', {
     packageJson: new URL('../package.json', import.meta.url),
@@ -82,28 +81,9 @@ function program(): Command {
         'accepted for compatibility (Python ran N gunicorn workers); this server is one process whose I/O is asynchronous, so N is ignored (also with --db, for now: run several ft-server processes on other ports instead)',
       ),
     )
-    .addOption(
-      new Option(
-        '--db <URL>',
-        'scale-out (preview): keep names, versions and reference counts in PostgreSQL at URL (postgres://USER[:PASSWORD]@HOST:PORT/DB; the PG* variables work too), schema created or migrated at start; every ft-server with the same --db and blobs is one store. Blobs go to --blobs, or to DIR/blobs/ with -d DIR',
-      ).env('FT_DB'),
-    )
-    .addOption(
-      new Option(
-        '--blobs <s3://BUCKET[/PREFIX]>',
-        'scale-out (preview), needs --db: keep blobs in an S3-compatible bucket (created if missing), under PREFIX; credentials and region from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION (or the AWS profile)',
-      )
-        .env('FT_BLOBS')
-        .argParser(bucketUrl),
-    )
-    .addOption(
-      new Option(
-        '--s3-endpoint <URL>',
-        'with --blobs: the endpoint of a non-AWS object store (Swift, Ceph RGW, MinIO, Garage), addressed path-style',
-      )
-        .env('FT_S3_ENDPOINT')
-        .argParser(httpUrl),
-    )
+    .addOption(scaleOut.db)
+    .addOption(scaleOut.blobs)
+    .addOption(scaleOut.s3Endpoint)
     .addOption(
       new Option(
         '--fallback-url <URL>',
@@ -136,7 +116,7 @@ function program(): Command {
     );
 }
 
-interface Flags {
+interface Flags extends ScaleOutFlags {
   dir: string;
   listenOn: string;
   port: number;
@@ -148,40 +128,6 @@ interface Flags {
   legacyTimeout: number;
   idleTimeout: number;
   maxFileSize: number;
-  db?: string;
-  blobs?: BucketLocation;
-  s3Endpoint?: string;
-}
-
-/** `--blobs`'s value; a usage error (exit 2) when it is not `s3://BUCKET[/PREFIX]`. */
-function bucketUrl(value: string): BucketLocation {
-  try {
-    return parseBucketUrl(value);
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
-}
-
-/**
- * The flags that only make sense together (scale-out): a usage error (exit 2, one line)
- * otherwise. `dirGiven`: -d or FILETRACKER_DIR was given (not the default ./ft-data).
- */
-function checkScaleOutFlags(command: Command, flags: Flags, dirGiven: boolean): void {
-  const usage = (message: string): never =>
-    command.error(`error: ${message}`, { exitCode: 2, code: 'ft-server.scale-out' });
-  if (flags.blobs !== undefined && flags.db === undefined) {
-    usage(
-      '--blobs (FT_BLOBS) needs --db URL (FT_DB): the bucket holds only blobs, names and versions live in PostgreSQL',
-    );
-  }
-  if (flags.s3Endpoint !== undefined && flags.blobs === undefined) {
-    usage('--s3-endpoint (FT_S3_ENDPOINT) needs --blobs s3://BUCKET and --db URL');
-  }
-  if (flags.db !== undefined && flags.blobs === undefined && !dirGiven) {
-    usage(
-      '--db (FT_DB) needs a place for the blobs: --blobs s3://BUCKET[/PREFIX], or -d DIR for DIR/blobs/ shared by the processes',
-    );
-  }
 }
 
 /**
@@ -196,10 +142,8 @@ export function main(argv: string[]): Promise<void> {
 async function serve(argv: string[]): Promise<void> {
   const command = parseCommandLine(program(), argv);
   const flags = command.opts<Flags>();
-  // FT_DB= (empty, as in an env file with the line left blank) means no database.
-  if (flags.db === '') delete flags.db;
   const dirGiven = command.getOptionValueSource('dir') !== 'default';
-  checkScaleOutFlags(command, flags, dirGiven);
+  checkScaleOutFlags(command, flags, { given: dirGiven, spelled: '-d DIR' });
 
   const { logger, reopen, flush } = createLogger({
     name: 'ft-server',

@@ -1,4 +1,4 @@
-import { formatHttpDate, parseHttpDate } from './dates.js';
+import { formatHttpDate, nowVersion, parseHttpDate } from './dates.js';
 import { FiletrackerError } from './errors.js';
 import { HEADER } from './header-names.js';
 import {
@@ -8,6 +8,8 @@ import {
   parseLogicalSizeHeader,
 } from './headers.js';
 import { encodeName, normalizeName } from './path.js';
+import { preparePutBody, type PutBody } from './put-body.js';
+import { prepareStoredBody, type StoredBody } from './stored-body.js';
 
 /*
  * What a client of protocol 2 sends and reads, with no HTTP library: the URLs, the
@@ -112,3 +114,95 @@ export const CLIENT_HEADERS: Readonly<Record<string, string>> = {
   [HEADER.acceptEncoding]: 'gzip, deflate',
   [HEADER.userAgent]: 'filetracker-ts',
 };
+
+/** Options of a client's `put`. */
+export interface PutOptions {
+  /** The version to store, default now ({@link nowVersion}), as the Python client sends. */
+  version?: number;
+  /** Send gzip (the server stores gzip either way), default true. */
+  compress?: boolean;
+  /** zlib level of the gzip sent, default 6 (the Python client's). */
+  gzipLevel?: number;
+  signal?: AbortSignal;
+}
+
+/** Options of a client's `putStored` (ft-migrate --from): the version is the source's. */
+export interface PutStoredOptions {
+  version: number;
+  signal?: AbortSignal;
+  /** zlib level when plain content has to be gzipped, default 6. */
+  gzipLevel?: number;
+}
+
+/** What a `putStored` tells: the version the server kept, and the content size when known. */
+export interface PutStoredResult {
+  version: number;
+  logicalSize: number | undefined;
+}
+
+/**
+ * One `PUT /files/{name}` as it goes on the wire (PROTOCOL.md, PUT): the URL with
+ * `?last_modified=`, and the body with its headers (`Content-Encoding`, `SHA256-Checksum`,
+ * `Logical-Size`, `Content-Length`).
+ */
+export interface PutRequest {
+  url: string;
+  body: PutBody;
+}
+
+/**
+ * Sends one PUT with a client's HTTP library (got, node:http), redirects not followed:
+ * resolves with the answer's status and headers, rejects as the client does for a 4xx or
+ * 5xx answer or a connection failure.
+ */
+export type PutSender = (
+  request: PutRequest,
+  signal: AbortSignal | undefined,
+) => Promise<{ status: number; headers: AnswerHeaders }>;
+
+/**
+ * A client's `put`: `PUT /files/{name}` of `source` (a Buffer, a file path or a stream; see
+ * `preparePutBody`) through `send`; resolves with the version the server kept.
+ */
+export async function sendPut(
+  root: string,
+  name: string,
+  source: string | Buffer | NodeJS.ReadableStream,
+  options: PutOptions,
+  send: PutSender,
+): Promise<number> {
+  const url = fileUrl(root, name) + versionQuery(options.version ?? nowVersion());
+  const { signal, gzipLevel } = options;
+  const body = await preparePutBody(source, options.compress ?? true, signal, gzipLevel);
+  return putAnswerVersion(await send({ url, body }, signal));
+}
+
+/**
+ * A client's `putStored`: `PUT /files/{name}` of a file as a 2.x source keeps it, its gzip
+ * passed through (see `prepareStoredBody`), through `send`.
+ */
+export async function sendPutStored(
+  root: string,
+  name: string,
+  stored: StoredBody,
+  options: PutStoredOptions,
+  send: PutSender,
+): Promise<PutStoredResult> {
+  const url = fileUrl(root, name) + versionQuery(options.version);
+  const { signal, gzipLevel } = options;
+  const body = await prepareStoredBody(stored, signal, gzipLevel);
+  return {
+    version: putAnswerVersion(await send({ url, body }, signal)),
+    logicalSize: body.logicalSize,
+  };
+}
+
+/**
+ * The version a PUT's answer says the server kept (`Last-Modified`), newer than the one
+ * sent when it already had a newer one; a `PROTOCOL_ERROR` for a non-2xx (a 3xx is never
+ * followed) or a missing or bad `Last-Modified`.
+ */
+function putAnswerVersion({ status, headers }: { status: number; headers: AnswerHeaders }): number {
+  checkSuccess(status);
+  return answerVersion(status, headers);
+}

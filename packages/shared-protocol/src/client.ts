@@ -14,7 +14,13 @@ import {
   fileUrl,
   headSize,
   requestRoot,
+  sendPut,
+  sendPutStored,
   versionQuery,
+  type PutOptions,
+  type PutSender,
+  type PutStoredOptions,
+  type PutStoredResult,
 } from './client-wire.js';
 import { LATEST_DATE_VERSION, nowVersion } from './dates.js';
 import { FiletrackerError } from './errors.js';
@@ -23,9 +29,8 @@ import { digestOfEtag, headerValue, isGzipEncoding, parseLogicalSizeHeader } fro
 import { toFiletrackerError } from './http-error.js';
 import { encodeName, normalizeName } from './path.js';
 import { parseVersionBody } from './protocol-version.js';
-import { preparePutBody, type PutBody } from './put-body.js';
 import { splitLines } from './split-lines.js';
-import { prepareStoredBody, type StoredBody } from './stored-body.js';
+import type { StoredBody } from './stored-body.js';
 
 /** Options of a {@link FiletrackerClient}. */
 export interface ClientOptions {
@@ -57,17 +62,6 @@ export interface ServerVersion {
    * `undefined` from a server that sends none (the Python 2.x server).
    */
   storeId: string | undefined;
-}
-
-/** Options of {@link FiletrackerClient.put}. */
-export interface PutOptions {
-  /** The version to store, default now ({@link nowVersion}), as the Python client sends. */
-  version?: number;
-  /** Send gzip (the server stores gzip either way), default true. */
-  compress?: boolean;
-  /** zlib level of the gzip sent, default 6 (the Python client's). */
-  gzipLevel?: number;
-  signal?: AbortSignal;
 }
 
 /** Options of {@link FiletrackerClient.get} and {@link FiletrackerClient.getBuffer}. */
@@ -184,10 +178,7 @@ export class FiletrackerClient {
     options: PutOptions = {},
   ): Promise<number> {
     this.#checkOpen();
-    const { signal } = options;
-    const url = this.#fileUrl(name) + this.#query(options.version ?? nowVersion());
-    const body = await preparePutBody(source, options.compress ?? true, signal, options.gzipLevel);
-    return this.#send(url, body, signal);
+    return sendPut(this.#root, name, source, options, this.#sendPut);
   }
 
   /**
@@ -198,16 +189,14 @@ export class FiletrackerClient {
   async putStored(
     name: string,
     stored: StoredBody,
-    options: { version: number; signal?: AbortSignal; gzipLevel?: number },
-  ): Promise<{ version: number; logicalSize: number | undefined }> {
+    options: PutStoredOptions,
+  ): Promise<PutStoredResult> {
     this.#checkOpen();
-    const { signal } = options;
-    const url = this.#fileUrl(name) + this.#query(options.version);
-    const body = await prepareStoredBody(stored, signal, options.gzipLevel);
-    return { version: await this.#send(url, body, signal), logicalSize: body.logicalSize };
+    return sendPutStored(this.#root, name, stored, options, this.#sendPut);
   }
 
-  async #send(url: string, body: PutBody, signal: AbortSignal | undefined): Promise<number> {
+  /** One PUT, tried again after a connection error when its body can be made again. */
+  readonly #sendPut: PutSender = async ({ url, body }, signal) => {
     const response = await this.#attempt(body.replayable, signal, () =>
       this.#got.put(url, {
         body: body.open(),
@@ -218,9 +207,8 @@ export class FiletrackerClient {
         followRedirect: false,
       }),
     );
-    checkSuccess(response.statusCode);
-    return lastModified(response);
-  }
+    return { status: response.statusCode, headers: response.headers };
+  };
 
   /**
    * `GET /files/{name}`: resolves once the headers arrive with the decompressed body as a

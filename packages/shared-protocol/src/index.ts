@@ -5,8 +5,6 @@ export {
   type ClientOptions,
   type GetOptions,
   type GetResult,
-  type PutOptions,
   type ServerVersion,
   type StatResult,
 } from './client.js';
-export { splitLines } from './split-lines.js';

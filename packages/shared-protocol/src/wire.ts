@@ -68,8 +68,15 @@ export {
   headSize,
   protocolError,
   requestRoot,
+  sendPut,
+  sendPutStored,
   versionQuery,
   type AnswerHeaders,
+  type PutOptions,
+  type PutRequest,
+  type PutSender,
+  type PutStoredOptions,
+  type PutStoredResult,
 } from './client-wire.js';
 export { DEFAULT_GZIP_LEVEL, SMALL_FILE_BYTES, preparePutBody, type PutBody } from './put-body.js';
 export { splitLines } from './split-lines.js';

@@ -14,7 +14,14 @@ import {
   splitName,
   type StoredBody,
 } from '@filetracker/shared-protocol/wire';
-import type { GetOptions, GetResult, PutOptions, StatResult } from '@filetracker/shared-protocol';
+import type {
+  GetOptions,
+  GetResult,
+  PutOptions,
+  PutStoredOptions,
+  PutStoredResult,
+  StatResult,
+} from '@filetracker/shared-protocol';
 import {
   StoreOpenError,
   openStore,
@@ -93,8 +100,8 @@ export class StoreClient implements MigrateClient {
   async putStored(
     name: string,
     stored: StoredBody,
-    options: { version: number; signal?: AbortSignal; gzipLevel?: number },
-  ): Promise<{ version: number; logicalSize: number | undefined }> {
+    options: PutStoredOptions,
+  ): Promise<PutStoredResult> {
     const { data } = stored;
     const body: PutBody = stored.gzip
       ? {

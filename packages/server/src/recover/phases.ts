@@ -278,9 +278,13 @@ export async function dropStaleRecords(
  * Phase `tombstones`: counts the tombstones (`tombstones`) and, with `purgeTombstones`,
  * removes them (`tombstonesPurged`).
  * Reads: every tombstone. Writes: deletes each, when purging.
- * A crash leaves the ones not removed yet: a rerun with the flag removes them.
+ * A crash leaves the ones not removed yet: a rerun with the flag removes them. Also run on
+ * a scale-out store (its MetadataStore has the same two calls).
  */
-export async function countTombstones(run: RecoveryRun, meta: MetaDb): Promise<void> {
+export async function countTombstones(
+  run: Pick<RecoveryRun, 'progress' | 'report' | 'check' | 'purgeTombstones'>,
+  meta: Pick<MetaDb, 'tombstones' | 'deleteTombstone'>,
+): Promise<void> {
   run.progress.start('tombstones', 'tombstones');
   for await (const [name] of meta.tombstones()) {
     run.progress.tick();

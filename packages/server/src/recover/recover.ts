@@ -1,9 +1,10 @@
 import { mkdir, rename, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { describeFailure } from '../store/fs-failure.js';
+import { storeOpenError } from '../store/fs-failure.js';
 import { storeLayout, type StoreLayout } from '../store/layout.js';
 import { inUseMessage } from '../store/lock-holder.js';
 import { MetaDb } from '../store/meta-db.js';
+import { StoreOpenError } from '../store/store-api.js';
 import { DigestTally } from './digest-tally.js';
 import {
   clearTmp,
@@ -27,7 +28,18 @@ import { emptyReport, type RecoverReport } from './report.js';
 const ADOPT_DB = 'meta-adopt';
 
 export type RecoverPhase =
-  'ft-tmp' | 'names' | 'blobs' | 'links' | 'recount' | 'records' | 'meta' | 'tombstones';
+  | 'ft-tmp'
+  | 'names'
+  | 'blobs'
+  | 'links'
+  | 'recount'
+  | 'records'
+  | 'meta'
+  | 'tombstones'
+  | 'refcounts'
+  | 'unrecorded'
+  | 'content'
+  | 'sweep';
 
 /** Where a run is, for a progress line. */
 export interface RecoverProgress {
@@ -45,12 +57,9 @@ export interface RecoverProgress {
  */
 export interface RecoverNotice {
   level: 'warn' | 'error';
-  code: 'RENAME_CONFLICT' | 'CORRUPT_BLOB' | 'FOREIGN_LINK';
+  code: 'RENAME_CONFLICT' | 'CORRUPT_BLOB' | 'FOREIGN_LINK' | 'MISSING_BLOB';
   message: string;
 }
-
-/** See {@link RecoverError}. */
-export type RecoverErrorCode = 'NOT_A_STORE' | 'LOCKED' | 'PERMISSION' | 'OPEN_FAILED';
 
 export interface RecoverOptions {
   /** Change nothing; only count what would be fixed. */
@@ -65,20 +74,6 @@ export interface RecoverOptions {
   onNotice?: (notice: RecoverNotice) => void;
   /** Stops the run between two items; a rerun finishes the job. */
   signal?: AbortSignal;
-}
-
-/**
- * ft-recover cannot run on `dir`; `code` says why: NOT_A_STORE, LOCKED (in use), PERMISSION
- * (its files refuse us: owner, immutable flag, read-only mount), OPEN_FAILED (anything else
- * while opening it).
- */
-export class RecoverError extends Error {
-  readonly code: RecoverErrorCode;
-  constructor(code: RecoverErrorCode, message: string, cause?: unknown) {
-    super(message, { cause });
-    this.name = 'RecoverError';
-    this.code = code;
-  }
 }
 
 /**
@@ -151,20 +146,20 @@ async function openStore(
   const layout = storeLayout(dir);
   const rootStat = await stat(layout.root).catch(() => null);
   if (!rootStat?.isDirectory()) {
-    throw new RecoverError('NOT_A_STORE', `${layout.root} is not a directory; check the path`);
+    throw new StoreOpenError('NOT_A_STORE', `${layout.root} is not a directory; check the path`);
   }
   const [hasLinks, hasBlobs, hasMeta] = await Promise.all(
     [layout.links, layout.blobs, layout.meta].map(isDirectory),
   );
   if (!hasLinks && !hasBlobs && !hasMeta) {
-    throw new RecoverError(
+    throw new StoreOpenError(
       'NOT_A_STORE',
       `${layout.root} holds no filetracker store (no links/, blobs/ or meta/); check the path`,
     );
   }
   const adoptPath = hasMeta ? undefined : path.join(layout.tmp, ADOPT_DB);
-  const locked = (err: unknown, pid: number | undefined): RecoverError =>
-    new RecoverError('LOCKED', inUseMessage(layout.root, pid), err);
+  const locked = (err: unknown, pid: number | undefined): StoreOpenError =>
+    new StoreOpenError('LOCKED', inUseMessage(layout.root, pid), err);
   let meta: MetaDb | undefined;
   try {
     if (!check) {
@@ -179,9 +174,7 @@ async function openStore(
       meta = await MetaDb.open(adoptPath, locked);
     }
   } catch (err) {
-    if (err instanceof RecoverError) throw err;
-    const { code, reason } = describeFailure(err, layout.root);
-    throw new RecoverError(code, `cannot open store ${layout.root}: ${reason}`, err);
+    throw storeOpenError(err, layout.root);
   }
   return { layout, meta, adoptPath };
 }

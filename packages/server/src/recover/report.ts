@@ -5,6 +5,12 @@
 export interface RecoverReport {
   check: boolean;
   full: boolean;
+  /**
+   * A scale-out store (ft-recover --db): names in PostgreSQL instead of links, blobs in a
+   * bucket; `links` counts names, `danglingLinks` names whose blob is missing, `orphanBlobs`
+   * records at refcount 0 past the grace period.
+   */
+  scaleOut: boolean;
   /** `meta/` was missing (a store made by the Python server): it was built (adopted). */
   metaMissing: boolean;
   /** Links that point at a stored blob. */
@@ -31,6 +37,8 @@ export interface RecoverReport {
   sizesFixed: number;
   /** Blobs no link uses: removed with their records. */
   orphanBlobs: number;
+  /** Scale-out: blobs in the bucket without a record: given one at refcount 0 (swept later). */
+  unrecordedBlobs: number;
   /** Files in `blobs/` not named `<2 hex>/<sha256 hex>`: removed. */
   strayFiles: number;
   /** Entries left in `ft-tmp/` by interrupted uploads: removed. */
@@ -47,6 +55,7 @@ export function emptyReport(check: boolean, full: boolean): RecoverReport {
   return {
     check,
     full,
+    scaleOut: false,
     metaMissing: false,
     links: 0,
     blobs: 0,
@@ -60,6 +69,7 @@ export function emptyReport(check: boolean, full: boolean): RecoverReport {
     recordsDropped: 0,
     sizesFixed: 0,
     orphanBlobs: 0,
+    unrecordedBlobs: 0,
     strayFiles: 0,
     tmpLeftovers: 0,
     corruptBlobs: 0,
@@ -81,16 +91,19 @@ export function isConsistent(report: RecoverReport): boolean {
     report.recordsDropped === 0 &&
     report.sizesFixed === 0 &&
     report.orphanBlobs === 0 &&
+    report.unrecordedBlobs === 0 &&
     report.strayFiles === 0 &&
     report.tmpLeftovers === 0 &&
     report.corruptBlobs === 0
   );
 }
 
-/** The one-line summary ft-recover prints at the end. */
-export function summarizeReport(r: RecoverReport): string {
-  // [count, what was fixed, what --check found, always shown]
-  const items: [number, string, string, boolean][] = [
+/** [count, what was fixed, what --check found, always shown] */
+type SummaryItem = [number, string, string, boolean];
+
+/** The local store's items: links, blobs/ and ft-tmp/. */
+function localItems(r: RecoverReport): SummaryItem[] {
+  return [
     [r.danglingLinks, 'dangling links removed', 'dangling links', true],
     [r.nonLinks, 'non-links removed from links/', 'non-links in links/', false],
     [
@@ -103,6 +116,32 @@ export function summarizeReport(r: RecoverReport): string {
     [r.renameConflicts, 'renames skipped (name taken)', 'renames blocked (name taken)', false],
     [r.orphanBlobs, 'orphan blobs removed', 'orphan blobs', true],
     [r.strayFiles, 'stray files removed from blobs/', 'stray files in blobs/', false],
+  ];
+}
+
+/** The scale-out store's items: names in the database, blobs in the bucket. */
+function scaleOutItems(r: RecoverReport): SummaryItem[] {
+  return [
+    [r.danglingLinks, 'names without a blob removed', 'names without a blob', true],
+    [
+      r.orphanBlobs,
+      'unreferenced blobs past the grace period removed',
+      'unreferenced blobs past the grace period',
+      true,
+    ],
+    [
+      r.unrecordedBlobs,
+      'blobs without a record given one (swept after the grace period)',
+      'blobs without a record',
+      false,
+    ],
+  ];
+}
+
+/** The one-line summary ft-recover prints at the end. */
+export function summarizeReport(r: RecoverReport): string {
+  const items: SummaryItem[] = [
+    ...(r.scaleOut ? scaleOutItems(r) : localItems(r)),
     [r.refcountsFixed, 'refcounts fixed', 'wrong refcounts', true],
     [r.recordsAdded, 'records added', 'missing records', false],
     [r.recordsDropped, 'records dropped', 'records without a blob', false],
@@ -110,7 +149,7 @@ export function summarizeReport(r: RecoverReport): string {
     [r.tmpLeftovers, 'ft-tmp/ leftovers removed', 'ft-tmp/ leftovers', false],
     [r.tombstonesPurged, 'tombstones purged', 'tombstones purged', false],
   ];
-  const parts = [`${r.links} links`, `${r.blobs} blobs`];
+  const parts = [`${r.links} ${r.scaleOut ? 'names' : 'links'}`, `${r.blobs} blobs`];
   if (r.metaMissing)
     parts.push(r.check ? 'meta/ missing (adopt with ft-recover DIR)' : 'meta/ built');
   for (const [n, fixed, found, always] of items) {

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { FiletrackerError, StoreNotWritableError } from '@filetracker/shared-protocol/wire';
+import { StoreOpenError } from './store-api.js';
 
 /**
  * errno codes that mean the store's files refuse us (issue 16, item 10): another owner, an
@@ -91,6 +92,16 @@ export function describeFailure(
     code: hint === '' ? 'OPEN_FAILED' : 'PERMISSION',
     reason: `${what}${hint}`.replace(/\s*\n\s*/g, ' '),
   };
+}
+
+/**
+ * `err`, thrown while opening the store at `root`, as a {@link StoreOpenError}: unchanged if
+ * it is one, else what {@link describeFailure} says of it.
+ */
+export function storeOpenError(err: unknown, root: string): StoreOpenError {
+  if (err instanceof StoreOpenError) return err;
+  const { code, reason } = describeFailure(err, root);
+  return new StoreOpenError(code, `cannot open store ${root}: ${reason}`, err);
 }
 
 /** What an operator does about a denied errno; '' for any other errno. */

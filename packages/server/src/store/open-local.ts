@@ -1,7 +1,7 @@
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { DirSync } from './dir-sync.js';
-import { describeFailure } from './fs-failure.js';
+import { storeOpenError } from './fs-failure.js';
 import { storeLayout, type StoreLayout } from './layout.js';
 import { LocalBlobStore } from './local-blob-store.js';
 import { LocalMetadataStore } from './local-metadata-store.js';
@@ -62,9 +62,7 @@ export async function openLocalStore(
   try {
     return await open(layout, options);
   } catch (err) {
-    if (err instanceof StoreOpenError) throw err;
-    const { code, reason } = describeFailure(err, layout.root);
-    throw new StoreOpenError(code, `cannot open store ${layout.root}: ${reason}`, err);
+    throw storeOpenError(err, layout.root);
   }
 }
 

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BackendUnavailableError, StoreNotWritableError } from '@filetracker/shared-protocol';
 import type { BlobStore } from './blob-store.js';
+import { redactUrl, type BucketLocation } from './bucket-url.js';
 import { DirSync } from './dir-sync.js';
 import { notWritableError } from './fs-failure.js';
 import { storeLayout, type StoreLayout } from './layout.js';
@@ -13,31 +14,7 @@ import { StoreOpenError, type StoreHealth } from './store-api.js';
 import { MeteredStore, StoreMetrics } from './store-metrics.js';
 import { PortStore, type StoreOptions, type WriteGuard } from './store.js';
 
-/** Where `--blobs s3://BUCKET[/PREFIX]` puts the blobs. */
-export interface BucketLocation {
-  bucket: string;
-  /** Keys start with this; empty for the bucket's root. */
-  prefix: string;
-}
-
-/** S3's bucket names (3 to 63 of lowercase letters, digits, dots and hyphens). */
-const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
-
-/**
- * Parses `s3://BUCKET[/PREFIX]`; throws a one-line Error saying what is wrong (the caller,
- * commander, makes it a usage error).
- */
-export function parseBucketUrl(value: string): BucketLocation {
-  const m = /^s3:\/\/([^/]*)(?:\/(.*))?$/.exec(value.trim());
-  if (!m) throw new Error('expected s3://BUCKET or s3://BUCKET/PREFIX.');
-  const bucket = m[1]!;
-  if (!BUCKET.test(bucket)) {
-    throw new Error(
-      'expected a bucket name of 3 to 63 lowercase letters, digits, dots and hyphens.',
-    );
-  }
-  return { bucket, prefix: (m[2] ?? '').replace(/^\/+|\/+$/g, '') };
-}
+export { parseBucketUrl, redactUrl, type BucketLocation } from './bucket-url.js';
 
 export interface ScaleOutOptions extends StoreOptions {
   /** postgres://USER@HOST:PORT/DB (`--db`). */
@@ -60,6 +37,8 @@ export interface ScaleOutOptions extends StoreOptions {
   poolSize?: number | undefined;
   /** zlib level for plain uploads (gzip uploads are stored as sent). */
   gzipLevel?: number;
+  /** false: a missing bucket is an open error instead of being created (ft-recover). */
+  createBucket?: boolean | undefined;
 }
 
 /**
@@ -150,17 +129,6 @@ function reasonOf(service: string, err: unknown): string {
   return `${service} unavailable (${e.code ?? message})`;
 }
 
-/** The URL without its password, for messages and logs. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password !== '') u.password = '***';
-    return u.toString();
-  } catch {
-    return '(an unparsable URL)';
-  }
-}
-
 /**
  * Opens the scale-out store: connects to the database (creating or migrating its schema,
  * one process at a time) and to the blob store (creating the bucket if missing). A failure
@@ -198,6 +166,7 @@ export async function openScaleOutStore(options: ScaleOutOptions): Promise<Scale
         credentials: options.s3Credentials,
         tmpDir: layout.tmp,
         gzipLevel: options.gzipLevel,
+        createBucket: options.createBucket,
       }).catch((err: unknown) => {
         throw new StoreOpenError(
           'OPEN_FAILED',

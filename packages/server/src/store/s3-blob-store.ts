@@ -51,6 +51,8 @@ export interface S3BlobStoreOptions {
   tmpDir: string;
   /** zlib level for plain bodies. */
   gzipLevel?: number | undefined;
+  /** false: a missing bucket is an error, not created (ft-recover: a typo creates nothing). */
+  createBucket?: boolean | undefined;
 }
 
 /** The status an S3 error carries, if it came from an answer. */
@@ -116,7 +118,7 @@ export class S3BlobStore implements BlobStore {
     });
     const store = new S3BlobStore(client, options);
     try {
-      await store.#ensureBucket();
+      await store.#ensureBucket(options.createBucket ?? true);
     } catch (err) {
       client.destroy();
       throw err;
@@ -124,13 +126,14 @@ export class S3BlobStore implements BlobStore {
     return store;
   }
 
-  async #ensureBucket(): Promise<void> {
+  async #ensureBucket(create: boolean): Promise<void> {
     try {
       await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
       return;
     } catch (err) {
       if (!isNotFound(err)) throw unavailable(`bucket ${this.bucket}`, err);
     }
+    if (!create) throw new Error(`bucket ${this.bucket} does not exist`);
     try {
       await this.client.send(new CreateBucketCommand({ Bucket: this.bucket }));
     } catch (err) {

@@ -145,12 +145,18 @@ export interface Store {
 }
 
 /**
- * Why a store cannot be opened: NEEDS_RECOVER (a Python store), LOCKED (in use), PERMISSION
- * (its files refuse us: owner, immutable flag, read-only mount), OPEN_FAILED (anything else).
+ * Why a store cannot be opened: NEEDS_RECOVER (a Python store: ft-server), NOT_A_STORE (no
+ * store there: ft-recover), LOCKED (in use), PERMISSION (its files refuse us: owner,
+ * immutable flag, read-only mount), STORES_DISAGREE (a scale-out database and blob store
+ * that are not one store's: ft-recover), OPEN_FAILED (anything else).
  */
-export type StoreOpenErrorCode = 'NEEDS_RECOVER' | 'LOCKED' | 'PERMISSION' | 'OPEN_FAILED';
+export type StoreOpenErrorCode =
+  'NEEDS_RECOVER' | 'NOT_A_STORE' | 'LOCKED' | 'PERMISSION' | 'STORES_DISAGREE' | 'OPEN_FAILED';
 
-/** The store cannot be opened; `code` says why, the one-line message what to do. */
+/**
+ * The store cannot be opened, by ft-server, ft-recover or ft-migrate --into; `code` says
+ * why, the one-line message what to do. The tools pass both on as their `CliError`.
+ */
 export class StoreOpenError extends Error {
   readonly code: StoreOpenErrorCode;
   constructor(code: StoreOpenErrorCode, message: string, cause?: unknown) {
