@@ -57,16 +57,22 @@ function legacyFiles(): LegacyFile[] {
 }
 
 /** The seed's migration step: inside ft_root, `ft-migrate ./files URL`, as a real process. */
-function migrate(root: string, url: string, stateFile: string): Promise<number | null> {
+/** Runs ft-migrate; its exit code and what it printed (to say why when it fails). */
+function migrate(
+  root: string,
+  url: string,
+  stateFile: string,
+): Promise<{ code: number | null; output: string }> {
   const child = spawn(
     process.execPath,
     [path.join(REPO_ROOT, MIGRATE_BIN), './files', url, '--state', stateFile, '-j', '4'],
     { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CI: '1' } },
   );
   children.push(child);
-  child.stdout!.resume();
-  child.stderr!.resume();
-  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+  let output = '';
+  child.stdout!.setEncoding('utf8').on('data', (s: string) => (output += s));
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => (output += s));
+  return new Promise((resolve) => child.once('close', (code) => resolve({ code, output })));
 }
 
 function sha(b: Buffer): string {
@@ -129,7 +135,8 @@ function onlineMigrationSuite(backend: Backend): void {
         assert.equal(got.version, f.mtime, f.name);
       }
 
-      assert.equal(await migration, 0);
+      const migrated = await migration;
+      assert.equal(migrated.code, 0, migrated.output);
 
       // Everything is on the new server, at the right version, but the three changed names.
       for (const f of files) {

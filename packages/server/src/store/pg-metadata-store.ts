@@ -53,12 +53,22 @@ const CLIENT_TIMEOUT =
  * client's timeout): the connection is dropped, not asked for a ROLLBACK.
  */
 function isConnectionFailure(err: unknown): boolean {
-  if (err instanceof pg.DatabaseError) return false;
+  if (typeof err !== 'object' || err === null || err instanceof pg.DatabaseError) return false;
   const e = err as { code?: string; message?: string };
   if (typeof e.code === 'string' && /^E[A-Z]+$/.test(e.code)) return true; // ECONNREFUSED...
   return /Connection terminated|Client has encountered a connection error|Query read timeout|timeout exceeded when trying to connect/.test(
     e.message ?? '',
   );
+}
+
+/**
+ * What a log line says of a lost connection: pg hangs the whole client (its parameters,
+ * sockets and queues) on the error, which would make one warning tens of kilobytes.
+ */
+export function connectionLoss(err: unknown): { message: string; code?: string } {
+  const message = err instanceof Error ? err.message : String(err);
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' ? { message, code } : { message };
 }
 
 /** Whether `err` says the database is down, slow or refusing: a 503, not a 500. */
@@ -185,7 +195,9 @@ export class PgMetadataStore implements MetadataStore {
     metrics?.watchDbPool(pool);
     const warn = options.warn ?? (() => {});
     // An idle connection dropped by the server (a restart) must not crash the process.
-    pool.on('error', (err) => warn({ err }, 'database connection lost (it is replaced on demand)'));
+    pool.on('error', (err) =>
+      warn({ err: connectionLoss(err) }, 'database connection lost (it is replaced on demand)'),
+    );
     try {
       const client = await pool.connect();
       try {

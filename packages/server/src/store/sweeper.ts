@@ -1,6 +1,6 @@
 import pg from 'pg';
 import type { BlobStore } from './blob-store.js';
-import type { PgMetadataStore } from './pg-metadata-store.js';
+import { connectionLoss, type PgMetadataStore } from './pg-metadata-store.js';
 
 /*
  * The garbage collector of the scale-out store (issue 14: "a blob whose refcount reaches 0
@@ -261,7 +261,10 @@ export class Sweeper {
     void client?.end().catch(() => {});
     if (this.stats.leader) {
       this.stats.leader = false;
-      this.#warn({ err }, 'no longer the sweeper: its database connection was lost');
+      this.#warn(
+        { err: connectionLoss(err) },
+        'no longer the sweeper: its database connection was lost',
+      );
     }
   }
 
