@@ -17,7 +17,7 @@ import {
   waitFor,
   type TreeFile,
 } from './helpers/migrate-tree.js';
-import { SERVER_BIN, runRecover } from './helpers/recover-store.js';
+import { SERVER_BIN, dumpMeta, editMeta, runRecover } from './helpers/recover-store.js';
 import { startProcess, type RunningProcess } from './helpers/server.js';
 
 type Report = MigrationSummary & { url: string };
@@ -127,6 +127,46 @@ test('--into keeps a newer version the store holds, as a PUT does: skipped as se
   assert.equal(report.skipped.byReason['already-done'], files.length - 1);
   const kept = { ...target, content: Buffer.from('written by a client\n'), mtime: newer };
   await assertServed(t, store, [...files.filter((f) => f !== target), kept]);
+});
+
+test('--into after an online start: a name deleted during it (a tombstone) is not brought back; an older tombstone is cleared', async (t) => {
+  const files = smallTreeFiles(4, 'tomb');
+  const ftRoot = await makeFtRoot(t, files);
+  const store = path.join(path.dirname(ftRoot), 'store');
+  const [deleted, newer] = [files[1]!, files[2]!];
+  // The store as an online migration leaves it: some files in, tombstones of two names
+  // clients deleted meanwhile (one at the legacy file's version, one older than it).
+  const first = await runMigrate(
+    ['./files', '--into', store, '--exclude', 'f1.txt', '--exclude', 'f2.txt'],
+    {
+      cwd: ftRoot,
+    },
+  );
+  assert.equal(first.code, 0, first.stderr);
+  await editMeta(store, async (meta) => {
+    await meta.putTombstone(`/${deleted.name}`, versionOf(deleted));
+    await meta.putTombstone(`/${newer.name}`, versionOf(newer) - 1);
+  });
+
+  const run = await runMigrate(['./files', '--into', store, '--report', 'report.json'], {
+    cwd: ftRoot,
+  });
+  assert.equal(run.code, 0, run.stderr);
+  const report = await readReport(path.join(ftRoot, 'report.json'));
+  assert.equal(report.skipped.byReason['deleted-on-server'], 1);
+  assert.deepEqual(
+    report.skippedFiles.map((f) => [f.name, f.reason]),
+    [[`/${deleted.name}`, 'deleted-on-server']],
+  );
+  assert.equal(report.uploaded.files, 1);
+  const tombstones = (await dumpMeta(store)).filter(([key]) => key.startsWith('t:'));
+  assert.deepEqual(tombstones, [[`t:/${deleted.name}`, String(versionOf(deleted))]]);
+  assert.ok(!(await inspectStore(store)).links.has(`/${deleted.name}`));
+  await assertServed(
+    t,
+    store,
+    files.filter((f) => f !== deleted),
+  );
 });
 
 test('--into a store a running ft-server holds: one line naming its pid, exit 1, the store untouched', async (t) => {

@@ -12,13 +12,15 @@ import {
   joinName,
   nowVersion,
   splitName,
-  type GetOptions,
-  type GetResult,
-  type PutOptions,
-  type PutStoredOptions,
-  type PutStoredResult,
-  type StatResult,
   type StoredBody,
+} from '@filetracker/shared-protocol/wire';
+import type {
+  GetOptions,
+  GetResult,
+  PutOptions,
+  PutStoredOptions,
+  PutStoredResult,
+  StatResult,
 } from '@filetracker/shared-protocol';
 import {
   StoreOpenError,
@@ -27,7 +29,7 @@ import {
   type PutAdmission,
   type PutRequest,
   type Store,
-} from '@filetracker/server';
+} from '@filetracker/server/local-store';
 import type { MigrateClient } from '../migrator.js';
 
 /*

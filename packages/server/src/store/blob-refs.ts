@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import { StoreNotWritableError } from '@filetracker/shared-protocol';
+import { StoreNotWritableError } from '@filetracker/shared-protocol/wire';
 import type { BlobStore, StagedBlob } from './blob-store.js';
 import { DigestFilter } from './digest-filter.js';
 import { KeyedMutex } from './keyed-mutex.js';

@@ -1,6 +1,6 @@
 import os from 'node:os';
 import path from 'node:path';
-import { FiletrackerError, StoreNotWritableError } from '@filetracker/shared-protocol';
+import { FiletrackerError, StoreNotWritableError } from '@filetracker/shared-protocol/wire';
 import { StoreOpenError } from './store-api.js';
 
 /**

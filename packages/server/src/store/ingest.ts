@@ -8,7 +8,7 @@ import {
   FileTooLargeError,
   FiletrackerError,
   InsufficientStorageError,
-} from '@filetracker/shared-protocol';
+} from '@filetracker/shared-protocol/wire';
 import type { StageOptions, StagedBlob } from './blob-store.js';
 import { unlink, writeDurably } from './fs-calls.js';
 import { tmpFile } from './layout.js';

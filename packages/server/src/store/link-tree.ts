@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { BadRequestError, ConflictError } from '@filetracker/shared-protocol';
+import { BadRequestError, ConflictError } from '@filetracker/shared-protocol/wire';
 import { lstat, lutimes, readlink, symlink, unlink } from './fs-calls.js';
 import type { DirSync } from './dir-sync.js';
 import type { NameLookup, NameRecord } from './metadata-store.js';

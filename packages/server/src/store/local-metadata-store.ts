@@ -1,4 +1,4 @@
-import { joinName } from '@filetracker/shared-protocol';
+import { joinName } from '@filetracker/shared-protocol/wire';
 import { BlobRefs } from './blob-refs.js';
 import type { BlobStore } from './blob-store.js';
 import type { DigestFilter } from './digest-filter.js';

@@ -75,10 +75,18 @@ export class MetaDb {
   );
 
   readonly #location: string;
+  /**
+   * No tombstone in the database: found at open (one key read) and true until the first
+   * is put. Every PUT that migration mode or `ft-migrate --into` admits asks for its name's
+   * tombstone, a LevelDB read through the thread pool each (2.6% of `ft-migrate --into`'s
+   * profile on small files, issue 15), and a store never in migration mode has none. Exact, as this process alone writes the database (invariant 5).
+   */
+  #noTombstones: boolean;
 
-  private constructor(db: ClassicLevel<string, string>, location: string) {
+  private constructor(db: ClassicLevel<string, string>, location: string, noTombstones: boolean) {
     this.db = db;
     this.#location = location;
+    this.#noTombstones = noTombstones;
   }
 
   /**
@@ -99,7 +107,8 @@ export class MetaDb {
       throw whenLocked && isLevelLocked(err) ? whenLocked(err, await lockHolder(location)) : err;
     }
     await recordHolder(location);
-    return new MetaDb(db, location);
+    const tombstone = await db.keys({ ...TOMBSTONE.range, limit: 1 }).all();
+    return new MetaDb(db, location, tombstone.length === 0);
   }
 
   get isOpen(): boolean {
@@ -130,6 +139,7 @@ export class MetaDb {
   }
 
   async getTombstone(name: string): Promise<number | undefined> {
+    if (this.#noTombstones) return undefined;
     await this.#ensureOpen();
     const raw = await this.db.get(TOMBSTONE.key(name));
     return raw === undefined ? undefined : Number(raw);
@@ -137,6 +147,8 @@ export class MetaDb {
 
   /** Durable when it resolves: a tombstone lost to a power cut lets the migrator resurrect a name. */
   putTombstone(name: string, version: number): Promise<void> {
+    // Before the write: a read meanwhile asks the database, which has it or will.
+    this.#noTombstones = false;
     return this.#durable.submit(0, {
       type: 'put',
       key: TOMBSTONE.key(name),

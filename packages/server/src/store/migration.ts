@@ -3,7 +3,7 @@ import {
   FallbackError,
   formatHttpDate,
   joinName,
-} from '@filetracker/shared-protocol';
+} from '@filetracker/shared-protocol/wire';
 import { ForwardingStore } from './forwarding-store.js';
 import type {
   DeleteResult,

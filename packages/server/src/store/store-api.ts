@@ -1,6 +1,9 @@
 import type { Readable } from 'node:stream';
 import type { Registry } from 'prom-client';
-import type { BackendUnavailableError, StoreNotWritableError } from '@filetracker/shared-protocol';
+import type {
+  BackendUnavailableError,
+  StoreNotWritableError,
+} from '@filetracker/shared-protocol/wire';
 import type { BlobHandle } from './blob-store.js';
 import type { NameLookup, NameRecord } from './metadata-store.js';
 import type { FileEntry } from './read-caches.js';

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { FiletrackerError, StoreNotWritableError } from '@filetracker/shared-protocol';
+import { FiletrackerError, StoreNotWritableError } from '@filetracker/shared-protocol/wire';
 import type { DirSync } from './dir-sync.js';
 import { fsFailureOf, notWritableError } from './fs-failure.js';
 import type { StoreLayout } from './layout.js';

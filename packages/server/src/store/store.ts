@@ -4,7 +4,7 @@ import {
   NotADirectoryError,
   StoreNotWritableError,
   joinName,
-} from '@filetracker/shared-protocol';
+} from '@filetracker/shared-protocol/wire';
 import type { BlobStore, StageOptions, StagedBlob } from './blob-store.js';
 import type { MetadataStore, NameChange } from './metadata-store.js';
 import { ReadCaches, type EntryLookup, type FileEntry } from './read-caches.js';
