@@ -259,6 +259,17 @@ describe('scale-out faults (real PostgreSQL and Swift)', { skip: noEngines }, ()
     assert.equal(metric(later, 'ft_object_store_pool_size'), 64);
     assert.ok(metric(later, 'ft_object_store_pool_open') <= 64);
     assert.equal(metric(later, 'ft_object_store_pool_in_use'), 0);
+
+    // The SDK's own warning about each failed streamed upload is a rate-limited JSON log
+    // line, not a console line per request on stderr.
+    const sdkNoise = /non-retryable streaming request/;
+    assert.doesNotMatch(ft.proc.stderr(), sdkNoise, 'nothing from the SDK on stderr');
+    const logged = ft.proc.stdoutLines.filter((l) => sdkNoise.test(l));
+    assert.ok(logged.length >= 1, 'the failed uploads are logged');
+    assert.ok(logged.length <= 2, `at most once a minute, not per request: ${logged.length}`);
+    const line = JSON.parse(logged[0]!) as Record<string, unknown>;
+    assert.equal(line.service, 'object store');
+    assert.match(String(line.msg), /^object store client warning: /);
   });
 
   /** An ft-server whose object store or database is reached through a relay. */

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it, test, type TestContext } from 'node:test';
+import { after, before, describe, it, test } from 'node:test';
 import { rm } from 'node:fs/promises';
 import {
   freshBucket,
   scaleOutArgs,
   scaleOutMissing,
+  serveScaleOut,
   startScaleOutEngines,
-  SWIFT_S3_ENV,
   type ScaleOutEngines,
 } from './helpers/scale-out.js';
 import { tempDir } from './helpers/server.js';
@@ -15,11 +15,9 @@ import {
   exitWithin,
   fileUrl,
   getFile,
-  listeningUrl,
   putFile,
   spawnBin,
   waitFor,
-  type Spawned,
 } from './helpers/store-traffic.js';
 
 // ft-server on the scale-out backend (issue 14), as real processes on real engines
@@ -33,20 +31,6 @@ const DB_TIMEOUT_MS = 10_000;
 const ANSWER_BOUND_MS = DB_TIMEOUT_MS + 5_000;
 
 const noEngines = await scaleOutMissing();
-
-interface Served {
-  url: string;
-  proc: Spawned;
-}
-
-/** An ft-server process with `args`, stopped (SIGKILL if still alive) when the test ends. */
-async function serve(t: TestContext, args: string[]): Promise<Served> {
-  const proc = spawnBin(BIN, ['-p', '0', ...args], { env: { ...process.env, ...SWIFT_S3_ENV } });
-  t.after(() => proc.kill());
-  // Under the load of several test runs, opening the bucket and the schema takes seconds.
-  const url = await listeningUrl(() => proc.stdoutLines, proc, 60_000);
-  return { url, proc };
-}
 
 /** `/status`'s storeId and the header's; asserts they agree. */
 async function storeIdOf(url: string): Promise<string> {
@@ -104,7 +88,10 @@ describe(
         const shared = await tempDir('ft-scale-out-');
         t.after(() => rm(shared, { recursive: true, force: true }));
         const args = layout.args(db, shared);
-        const [a, b] = await Promise.all([serve(t, args), serve(t, [...args, '--workers', '2'])]);
+        const [a, b] = await Promise.all([
+          serveScaleOut(t, args),
+          serveScaleOut(t, [...args, '--workers', '2']),
+        ]);
         assert.notEqual(a.url, b.url);
         assert.equal(await storeIdOf(a.url), await storeIdOf(b.url), 'one storeId');
 
@@ -145,7 +132,7 @@ describe(
 
     it(`PostgreSQL stopped: requests answer 503 within ${ANSWER_BOUND_MS / 1000} s, /healthz says database, and service resumes when it is back`, async (t) => {
       const db = await engines.postgres.createDatabase();
-      const ft = await serve(t, scaleOutArgs(engines, db, freshBucket()));
+      const ft = await serveScaleOut(t, scaleOutArgs(engines, db, freshBucket()));
       const content = Buffer.from('stored before the database went away');
       assert.equal((await putFile(ft.url, '/pg/kept', content, V)).status, 200);
       assert.equal((await fetch(`${ft.url}/healthz`)).status, 200);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { after, before, describe, it } from 'node:test';
-import { openScaleOutStore, type ScaleOutStore } from '@filetracker/server';
+import { openScaleOutStore, sweepStore, type ScaleOutStore } from '@filetracker/server';
 import { prng } from './helpers/fault-prng.js';
 import { isRunning } from './helpers/legacy-static.js';
 import {
@@ -21,6 +21,7 @@ import {
   scaleOutArgs,
   scaleOutMissing,
   startScaleOutEngines,
+  SWIFT_S3_ENV,
   type ScaleOutEngines,
 } from './helpers/scale-out.js';
 import {
@@ -29,7 +30,15 @@ import {
   type FtProcess,
 } from './helpers/scale-out-processes.js';
 import { tempDir } from './helpers/server.js';
-import { exitWithin, fileUrl, getFile, putFile, sleep, waitFor } from './helpers/store-traffic.js';
+import {
+  exitWithin,
+  fileUrl,
+  getFile,
+  putFile,
+  sleep,
+  spawnBin,
+  waitFor,
+} from './helpers/store-traffic.js';
 import { SWIFT_S3_CREDENTIALS, SWIFT_S3_REGION } from './helpers/swift.js';
 
 // Many ft-server processes on one scale-out store (issue 14), on real engines (PostgreSQL
@@ -38,6 +47,7 @@ import { SWIFT_S3_CREDENTIALS, SWIFT_S3_REGION } from './helpers/swift.js';
 // SIGKILL of one of them under load. Without the engines these skip and say why.
 
 const V = 1_700_000_000;
+const RECOVER = 'packages/server/bin/ft-recover.mjs';
 const noEngines = await scaleOutMissing();
 
 /** A test's seed (FT_TEST_SEED replays one), printed as a diagnostic. */
@@ -433,6 +443,20 @@ describe('many ft-server processes on one scale-out store', { skip: noEngines },
     assert.deepEqual(problems.slice(0, 10), []);
     assert.ok(rounds >= 5, `only ${rounds} rounds`);
     assert.ok(counts.cutOff > 0, 'no kill cut off a write: the load did not overlap the kills');
+
+    // After the sweep (no grace: nothing is in flight now), the real ft-recover --check finds
+    // the database and the bucket in agreement: the blobs and staging copies the kills left
+    // are gone, every name's blob is there, every refcount true.
+    const swept = await sweepStore(view.metadata, view.blobs, { graceSeconds: 0 });
+    const live = [...possible.values()].filter(([s]) => s !== null).length;
+    const recover = spawnBin(RECOVER, ['--check', ...args], {
+      env: { ...process.env, ...SWIFT_S3_ENV },
+    });
+    const { code } = await exitWithin(recover, 60_000);
+    const report = recover.stdoutLines.join('\n');
+    t.diagnostic(`swept ${JSON.stringify(swept)}; ft-recover --check: ${report}`);
+    assert.equal(code, 0, `${report}\n${recover.stderr()}`);
+    assert.match(report, new RegExp(`^ft-recover: consistent: ${live} names, \\d+ blobs`, 'm'));
     for (const end of ends) {
       end.proc.child.kill('SIGTERM');
       assert.equal((await exitWithin(end.proc, 20_000)).code, 0, end.proc.stderr());

@@ -194,6 +194,7 @@ export async function openScaleOutStore(options: ScaleOutOptions): Promise<Scale
         gzipLevel: options.gzipLevel,
         createBucket: options.createBucket,
         metrics: engineMetrics,
+        warn: options.warn,
       }).catch((err: unknown) => {
         throw new StoreOpenError(
           'OPEN_FAILED',

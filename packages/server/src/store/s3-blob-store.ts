@@ -23,6 +23,7 @@ import type { BlobHandle, BlobSizes, BlobStore, StageOptions, StagedBlob } from 
 import type { EngineMetrics, ObjectStoreErrorKind } from './engine-metrics.js';
 import { unlink } from './fs-calls.js';
 import { ingest, type IngestTarget } from './ingest.js';
+import { sdkLogger } from './sdk-logger.js';
 
 /**
  * A blob up to this size is read whole when opened (one GET, from the first byte), so its
@@ -67,6 +68,8 @@ export interface S3BlobStoreOptions {
   createBucket?: boolean | undefined;
   /** Counts each request's latency and failures, and watches the socket pool. */
   metrics?: EngineMetrics | undefined;
+  /** Where the SDK's own warnings and errors go, one line each, rate-limited (sdk-logger.ts). */
+  warn?: ((details: Record<string, unknown>, message: string) => void) | undefined;
 }
 
 /** The status an S3 error carries, if it came from an answer. */
@@ -141,6 +144,8 @@ export class S3BlobStore implements BlobStore {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       maxAttempts: MAX_ATTEMPTS,
+      // Not the console: the SDK writes a line there on every failed streamed upload.
+      logger: sdkLogger(options.warn ?? (() => {})),
       requestHandler: {
         connectionTimeout: CONNECT_TIMEOUT_MS,
         socketTimeout: IDLE_TIMEOUT_MS,
