@@ -2,11 +2,12 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { Readable } from 'node:stream';
-import { openScaleOutStore, S3BlobStore, type ScaleOutStore } from '@filetracker/server';
+import { S3BlobStore, type ScaleOutStore } from '@filetracker/server';
 import {
   freshBucket,
   scaleOutArgs,
   scaleOutMissing,
+  openTestScaleOutStore,
   startScaleOutEngines,
   SWIFT_S3_ENV,
   type ScaleOutEngines,
@@ -58,15 +59,7 @@ describe('ft-recover on the scale-out store', { skip: noEngines }, () => {
     const db = await engines.postgres.createDatabase();
     const bucket = freshBucket();
     const dir = await tempDir('ft-recover-so-');
-    const store = await openScaleOutStore({
-      db,
-      bucket: { bucket, prefix: '' },
-      s3Endpoint: engines.swift.endpoint,
-      s3Credentials: SWIFT_S3_CREDENTIALS,
-      s3Region: SWIFT_S3_REGION,
-      dir,
-      poolSize: 2,
-    });
+    const store = await openTestScaleOutStore(engines, dir, { db, bucket }, 2);
     t.after(async () => {
       await store.close();
       await rm(dir, { recursive: true, force: true });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { after, before, describe, it } from 'node:test';
-import { openScaleOutStore, sweepStore, type ScaleOutStore } from '@filetracker/server';
+import { sweepStore, type ScaleOutStore } from '@filetracker/server';
 import { prng } from './helpers/fault-prng.js';
 import { isRunning } from './helpers/legacy-static.js';
 import {
@@ -20,6 +20,7 @@ import {
   freshBucket,
   scaleOutArgs,
   scaleOutMissing,
+  openTestScaleOutStore,
   startScaleOutEngines,
   SWIFT_S3_ENV,
   type ScaleOutEngines,
@@ -39,7 +40,6 @@ import {
   spawnBin,
   waitFor,
 } from './helpers/store-traffic.js';
-import { SWIFT_S3_CREDENTIALS, SWIFT_S3_REGION } from './helpers/swift.js';
 
 // Many ft-server processes on one scale-out store (issue 14), on real engines (PostgreSQL
 // 15, Swift with s3api) started once for this file: --workers N behind one port, two
@@ -112,15 +112,7 @@ describe('many ft-server processes on one scale-out store', { skip: noEngines },
     const bucket = freshBucket();
     const args = scaleOutArgs(engines, db, bucket);
     const dir = await tempDir('ft-workers-view-');
-    const view = await openScaleOutStore({
-      db,
-      bucket: { bucket, prefix: '' },
-      s3Endpoint: engines.swift.endpoint,
-      s3Credentials: SWIFT_S3_CREDENTIALS,
-      s3Region: SWIFT_S3_REGION,
-      dir,
-      poolSize: 4,
-    });
+    const view = await openTestScaleOutStore(engines, dir, { db, bucket }, 4);
     t.after(async () => {
       await view.close();
       await rm(dir, { recursive: true, force: true });

@@ -83,6 +83,7 @@ export async function openTestScaleOutStore(
   engines: ScaleOutEngines,
   dir: string,
   at?: ScaleOutLocation,
+  poolSize = 8,
 ): Promise<ScaleOutStore> {
   const { db, bucket } = at ?? (await freshScaleOutLocation(engines));
   return openScaleOutStore({
@@ -92,7 +93,7 @@ export async function openTestScaleOutStore(
     s3Credentials: SWIFT_S3_CREDENTIALS,
     s3Region: SWIFT_S3_REGION,
     dir,
-    poolSize: 8,
+    poolSize,
   });
 }
 
