@@ -118,17 +118,9 @@ describe(
         assert.equal(await headStatus(b.url, '/shared/one.txt'), 404);
         assert.deepEqual(await listOf(b.url, '/shared'), { status: 200, names: [] });
 
-        if (process.env.FT_WORKERS_PREVIEW === '1') {
-          // With --db, --workers 2 is two worker processes behind b's port.
-          const listening = b.proc.stdoutLines.find((l) => l.includes('"listening"'))!;
-          assert.equal((JSON.parse(listening) as { workers: number[] }).workers.length, 2);
-        } else {
-          // A preview until a hang under load is fixed: one process, and a warning saying so.
-          assert.ok(
-            b.proc.stdoutLines.some((l) => l.includes('unless FT_WORKERS_PREVIEW=1')),
-            b.proc.stdoutLines.join('\n'),
-          );
-        }
+        // With --db, --workers 2 is two worker processes behind b's port.
+        const listening = b.proc.stdoutLines.find((l) => l.includes('"listening"'))!;
+        assert.equal((JSON.parse(listening) as { workers: number[] }).workers.length, 2);
 
         // SIGTERM: requests finished, the pool ended, exit 0.
         for (const p of [a, b]) {

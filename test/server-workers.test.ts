@@ -120,89 +120,85 @@ describe('many ft-server processes on one scale-out store', { skip: noEngines },
     return { args, view };
   }
 
-  // Skipped unless FT_WORKERS_PREVIEW=1: in two full suites at once (2026-12-03) this test
-  // hung for over 15 minutes with a GET's 73 bytes unread in the primary's accepted socket,
-  // both workers alive and idle: node:cluster's primary stopped handing connections out.
-  // ft-server ignores --workers without that variable until this is understood.
-  const preview = process.env.FT_WORKERS_PREVIEW === '1';
-  it(
-    '--workers 2 with --db: two workers serve one port; a SIGKILLed worker is replaced while requests go on being answered; SIGTERM stops every process',
-    {
-      skip: preview
-        ? false
-        : 'set FT_WORKERS_PREVIEW=1: --workers with --db is a preview (a hang under load is being fixed)',
-    },
-    async (t) => {
-      const { args } = await freshStore(t);
-      const ft = await startFtServer(t, [...args, '--workers', '2']);
-      const primary = ft.proc.child.pid!;
-      const workers = ft.lines().find((l) => l.msg === 'listening')!.workers as number[];
-      t.after(() => {
-        for (const l of ft.lines()) {
-          for (const pid of (l.workers as number[] | undefined) ?? []) {
-            if (isRunning(pid)) process.kill(pid, 'SIGKILL');
-          }
+  it('--workers 2 with --db: two workers serve one port; a SIGKILLed worker is replaced while requests go on being answered; SIGTERM stops every process', async (t) => {
+    const { args } = await freshStore(t);
+    const ft = await startFtServer(t, [...args, '--workers', '2']);
+    const primary = ft.proc.child.pid!;
+    const workers = ft.lines().find((l) => l.msg === 'listening')!.workers as number[];
+    t.after(() => {
+      for (const l of ft.lines()) {
+        for (const pid of (l.workers as number[] | undefined) ?? []) {
+          if (isRunning(pid)) process.kill(pid, 'SIGKILL');
         }
-      });
-      assert.equal(workers.length, 2, JSON.stringify(workers));
-      assert.ok(!workers.includes(primary));
-      assert.ok(workers.every(isRunning));
-
-      const content = Buffer.from('served by whichever worker\n'.repeat(10));
-      assert.equal((await putFile(ft.url, '/w/a.txt', content, V)).status, 200);
-      // Each request on a connection of its own: node:cluster hands them out in turn.
-      for (let i = 0; i < 6; i++) assert.equal(await getOnNewConnection(ft.url, '/w/a.txt'), 200);
-      const servedBy = (): Set<unknown> =>
-        new Set(
-          ft
-            .lines()
-            .filter((l) => l.msg === 'request' && l.status === 200)
-            .map((l) => l.pid),
-        );
-      await waitFor('request lines of both workers', () => servedBy().size === 2);
-      assert.deepEqual([...servedBy()].sort(), [...workers].sort());
-      // Only the workers open the store: the primary has no pool to stop.
-      assert.ok(
-        ft.lines().every((l) => l.msg !== 'worker listening' || workers.includes(l.pid as number)),
-      );
-
-      const [victim, survivor] = workers as [number, number];
-      process.kill(victim, 'SIGKILL');
-      const answers: (number | string)[] = [];
-      const start = performance.now();
-      // Requests go on being answered while the primary notices and starts a replacement.
-      while (ft.lines().filter((l) => l.msg === 'listening').length < 2) {
-        answers.push(await getOnNewConnection(ft.url, '/w/a.txt'));
-        if (performance.now() - start > 30_000) assert.fail('no replacement within 30 s');
       }
-      t.diagnostic(`${answers.length} requests answered while the worker was replaced`);
-      assert.ok(answers.length > 0);
-      assert.deepEqual(
-        answers.filter((a) => a !== 200),
-        [],
-      );
-      const death = ft.lines().find((l) => l.msg === 'worker died; starting another')!;
-      assert.equal(death.worker, victim);
-      assert.equal(death.signal, 'SIGKILL');
-      const again = ft.lines().filter((l) => l.msg === 'listening')[1]!.workers as number[];
-      assert.equal(again.length, 2);
-      assert.ok(again.includes(survivor) && !again.includes(victim));
-      const replacement = again.find((pid) => pid !== survivor)!;
-      // The replacement opened the store and serves it.
-      await waitFor('a request served by the replacement', async () => {
-        assert.equal(await getOnNewConnection(ft.url, '/w/a.txt'), 200);
-        return servedBy().has(replacement);
-      });
-      assert.deepEqual((await getFile(ft.url, '/w/a.txt')).body, content);
+    });
+    assert.equal(workers.length, 2, JSON.stringify(workers));
+    assert.ok(!workers.includes(primary));
+    assert.ok(workers.every(isRunning));
 
-      const stopping = performance.now();
-      ft.proc.child.kill('SIGTERM');
-      assert.equal((await exitWithin(ft.proc, 20_000)).code, 0, ft.proc.stderr());
-      t.diagnostic(`SIGTERM to exit: ${Math.round(performance.now() - stopping)} ms`);
-      await waitFor('every worker to be gone', () => again.every((pid) => !isRunning(pid)), 5_000);
-      assert.ok(!isRunning(victim));
-    },
-  );
+    const content = Buffer.from('served by whichever worker\n'.repeat(10));
+    assert.equal((await putFile(ft.url, '/w/a.txt', content, V)).status, 200);
+    const servedBy = (): Set<unknown> =>
+      new Set(
+        ft
+          .lines()
+          .filter((l) => l.msg === 'request' && l.status === 200)
+          .map((l) => l.pid),
+      );
+    // Each request on a connection of its own; the workers accept from one socket and the
+    // kernel picks which takes a connection, so ask until both have answered.
+    await waitFor(
+      'request lines of both workers',
+      async () => {
+        for (let i = 0; i < 6; i++) {
+          assert.equal(await getOnNewConnection(ft.url, '/w/a.txt'), 200);
+        }
+        return servedBy().size === 2;
+      },
+      30_000,
+    );
+    assert.deepEqual([...servedBy()].sort(), [...workers].sort());
+    // Only the workers open the store: the primary has no pool to stop.
+    assert.ok(
+      ft.lines().every((l) => l.msg !== 'worker listening' || workers.includes(l.pid as number)),
+    );
+
+    const [victim, survivor] = workers as [number, number];
+    process.kill(victim, 'SIGKILL');
+    const answers: (number | string)[] = [];
+    const start = performance.now();
+    // Requests go on being answered while the primary notices and starts a replacement.
+    while (ft.lines().filter((l) => l.msg === 'listening').length < 2) {
+      answers.push(await getOnNewConnection(ft.url, '/w/a.txt'));
+      if (performance.now() - start > 30_000) assert.fail('no replacement within 30 s');
+    }
+    t.diagnostic(`${answers.length} requests answered while the worker was replaced`);
+    assert.ok(answers.length > 0);
+    assert.deepEqual(
+      answers.filter((a) => a !== 200),
+      [],
+    );
+    const death = ft.lines().find((l) => l.msg === 'worker died; starting another')!;
+    assert.equal(death.worker, victim);
+    assert.equal(death.signal, 'SIGKILL');
+    const again = ft.lines().filter((l) => l.msg === 'listening')[1]!.workers as number[];
+    assert.equal(again.length, 2);
+    assert.ok(again.includes(survivor) && !again.includes(victim));
+    const replacement = again.find((pid) => pid !== survivor)!;
+    // The replacement opened the store and serves it.
+    await waitFor('a request served by the replacement', async () => {
+      assert.equal(await getOnNewConnection(ft.url, '/w/a.txt'), 200);
+      return servedBy().has(replacement);
+    });
+    assert.deepEqual((await getFile(ft.url, '/w/a.txt')).body, content);
+
+    const stopping = performance.now();
+    ft.proc.child.kill('SIGTERM');
+    assert.equal((await exitWithin(ft.proc, 20_000)).code, 0, ft.proc.stderr());
+    t.diagnostic(`SIGTERM to exit: ${Math.round(performance.now() - stopping)} ms`);
+    await waitFor('every worker to be gone', () => again.every((pid) => !isRunning(pid)), 5_000);
+    assert.ok(!isRunning(victim));
+  });
 
   it('2 x 32 concurrent writers of the same names through two processes: every answer fits one linearizable history per name, and the store is consistent', async (t) => {
     const rnd = seeded(t);

@@ -44,12 +44,21 @@ export async function startFtServer(t: TestContext, args: string[]): Promise<FtP
 }
 
 /**
- * GET of `name` on a connection of its own (closed after), so that node:cluster hands
- * each request to a worker anew; resolves with the status, or the network error's code.
+ * GET of `name` on a connection of its own (closed after), so that each request is
+ * accepted by a worker anew; resolves with the status, the network error's code, or
+ * `no answer within N ms` (a connection left waiting, the bug this helper was made for).
  */
-export function getOnNewConnection(base: string, name: string): Promise<number | string> {
+export function getOnNewConnection(
+  base: string,
+  name: string,
+  timeoutMs = 10_000,
+): Promise<number | string> {
   return new Promise((resolve) => {
     const req = request(fileUrl(base, name), { agent: false, headers: { Connection: 'close' } });
+    req.setTimeout(timeoutMs, () => {
+      resolve(`no answer within ${timeoutMs} ms`);
+      req.destroy();
+    });
     req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
     req.on('response', (res) => {
       res.resume();

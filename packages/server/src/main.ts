@@ -83,7 +83,7 @@ function program(): Command {
     .addOption(
       new Option(
         '--workers <N>',
-        `with --db and FT_WORKERS_PREVIEW=1 (a preview: a hang under load is being fixed): N worker processes (1-${MAX_WORKERS}) serve the port, each with its own database pool; the primary only starts them and replaces one that dies. Otherwise accepted for compatibility (Python ran N gunicorn workers) and ignored: the local store belongs to one process, whose I/O is asynchronous`,
+        `with --db: N worker processes (1-${MAX_WORKERS}) serve the port, each with its own database pool; the primary only starts them and replaces one that dies. Otherwise accepted for compatibility (Python ran N gunicorn workers) and ignored: the local store belongs to one process, whose I/O is asynchronous`,
       ),
     )
     .addOption(scaleOut.db)
@@ -207,15 +207,6 @@ async function serve(argv: string[]): Promise<void> {
       { workers: flags.workers },
       '--workers is ignored without --db: the local store belongs to one process, whose asynchronous I/O serves every request; for more processes on one store use --db',
     );
-  }
-  if (workers > 1 && process.env.FT_WORKERS_PREVIEW !== '1') {
-    // Seen in testing: under load the primary stopped handing accepted connections to its
-    // workers, and a request waited forever. Until that is understood, opt-in only.
-    logger.warn(
-      { workers: flags.workers },
-      '--workers is ignored with --db unless FT_WORKERS_PREVIEW=1 (a known hang under load is being fixed); run several ft-server processes on other ports instead',
-    );
-    return serveProcess(flags, dirGiven, log);
   }
   if (workers === 1) return serveProcess(flags, dirGiven, log);
 
