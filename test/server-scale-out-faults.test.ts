@@ -12,11 +12,13 @@ import {
   type ScaleOutServer,
 } from './helpers/scale-out.js';
 import { fileUrl, sleep, waitFor } from './helpers/store-traffic.js';
+import { startSwift } from './helpers/swift.js';
 
 // The scale-out backend's services failing under a running ft-server (issue 14, "Faults"):
 // the Swift proxy stopped and restarted under load, the object store and the database
 // gone silent (a relay that stops passing bytes), and the metrics of both services. Real
-// PostgreSQL 15 and Swift 2.30, started once for this file; without them these skip.
+// PostgreSQL 15 and Swift 2.30 (the suite's shared ones, or started once for this file),
+// and a Swift of its own for the test that stops it; without them these skip.
 
 const V = 1_700_000_000;
 /**
@@ -135,9 +137,12 @@ describe('scale-out faults (real PostgreSQL and Swift)', { skip: noEngines }, ()
   after(() => engines?.close());
 
   it('the Swift proxy stopped and restarted under load: 503s naming the object store, nothing lost, service resumes by itself', async (t) => {
+    // A Swift of its own: the suite's shared one is not stopped under other tests.
+    const swift = await startSwift();
+    t.after(() => swift.close());
     const db = await engines.postgres.createDatabase();
     const ft = await serveScaleOut(t, [
-      ...scaleOutArgs(engines, db, freshBucket()),
+      ...scaleOutArgs({ ...engines, swift }, db, freshBucket()),
       '--db-pool-size',
       '6',
     ]);
@@ -180,23 +185,20 @@ describe('scale-out faults (real PostgreSQL and Swift)', { skip: noEngines }, ()
       ...Array.from({ length: 8 }, (_, w) => writer(w)),
       ...Array.from({ length: 8 }, () => reader()),
     ]);
-    let restarted = false;
     t.after(async () => {
       running = false;
       await load;
-      if (!restarted) await engines.swift.startProxy();
     });
 
     await sleep(2_000);
     const stoppedAt = Date.now();
-    await engines.swift.stopProxy();
+    await swift.stopProxy();
     await sleep(2_000);
     const health = await timedFetch(`${ft.url}/healthz`);
     assertUnavailable(health, /^object store\b/, '/healthz while the proxy is down');
     const during = await metricsOf(ft.url);
     await sleep(1_000);
-    await engines.swift.startProxy();
-    restarted = true;
+    await swift.startProxy();
     const restartedAt = Date.now();
     t.diagnostic(`proxy down for ${restartedAt - stoppedAt} ms`);
     // Under load, until a PUT and a GET sent after the restart have succeeded.

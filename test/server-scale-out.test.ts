@@ -9,6 +9,7 @@ import {
   startScaleOutEngines,
   type ScaleOutEngines,
 } from './helpers/scale-out.js';
+import { startPostgres } from './helpers/postgres.js';
 import { tempDir } from './helpers/server.js';
 import {
   deleteFile,
@@ -21,8 +22,8 @@ import {
 } from './helpers/store-traffic.js';
 
 // ft-server on the scale-out backend (issue 14), as real processes on real engines
-// (PostgreSQL 15, Swift 2.30 with s3api) started once for this file; without them these
-// skip and say why. The command-line checks need no engine.
+// (PostgreSQL 15, Swift 2.30 with s3api): the suite's shared ones, or started once for this
+// file; without them these skip and say why. The command-line checks need no engine.
 
 const BIN = 'packages/server/bin/ft-server.mjs';
 const V = 1_700_000_000;
@@ -131,17 +132,16 @@ describe(
     }
 
     it(`PostgreSQL stopped: requests answer 503 within ${ANSWER_BOUND_MS / 1000} s, /healthz says database, and service resumes when it is back`, async (t) => {
-      const db = await engines.postgres.createDatabase();
+      // A PostgreSQL of its own: the suite's shared one is not stopped under other tests.
+      const postgres = await startPostgres();
+      t.after(() => postgres.close());
+      const db = await postgres.createDatabase();
       const ft = await serveScaleOut(t, scaleOutArgs(engines, db, freshBucket()));
       const content = Buffer.from('stored before the database went away');
       assert.equal((await putFile(ft.url, '/pg/kept', content, V)).status, 200);
       assert.equal((await fetch(`${ft.url}/healthz`)).status, 200);
 
-      await engines.postgres.stop();
-      let restarted = false;
-      t.after(async () => {
-        if (!restarted) await engines.postgres.start();
-      });
+      await postgres.stop();
       const attempts: [string, () => Promise<Response>][] = [
         ['GET', () => fetch(fileUrl(ft.url, '/pg/kept'))],
         ['HEAD', () => fetch(fileUrl(ft.url, '/pg/kept'), { method: 'HEAD' })],
@@ -166,8 +166,7 @@ describe(
       assert.ok(healthMs < ANSWER_BOUND_MS);
       t.diagnostic(`slowest 503 while PostgreSQL was down: ${Math.round(slowest)} ms`);
 
-      await engines.postgres.start();
-      restarted = true;
+      await postgres.start();
       // Service resumes by itself: the pool connects again on demand.
       await waitFor(
         'ft-server to serve again',

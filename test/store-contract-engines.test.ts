@@ -11,30 +11,31 @@ import {
 } from '@filetracker/server';
 import { blobStoreContract } from './contract/blob-store.js';
 import { metadataStoreContract, type MetadataStoreUnderTest } from './contract/metadata-store.js';
-import { postgresMissing, startPostgres, type PostgresEngine } from './helpers/postgres.js';
+import { postgresForTest, postgresMissing, type PostgresEngine } from './helpers/postgres.js';
+import { freshBucket } from './helpers/scale-out.js';
 import { tempDir } from './helpers/server.js';
 import {
   SWIFT_S3_CREDENTIALS,
   SWIFT_S3_REGION,
-  startSwift,
+  swiftForTest,
   swiftMissing,
   type SwiftEngine,
 } from './helpers/swift.js';
 
-// The scale-out ports against the real engines (PostgreSQL 15, Swift 2.30 with s3api),
-// started once for this file in temp dirs; without them installed, these skip and say why.
+// The scale-out ports against the real engines (PostgreSQL 15, Swift 2.30 with s3api): the
+// suite's shared ones, or started once for this file in temp dirs; without them installed,
+// these skip and say why.
 const noPostgres = await postgresMissing();
 const noSwift = await swiftMissing();
 
 let postgres: PostgresEngine | undefined;
 let swift: SwiftEngine | undefined;
-let buckets = 0;
 
 /** A bucket of its own (created by the store) and a local dir for bodies being verified. */
 async function s3Store(prefix?: string): Promise<{ blobs: S3BlobStore; close(): Promise<void> }> {
   const tmpDir = await tempDir('ft-s3-tmp-');
   const blobs = await S3BlobStore.open({
-    bucket: `ft-contract-${process.pid}-${++buckets}`,
+    bucket: freshBucket(),
     prefix,
     endpoint: swift!.endpoint,
     region: SWIFT_S3_REGION,
@@ -76,8 +77,8 @@ async function pgStore(
 describe('store ports on real engines', () => {
   before(async () => {
     [postgres, swift] = await Promise.all([
-      noPostgres ? undefined : startPostgres(),
-      noSwift ? undefined : startSwift(),
+      noPostgres ? undefined : postgresForTest(),
+      noSwift ? undefined : swiftForTest(),
     ]);
   });
   after(async () => {

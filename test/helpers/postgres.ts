@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { chown, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -44,15 +45,97 @@ export async function postgresMissing(): Promise<string | undefined> {
   return undefined;
 }
 
+/**
+ * The suite runner's PostgreSQL (test/run-suite.ts), shared by the test files of one run:
+ * postgres://ft@127.0.0.1:PORT/postgres. Unset: each file starts its own.
+ */
+export const SHARED_POSTGRES_ENV = 'FT_TEST_PG_URL';
+
+/**
+ * Database names unique across the processes of a suite run on one shared cluster: pids
+ * are reused within a run (pid_max is 32768 here), so a random part too.
+ */
+const DB_PREFIX = `ft_test_${process.pid}_${randomBytes(4).toString('hex')}_`;
 let databases = 0;
+
+/** CREATE DATABASE of a fresh name on the cluster at 127.0.0.1:`port`; returns its name. */
+async function createDatabaseOn(port: number): Promise<string> {
+  const name = `${DB_PREFIX}${++databases}`;
+  await psql(port, `CREATE DATABASE ${name} STRATEGY FILE_COPY`);
+  return name;
+}
+
+function psql(port: number, command: string): Promise<unknown> {
+  return run(`${BIN}/psql`, [
+    '-h',
+    '127.0.0.1',
+    '-p',
+    String(port),
+    '-U',
+    ROLE,
+    '-d',
+    'postgres',
+    '-v',
+    'ON_ERROR_STOP=1',
+    '-c',
+    command,
+  ]);
+}
+
+const databaseUrl = (port: number, name: string): string =>
+  `postgres://${ROLE}@127.0.0.1:${port}/${name}`;
+
+/**
+ * The suite's shared PostgreSQL if the runner set {@link SHARED_POSTGRES_ENV}, else a
+ * private one (startPostgres). A test that stops or restarts PostgreSQL starts a private
+ * one itself: the shared one refuses stop() and start().
+ */
+export async function postgresForTest(): Promise<PostgresEngine> {
+  const shared = process.env[SHARED_POSTGRES_ENV];
+  return shared ? sharePostgres(shared) : startPostgres();
+}
+
+/**
+ * A handle on a running cluster that this process did not start: fresh databases as
+ * usual; close() drops the ones it created (if nothing is connected to them any more)
+ * and leaves the server running.
+ */
+export function sharePostgres(url: string): PostgresEngine {
+  const port = Number(new URL(url).port);
+  const created: string[] = [];
+  const refuse = async (): Promise<never> => {
+    throw new Error(
+      `the suite's shared PostgreSQL (${SHARED_POSTGRES_ENV}) is not stopped by a test: start a private one (startPostgres)`,
+    );
+  };
+  let closing: Promise<void> | undefined;
+  return {
+    port,
+    async createDatabase() {
+      const name = await createDatabaseOn(port);
+      created.push(name);
+      return databaseUrl(port, name);
+    },
+    stop: refuse,
+    start: refuse,
+    close() {
+      // Frees the disk early; one still in use stays until the runner removes the cluster.
+      closing ??= Promise.all(
+        created.map((name) => psql(port, `DROP DATABASE IF EXISTS ${name}`).catch(() => {})),
+      ).then(() => {});
+      return closing;
+    },
+  };
+}
 
 /**
  * initdb in a temp dir (owned by the postgres user, which also gets the Unix socket there)
  * and a server on a free port of 127.0.0.1. A spurious "address in use" was seen here at
  * start-up (ENGINES.md): a failed start is retried once on another port. fsync is off:
- * the tests kill ft-server processes, never this cluster's host.
+ * the tests kill ft-server processes, never this cluster's host. `maxConnections`: more for
+ * the suite's shared cluster, which two test files use at once.
  */
-export async function startPostgres(): Promise<PostgresEngine> {
+export async function startPostgres({ maxConnections = 200 } = {}): Promise<PostgresEngine> {
   const dir = await tempDir('ft-pg-');
   const data = path.join(dir, 'data');
   const { uid, gid } = await pgIds();
@@ -92,7 +175,7 @@ export async function startPostgres(): Promise<PostgresEngine> {
       '-c',
       'full_page_writes=off',
       '-c',
-      'max_connections=200',
+      `max_connections=${maxConnections}`,
     ]);
     server = proc;
     let exited = false;
@@ -148,22 +231,7 @@ export async function startPostgres(): Promise<PostgresEngine> {
       return port;
     },
     async createDatabase() {
-      const name = `ft_test_${process.pid}_${++databases}`;
-      await run(`${BIN}/psql`, [
-        '-h',
-        '127.0.0.1',
-        '-p',
-        String(port),
-        '-U',
-        ROLE,
-        '-d',
-        'postgres',
-        '-v',
-        'ON_ERROR_STOP=1',
-        '-c',
-        `CREATE DATABASE ${name} STRATEGY FILE_COPY`,
-      ]);
-      return `postgres://${ROLE}@127.0.0.1:${port}/${name}`;
+      return databaseUrl(port, await createDatabaseOn(port));
     },
     stop: stopServer,
     start,

@@ -1,11 +1,12 @@
+import { randomBytes } from 'node:crypto';
 import type { TestContext } from 'node:test';
 import { openScaleOutStore, type ScaleOutStore } from '@filetracker/server';
-import { postgresMissing, startPostgres, type PostgresEngine } from './postgres.js';
+import { postgresForTest, postgresMissing, type PostgresEngine } from './postgres.js';
 import { listeningUrl, spawnBin, type Spawned } from './store-traffic.js';
 import {
   SWIFT_S3_CREDENTIALS,
   SWIFT_S3_REGION,
-  startSwift,
+  swiftForTest,
   swiftMissing,
   type SwiftEngine,
 } from './swift.js';
@@ -14,7 +15,7 @@ import {
 export interface ScaleOutEngines {
   postgres: PostgresEngine;
   swift: SwiftEngine;
-  /** Stops both and removes their temp dirs. Idempotent. */
+  /** Stops both and removes their temp dirs (a shared one keeps running). Idempotent. */
   close(): Promise<void>;
 }
 
@@ -23,8 +24,14 @@ export async function scaleOutMissing(): Promise<string | undefined> {
   return (await postgresMissing()) ?? (await swiftMissing());
 }
 
+/**
+ * PostgreSQL and Swift for a test file: the suite's shared ones where test/run-suite.ts
+ * started them (FT_TEST_PG_URL, FT_TEST_SWIFT_ENDPOINT), else private ones in temp dirs.
+ * close() stops the private ones and leaves the shared ones running; a test that stops an
+ * engine starts a private one of its own (startPostgres, startSwift).
+ */
 export async function startScaleOutEngines(): Promise<ScaleOutEngines> {
-  const [pg, sw] = await Promise.allSettled([startPostgres(), startSwift()]);
+  const [pg, sw] = await Promise.allSettled([postgresForTest(), swiftForTest()]);
   if (pg.status === 'rejected' || sw.status === 'rejected') {
     await Promise.all([
       pg.status === 'fulfilled' && pg.value.close(),
@@ -46,10 +53,12 @@ export async function startScaleOutEngines(): Promise<ScaleOutEngines> {
 }
 
 let buckets = 0;
+/** Unique across the processes of a suite run on one shared Swift (pids are reused). */
+const BUCKET_PREFIX = `ft-test-${process.pid}-${randomBytes(4).toString('hex')}-`;
 
-/** A bucket name no other test of this process uses (the store creates it). */
+/** A bucket name no other test of the suite run uses (the store creates it). */
 export function freshBucket(): string {
-  return `ft-test-${process.pid}-${++buckets}`;
+  return `${BUCKET_PREFIX}${++buckets}`;
 }
 
 /** The environment an ft-server process needs to reach Swift's S3 API. */

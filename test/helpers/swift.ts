@@ -38,6 +38,29 @@ export interface SwiftEngine {
   close(): Promise<void>;
 }
 
+/**
+ * The suite runner's Swift (test/run-suite.ts), shared by the test files of one run: its S3
+ * endpoint, http://127.0.0.1:PORT. Unset: each file starts its own.
+ */
+export const SHARED_SWIFT_ENV = 'FT_TEST_SWIFT_ENDPOINT';
+
+/**
+ * The suite's shared Swift if the runner set {@link SHARED_SWIFT_ENV}, else a private one
+ * (startSwift). Each test uses buckets of its own names (freshBucket). A test that stops
+ * the proxy starts a private Swift itself: the shared one refuses stopProxy() and
+ * startProxy(), and its close() leaves it running.
+ */
+export async function swiftForTest(): Promise<SwiftEngine> {
+  const endpoint = process.env[SHARED_SWIFT_ENV];
+  if (!endpoint) return startSwift();
+  const refuse = async (): Promise<never> => {
+    throw new Error(
+      `the suite's shared Swift (${SHARED_SWIFT_ENV}) is not stopped by a test: start a private one (startSwift)`,
+    );
+  };
+  return { endpoint, stopProxy: refuse, startProxy: refuse, close: async () => {} };
+}
+
 /** Why Swift cannot be started here (a missing program), or undefined. */
 export async function swiftMissing(): Promise<string | undefined> {
   const missing = await missingProgram(PROGRAMS);
