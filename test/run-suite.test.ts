@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { test } from 'node:test';
+import { accepts } from './helpers/engines.js';
+import { scaleOutMissing } from './helpers/scale-out.js';
+import { tempDir } from './helpers/server.js';
+import { exitWithin, spawnBin, waitFor } from './helpers/store-traffic.js';
+
+// The suite runner (test/run-suite.ts, `pnpm test`) starts one PostgreSQL and one Swift for
+// the whole run: the test files it runs find them in the environment, and it stops them
+// even when it is told to stop in the middle of a run. On real engines; without them this
+// skips and says why.
+
+const noEngines = await scaleOutMissing();
+
+test(
+  'the suite runner hands its engines to the test files and stops them on SIGTERM mid-run',
+  { skip: noEngines },
+  async (t) => {
+    const dir = await tempDir('ft-run-suite-');
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const seen = path.join(dir, 'seen.json');
+    // A test file that records what it was given, then runs until it is stopped.
+    const fixture = path.join(dir, 'hangs.test.mjs');
+    await writeFile(
+      fixture,
+      `import { writeFileSync } from 'node:fs';
+import { test } from 'node:test';
+test('runs until stopped', async () => {
+  writeFileSync(${JSON.stringify(seen)}, JSON.stringify({
+    pg: process.env.FT_TEST_PG_URL,
+    swift: process.env.FT_TEST_SWIFT_ENDPOINT,
+  }));
+  await new Promise((resolve) => setTimeout(resolve, 600_000));
+});
+`,
+    );
+    // As `pnpm test` runs it: not inside a test file (node --test would run nothing).
+    const env = { ...process.env };
+    delete env.NODE_TEST_CONTEXT;
+    const runner = spawnBin('test/dist/run-suite.js', [fixture], { env });
+    t.after(async () => {
+      // SIGTERM first: a SIGKILLed runner would leave its engines running.
+      await Promise.race([runner.kill('SIGTERM'), new Promise((r) => setTimeout(r, 60_000))]);
+      await runner.kill();
+    });
+
+    // Starting both engines takes seconds, or minutes under the load of several test runs.
+    const given = await waitFor(
+      'the test file to run with the engines',
+      () =>
+        readFile(seen, 'utf8')
+          .then((text) => JSON.parse(text) as { pg?: string; swift?: string })
+          .catch(() => undefined),
+      300_000,
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; the runner said: ${runner.stderr()}`);
+    });
+    assert.match(given.pg ?? '', /^postgres:\/\/ft@127\.0\.0\.1:\d+\/postgres$/, runner.stderr());
+    assert.match(given.swift ?? '', /^http:\/\/127\.0\.0\.1:\d+$/);
+    const pgPort = Number(new URL(given.pg!).port);
+    assert.ok(await accepts(pgPort), 'PostgreSQL is up while the tests run');
+    const health = await fetch(`${given.swift}/healthcheck`);
+    assert.equal(await health.text(), 'OK', 'Swift is up while the tests run');
+
+    runner.child.kill('SIGTERM');
+    const { code } = await exitWithin(runner, 60_000);
+    assert.equal(code, 128 + 15, runner.stderr());
+    assert.match(runner.stderr(), /shared engines stopped/);
+    assert.equal(await accepts(pgPort), false, 'PostgreSQL stopped');
+    assert.equal(
+      await fetch(`${given.swift}/healthcheck`).then(
+        () => 'answered',
+        () => 'refused',
+      ),
+      'refused',
+      'the Swift proxy stopped',
+    );
+  },
+);
