@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { accepts } from './helpers/engines.js';
 import { scaleOutMissing } from './helpers/scale-out.js';
 import { tempDir } from './helpers/server.js';
-import { exitWithin, spawnBin, waitFor } from './helpers/store-traffic.js';
+import { exitWithin, sleep, spawnBin, waitFor } from './helpers/store-traffic.js';
 
 // The suite runner (test/run-suite.ts, `pnpm test`) starts one PostgreSQL and one Swift for
 // the whole run: the test files it runs find them in the environment, and it stops them
@@ -32,7 +32,7 @@ test('runs until stopped', async () => {
     pg: process.env.FT_TEST_PG_URL,
     swift: process.env.FT_TEST_SWIFT_ENDPOINT,
   }));
-  await new Promise((resolve) => setTimeout(resolve, 600_000));
+  await new Promise((resolve) => setTimeout(resolve, 300_000));
 });
 `,
     );
@@ -41,9 +41,11 @@ test('runs until stopped', async () => {
     delete env.NODE_TEST_CONTEXT;
     const runner = spawnBin('test/dist/run-suite.js', [fixture], { env });
     t.after(async () => {
-      // SIGTERM first: a SIGKILLed runner would leave its engines running.
-      await Promise.race([runner.kill('SIGTERM'), new Promise((r) => setTimeout(r, 60_000))]);
-      await runner.kill();
+      // SIGTERM first: a SIGKILLed runner would leave its engines running. Bounded: a
+      // runner's orphaned children may hold its output open after it died.
+      void runner.kill('SIGTERM');
+      await Promise.race([runner.exited, sleep(60_000)]);
+      void runner.kill();
     });
 
     // Starting both engines takes seconds, or minutes under the load of several test runs.
