@@ -33,6 +33,20 @@ export interface BenchConfig {
     limitThreads: number[];
   };
   large: { bytes: number };
+  /** The scale-out section (PostgreSQL + Swift beside the local store); rounds: `rounds`. */
+  scaleout: {
+    /** Small files seeded for GET (1-10 KiB, as `get`). */
+    files: number;
+    /** wrk connections in all (split between the ports when 2 processes serve). */
+    connections: number;
+    warmupS: number;
+    durationS: number;
+    /** Distinct PUT bodies per wrk run (a run that sends more repeats names: noted). */
+    putSlice: number;
+    /** Sequential bare S3 PUTs and GETs of small objects per round (the store's latency). */
+    s3Requests: number;
+    largeBytes: number;
+  };
   memory: { uploads: number; bytes: number };
   migrate: {
     smallFiles: number;
@@ -76,6 +90,15 @@ export const FULL: BenchConfig = {
     limitThreads: [4, 8, 16, 32, 64],
   },
   large: { bytes: 1 * GiB },
+  scaleout: {
+    files: 500,
+    connections: 32,
+    warmupS: 2,
+    durationS: 5,
+    putSlice: 3000,
+    s3Requests: 50,
+    largeBytes: 256 * MiB,
+  },
   memory: { uploads: 64, bytes: 1 * GiB },
   migrate: {
     smallFiles: 20_000,
@@ -111,6 +134,16 @@ export const SHORT: BenchConfig = {
     limitThreads: [4, 64],
   },
   large: { bytes: 64 * MiB },
+  scaleout: {
+    files: 100,
+    connections: 16,
+    warmupS: 1,
+    // A scale-out PUT takes most of a second on a busy machine: 1 s may complete none.
+    durationS: 3,
+    putSlice: 1000,
+    s3Requests: 10,
+    largeBytes: 16 * MiB,
+  },
   memory: { uploads: 8, bytes: 32 * MiB },
   migrate: {
     smallFiles: 1000,

@@ -9,7 +9,7 @@ import { emptySection, type Section } from './report.js';
 import { seedServer } from './seed.js';
 import { startFtServer, startLegacyStatic } from './servers.js';
 import { median, num, ratio, ratios, withRounds } from './stats.js';
-import { runWrk, writeWrkScripts, type WrkResult } from './wrk.js';
+import { getLoad, writeWrkScripts, type WrkResult } from './wrk.js';
 
 type ServerName = 'lighttpd' | 'ft-server' | 'ft-legacy-static';
 
@@ -88,14 +88,7 @@ export async function benchGetSmall(ctx: BenchContext): Promise<Section> {
       unmeasured();
     }
 
-    const load = (url: string, connections: number, durationS: number): Promise<WrkResult> =>
-      runWrk(tools.wrk!, {
-        url,
-        script: scripts.get,
-        scriptArgs: [namesFile],
-        connections,
-        durationS,
-      });
+    const load = getLoad(tools.wrk!, scripts.get, namesFile);
     for (const [name, s] of servers) {
       ctx.log(`get-small: warming up ${name}`);
       await load(s.url, Math.max(...cfg.connections), cfg.warmupS);

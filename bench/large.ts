@@ -16,18 +16,18 @@ import { startFtServer, startLegacyStatic } from './servers.js';
 import { MiB, median, num, ratio, ratios, withRounds } from './stats.js';
 
 /** Bytes at the start of the file that each upload rewrites, so every upload is new content. */
-const TAG_BYTES = 64;
+export const TAG_BYTES = 64;
 
-function tag(text: string): Buffer {
+export function tag(text: string): Buffer {
   return Buffer.from(text.padEnd(TAG_BYTES - 1, '.').slice(0, TAG_BYTES - 1) + '\n');
 }
 
 /** A stored-mode gzip member of a tag: always the same length, so it can be rewritten in place. */
-function tagMember(t: Buffer): Buffer {
+export function tagMember(t: Buffer): Buffer {
   return gzipSync(t, { level: 0 });
 }
 
-async function pwrite(file: string, data: Buffer): Promise<void> {
+export async function pwrite(file: string, data: Buffer): Promise<void> {
   const fh = await open(file, 'r+');
   try {
     await fh.write(data, 0, data.length, 0);
@@ -36,10 +36,23 @@ async function pwrite(file: string, data: Buffer): Promise<void> {
   }
 }
 
-async function sha256File(file: string): Promise<string> {
+export async function sha256File(file: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
   return hash.digest('hex');
+}
+
+/**
+ * Writes the gzip body curl uploads for `file`: a stored gzip member of a tag (rewritten in
+ * place before each upload, with the file's first {@link TAG_BYTES}), then one member of
+ * the rest at level 6. Returns the tag member, whose length every later one must keep.
+ */
+export async function writeCurlBody(file: string, body: string): Promise<Buffer> {
+  const first = tagMember(tag('init'));
+  const out = createWriteStream(body);
+  out.write(first);
+  await pipeline(createReadStream(file, { start: TAG_BYTES }), createGzip({ level: 6 }), out);
+  return first;
 }
 
 /**
@@ -76,13 +89,7 @@ export async function benchLarge(ctx: BenchContext): Promise<Section> {
     const body = path.join(work, 'big.body.gz');
     ctx.log(`large: writing ${sizeText} and its gzip body`);
     await writeLargeFile(file, bytes);
-    // The curl body: a stored gzip member of the tag, then one member of the rest.
-    const first = tagMember(tag('init'));
-    {
-      const out = createWriteStream(body);
-      out.write(first);
-      await pipeline(createReadStream(file, { start: TAG_BYTES }), createGzip({ level: 6 }), out);
-    }
+    const first = await writeCurlBody(file, body);
 
     const ft = await startFtServer(path.join(work, 'store'), path.join(work, 'ft-server.log'));
     running.push(ft);

@@ -10,6 +10,8 @@ import path from 'node:path';
  */
 const children = new Set<ChildProcess>();
 const dirs = new Set<string>();
+/** Things started other than by {@link spawnTracked} (the engines), stopped by {@link cleanup}. */
+const stoppers = new Set<() => Promise<void>>();
 let cleaning: Promise<void> | undefined;
 
 /** Spawns a tracked child; it is killed by {@link cleanup} if still running. */
@@ -57,9 +59,22 @@ export async function removeDir(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });
 }
 
+/**
+ * Registers `stop` (idempotent) to run in {@link cleanup}, for what the bench starts by other
+ * means than {@link spawnTracked}; returns a function that runs it now and unregisters it.
+ */
+export function atCleanup(stop: () => Promise<void>): () => Promise<void> {
+  stoppers.add(stop);
+  return () => {
+    stoppers.delete(stop);
+    return stop();
+  };
+}
+
 /** Stops every tracked child and removes every temp dir; idempotent. */
 export function cleanup(): Promise<void> {
   cleaning ??= (async () => {
+    await Promise.all([...stoppers].map((stop) => stop().catch(() => {})));
     await Promise.all([...children].map((c) => stopChild(c, 3000)));
     await Promise.all([...dirs].map((d) => rm(d, { recursive: true, force: true })));
     dirs.clear();

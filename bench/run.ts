@@ -11,6 +11,7 @@ import { benchMemory } from './memory.js';
 import { benchMigrate } from './migrate.js';
 import { run } from './proc.js';
 import { benchPutSmall } from './put-small.js';
+import { benchScaleOut } from './scaleout.js';
 import { emptySection, renderReport, writeReport, type Machine, type Section } from './report.js';
 import { REPO_ROOT } from './servers.js';
 import { findTools } from './tools.js';
@@ -21,10 +22,11 @@ const SECTIONS = {
   large: { title: 'Large files', fn: benchLarge },
   migrate: { title: 'ft-migrate', fn: benchMigrate },
   memory: { title: 'Memory', fn: benchMemory },
+  scaleout: { title: 'Scale-out (PostgreSQL + S3)', fn: benchScaleOut },
 } as const;
 type SectionId = keyof typeof SECTIONS;
 
-const USAGE = `Usage: node bench/dist/run.js [--short] [--out FILE] [--only get,put,large,migrate,memory]
+const USAGE = `Usage: node bench/dist/run.js [--short] [--out FILE] [--only get,put,large,migrate,memory,scaleout]
 
 Runs the benchmarks of docs/BENCHMARKS.md and writes that file (full mode) or FILE.
   --short        toy sizes, one round, about a minute (also BENCH_SHORT=1); what CI runs.

@@ -23,12 +23,18 @@ export function shebangFlags(bin: string): string[] {
   return flags?.trim().split(/\s+/) ?? [];
 }
 
-async function startNode(bin: string, args: string[], logFile: string): Promise<Running> {
+async function startNode(
+  bin: string,
+  args: string[],
+  logFile: string,
+  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<Running> {
   const child = spawnTracked(process.execPath, [bin, ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
+    env: options.env ?? process.env,
   });
   try {
-    const url = await waitForListeningLine(child, logFile);
+    const url = await waitForListeningLine(child, logFile, options.timeoutMs);
     return { child, pid: child.pid!, url, stop: () => stopChild(child) };
   } catch (err) {
     await stopChild(child);
@@ -42,6 +48,23 @@ async function startNode(bin: string, args: string[], logFile: string): Promise<
  */
 export function startFtServer(dir: string, logFile: string): Promise<Running> {
   return startNode(BINS.server, ['-d', dir, '-p', '0', '-L', logFile], logFile);
+}
+
+/**
+ * `ft-server -d DIR -p 0 -L LOG ...flags` on the scale-out backend (`--db`, `--blobs`, ...),
+ * with `env` (the object store's credentials). Opening the schema and the bucket takes
+ * seconds on a busy machine: it may take 60 s to listen.
+ */
+export function startScaleOutFtServer(
+  dir: string,
+  logFile: string,
+  flags: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<Running> {
+  return startNode(BINS.server, ['-d', dir, '-p', '0', '-L', logFile, ...flags], logFile, {
+    env: { ...process.env, ...env },
+    timeoutMs: 60_000,
+  });
 }
 
 /** `ft-legacy-static --root FT_ROOT --port 0 --host 127.0.0.1 -L LOG`. */

@@ -139,3 +139,13 @@ export async function runWrk(
     maxMs: j.max_us! / 1000,
   };
 }
+
+/** A GET load (`wrk` with the GET script) cycling through the names in `namesFile`. */
+export function getLoad(
+  wrk: string,
+  script: string,
+  namesFile: string,
+): (url: string, connections: number, durationS: number) => Promise<WrkResult> {
+  return (url, connections, durationS) =>
+    runWrk(wrk, { url, script, scriptArgs: [namesFile], connections, durationS });
+}
