@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
-import { startServer, type TestServer } from './helpers/server.js';
+import { describeEachBackend, type BackendServer } from './helpers/backends.js';
 import { RawConnection, type RawResponse } from './helpers/server-http.js';
 import {
   WIRE_BODY,
@@ -44,7 +44,7 @@ async function replay(conn: RawConnection, req: WireRequest): Promise<RawRespons
 }
 
 /** Checks each answer of a run as the Python client would use it. */
-async function replayRun(ft: TestServer, conn: RawConnection, slash: boolean): Promise<void> {
+async function replayRun(ft: BackendServer, conn: RawConnection, slash: boolean): Promise<void> {
   const [version, putFile, putNow, head1, head2, get, list, del, getMissing, headMissing] = wireRun(
     slash,
     `127.0.0.1:${ft.port}`,
@@ -92,19 +92,21 @@ async function replayRun(ft: TestServer, conn: RawConnection, slash: boolean): P
   }
 }
 
-describe('the Python client 2.3.1 wire capture, replayed byte for byte', () => {
-  it('the captured upload body is the gzip of 87 bytes with the captured checksum', () => {
-    const plain = gunzipSync(WIRE_BODY);
-    assert.equal(WIRE_BODY.length, 52);
-    assert.equal(plain.length, WIRE_LOGICAL_SIZE);
-    assert.equal(createHash('sha256').update(plain).digest('hex'), WIRE_CHECKSUM);
-  });
+it('the captured upload body of the Python client 2.3.1 is the gzip of 87 bytes with the captured checksum', () => {
+  const plain = gunzipSync(WIRE_BODY);
+  assert.equal(WIRE_BODY.length, 52);
+  assert.equal(plain.length, WIRE_LOGICAL_SIZE);
+  assert.equal(createHash('sha256').update(plain).digest('hex'), WIRE_CHECKSUM);
+});
 
+// The capture is the protocol as deployed clients speak it: every backend must answer it
+// byte for byte (helpers/backends.ts).
+describeEachBackend('the Python client 2.3.1 wire capture, replayed byte for byte', (backend) => {
   for (const slash of [false, true]) {
     describe(
       slash ? 'base URL with a trailing slash (// paths)' : 'base URL without a trailing slash',
       () => {
-        let ft: TestServer;
+        let ft: BackendServer;
         let conn: RawConnection;
         let reqs: WireRequest[];
         const send = async (i: number) => {
@@ -114,7 +116,7 @@ describe('the Python client 2.3.1 wire capture, replayed byte for byte', () => {
         };
 
         before(async () => {
-          ft = await startServer();
+          ft = await backend.start();
           conn = await RawConnection.open(ft.port);
           reqs = wireRun(slash, `127.0.0.1:${ft.port}`);
         });
@@ -200,7 +202,7 @@ describe('the Python client 2.3.1 wire capture, replayed byte for byte', () => {
   }
 
   it('both runs back to back on one server (as captured) give the same answers', async (t) => {
-    const ft = await startServer();
+    const ft = await backend.start();
     const conn = await RawConnection.open(ft.port);
     t.after(async () => {
       conn.destroy();
@@ -211,7 +213,7 @@ describe('the Python client 2.3.1 wire capture, replayed byte for byte', () => {
   });
 
   it('a run where every request opens its own connection gives the same answers', async (t) => {
-    const ft = await startServer();
+    const ft = await backend.start();
     t.after(() => ft.close());
     for (const slash of [false, true]) {
       const reqs = wireRun(slash, `127.0.0.1:${ft.port}`);

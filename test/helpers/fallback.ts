@@ -116,14 +116,17 @@ const running = new WeakMap<ProcessStore, RunningProcess[]>();
 
 /**
  * An ft-server process on `store` (from {@link processStore}) with `args` besides, on a
- * free port; SIGKILLed after the test unless stopped before.
+ * free port; SIGKILLed after the test unless stopped before. Given up to 60 s to start:
+ * on a loaded machine, opening a scale-out store (the schema, the bucket) alone has taken
+ * over 15 s (as in serveScaleOut).
  */
 export async function serverProcess(
   t: TestContext,
   store: ProcessStore,
   args: string[] = [],
 ): Promise<RunningProcess> {
-  const proc = await startProcess(SERVER_BIN, [...store.args, '-p', '0', ...args], store.env);
+  const argv = [...store.args, '-p', '0', ...args];
+  const proc = await startProcess(SERVER_BIN, argv, store.env, [], 60_000);
   running.get(store)?.push(proc);
   t.after(() => proc.stop('SIGKILL'));
   return proc;

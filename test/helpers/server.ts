@@ -110,15 +110,17 @@ export interface RunningProcess {
 
 /**
  * Spawns a bin of this repo (e.g. `packages/server/bin/ft-server.mjs`) and waits for its
- * `listening` JSON log line on stdout. Rejects if it exits first or takes over 15 s.
- * `wrapper` runs node under another program (e.g. `['strace', '-f', ...]`): `child` is then
- * that program, which must pass stdout through and exit with node.
+ * `listening` JSON log line on stdout. Rejects if it exits first or takes over
+ * `startTimeoutMs` (15 s). `wrapper` runs node under another program (e.g.
+ * `['strace', '-f', ...]`): `child` is then that program, which must pass stdout through and
+ * exit with node.
  */
 export async function startProcess(
   bin: string,
   args: string[],
   env: NodeJS.ProcessEnv = {},
   wrapper: string[] = [],
+  startTimeoutMs = 15_000,
 ): Promise<RunningProcess> {
   const command = [...wrapper, process.execPath, path.join(REPO_ROOT, bin), ...args];
   const child = spawn(command[0]!, command.slice(1), {
@@ -134,8 +136,8 @@ export async function startProcess(
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`${bin} did not start in 15 s: ${stderr}`));
-    }, 15_000);
+      reject(new Error(`${bin} did not start in ${startTimeoutMs / 1000} s: ${stderr}`));
+    }, startTimeoutMs);
     createInterface({ input: child.stdout! }).on('line', (line) => {
       lines.push(line);
       try {
