@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
+import { createServer, request } from 'node:http';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { Readable } from 'node:stream';
 import { S3BlobStore, type ScaleOutStore } from '@filetracker/server';
@@ -267,5 +268,45 @@ describe('ft-recover on the scale-out store', { skip: noEngines }, () => {
     }
     const check = await recover(['--check', ...tg.args]);
     assert.equal(check.code, 0, check.stdout + check.stderr);
+  });
+
+  test('the object store client’s own warnings (an Expires header that is no date, from an endpoint in front of Swift) are on stderr, not dropped', async (t) => {
+    const tg = await target(t);
+    // A name, so that --full reads its blob (GetObject: the call whose Expires the SDK parses).
+    assert.equal((await putFile(await serve(t, tg), '/warned', Buffer.from('x'), V)).status, 200);
+    // Swift's answers, passed on with an Expires header the SDK cannot parse: it warns.
+    const swift = new URL(engines.swift.endpoint);
+    const odd = createServer((req, res) => {
+      const up = request(
+        {
+          host: swift.hostname,
+          port: swift.port,
+          method: req.method,
+          path: req.url,
+          headers: req.headers,
+        },
+        (answer) => {
+          res.writeHead(answer.statusCode ?? 502, { ...answer.headers, expires: 'not a date' });
+          answer.pipe(res);
+        },
+      );
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+    });
+    odd.listen(0, '127.0.0.1');
+    await new Promise((resolve) => odd.once('listening', resolve));
+    t.after(() => {
+      odd.closeAllConnections();
+      odd.close();
+    });
+    const { port } = odd.address() as { port: number };
+    const endpoint = tg.args.indexOf('--s3-endpoint') + 1;
+    const args = tg.args.map((a, i) => (i === endpoint ? `http://127.0.0.1:${port}` : a));
+    const ran = await recover(['--check', '--full', ...args]);
+    assert.equal(ran.code, 0, ran.stdout + ran.stderr);
+    assert.match(
+      ran.stderr,
+      /^ft-recover: object store client warning: AWS SDK Warning for S3Client::GetObjectCommand response parsing \(not a date\)/m,
+    );
   });
 });

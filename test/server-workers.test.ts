@@ -37,6 +37,7 @@ import {
   getFile,
   putFile,
   sleep,
+  slowRequest,
   spawnBin,
   waitFor,
 } from './helpers/store-traffic.js';
@@ -99,6 +100,38 @@ async function inconsistencies(store: ScaleOutStore, prefix: string): Promise<st
   return problems;
 }
 
+/** SIGKILLs, when the test ends, every worker `ft` has logged that is still alive. */
+function killWorkersAfter(t: { after(fn: () => void): void }, ft: FtProcess): void {
+  t.after(() => {
+    for (const l of ft.lines()) {
+      for (const pid of (l.workers as number[] | undefined) ?? []) {
+        if (isRunning(pid)) process.kill(pid, 'SIGKILL');
+      }
+    }
+  });
+}
+
+/** GET of `path` on a connection of its own (a worker accepts it anew): status, body, ms. */
+async function ask(
+  base: string,
+  path: string,
+): Promise<{ status: number; body: string; ms: number }> {
+  const started = performance.now();
+  const get = slowRequest(new URL(path, base).href, {
+    method: 'GET',
+    headers: { Connection: 'close' },
+  });
+  get.req.setTimeout(10_000, () =>
+    get.req.destroy(new Error(`GET ${path}: no answer within 10 s`)),
+  );
+  const answer = await get.end();
+  return {
+    status: answer.status,
+    body: answer.body.toString(),
+    ms: Math.round(performance.now() - started),
+  };
+}
+
 describe('many ft-server processes on one scale-out store', { skip: noEngines }, () => {
   let engines: ScaleOutEngines;
   before(async () => {
@@ -125,13 +158,7 @@ describe('many ft-server processes on one scale-out store', { skip: noEngines },
     const ft = await startFtServer(t, [...args, '--workers', '2']);
     const primary = ft.proc.child.pid!;
     const workers = ft.lines().find((l) => l.msg === 'listening')!.workers as number[];
-    t.after(() => {
-      for (const l of ft.lines()) {
-        for (const pid of (l.workers as number[] | undefined) ?? []) {
-          if (isRunning(pid)) process.kill(pid, 'SIGKILL');
-        }
-      }
-    });
+    killWorkersAfter(t, ft);
     assert.equal(workers.length, 2, JSON.stringify(workers));
     assert.ok(!workers.includes(primary));
     assert.ok(workers.every(isRunning));
@@ -198,6 +225,147 @@ describe('many ft-server processes on one scale-out store', { skip: noEngines },
     t.diagnostic(`SIGTERM to exit: ${Math.round(performance.now() - stopping)} ms`);
     await waitFor('every worker to be gone', () => again.every((pid) => !isRunning(pid)), 5_000);
     assert.ok(!isRunning(victim));
+  });
+
+  it('--workers 2: /status and /metrics through either worker sum both workers; a stopped worker is left out after 2 s, not waited for; a SIGKILLed worker’s replacement is summed', async (t) => {
+    const { args } = await freshStore(t);
+    const ft = await startFtServer(t, [...args, '--workers', '2']);
+    const [a, b] = ft.lines().find((l) => l.msg === 'listening')!.workers as [number, number];
+    killWorkersAfter(t, ft);
+    assert.equal((await putFile(ft.url, '/w/s.txt', Buffer.from('summed\n'), V)).status, 200);
+    /** The file GETs answered 200, by worker, as the log says (a line trails by up to 1 s). */
+    const getsBy = (pids: number[]): number =>
+      ft
+        .lines()
+        .filter(
+          (l) =>
+            l.msg === 'request' &&
+            l.method === 'GET' &&
+            l.path === '/files/w/s.txt' &&
+            l.status === 200 &&
+            pids.includes(l.pid as number),
+        ).length;
+    const requestLines = (pids: number[]): number =>
+      ft.lines().filter((l) => l.msg === 'request' && pids.includes(l.pid as number)).length;
+    /** Whether the log shows `path` answered by each of `pids`. */
+    const answeredBy = (path: string, pids: number[]): boolean =>
+      pids.every((pid) =>
+        ft.lines().some((l) => l.msg === 'request' && l.path === path && l.pid === pid),
+      );
+    let gets = 0;
+    await waitFor(
+      'file GETs answered by both workers',
+      async () => {
+        for (let i = 0; i < 6; i++, gets++) {
+          assert.equal(await getOnNewConnection(ft.url, '/w/s.txt'), 200);
+        }
+        return getsBy([a]) > 0 && getsBy([b]) > 0;
+      },
+      30_000,
+    );
+    const filesGets = (metrics: string): number => {
+      const line = metrics
+        .split('\n')
+        .find(
+          (l) =>
+            l.startsWith('ft_http_requests_total{') &&
+            l.includes('endpoint="files"') &&
+            l.includes('method="GET"') &&
+            l.includes('status="200"'),
+        );
+      return line === undefined ? 0 : Number(line.split(' ').pop());
+    };
+
+    /**
+     * /status and /metrics, asked on new connections until each worker answered both
+     * (the kernel picks the worker), count `expected` file GETs and every request logged.
+     */
+    const assertSummed = async (pids: number[], expected: () => number): Promise<void> => {
+      // The last GETs are counted when their response has closed, a moment after the client
+      // has it, and logged up to 1 s later: wait until both agree.
+      let seen = -1;
+      await waitFor(
+        `/metrics to count the file GETs logged`,
+        async () => (seen = filesGets((await ask(ft.url, '/metrics')).body)) === expected(),
+        10_000,
+      ).catch((err: Error) => {
+        throw new Error(`${err.message}: /metrics counts ${seen}, the log ${expected()}`);
+      });
+      const want = expected();
+      await waitFor(
+        '/status and /metrics answered by each worker',
+        async () => {
+          const logged = requestLines(pids);
+          const status = await ask(ft.url, '/status');
+          assert.equal(status.status, 200);
+          const body = JSON.parse(status.body) as {
+            requests: number;
+            workers: { pids: number[]; missing: number };
+          };
+          assert.deepEqual(body.workers, { pids: [...pids].sort((x, y) => x - y), missing: 0 });
+          // Every request logged before it was counted before it, by whichever worker.
+          assert.ok(body.requests >= logged, `${body.requests} requests, ${logged} logged`);
+          const metrics = await ask(ft.url, '/metrics');
+          assert.equal(metrics.status, 200);
+          assert.equal(filesGets(metrics.body), want);
+          assert.match(metrics.body, /^ft_workers_summed 2$/m);
+          assert.match(metrics.body, /^ft_workers_missing 0$/m);
+          return answeredBy('/status', pids) && answeredBy('/metrics', pids);
+        },
+        30_000,
+      );
+    };
+    await assertSummed([a, b], () => gets);
+
+    // A worker that cannot answer (stopped: new connections go to the other) is left out
+    // after 2 s, and the answers say so.
+    process.kill(b, 'SIGSTOP');
+    try {
+      const status = await ask(ft.url, '/status');
+      assert.equal(status.status, 200);
+      const body = JSON.parse(status.body) as { workers: Record<string, unknown> };
+      assert.deepEqual(body.workers.pids, [a]);
+      assert.equal(body.workers.missing, 1);
+      assert.match(
+        String(body.workers.problem),
+        /1 worker\(s\) left out: no answer within 2000 ms/,
+      );
+      assert.ok(status.ms >= 1_900 && status.ms < 6_000, `answered in ${status.ms} ms`);
+      const metrics = await ask(ft.url, '/metrics');
+      assert.equal(metrics.status, 200);
+      assert.match(metrics.body, /^ft_workers_summed 1$/m);
+      assert.match(metrics.body, /^ft_workers_missing 1$/m);
+      assert.equal(filesGets(metrics.body), getsBy([a]));
+      t.diagnostic(`with a worker stopped: /status ${status.ms} ms, /metrics ${metrics.ms} ms`);
+    } finally {
+      process.kill(b, 'SIGCONT');
+    }
+
+    // A SIGKILLed worker: answers stay bounded meanwhile, and its replacement is summed.
+    process.kill(a, 'SIGKILL');
+    for (const path of ['/status', '/metrics']) {
+      const during = await ask(ft.url, path);
+      assert.equal(during.status, 200, `${path} right after a SIGKILL: ${during.body}`);
+      assert.ok(during.ms < 6_000, `${path} took ${during.ms} ms`);
+    }
+    await waitFor(
+      'a replacement listening',
+      () => ft.lines().filter((l) => l.msg === 'listening').length === 2,
+      30_000,
+    );
+    const again = ft.lines().filter((l) => l.msg === 'listening')[1]!.workers as number[];
+    const replacement = again.find((pid) => pid !== b)!;
+    assert.ok(again.includes(b) && !again.includes(a), JSON.stringify(again));
+    await waitFor(
+      'a file GET served by the replacement',
+      async () => {
+        assert.equal(await getOnNewConnection(ft.url, '/w/s.txt'), 200);
+        return getsBy([replacement]) > 0;
+      },
+      30_000,
+    );
+    // The killed worker's counts are gone with it; the two alive are summed.
+    await assertSummed([b, replacement], () => getsBy([b, replacement]));
   });
 
   it('2 x 32 concurrent writers of the same names through two processes: every answer fits one linearizable history per name, and the store is consistent', async (t) => {

@@ -6,16 +6,47 @@ import type { StopLogger } from './graceful-stop.js';
  * Several worker processes behind one port (node:cluster, each worker accepting from the
  * shared socket: see runPrimary), for `--workers N` of both servers. The primary answers
  * no HTTP, accepts no connection and opens no store: it starts the workers, replaces
- * one that dies, passes signals on, and relays what a tool adds on top (ft-legacy-static
- * sums its workers' /status and /metrics). A worker serves on its own and tells the
- * primary when it listens, or why it cannot.
+ * one that dies, passes signals on, gathers a value from every worker for the one that asks
+ * (a worker answering /status or /metrics sums its fellows' counters: see
+ * WorkerChannel.gather), and relays what a tool adds on top. A worker serves on its own
+ * and tells the primary when it listens, or why it cannot.
  */
 
 /** The messages of the cluster itself, over the IPC channel; a tool may add its own. */
 export type ClusterMessage =
   | { ft: 'listening'; port: number }
   | { ft: 'fatal'; message: string }
-  | { ft: 'stop' | 'stop-now' | 'reopen' };
+  | { ft: 'stop' | 'stop-now' | 'reopen' }
+  | GatherMessage;
+
+/**
+ * A gather (see {@link WorkerChannel.gather}): a worker asks (`gather?`), the primary asks
+ * every live worker (`gather-of`), each answers its value or why it has none
+ * (`gather-is`), and the primary answers the asker with what came (`gather=`).
+ */
+type GatherMessage =
+  | { ft: 'gather?'; id: number; topic: string }
+  | { ft: 'gather-of'; id: number; topic: string }
+  | { ft: 'gather-is'; id: number; value?: unknown; error?: string }
+  | { ft: 'gather='; id: number; values: unknown[]; asked: number; missing: number };
+
+/** What a gather brought: the values of the workers that answered in time. */
+export interface Gathered<T> {
+  values: T[];
+  /** The workers asked: every live one, the asker too. */
+  asked: number;
+  /** Those asked that did not answer in time, could not, or died meanwhile. */
+  missing: number;
+}
+
+/**
+ * How long the primary waits for the workers' values before it answers with those it has:
+ * a worker stuck (in a long synchronous task, or stopped) must not hang a scrape, and a
+ * scraper's own timeout is often 10 s.
+ */
+export const GATHER_TIMEOUT_MS = 2_000;
+/** How long a worker waits for the primary's answer: the primary's wait, and some margin. */
+const GATHER_ASKER_TIMEOUT_MS = GATHER_TIMEOUT_MS + 1_000;
 
 /** Any message of ours: an object with a string `ft`. */
 export interface TaggedMessage {
@@ -86,6 +117,75 @@ export function postToWorker(
   });
 }
 
+/** The primary's side of the gathers in flight. */
+class Gathers {
+  #nextId = 0;
+  readonly #inFlight = new Map<
+    number,
+    {
+      from: Worker;
+      replyId: number;
+      waiting: Set<number>;
+      values: unknown[];
+      asked: number;
+      timer: NodeJS.Timeout;
+    }
+  >();
+
+  constructor(private readonly logger: ClusterLogger) {}
+
+  /** `from` asks for `topic` of every live worker (itself included). */
+  start(from: Worker, replyId: number, topic: string): void {
+    const id = this.#nextId++;
+    const workers = aliveWorkers();
+    this.#inFlight.set(id, {
+      from,
+      replyId,
+      waiting: new Set(workers.map((w) => w.id)),
+      values: [],
+      asked: workers.length,
+      timer: setTimeout(() => this.#finish(id), GATHER_TIMEOUT_MS),
+    });
+    for (const w of workers) {
+      // A worker whose channel is closed is dead or dying: it cannot answer.
+      postToWorker(this.logger, w, { ft: 'gather-of', id, topic }, () => this.#drop(id, w.id));
+    }
+  }
+
+  answer(worker: Worker, m: { id: number; value?: unknown; error?: string }): void {
+    const g = this.#inFlight.get(m.id);
+    if (!g?.waiting.has(worker.id)) return;
+    if (m.error === undefined) g.values.push(m.value);
+    else this.logger.warn({ worker: worker.process.pid, why: m.error }, 'a worker had no value');
+    this.#drop(m.id, worker.id);
+  }
+
+  /** A worker died: no gather waits for it any more. */
+  gone(worker: Worker): void {
+    for (const id of [...this.#inFlight.keys()]) this.#drop(id, worker.id);
+  }
+
+  #drop(id: number, workerId: number): void {
+    const g = this.#inFlight.get(id);
+    if (g?.waiting.delete(workerId) && g.waiting.size === 0) this.#finish(id);
+  }
+
+  #finish(id: number): void {
+    const g = this.#inFlight.get(id);
+    if (!g) return;
+    this.#inFlight.delete(id);
+    clearTimeout(g.timer);
+    const m: GatherMessage = {
+      ft: 'gather=',
+      id: g.replyId,
+      values: g.values,
+      asked: g.asked,
+      missing: g.asked - g.values.length,
+    };
+    postToWorker(this.logger, g.from, m);
+  }
+}
+
 /**
  * Runs the primary: forks the workers, logs one `listening` line (with every worker's pid)
  * once all of them listen, and stops them on SIGTERM/SIGINT (a second signal stops them at
@@ -109,10 +209,17 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
     for (const w of aliveWorkers()) post(w, m);
   };
 
+  const gathers = new Gathers(logger);
   const onMessage = (worker: Worker, m: unknown): void => {
     if (!isTaggedMessage(m)) return;
     const message = m as ClusterMessage;
     switch (message.ft) {
+      case 'gather?':
+        gathers.start(worker, message.id, message.topic);
+        break;
+      case 'gather-is':
+        gathers.answer(worker, message);
+        break;
       case 'listening':
         listening.add(worker.id);
         everListened = true;
@@ -149,6 +256,8 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
       case 'stop':
       case 'stop-now':
       case 'reopen':
+      case 'gather-of':
+      case 'gather=':
         break;
       default:
         options.onMessage?.(worker, m);
@@ -170,6 +279,7 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
 
   cluster.on('exit', (worker, code, signal) => {
     listening.delete(worker.id);
+    gathers.gone(worker);
     if (stopping) {
       if (aliveWorkers().length === 0) {
         logger.info('stopped');
@@ -268,9 +378,24 @@ export interface WorkerHooks {
 
 /** A worker's side of the channel to the primary. */
 export class WorkerChannel {
+  readonly #providers = new Map<string, () => unknown>();
+  readonly #asks = new Map<number, (m: Gathered<unknown>) => void>();
+  #nextAsk = 0;
+
   constructor(hooks: WorkerHooks) {
     process.on('message', (m: unknown) => {
       if (!isTaggedMessage(m)) return;
+      const message = m as ClusterMessage;
+      switch (message.ft) {
+        case 'gather-of':
+          this.#provide(message.id, message.topic);
+          return;
+        case 'gather=':
+          this.#asks.get(message.id)?.(message);
+          return;
+        default:
+          break;
+      }
       switch (m.ft) {
         case 'stop':
           hooks.stop();
@@ -309,6 +434,53 @@ export class WorkerChannel {
   send(m: TaggedMessage, sent: () => void = () => {}): void {
     if (process.connected && process.send) process.send(m, undefined, {}, () => sent());
     else sent();
+  }
+
+  /** What this worker answers when any worker gathers `topic` (a value IPC can carry). */
+  provide(topic: string, value: () => unknown): void {
+    this.#providers.set(topic, value);
+  }
+
+  /**
+   * The value of `topic` (see {@link provide}) of every live worker, this one included:
+   * the primary asks them all and answers with what came within GATHER_TIMEOUT_MS (a
+   * worker stopped, stuck or dying is left out and counted as missing). Rejects when the
+   * primary cannot be asked or does not answer.
+   */
+  gather<T>(topic: string): Promise<Gathered<T>> {
+    const id = this.#nextAsk++;
+    return new Promise((resolve, reject) => {
+      if (!this.connected) {
+        reject(new Error('no channel to the primary'));
+        return;
+      }
+      const timer = setTimeout(() => {
+        this.#asks.delete(id);
+        reject(new Error(`the primary did not answer within ${GATHER_ASKER_TIMEOUT_MS} ms`));
+      }, GATHER_ASKER_TIMEOUT_MS);
+      this.#asks.set(id, (m) => {
+        clearTimeout(timer);
+        this.#asks.delete(id);
+        resolve(m as Gathered<T>);
+      });
+      this.send({ ft: 'gather?', id, topic });
+    });
+  }
+
+  #provide(id: number, topic: string): void {
+    const provider = this.#providers.get(topic);
+    const answer = (m: { value?: unknown; error?: string }): void =>
+      this.send({ ft: 'gather-is', id, ...m });
+    if (provider === undefined) {
+      answer({ error: `nothing provides ${topic}` });
+      return;
+    }
+    Promise.resolve()
+      .then(provider)
+      .then(
+        (value) => answer({ value }),
+        (err: unknown) => answer({ error: err instanceof Error ? err.message : String(err) }),
+      );
   }
 
   /** Whether the primary can still be asked anything. */

@@ -25,6 +25,7 @@ export { byteSize, httpUrl, portNumber, positiveSeconds, wholeNumber } from './c
 export { CliError, EXIT_STATUS, exitStatusOf, runCommand } from './cli-error.js';
 export { AliasOption, toolProgram, type ToolProgramOptions } from './tool-program.js';
 export {
+  GATHER_TIMEOUT_MS,
   WorkerChannel,
   aliveWorkers,
   isClusterWorker,
@@ -33,6 +34,7 @@ export {
   runPrimary,
   type ClusterLogger,
   type ClusterMessage,
+  type Gathered,
   type PrimaryOptions,
   type TaggedMessage,
   type WorkerHooks,

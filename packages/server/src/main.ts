@@ -23,6 +23,8 @@ import {
 import { DEFAULT_MAX_FILE_BYTES } from './http/app.js';
 import { FallbackProbe } from './http/fallback-probe.js';
 import { createRequestListener } from './http/fast-path.js';
+import { Telemetry } from './http/metrics.js';
+import { WorkerSums } from './http/worker-sums.js';
 import { StoreOpenError } from './store/store-api.js';
 import { openLocalStore } from './store/open-local.js';
 import { openScaleOutStore, redactUrl } from './store/open-scale-out.js';
@@ -339,10 +341,25 @@ async function serveStore(
       : new FallbackProbe(flags.fallbackUrl, { timeoutMs: flags.legacyTimeout * 1000, logger });
   // Check header and request deadlines every 5 s rather than Node's 30 s, so a client that
   // trickles its headers is cut off near headersTimeout, not up to half a minute later.
+  const telemetry = new Telemetry(logger, store);
+  const workerSums =
+    channel &&
+    new WorkerSums(
+      channel,
+      () => ({
+        pid: process.pid,
+        requests: telemetry.requests,
+        uploadsInFlight: store.stats.uploadsInFlight,
+      }),
+      telemetry.metrics.registry,
+      logger,
+    );
   const server: Server = createServer(
     { connectionsCheckingInterval: 5_000 },
     createRequestListener(store, {
       logger,
+      telemetry,
+      workerSums,
       fallbackUrl: flags.fallbackUrl,
       fallbackTimeoutMs: flags.legacyTimeout * 1000,
       fallbackProbe,

@@ -40,6 +40,7 @@ import { operatorPage } from './page.js';
 import { etagOf, fileHeaders, matchesEtag } from './file-headers.js';
 import { requestLogger } from './request-log.js';
 import { Telemetry } from './metrics.js';
+import type { WorkerSums } from './worker-sums.js';
 
 export interface AppOptions {
   logger?: Logger;
@@ -60,6 +61,8 @@ export interface AppOptions {
   telemetry?: Telemetry;
   /** The largest file a PUT may store, uncompressed; {@link DEFAULT_MAX_FILE_BYTES} if absent. */
   maxFileBytes?: number;
+  /** A worker of `--workers N`: `/status` and `/metrics` summed over all workers. */
+  workerSums?: WorkerSums | undefined;
 }
 
 /**
@@ -156,11 +159,15 @@ export function createApp(backing: Store, options: AppOptions = {}): Koa {
   });
 
   // sioworkers probes this; a 4xx would make it start a Python server of its own.
-  router.get('/status', (ctx) => {
+  const { workerSums } = options;
+  router.get('/status', async (ctx) => {
+    const counts = workerSums
+      ? await workerSums.status()
+      : { requests: telemetry.requests, uploadsInFlight: store.stats.uploadsInFlight };
     ctx.body = {
       status: 'ok',
       uptimeSeconds: Math.floor((Date.now() - startedAt) / 1000),
-      uploadsInFlight: store.stats.uploadsInFlight,
+      ...counts,
       ...(probe !== undefined && { fallback: probe.status() }),
       [STATUS_FIELD.storeId]: store.storeId,
     };
@@ -168,8 +175,12 @@ export function createApp(backing: Store, options: AppOptions = {}): Koa {
   });
 
   router.get('/metrics', async (ctx) => {
-    ctx.body = await telemetry.metrics.registry.metrics();
-    ctx.set(HEADER.contentType, telemetry.metrics.registry.contentType);
+    const { registry } = telemetry.metrics;
+    const { text, contentType } = workerSums
+      ? await workerSums.metrics()
+      : { text: await registry.metrics(), contentType: registry.contentType };
+    ctx.body = text;
+    ctx.set(HEADER.contentType, contentType);
   });
 
   // 200 when the store takes writes; 503 with the reason otherwise (for load balancers).

@@ -52,11 +52,22 @@ export class ServerMetrics {
       bodyBytesOut: { name: 'ft_http_sent_bytes_total', help: 'Response body bytes sent' },
     });
     store.registerMetrics?.(this.registry);
-    const gauge = (name: string, help: string, read: () => number): void => {
+    /**
+     * `aggregator`: how `--workers N` sums this gauge over the workers (worker-sums.ts):
+     * `sum` for what each worker has of its own, `max` for a count of the whole store
+     * each worker keeps, `min` for a state that holds only when it holds in every worker.
+     */
+    const gauge = (
+      name: string,
+      help: string,
+      read: () => number,
+      aggregator: 'sum' | 'max' | 'min' = 'sum',
+    ): void => {
       new Gauge({
         name,
         help,
         registers,
+        aggregator,
         collect() {
           this.set(read());
         },
@@ -81,17 +92,19 @@ export class ServerMetrics {
         this.inc(store.stats.dedupSavedBytes);
       },
     });
-    gauge('ft_blobs', 'Blobs stored (distinct contents)', () => store.stats.blobs);
-    gauge('ft_blob_bytes', 'Bytes of stored blobs (gzip)', () => store.stats.blobBytes);
+    gauge('ft_blobs', 'Blobs stored (distinct contents)', () => store.stats.blobs, 'max');
+    gauge('ft_blob_bytes', 'Bytes of stored blobs (gzip)', () => store.stats.blobBytes, 'max');
     gauge(
       'ft_tombstones',
       'Names deleted during an online migration (tombstones)',
       () => store.stats.tombstones,
+      'max',
     );
     gauge(
       'ft_store_counts_ready',
       '1 once the start-up count of blobs and tombstones has finished',
       () => (store.stats.countsReady ? 1 : 0),
+      'min',
     );
     if (store.stats.sweeper !== undefined) watchSweeper(this.registry, store.stats.sweeper);
   }
@@ -125,6 +138,8 @@ export class ServerMetrics {
       name: 'ft_fallback_up',
       help: '1 while the last probe of the fallback got an HTTP answer in time, else 0',
       registers,
+      // --workers N: each worker probes; up only while every one finds it up.
+      aggregator: 'min',
       collect() {
         this.set(probe.status().state === 'up' ? 1 : 0);
       },
@@ -164,6 +179,8 @@ export class Telemetry {
   readonly #logger: Logger;
   readonly #log: AccessLog;
   readonly metrics: ServerMetrics;
+  /** Requests answered since start, for `/status`. */
+  requests = 0;
 
   constructor(logger: Logger, store: Store) {
     this.#logger = logger;
@@ -179,6 +196,7 @@ export class Telemetry {
     if (this.#log.enabled) {
       this.#log.request(r.method, r.path, r.status, r.bodyBytesIn, r.bodyBytesOut, r.ms, r.error);
     }
+    this.requests++;
     this.metrics.observe(r);
   }
 }

@@ -8,8 +8,12 @@ import type { SweeperStats } from '../store/sweeper.js';
  */
 export function watchSweeper(registry: Registry, stats: SweeperStats): void {
   const registers = [registry];
-  /** Counters and gauges read off `stats` at scrape time: [kind, name, help, read]. */
-  const table: ['counter' | 'gauge', string, string, () => number][] = [
+  /**
+   * Counters and gauges read off `stats` at scrape time: [kind, name, help, read], and for
+   * a gauge how `--workers N` sums it over the workers (worker-sums.ts): the leaders are
+   * counted (0 or 1), the last sweep is the latest one's.
+   */
+  const table: ['counter' | 'gauge', string, string, () => number, ('sum' | 'max')?][] = [
     [
       'gauge',
       'ft_sweeper_leader',
@@ -34,17 +38,19 @@ export function watchSweeper(registry: Registry, stats: SweeperStats): void {
       'ft_sweep_last_end_timestamp_seconds',
       'When the last sweep of this process ended (Unix time; 0 before the first)',
       () => (stats.lastEndMs ?? 0) / 1000,
+      'max',
     ],
     [
       'gauge',
       'ft_sweep_last_duration_seconds',
       'How long the last sweep of this process took',
       () => stats.lastDurationMs / 1000,
+      'max',
     ],
   ];
-  for (const [kind, name, help, read] of table) {
+  for (const [kind, name, help, read, aggregator = 'sum'] of table) {
     if (kind === 'gauge') {
-      new Gauge({ name, help, registers, collect: setTo(read) });
+      new Gauge({ name, help, registers, aggregator, collect: setTo(read) });
     } else {
       new Counter({
         name,

@@ -57,7 +57,7 @@ export interface RecoverProgress {
  */
 export interface RecoverNotice {
   level: 'warn' | 'error';
-  code: 'RENAME_CONFLICT' | 'CORRUPT_BLOB' | 'FOREIGN_LINK' | 'MISSING_BLOB';
+  code: 'RENAME_CONFLICT' | 'CORRUPT_BLOB' | 'FOREIGN_LINK' | 'MISSING_BLOB' | 'STORE_WARNING';
   message: string;
 }
 

@@ -85,7 +85,16 @@ export async function recoverScaleOut(
   target: ScaleOutTarget,
   options: ScaleOutRecoverOptions = {},
 ): Promise<RecoverReport> {
-  const store = await openTarget(target);
+  const store = await openTarget(target, (details, message) =>
+    options.onNotice?.({
+      level: 'warn',
+      code: 'STORE_WARNING',
+      message:
+        typeof details.repeated === 'number' && details.repeated > 0
+          ? `${message} (and ${details.repeated} more like it)`
+          : message,
+    }),
+  );
   const run: Run = {
     store,
     db: redactUrl(target.db),
@@ -118,10 +127,13 @@ export async function recoverScaleOut(
 }
 
 /**
- * Opens the store as ft-server does, but refuses a database without a filetracker schema
+ * Opens the store as ft-server does (its warnings to `warn`), but refuses a database without a filetracker schema
  * and a bucket that does not exist (a typo must create nothing), and a DIR without blobs/.
  */
-async function openTarget(target: ScaleOutTarget): Promise<ScaleOutStore> {
+async function openTarget(
+  target: ScaleOutTarget,
+  warn: (details: Record<string, unknown>, message: string) => void,
+): Promise<ScaleOutStore> {
   const db = redactUrl(target.db);
   const client = new pg.Client({ connectionString: target.db, connectionTimeoutMillis: 10_000 });
   client.on('error', () => {});
@@ -157,6 +169,9 @@ async function openTarget(target: ScaleOutTarget): Promise<ScaleOutStore> {
     dir: target.dir,
     createBucket: false,
     poolSize: 8,
+    // The store's warnings, the object store client's own among them (sdk-logger.ts), as
+    // ft-server logs them: without this they were dropped.
+    warn,
   });
 }
 
