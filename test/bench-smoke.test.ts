@@ -1,12 +1,19 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { REPO_ROOT } from './helpers/server.js';
 
-const SECTIONS = ['Small-file GET', 'Small-file PUT', 'Large files', 'ft-migrate', 'Memory'];
+const SECTIONS = [
+  'Small-file GET',
+  'Small-file PUT',
+  'Large files',
+  'ft-migrate',
+  'Memory',
+  'Scale-out (PostgreSQL + S3)',
+];
 
 /** The text of `## title` up to the next `## ` heading, or undefined. */
 function sectionText(report: string, title: string): string | undefined {
@@ -43,6 +50,9 @@ async function runBench(
 ): Promise<{ code: number | null; stderr: string; report: string; tmp: string }> {
   const tmp = await mkdtemp(path.join(tmpdir(), 'ft-bench-smoke-'));
   t.after(() => rm(tmp, { recursive: true, force: true }));
+  // The scale-out section's PostgreSQL runs as the postgres user, which must reach its data
+  // dir in here: mkdtemp's 0700 would keep it out (as /tmp's 1777 does not).
+  await chmod(tmp, 0o755);
   const out = path.join(tmp, 'BENCHMARKS.md');
   const child = spawn(
     process.execPath,
