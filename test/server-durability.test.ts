@@ -204,13 +204,20 @@ test(
     assert.equal(await server.exited, 0);
     const calls = parseTrace(await readFile(traceFile, 'utf8'));
 
-    const answers = new Map<number, number>(); // client port -> start of the answer's write
+    // Client port -> the start of each answer's first write on it, in trace order. A port
+    // can serve several requests one after another (the kernel reuses a closed client
+    // port, more so with other suites running), so each acked request takes the next
+    // answer of its port: requests on one port never overlap, and `acked` is in the
+    // order their answers ended.
+    const answers = new Map<number, number[]>();
     for (const c of calls) {
       if (c.name !== 'write' && c.name !== 'writev') continue;
       const m = /^\d+<TCP:\[[^\]]*:\d+->[^\]]*:(\d+)\]>, \[?\{?(?:iov_base=)?"HTTP\/1\.1/.exec(
         c.args,
       );
-      if (m && !answers.has(Number(m[1]))) answers.set(Number(m[1]), c.start);
+      if (!m) continue;
+      const port = Number(m[1]);
+      answers.set(port, [...(answers.get(port) ?? []), c.start]);
     }
     const dirFsyncs = calls.filter((c) => c.name === 'fsync' && ok(c));
     const durableIn = (dirPath: string, after: number, before: number): Call | undefined =>
@@ -221,7 +228,7 @@ test(
     // Each new blob's rename; a dedup hit finds the rename of the upload that stored it.
     const blobRenames = new Set<Call>();
     for (const a of acked) {
-      const answer = answers.get(a.localPort);
+      const answer = answers.get(a.localPort)?.shift();
       assert.ok(answer !== undefined, `no answer to ${a.method} ${a.name} in the trace`);
       const link = path.join(store, 'links', a.name);
       if (a.method === 'DELETE') {
