@@ -1,8 +1,12 @@
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { after, before, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { Registry } from 'prom-client';
 import {
   DirSync,
+  EngineMetrics,
   LocalBlobStore,
   PgMetadataStore,
   S3BlobStore,
@@ -109,5 +113,68 @@ describe('store ports on real engines', () => {
       return pgStore(blobs, () => rm(path.resolve(root), { recursive: true, force: true }));
     },
     { skip: noPostgres },
+  );
+
+  test(
+    'looks asked together go in shared statements, at most 256 names each, each answered',
+    { skip: noPostgres },
+    async () => {
+      const root = await tempDir('ft-pg-lookups-');
+      const layout = storeLayout(root);
+      await Promise.all([layout.blobs, layout.tmp].map((d) => mkdir(d)));
+      const blobs = new LocalBlobStore(layout, new DirSync());
+      const metrics = new EngineMetrics();
+      const registry = new Registry();
+      metrics.register(registry);
+      const counted = async (): Promise<{ statements: number; names: number }> => {
+        const value = async (name: string): Promise<number> =>
+          (await registry.getSingleMetric(name)!.get()).values[0]!.value;
+        return {
+          statements: await value('ft_db_name_lookup_statements_total'),
+          names: await value('ft_db_name_lookups_total'),
+        };
+      };
+      const metadata = await PgMetadataStore.open({
+        url: await postgres!.createDatabase(),
+        blobs,
+        poolSize: 4,
+        metrics,
+      });
+      try {
+        const staged = await blobs.stage(Readable.from([Buffer.from('shared')]), {
+          gzip: false,
+          write: true,
+        });
+        await metadata.withName('/held', async () =>
+          metadata.commit({
+            components: ['held'],
+            blob: staged,
+            version: 1_700_000_000,
+            previous: 'absent',
+            clearTombstone: false,
+          }),
+        );
+        const before = await counted();
+        // 300 different names asked in one turn of the event loop: two statements (256 + 44).
+        const names = Array.from({ length: 300 }, (_, i) => (i === 150 ? 'held' : `n${i}`));
+        const answers = await Promise.all(names.map((n) => metadata.entry([n])));
+        answers.forEach((a, i) =>
+          i === 150
+            ? assert.equal((a as { version: number }).version, 1_700_000_000)
+            : assert.equal(a, 'absent'),
+        );
+        const after = await counted();
+        assert.deepEqual(
+          { statements: after.statements - before.statements, names: after.names - before.names },
+          { statements: 2, names: 300 },
+        );
+        // Alone, a look goes at once, in a statement of its own.
+        assert.equal(typeof (await metadata.entry(['held'])), 'object');
+        assert.equal((await counted()).statements, after.statements + 1);
+      } finally {
+        await metadata.close();
+        await rm(path.resolve(root), { recursive: true, force: true });
+      }
+    },
   );
 });

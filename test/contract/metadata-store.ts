@@ -116,6 +116,43 @@ export function metadataStoreContract(
     );
 
     test(
+      "entry: a name with its blob's sizes, a directory, an absent name; looks asked at once each see their own name",
+      withStore(async (metadata, blobs) => {
+        const { staged } = await write(metadata, blobs, '/d/e.txt', 'epsilon', V + 2);
+        const found = await metadata.entry(['d', 'e.txt']);
+        assert.equal(typeof found, 'object');
+        const { digest, version, sizes } = found as Exclude<typeof found, string>;
+        assert.deepEqual(
+          { digest, version, sizes },
+          {
+            digest: sha256('epsilon'),
+            version: V + 2,
+            sizes: { logicalSize: 7, storedSize: staged.storedSize },
+          },
+        );
+        assert.equal(await metadata.entry(['d']), 'directory');
+        assert.equal(await metadata.entry(['nothing']), 'absent');
+        assert.equal(await metadata.entry(['d', 'e.txt', 'below']), 'absent');
+        // Many looks in one turn (a shared database answers them together), repeats among them.
+        for (let i = 0; i < 5; i++)
+          await write(metadata, blobs, `/many/f${i}`, `content ${i}`, V + i);
+        const asked = Array.from({ length: 300 }, (_, i) => `f${i % 7}`);
+        const answers = await Promise.all(asked.map((n) => metadata.entry(['many', n])));
+        answers.forEach((answer, i) => {
+          const k = i % 7;
+          if (k >= 5) return assert.equal(answer, 'absent', asked[i]);
+          assert.equal(typeof answer, 'object', asked[i]);
+          const { digest, version } = answer as Exclude<typeof answer, string>;
+          assert.deepEqual({ digest, version }, { digest: sha256(`content ${k}`), version: V + k });
+        });
+        // A change committed before a look was asked is what it sees.
+        await write(metadata, blobs, '/many/f0', 'replaced', V + 9);
+        const after = await metadata.entry(['many', 'f0']);
+        assert.equal((after as { digest: string }).digest, sha256('replaced'));
+      }),
+    );
+
+    test(
       'the same content under a second name is a dedup: one blob, two references',
       withStore(async (metadata, blobs) => {
         await write(metadata, blobs, '/one', 'same');

@@ -41,6 +41,7 @@ export { LocalBlobStore } from './store/local-blob-store.js';
 export { LocalMetadataStore, type LocalMetadataOptions } from './store/local-metadata-store.js';
 export { S3BlobStore, type S3BlobStoreOptions } from './store/s3-blob-store.js';
 export { PgMetadataStore, type PgMetadataOptions } from './store/pg-metadata-store.js';
+export { EngineMetrics } from './store/engine-metrics.js';
 export { SCHEMA_VERSION, SchemaTooNewError } from './store/pg-schema.js';
 export {
   Sweeper,

@@ -32,6 +32,7 @@ import { fileUrl, requestRoot } from '@filetracker/shared-protocol/wire';
 import { readAhead, sendFile } from '@filetracker/runtime';
 import { MigrationMode } from '../store/migration.js';
 import type { OpenedFile, Store } from '../store/store-api.js';
+import { failedLooks } from './failed-looks.js';
 import { errorHandler } from './errors.js';
 import { fallbackVersion } from './fallback.js';
 import { FallbackProbe } from './fallback-probe.js';
@@ -203,6 +204,8 @@ export function createApp(backing: Store, options: AppOptions = {}): Koa {
 
   router.get('/files', async (ctx) => {
     const { components, name } = ctx.state.target;
+    const failedLook = failedLooks.get(ctx.req);
+    if (failedLook !== undefined) throw failedLook;
     const head = ctx.method === 'HEAD';
     const file = head ? await store.stat(components) : await store.openFile(components);
     if (!file) {

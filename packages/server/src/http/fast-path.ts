@@ -1,4 +1,5 @@
 import type { IncomingMessage, RequestListener } from 'node:http';
+import { LRUCache } from 'lru-cache';
 import { pino } from 'pino';
 import { memoryFirstListener, type MemoryAnswer } from '@filetracker/runtime';
 import {
@@ -10,13 +11,16 @@ import {
 } from '@filetracker/shared-protocol';
 import type { FileEntry, Store } from '../store/store-api.js';
 import { createApp, type AppOptions } from './app.js';
+import { failedLooks } from './failed-looks.js';
 import { fileHeaders, etagOf, matchesEtag } from './file-headers.js';
 import { Telemetry } from './metrics.js';
 
 /**
  * The request listener: a GET/HEAD of a file whose entry and gzip are both in memory,
  * from a client that accepts gzip (every Python client does), is answered in front of Koa
- * (memoryFirstListener) with the same headers as the Koa route; any other request, and
+ * (memoryFirstListener) with the same headers as the Koa route. On a store that keeps no
+ * names in memory (scale-out), the entry is looked up first (one database look, batched
+ * with the other requests', see pg-lookups.ts) and the gzip must be in memory; any other request, and
  * any doubt (a miss, a path the grammar rejects), goes to Koa unchanged.
  */
 export function createRequestListener(store: Store, options: AppOptions = {}): RequestListener {
@@ -77,11 +81,33 @@ function answersOf(entry: FileEntry, buffer: Buffer): FileAnswers {
   return cached;
 }
 
+/**
+ * The answers built for names looked up in a shared database ({@link Store.peekLooked}),
+ * whose every look makes a new entry object: kept by name, and used while the name's
+ * digest and version are those they were built for.
+ */
+const lookedAnswers = new LRUCache<string, FileAnswers & { entry: FileEntry }>({ max: 10_000 });
+
+function answersOfLooked(name: string, entry: FileEntry, buffer: Buffer): FileAnswers {
+  const cached = lookedAnswers.get(name);
+  if (
+    cached !== undefined &&
+    cached.buffer === buffer &&
+    cached.entry.digest === entry.digest &&
+    cached.entry.version === entry.version
+  ) {
+    return cached;
+  }
+  const built = { ...answersOf(entry, buffer), entry };
+  lookedAnswers.set(name, built);
+  return built;
+}
+
 function answerFromMemory(
   req: IncomingMessage,
   path: string,
   store: Store,
-): MemoryAnswer | undefined {
+): MemoryAnswer | undefined | Promise<MemoryAnswer | undefined> {
   let target;
   try {
     target = parseRequestPath(path);
@@ -90,10 +116,23 @@ function answerFromMemory(
   }
   if (target.endpoint !== 'files' || target.components.length === 0) return undefined;
   if (!acceptsGzip(headerValue(req.headers, HEADER.acceptEncoding))) return undefined;
+  const ifNoneMatch = headerValue(req.headers, HEADER.ifNoneMatch);
+  if (!store.namesInMemory) {
+    const name = target.name;
+    return store.peekLooked(target.components).then(
+      (looked) => {
+        if (!looked) return undefined;
+        const answers = answersOfLooked(name, looked.entry, looked.buffer);
+        return matchesEtag(ifNoneMatch, answers.etag) ? answers.notModified : answers.ok;
+      },
+      (err: unknown) => {
+        failedLooks.set(req, err);
+        return undefined;
+      },
+    );
+  }
   const hit = store.peek(target.name);
   if (!hit) return undefined;
   const answers = answersOf(hit.entry, hit.buffer);
-  return matchesEtag(headerValue(req.headers, HEADER.ifNoneMatch), answers.etag)
-    ? answers.notModified
-    : answers.ok;
+  return matchesEtag(ifNoneMatch, answers.etag) ? answers.notModified : answers.ok;
 }

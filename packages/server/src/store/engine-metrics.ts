@@ -58,6 +58,8 @@ export class EngineMetrics {
   readonly #metrics: Metric[] = [];
   readonly #dbDuration: Histogram;
   readonly #dbErrors: Counter<'kind'>;
+  readonly #lookupStatements: Counter;
+  readonly #lookupNames: Counter;
   readonly #s3Duration: Histogram<'operation'>;
   readonly #s3Errors: Counter<'operation' | 'kind'>;
 
@@ -80,6 +82,20 @@ export class EngineMetrics {
     );
     // Present at 0 from the start, so rate() and increase() see the first error.
     for (const kind of DB_KINDS) this.#dbErrors.inc({ kind }, 0);
+    this.#lookupStatements = this.#keep(
+      new Counter({
+        name: 'ft_db_name_lookup_statements_total',
+        help: 'Statements that looked names up for readers (each answers every look waiting, see ft_db_name_lookups_total)',
+        registers: [],
+      }),
+    );
+    this.#lookupNames = this.#keep(
+      new Counter({
+        name: 'ft_db_name_lookups_total',
+        help: "Names looked up for readers (GETs, HEADs, a PUT's first look), batched into ft_db_name_lookup_statements_total statements",
+        registers: [],
+      }),
+    );
     this.#s3Duration = this.#keep(
       new Histogram({
         name: 'ft_object_store_request_duration_seconds',
@@ -114,6 +130,12 @@ export class EngineMetrics {
 
   dbStatement(seconds: number): void {
     this.#dbDuration.observe(seconds);
+  }
+
+  /** One statement of readers' looks, carrying `names` names. */
+  nameLookups(names: number): void {
+    this.#lookupStatements.inc();
+    this.#lookupNames.inc(names);
   }
 
   dbError(kind: DbErrorKind): void {

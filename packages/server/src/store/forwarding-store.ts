@@ -39,6 +39,16 @@ export class ForwardingStore implements Store {
     return this.inner.peek(name);
   }
 
+  get namesInMemory(): boolean {
+    return this.inner.namesInMemory;
+  }
+
+  peekLooked(
+    components: readonly string[],
+  ): Promise<{ entry: FileEntry; buffer: Buffer } | undefined> {
+    return this.inner.peekLooked(components);
+  }
+
   openFile(components: readonly string[]): Promise<OpenedFile | null> {
     return this.inner.openFile(components);
   }

@@ -11,12 +11,14 @@ import type { MetaDb } from './meta-db.js';
 import type {
   BlobRecord,
   CommitResult,
+  SizedLookup,
   MetadataEvents,
   MetadataStore,
   NameChange,
   NameLookup,
   NameRecord,
 } from './metadata-store.js';
+import { sizesOf } from './metadata-store.js';
 
 export interface LocalMetadataOptions {
   /** Blob records (refcount and sizes) that stay in memory. */
@@ -85,6 +87,14 @@ export class LocalMetadataStore implements MetadataStore {
 
   blob(digest: string): Promise<BlobRecord | undefined> {
     return this.#refs.get(digest);
+  }
+
+  async entry(components: readonly string[]): Promise<SizedLookup> {
+    const held = await this.read(components);
+    if (typeof held !== 'object') return held;
+    // meta/ unavailable (a full disk stopped its reopen): reads go on from links and blobs.
+    const record = await this.blob(held.digest).catch(() => undefined);
+    return { ...held, sizes: record && sizesOf(record) };
   }
 
   withName<T>(name: string, fn: () => Promise<T>): Promise<T> {

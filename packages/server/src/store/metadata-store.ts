@@ -12,11 +12,23 @@ export interface NameRecord {
  */
 export type NameLookup = NameRecord | 'absent' | 'directory';
 
+/**
+ * A name looked up with its blob's sizes, as a reader needs it: `sizes` undefined when the
+ * blob has no record (the reader then reads them off the blob, or looks again).
+ */
+export type SizedLookup = (NameRecord & { sizes: BlobSizes | undefined }) | 'absent' | 'directory';
+
 /** What the metadata store records per blob. */
 export interface BlobRecord extends BlobSizes {
   /** Number of names pointing at the blob. */
   refs: number;
 }
+
+/** A record's sizes alone (what a reader answers with). */
+export const sizesOf = (record: BlobRecord): BlobSizes => ({
+  logicalSize: record.logicalSize,
+  storedSize: record.storedSize,
+});
 
 /** A name's change to a new blob and version, made by {@link MetadataStore.commit}. */
 export interface NameChange {
@@ -85,6 +97,13 @@ export interface MetadataStore {
   checkStorable(components: readonly string[]): void;
   read(components: readonly string[]): Promise<NameLookup>;
   blob(digest: string): Promise<BlobRecord | undefined>;
+  /**
+   * `read` and then the sizes of the blob found, for readers (a GET's look): in a shared
+   * database one statement, batched with the other readers' looks (pg-metadata-store.ts).
+   * Like `read`, it sees a change whole, and it sees every change committed before it was
+   * called.
+   */
+  entry(components: readonly string[]): Promise<SizedLookup>;
   withName<T>(name: string, fn: () => Promise<T>): Promise<T>;
   pin(digest: string): Promise<BlobRecord | undefined>;
   unpin(digest: string): Promise<void>;

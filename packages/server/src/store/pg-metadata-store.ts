@@ -16,7 +16,9 @@ import type {
   NameChange,
   NameLookup,
   NameRecord,
+  SizedLookup,
 } from './metadata-store.js';
+import { LookupBatcher } from './pg-lookups.js';
 import { migrate } from './pg-schema.js';
 
 /** Limits the names table's btree can hold (an index entry is at most ~2.7 kB). */
@@ -99,6 +101,28 @@ interface NameTransaction {
 
 type NameRow = { kind: 'f' | 'd' | 'p'; digest: string | null; version: string | null };
 type BlobRow = { refs: string; logical_size: string; stored_size: string };
+type EntryRow = NameRow & { name: string; logical_size: string | null; stored_size: string | null };
+
+/**
+ * The readers' look (see {@link LookupBatcher}): names with their blobs' sizes, one index
+ * scan per name, in one statement prepared once per connection.
+ */
+const ENTRIES = {
+  name: 'ft_entries',
+  text: `SELECT n.name, n.kind, n.digest, n.version, b.logical_size, b.stored_size
+         FROM names n LEFT JOIN blobs b ON b.digest = n.digest
+         WHERE n.name = ANY($1::text[])`,
+};
+
+function entryOf(row: EntryRow): SizedLookup {
+  if (row.kind === 'p') return 'absent';
+  if (row.kind === 'd') return 'directory';
+  const sizes =
+    row.logical_size === null || row.stored_size === null
+      ? undefined
+      : { logicalSize: Number(row.logical_size), storedSize: Number(row.stored_size) };
+  return { digest: row.digest!, version: Number(row.version), sizes };
+}
 
 const toRecord = (row: BlobRow): BlobRecord => ({
   refs: Number(row.refs),
@@ -158,6 +182,10 @@ export class PgMetadataStore implements MetadataStore {
   readonly #metrics: EngineMetrics | undefined;
   readonly #tx = new AsyncLocalStorage<NameTransaction>();
   #closing: Promise<void> | undefined;
+  /** Readers' looks outside a transaction, batched into shared statements. */
+  readonly #lookups = new LookupBatcher<SizedLookup>((names) => this.#entries(names), 'absent', {
+    isOutage: (err) => err instanceof BackendUnavailableError,
+  });
   /** The last failure to reach the database, until a query succeeds. */
   #down: string | undefined;
 
@@ -236,14 +264,19 @@ export class PgMetadataStore implements MetadataStore {
     await this.#query('SELECT 1');
   }
 
-  /** A query on the transaction of the withName we run in, else on a pooled connection. */
-  async #query<R extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<R[]> {
+  /**
+   * A query on the transaction of the withName we run in, else on a pooled connection.
+   * `text` with a name: a statement prepared once per connection.
+   */
+  async #query<R extends pg.QueryResultRow>(
+    text: string | { name: string; text: string },
+    values: unknown[] = [],
+  ): Promise<R[]> {
     const tx = this.#tx.getStore();
+    const query = typeof text === 'string' ? { text, values } : { ...text, values };
     try {
       const result =
-        tx && !tx.ended
-          ? await tx.client.query<R>(text, values)
-          : await this.pool.query<R>(text, values);
+        tx && !tx.ended ? await tx.client.query<R>(query) : await this.pool.query<R>(query);
       this.#down = undefined;
       return result.rows;
     } catch (err) {
@@ -292,6 +325,20 @@ export class PgMetadataStore implements MetadataStore {
       [digest],
     );
     return row && toRecord(row);
+  }
+
+  async entry(components: readonly string[]): Promise<SizedLookup> {
+    const name = nameOf(components);
+    const tx = this.#tx.getStore();
+    // Inside a writer's transaction: on it (its own changes, under its locks).
+    if (tx && !tx.ended) return (await this.#entries([name])).get(name) ?? 'absent';
+    return this.#lookups.get(name);
+  }
+
+  async #entries(names: string[]): Promise<Map<string, SizedLookup>> {
+    this.#metrics?.nameLookups(names.length);
+    const rows = await this.#query<EntryRow>(ENTRIES, [names]);
+    return new Map(rows.map((row) => [row.name, entryOf(row)]));
   }
 
   async withName<T>(name: string, fn: () => Promise<T>): Promise<T> {

@@ -64,6 +64,11 @@ export class ReadCaches {
     });
   }
 
+  /** Whether names' entries are kept (see {@link ReadCachesOptions.entries}). */
+  get keepsEntries(): boolean {
+    return this.#entries !== undefined;
+  }
+
   entry(name: string): FileEntry | undefined {
     return this.#entries?.get(name);
   }

@@ -118,6 +118,18 @@ export interface Store {
    * synchronous read path for the small files judges fetch by the thousand.
    */
   peek(name: string): { entry: FileEntry; buffer: Buffer } | undefined;
+  /**
+   * False when names are not kept in memory (scale-out: any process may change any name),
+   * so `peek` never answers; {@link peekLooked} then looks the name up first.
+   */
+  readonly namesInMemory: boolean;
+  /**
+   * The entry of a name, looked up as `stat` does, with its gzip when that is in memory;
+   * else undefined: `peek` for a store that keeps no names in memory.
+   */
+  peekLooked(
+    components: readonly string[],
+  ): Promise<{ entry: FileEntry; buffer: Buffer } | undefined>;
   /** Opens a name's content for reading; null when it holds no file. */
   openFile(components: readonly string[]): Promise<OpenedFile | null>;
   /**

@@ -119,23 +119,20 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
   /** The entry of a name, from the metadata store. */
   async #load(components: readonly string[]): Promise<EntryLookup> {
     for (let attempt = 0; attempt < 10; attempt++) {
-      const held = await this.metadata.read(components);
+      const held = await this.metadata.entry(components);
       if (typeof held !== 'object') return held;
-      const sizes = await this.#sizes(components, held.digest);
+      const sizes = held.sizes ?? (await this.#blobSizes(components, held.digest));
       if (sizes) return { digest: held.digest, version: held.version, ...sizes };
       // The name was replaced and its old blob dropped between our two reads: read again.
     }
     throw new Error(`name ${joinName(components)} points at a blob with no record`);
   }
 
-  /** A blob's sizes: from its record, else off the blob itself; undefined when it is gone. */
-  async #sizes(
+  /** The sizes of a blob with no record, off the blob itself; undefined when it is gone. */
+  async #blobSizes(
     components: readonly string[],
     digest: string,
   ): Promise<{ logicalSize: number; storedSize: number } | undefined> {
-    // The metadata store unavailable (a full disk stopped its reopen): reads go on from blobs.
-    const record = await this.metadata.blob(digest).catch(() => undefined);
-    if (record) return { logicalSize: record.logicalSize, storedSize: record.storedSize };
     const healed = await this.blobs.sizes(digest);
     if (!healed) return undefined;
     this.#warn(
@@ -151,6 +148,18 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
    */
   peek(name: string): { entry: FileEntry; buffer: Buffer } | undefined {
     return this.#caches.peek(name);
+  }
+
+  get namesInMemory(): boolean {
+    return this.#caches.keepsEntries;
+  }
+
+  async peekLooked(
+    components: readonly string[],
+  ): Promise<{ entry: FileEntry; buffer: Buffer } | undefined> {
+    const entry = await this.stat(components);
+    const buffer = entry && this.#caches.blob(entry.digest);
+    return buffer ? { entry: entry!, buffer } : undefined;
   }
 
   /**
@@ -265,7 +274,7 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
     const { components, blob, version } = change;
     this.#caches.written(name);
     const committed = await this.metadata.commit(change);
-    const sizes = committed.sizes ?? (await this.#sizes(components, blob.digest)) ?? blob;
+    const sizes = committed.sizes ?? (await this.#blobSizes(components, blob.digest)) ?? blob;
     const { logicalSize, storedSize } = sizes;
     this.#caches.set(name, { digest: blob.digest, version, logicalSize, storedSize });
     this.#caches.written(name);
