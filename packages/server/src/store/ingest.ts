@@ -17,7 +17,8 @@ import { tmpFile } from './layout.js';
  * What an upload turned out to be once its body was read in full; `location` is the gzip
  * file in `ft-tmp/`, or undefined when the body was only verified.
  */
-export type IngestResult = StagedBlob;
+/** `buffer`: the gzip of a body read whole, kept in memory (see {@link IngestTarget.inMemory}). */
+export type IngestResult = StagedBlob & { readonly buffer?: Buffer | undefined };
 
 type IngestOptions = StageOptions;
 
@@ -26,6 +27,12 @@ export interface IngestTarget {
   tmpDir: string;
   /** zlib level for plain bodies. */
   gzipLevel: number;
+  /**
+   * A small gzip body read whole is kept in memory (`buffer`, no `location`) instead of
+   * written to `tmpDir`: for a store whose blobs become durable elsewhere (the object
+   * store), where the temp file's writes and fsync bought nothing.
+   */
+  inMemory?: boolean | undefined;
 }
 
 /** Gzip bodies up to this Content-Length are read whole and written in one write... */
@@ -224,6 +231,7 @@ async function ingestWhole(
     location: undefined,
   };
   checkClaims(result, options);
+  if (target.inMemory) return { ...result, buffer: gz };
   const tmpPath = tmpFile(target.tmpDir, 'upload');
   try {
     // Durable before any link may point at it (invariant 1).

@@ -124,7 +124,8 @@ export class S3BlobStore implements BlobStore {
     this.bucket = options.bucket;
     const prefix = (options.prefix ?? '').replace(/^\/+|\/+$/g, '');
     this.#prefix = prefix === '' ? '' : `${prefix}/`;
-    this.#target = { tmpDir: options.tmpDir, gzipLevel: options.gzipLevel ?? 6 };
+    // Small bodies go up from memory: durable in the bucket, a local fsync buys nothing.
+    this.#target = { tmpDir: options.tmpDir, gzipLevel: options.gzipLevel ?? 6, inMemory: true };
   }
 
   /** A store on `options.bucket`, which is created if missing. */
@@ -211,25 +212,25 @@ export class S3BlobStore implements BlobStore {
   }
 
   async stage(body: Readable, options: StageOptions): Promise<StagedBlob> {
-    const verified = await ingest(body, options, this.#target);
+    const { buffer, ...verified } = await ingest(body, options, this.#target);
     const file = verified.location;
-    if (file === undefined) return verified;
+    if (file === undefined && buffer === undefined) return verified;
     const key = this.#stagingKey('upload');
     try {
       await this.client.send(
         new PutObjectCommand({
           Bucket: this.bucket,
           Key: key,
-          Body: createReadStream(file),
+          Body: buffer ?? createReadStream(file!),
           // A streamed PUT needs its length (no aws-chunked encoding on Swift).
-          ContentLength: (await stat(file)).size,
+          ContentLength: buffer?.length ?? (await stat(file!)).size,
           ContentType: 'application/gzip',
         }),
       );
     } catch (err) {
       throw unavailable('upload', err);
     } finally {
-      await unlink(file).catch(() => {});
+      if (file !== undefined) await unlink(file).catch(() => {});
     }
     return { ...verified, location: key };
   }
@@ -252,8 +253,10 @@ export class S3BlobStore implements BlobStore {
       }
       throw unavailable('commit', err);
     }
-    // The staging copy is no longer needed; one left by a failure here is the sweeper's.
-    await this.discard(blob).catch(() => {});
+    // The staging copy is no longer needed: deleted after the answer, not before (the
+    // caller holds the name's and the digest's row locks); one a failure or a crash leaves
+    // is the sweeper's.
+    void this.discard(blob).catch(() => {});
   }
 
   async discard(blob: StagedBlob): Promise<void> {
