@@ -1,5 +1,5 @@
 import type { ChildProcess, SpawnOptions } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { spawnTracked, stopChild } from './lifecycle.js';
@@ -136,4 +136,51 @@ export async function procStatusKiB(
   const text = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text);
   return m ? Number(m[1]) : undefined;
+}
+
+/** CPU seconds (user + system) used so far by every process, by its command name. */
+async function cpuByCommand(): Promise<Map<string, Map<number, number>>> {
+  const ticks = 100; // USER_HZ on Linux
+  const out = new Map<string, Map<number, number>>();
+  const pids = (await readdir('/proc')).filter((d) => /^\d+$/.test(d));
+  await Promise.all(
+    pids.map(async (pid) => {
+      const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+      if (text === undefined) return;
+      const open = text.indexOf('(');
+      const close = text.lastIndexOf(')');
+      const comm = text.slice(open + 1, close);
+      const fields = text.slice(close + 2).split(' ');
+      const seconds = (Number(fields[11]) + Number(fields[12])) / ticks;
+      if (!out.has(comm)) out.set(comm, new Map());
+      out.get(comm)!.set(Number(pid), seconds);
+    }),
+  );
+  return out;
+}
+
+/**
+ * The share of one core each group of processes used while `fn` ran (1 = a whole core),
+ * from /proc: `groups` maps a name to a test on the process's command name. Processes
+ * that started or ended meanwhile count for the part of the time seen.
+ */
+export async function cpuShares<T>(
+  groups: Record<string, (comm: string) => boolean>,
+  fn: () => Promise<T>,
+): Promise<{ result: T; shares: Record<string, number> }> {
+  const before = await cpuByCommand();
+  const t = performance.now();
+  const result = await fn();
+  const seconds = (performance.now() - t) / 1000;
+  const after = await cpuByCommand();
+  const shares: Record<string, number> = {};
+  for (const [group, test] of Object.entries(groups)) {
+    let used = 0;
+    for (const [comm, pids] of after) {
+      if (!test(comm)) continue;
+      for (const [pid, s] of pids) used += s - (before.get(comm)?.get(pid) ?? 0);
+    }
+    shares[group] = used / seconds;
+  }
+  return { result, shares };
 }

@@ -9,7 +9,7 @@ import { enginesMissing, serverDependency, startEngines, type Engines } from './
 import { pwrite, sha256File, tag, tagMember, writeCurlBody } from './large.js';
 import { tempDir } from './lifecycle.js';
 import { buildPool } from './pool.js';
-import { runOk, type Running } from './proc.js';
+import { cpuShares, runOk, type Running } from './proc.js';
 import { emptySection, type Section, type TargetCheck } from './report.js';
 import { seedServer } from './seed.js';
 import { startFtServer, startScaleOutFtServer } from './servers.js';
@@ -108,6 +108,15 @@ async function lookupCounts(url: string): Promise<{ names: number; statements: n
     statements: value('ft_db_name_lookup_statements_total'),
   };
 }
+
+/** The processes whose CPU the section reports during its runs (cores: 1 = a whole core). */
+const CPU_GROUPS = {
+  'Swift (proxy, object, container, account servers)': (c: string) => c.startsWith('swift-'),
+  PostgreSQL: (c: string) => c === 'postgres',
+  'node (ft-server processes; the bench waits)': (c: string) => c === 'node',
+  wrk: (c: string) => c === 'wrk',
+};
+type CpuGroup = keyof typeof CPU_GROUPS;
 
 function targetList(ratios: Partial<Record<string, number>>): TargetCheck[] {
   return [
@@ -353,6 +362,12 @@ export async function benchScaleOut(ctx: BenchContext): Promise<Section> {
     const singleGet = new Map<Setup, WrkResult[]>(SETUPS.map((s) => [s, []]));
     const onePut = { local: [] as number[], one: [] as number[] };
     const perGet: number[] = [];
+    /** CPU (cores) of the engines, the servers and wrk during the scale-out runs. */
+    const cpu = new Map<string, Record<CpuGroup, number>[]>(
+      ['GET, scale-out, 1 process', 'PUT, scale-out, 1 process', 'PUT, scale-out, 2 processes'].map(
+        (k) => [k, []],
+      ),
+    );
     /** Names per lookup statement during the 1-process GET runs (from its /metrics). */
     const namesPerLook: number[] = [];
     const perPut: number[] = [];
@@ -390,7 +405,11 @@ export async function benchScaleOut(ctx: BenchContext): Promise<Section> {
           getResults.get(setup)!.push(summed(both));
         } else {
           const before = await lookupCounts(one.url);
-          getResults.get(setup)!.push(await get(one.url, c, cfg.durationS));
+          const { result, shares } = await cpuShares(CPU_GROUPS, () =>
+            get(one.url, c, cfg.durationS),
+          );
+          getResults.get(setup)!.push(result);
+          cpu.get('GET, scale-out, 1 process')!.push(shares);
           const after = await lookupCounts(one.url);
           namesPerLook.push((after.names - before.names) / (after.statements - before.statements));
         }
@@ -407,13 +426,15 @@ export async function benchScaleOut(ctx: BenchContext): Promise<Section> {
         const slice = (k: number): string => sliceFiles[round * 4 + k]!;
         if (setup === 'local') putResults.get(setup)!.push(await put(local.url, c, slice(0)));
         else if (setup === 'scale-out, 2 processes') {
-          const both = await Promise.all([
-            put(one.url, c / 2, slice(2)),
-            put(two.url, c / 2, slice(3)),
-          ]);
-          putResults.get(setup)!.push(summed(both));
+          const { result, shares } = await cpuShares(CPU_GROUPS, () =>
+            Promise.all([put(one.url, c / 2, slice(2)), put(two.url, c / 2, slice(3))]),
+          );
+          putResults.get(setup)!.push(summed(result));
+          cpu.get('PUT, scale-out, 2 processes')!.push(shares);
         } else {
-          putResults.get(setup)!.push(await put(one.url, c, slice(1)));
+          const { result, shares } = await cpuShares(CPU_GROUPS, () => put(one.url, c, slice(1)));
+          putResults.get(setup)!.push(result);
+          cpu.get('PUT, scale-out, 1 process')!.push(shares);
         }
       }
 
@@ -674,6 +695,15 @@ export async function benchScaleOut(ctx: BenchContext): Promise<Section> {
         ['bare S3 GET of the same, ms', withRounds(bareMs.get)],
       ],
     });
+    const groups = Object.keys(CPU_GROUPS) as CpuGroup[];
+    section.tables.push({
+      caption: 'CPU during the runs, in cores of the machine\u2019s 2 (medians over rounds)',
+      head: ['run', ...groups],
+      rows: [...cpu].map(([run, rounds]) => [
+        run,
+        ...groups.map((g) => num(median(rounds.map((r) => r[g])))),
+      ]),
+    });
     const top = (per: { calls: number; query: string }[][]): string[][] =>
       (per[0] ?? []).slice(0, 6).map((s) => [num(s.calls), s.query.slice(0, 120)]);
     section.tables.push(
@@ -739,10 +769,17 @@ export async function benchScaleOut(ctx: BenchContext): Promise<Section> {
         'old version of an acknowledged PUT, which the per-name linearizability across ' +
         'processes of issue 14 forbids.',
       'A PUT goes to the object store three times (the body to a staging key, a server-side ' +
-        'copy to its digest\u2019s key, a delete of the staging key) and runs ' +
-        `${num(median(perPut))} database statements; one at a time it takes ` +
+        'copy to its digest\u2019s key, and after the answer a delete of the staging key) ' +
+        `and runs ${num(median(perPut))} database statements; one at a time it takes ` +
         `${num(median(onePut.one))} ms here, against ${num(median(bareMs.put))} ms for a bare ` +
-        `S3 PUT of such a body and ${num(median(onePut.local))} ms on the local store.`,
+        `S3 PUT of such a body and ${num(median(onePut.local))} ms on the local store. ` +
+        'During the 1-process PUT runs Swift\u2019s four servers used ' +
+        `${num(median(cpu.get('PUT, scale-out, 1 process')!.map((r) => r[groups[0]!])))} of ` +
+        'the machine\u2019s 2 cores and the ft-server process ' +
+        `${num(median(cpu.get('PUT, scale-out, 1 process')!.map((r) => r[groups[2]!])))}: ` +
+        'when the object store sharing the machine is what bounds the PUTs, a second ' +
+        'ft-server process cannot make more of them (in a deployment the object store has ' +
+        'machines of its own).',
     );
     return section;
   } finally {
