@@ -114,7 +114,6 @@ const CPU_GROUPS = {
   'Swift (proxy, object, container, account servers)': (c: string) => c.startsWith('swift-'),
   PostgreSQL: (c: string) => c === 'postgres',
   'node (ft-server processes; the bench waits)': (c: string) => c === 'node',
-  wrk: (c: string) => c === 'wrk',
 };
 type CpuGroup = keyof typeof CPU_GROUPS;
 
@@ -362,7 +361,7 @@ export async function benchScaleOut(ctx: BenchContext): Promise<Section> {
     const singleGet = new Map<Setup, WrkResult[]>(SETUPS.map((s) => [s, []]));
     const onePut = { local: [] as number[], one: [] as number[] };
     const perGet: number[] = [];
-    /** CPU (cores) of the engines, the servers and wrk during the scale-out runs. */
+    /** CPU (cores) of the engines and the servers during the scale-out runs. */
     const cpu = new Map<string, Record<CpuGroup, number>[]>(
       ['GET, scale-out, 1 process', 'PUT, scale-out, 1 process', 'PUT, scale-out, 2 processes'].map(
         (k) => [k, []],

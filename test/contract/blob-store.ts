@@ -82,6 +82,9 @@ export function blobStoreContract(
         assert.equal(staged.digest, sha256(content));
         assert.equal(staged.storedSize, gz.length);
         assert.equal(staged.receivedBytes, gz.length);
+        assert.notEqual(staged.location, undefined);
+        assert.equal(await blobs.open(staged.digest), null, 'not readable before commit');
+        assert.deepEqual(await all(blobs.digests()), []);
         await blobs.commit(staged);
         const handle = (await blobs.open(staged.digest))!;
         assert.deepEqual(await handle.readFile(), gz);
@@ -147,6 +150,30 @@ export function blobStoreContract(
         await blobs.discard(staged);
         await assert.rejects(blobs.commit(staged));
         assert.equal(await blobs.open(staged.digest), null);
+      }),
+    );
+
+    test(
+      'a small gzip body (read whole) discarded cannot be committed either, and leaves nothing',
+      withStore(async (blobs) => {
+        const gz = gzipSync(Buffer.from('dropped whole'));
+        const options = plain({ gzip: true, bodyLength: gz.length });
+        const staged = await blobs.stage(body(gz), options);
+        await blobs.discard(staged);
+        await blobs.discard(staged);
+        await assert.rejects(blobs.commit(staged));
+        assert.equal(await blobs.open(staged.digest), null);
+        assert.deepEqual(await all(blobs.digests()), []);
+        // Two uploads of one content staged at once: each is its own, committed or dropped.
+        const [a, b] = await Promise.all([
+          blobs.stage(body(gz), options),
+          blobs.stage(body(gz), options),
+        ]);
+        await blobs.commit(a);
+        await blobs.discard(b);
+        const handle = (await blobs.open(a.digest))!;
+        assert.deepEqual(await handle.readFile(), gz);
+        await handle.close();
       }),
     );
 
