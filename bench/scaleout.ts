@@ -767,8 +767,9 @@ export async function benchScaleOut(ctx: BenchContext): Promise<Section> {
         'processes (LISTEN/NOTIFY), and until it arrived another process would answer the ' +
         'old version of an acknowledged PUT, which the per-name linearizability across ' +
         'processes of issue 14 forbids.',
-      'A PUT goes to the object store three times (the body to a staging key, a server-side ' +
-        'copy to its digest\u2019s key, and after the answer a delete of the staging key) ' +
+      'A small PUT goes to the object store once (its body, held in memory, PUT to its ' +
+        'digest\u2019s key inside the metadata transaction; a larger one three times: to a ' +
+        'staging key, a server-side copy, and after the answer a delete) ' +
         `and runs ${num(median(perPut))} database statements; one at a time it takes ` +
         `${num(median(onePut.one))} ms here, against ${num(median(bareMs.put))} ms for a bare ` +
         `S3 PUT of such a body and ${num(median(onePut.local))} ms on the local store. ` +
