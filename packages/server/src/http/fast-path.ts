@@ -63,22 +63,26 @@ const answerCache = new WeakMap<FileEntry, FileAnswers>();
 function answersOf(entry: FileEntry, buffer: Buffer): FileAnswers {
   let cached = answerCache.get(entry);
   if (cached === undefined || cached.buffer !== buffer) {
-    const headers = fileHeaders(entry);
-    const okHeaders = {
-      ...headers,
-      [HEADER.contentType]: MEDIA_TYPE.file,
-      [HEADER.contentEncoding]: 'gzip',
-      [HEADER.contentLength]: String(buffer.length),
-    };
-    cached = {
-      buffer,
-      etag: etagOf(entry),
-      ok: { status: 200, headers: okHeaders, body: buffer },
-      notModified: { status: 304, headers, body: undefined },
-    };
+    cached = buildAnswers(entry, buffer);
     answerCache.set(entry, cached);
   }
   return cached;
+}
+
+function buildAnswers(entry: FileEntry, buffer: Buffer): FileAnswers {
+  const headers = fileHeaders(entry);
+  const okHeaders = {
+    ...headers,
+    [HEADER.contentType]: MEDIA_TYPE.file,
+    [HEADER.contentEncoding]: 'gzip',
+    [HEADER.contentLength]: String(buffer.length),
+  };
+  return {
+    buffer,
+    etag: etagOf(entry),
+    ok: { status: 200, headers: okHeaders, body: buffer },
+    notModified: { status: 304, headers, body: undefined },
+  };
 }
 
 /**
@@ -98,7 +102,7 @@ function answersOfLooked(name: string, entry: FileEntry, buffer: Buffer): FileAn
   ) {
     return cached;
   }
-  const built = { ...answersOf(entry, buffer), entry };
+  const built = { ...buildAnswers(entry, buffer), entry };
   lookedAnswers.set(name, built);
   return built;
 }
