@@ -162,19 +162,20 @@ async function cpuByCommand(): Promise<Map<string, Map<number, number>>> {
 /**
  * The share of one core each group of processes used while `fn` ran (1 = a whole core),
  * from /proc: `groups` maps a name to a test on the process's command name. Processes
- * that started or ended meanwhile count for the part of the time seen.
+ * that started or ended meanwhile count for the part of the time seen. `machine`: the cores
+ * the whole machine was busy meanwhile (see machineBusySeconds).
  */
-export async function cpuShares<T>(
-  groups: Record<string, (comm: string) => boolean>,
+export async function cpuShares<T, K extends string>(
+  groups: Record<K, (comm: string) => boolean>,
   fn: () => Promise<T>,
-): Promise<{ result: T; shares: Record<string, number> }> {
-  const before = await cpuByCommand();
+): Promise<{ result: T; shares: Record<K, number>; machine: number }> {
+  const [before, busyBefore] = await Promise.all([cpuByCommand(), machineBusySeconds()]);
   const t = performance.now();
   const result = await fn();
   const seconds = (performance.now() - t) / 1000;
-  const after = await cpuByCommand();
-  const shares: Record<string, number> = {};
-  for (const [group, test] of Object.entries(groups)) {
+  const [after, busyAfter] = await Promise.all([cpuByCommand(), machineBusySeconds()]);
+  const shares = {} as Record<K, number>;
+  for (const [group, test] of Object.entries(groups) as [K, (comm: string) => boolean][]) {
     let used = 0;
     for (const [comm, pids] of after) {
       if (!test(comm)) continue;
@@ -182,5 +183,17 @@ export async function cpuShares<T>(
     }
     shares[group] = used / seconds;
   }
-  return { result, shares };
+  return { result, shares, machine: (busyAfter - busyBefore) / seconds };
+}
+
+/**
+ * CPU seconds the whole machine has been busy since boot, summed over its cores, from the
+ * first line of /proc/stat: user, nice, system, irq and softirq time (every process and the
+ * kernel; idle, I/O wait and time stolen by the hypervisor do not count).
+ */
+async function machineBusySeconds(): Promise<number> {
+  const ticks = 100; // USER_HZ on Linux
+  const line = (await readFile('/proc/stat', 'utf8')).split('\n', 1)[0]!;
+  const [user, nice, system, , , irq, softirq] = line.trim().split(/\s+/).slice(1).map(Number);
+  return (user! + nice! + system! + irq! + softirq!) / ticks;
 }

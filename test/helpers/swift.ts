@@ -22,6 +22,7 @@ const START_TIMEOUT_MS = 90_000;
 type Kind = (typeof SERVERS)[number];
 
 const PROGRAMS = [
+  '/usr/bin/memcached',
   '/usr/bin/swift-ring-builder',
   '/usr/bin/swift-proxy-server',
   ...SERVERS.map((kind) => `/usr/bin/swift-${kind}-server`),
@@ -65,7 +66,7 @@ export async function swiftForTest(): Promise<SwiftEngine> {
 export async function swiftMissing(): Promise<string | undefined> {
   const missing = await missingProgram(PROGRAMS);
   if (missing !== undefined) {
-    return `${missing} is not installed (apt-get install swift swift-proxy swift-object swift-container swift-account)`;
+    return `${missing} is not installed (apt-get install memcached swift swift-proxy swift-object swift-container swift-account)`;
   }
   return undefined;
 }
@@ -113,7 +114,6 @@ const PLAIN_FILTERS = [
   ['gatekeeper', 'gatekeeper'],
   ['healthcheck', 'healthcheck'],
   ['proxy-logging', 'proxy_logging'],
-  ['cache', 'memcache'],
   ['listing_formats', 'listing_formats'],
   ['bulk', 'bulk'],
   ['copy', 'copy'],
@@ -121,7 +121,13 @@ const PLAIN_FILTERS = [
   ['dlo', 'dlo'],
 ] as const;
 
-const proxyConf = (dir: string, port: number): string =>
+/**
+ * The proxy's config. `memcachePort`: the node's own memcached (startSwift), where the
+ * proxy keeps account and container info as a deployed Swift does. Without one the `cache`
+ * middleware tries 127.0.0.1:11211 on each request, and the proxy asks the account and
+ * container servers on every object request, which was most of Swift's CPU here.
+ */
+const proxyConf = (dir: string, port: number, memcachePort: number): string =>
   swiftConf(
     dir,
     'proxy-server',
@@ -139,14 +145,18 @@ location = ${SWIFT_S3_REGION}
 use = egg:swift#tempauth
 user_test_tester = testing .admin
 
+[filter:cache]
+use = egg:swift#memcache
+memcache_servers = 127.0.0.1:${memcachePort}
+
 ${PLAIN_FILTERS.map(([name, egg]) => `[filter:${name}]\nuse = egg:swift#${egg}\n`).join('')}`,
     false,
   );
 
 /**
  * One Swift 2.30 node in a temp dir, as ENGINES.md describes it: a ring per server kind
- * (one device), account, container and object servers, and a proxy whose pipeline has s3api
- * before tempauth. Ready when every server accepts connections and the proxy's healthcheck
+ * (one device), account, container and object servers, a memcached of its own, and a proxy
+ * whose pipeline has s3api before tempauth. Ready when every server accepts connections and the proxy's healthcheck
  * answers OK (about 5 s here).
  */
 export async function startSwift(): Promise<SwiftEngine> {
@@ -175,8 +185,8 @@ export async function startSwift(): Promise<SwiftEngine> {
     });
     await writeFile(path.join(dir, `${kind}-server.conf`), serverConf(dir, kind, ports[kind]));
   }
-  const proxyPort = await freePort();
-  await writeFile(path.join(dir, 'proxy-server.conf'), proxyConf(dir, proxyPort));
+  const [proxyPort, memcachePort] = await Promise.all([freePort(), freePort()]);
+  await writeFile(path.join(dir, 'proxy-server.conf'), proxyConf(dir, proxyPort, memcachePort));
   const endpoint = `http://127.0.0.1:${proxyPort}`;
 
   const servers: EngineProcess[] = [];
@@ -212,6 +222,22 @@ export async function startSwift(): Promise<SwiftEngine> {
     return closing;
   };
   try {
+    // Its own memcached, on loopback only, no UDP, 64 MiB; `-u nobody` only takes effect
+    // when run as root, which memcached otherwise refuses.
+    servers.push(
+      spawnEngine('/usr/bin/memcached', [
+        '-u',
+        'nobody',
+        '-l',
+        '127.0.0.1',
+        '-p',
+        String(memcachePort),
+        '-U',
+        '0',
+        '-m',
+        '64',
+      ]),
+    );
     for (const kind of SERVERS) {
       const proc = spawnEngine(`/usr/bin/swift-${kind}-server`, [
         path.join(dir, `${kind}-server.conf`),
@@ -222,10 +248,12 @@ export async function startSwift(): Promise<SwiftEngine> {
       async () => {
         const dead = servers.find((s) => s.child.exitCode !== null);
         if (dead) throw new Error(`a swift server exited: ${dead.output()}`);
-        return (await Promise.all(SERVERS.map((kind) => accepts(ports[kind])))).every(Boolean);
+        const listening = [memcachePort, ...SERVERS.map((kind) => ports[kind])];
+        return (await Promise.all(listening.map((port) => accepts(port)))).every(Boolean);
       },
       START_TIMEOUT_MS,
-      () => `swift servers did not listen in 90 s: ${servers.map((s) => s.output()).join('\n')}`,
+      () =>
+        `swift servers or memcached did not listen in 90 s: ${servers.map((s) => s.output()).join('\n')}`,
     );
     await startProxy();
   } catch (err) {
