@@ -95,6 +95,11 @@ function failureKind(err: unknown): DbErrorKind | undefined {
 interface NameTransaction {
   client: pg.PoolClient;
   name: string;
+  /**
+   * This transaction's uncommitted placeholder row of `name` is still there (lockName
+   * inserted it and no commit has made it a file): withName deletes it before the commit.
+   */
+  placeholder: boolean;
   /** Set once the transaction has ended: late calls from its context use the pool. */
   ended: boolean;
 }
@@ -112,6 +117,26 @@ const ENTRIES = {
   text: `SELECT n.name, n.kind, n.digest, n.version, b.logical_size, b.stored_size
          FROM names n LEFT JOIN blobs b ON b.digest = n.digest
          WHERE n.name = ANY($1::text[])`,
+};
+
+/**
+ * A writer's directories (see PgMetadataStore.#makeParents): inserts the rows of the
+ * ancestors `$1` (root first) that are missing, and returns those it inserted with the
+ * others and `$2`'s own row, read FOR SHARE. One snapshot serves the whole statement, so a
+ * row comes back once: from the insert or from the read, never both.
+ */
+const PARENTS = {
+  name: 'ft_parents',
+  text: `WITH made AS (
+           INSERT INTO names (name, kind)
+           SELECT dir, 'd' FROM unnest($1::text[]) WITH ORDINALITY AS wanted (dir, i) ORDER BY i
+           ON CONFLICT (name) DO NOTHING
+           RETURNING name, kind)
+         SELECT name, kind FROM made
+         UNION ALL
+         SELECT name, kind FROM (
+           SELECT name, kind FROM names WHERE name = ANY($1::text[] || $2::text) FOR SHARE
+         ) AS held`,
 };
 
 function entryOf(row: EntryRow): SizedLookup {
@@ -348,14 +373,16 @@ export class PgMetadataStore implements MetadataStore {
     } catch (err) {
       throw this.#failure(err);
     }
-    const tx: NameTransaction = { client, name, ended: false };
+    const tx: NameTransaction = { client, name, placeholder: false, ended: false };
     let broken: unknown;
     try {
       await client.query('BEGIN');
-      await lockName(client, name);
+      tx.placeholder = await lockName(client, name);
       const result = await this.#tx.run(tx, fn);
       // A placeholder left by a writer that changed nothing is never committed.
-      await client.query(`DELETE FROM names WHERE name = $1 AND kind = 'p'`, [name]);
+      if (tx.placeholder) {
+        await client.query(`DELETE FROM names WHERE name = $1 AND kind = 'p'`, [name]);
+      }
       await client.query('COMMIT');
       this.#down = undefined;
       return result;
@@ -391,8 +418,6 @@ export class PgMetadataStore implements MetadataStore {
     const name = nameOf(change.components);
     if (name !== tx.name) throw new TypeError(`commit of ${name} inside withName(${tx.name})`);
     await this.#makeParents(name);
-    const [own] = await this.#query<NameRow>('SELECT kind FROM names WHERE name = $1', [name]);
-    if (own?.kind === 'd') throw new ConflictError('This name is a directory');
     const { blob } = change;
     const held = typeof change.previous === 'object' ? change.previous : undefined;
     const sameBlob = held?.digest === blob.digest;
@@ -435,32 +460,39 @@ export class PgMetadataStore implements MetadataStore {
       blob.digest,
       change.version,
     ]);
+    tx.placeholder = false;
     if (held !== undefined && !sameBlob) await this.#release(held.digest);
     if (change.clearTombstone) await this.#query('DELETE FROM tombstones WHERE name = $1', [name]);
     return { dedup: existing !== undefined && !sameBlob, sizes };
   }
 
   /**
-   * Makes the directory rows of `name`'s ancestors; a ConflictError when one is a file.
-   * Each is read FOR SHARE, so a concurrent change of that row (a file written or removed
-   * there) is waited for; its insert waits for an uncommitted placeholder of the same name.
+   * Makes the directory rows of `name`'s ancestors; a ConflictError when one is a file or
+   * `name` itself is a directory. One statement (not two per ancestor, as a loop of
+   * insert-then-lock would be) inserts the missing ones and reads the others FOR SHARE, so
+   * a concurrent change of such a row (a file written or removed there) is waited for; an
+   * insert waits for an uncommitted placeholder of the same name. `name`'s own row is locked
+   * already (withName): it is only read. Rows the statement's snapshot cannot see (inserted
+   * by a transaction that committed after it began) or that went while it waited (a file
+   * removed) come back missing: the statement runs again, with a fresh snapshot, and an
+   * ancestor's row inserted by an earlier run is this transaction's own and is seen then.
    */
   async #makeParents(name: string): Promise<void> {
-    for (const dir of ancestors(name)) {
-      for (let attempt = 0; ; attempt++) {
-        await this.#query(
-          `INSERT INTO names (name, kind) VALUES ($1, 'd') ON CONFLICT (name) DO NOTHING`,
-          [dir],
-        );
-        const [row] = await this.#query<NameRow>(
-          'SELECT kind FROM names WHERE name = $1 FOR SHARE',
-          [dir],
-        );
-        if (row?.kind === 'f') throw new ConflictError('A parent of this name is a file');
-        if (row?.kind === 'd') break;
-        // Removed between the insert and the lock (a file deleted there): again.
-        if (attempt >= 10) throw new Error(`cannot make directory ${dir}: it keeps changing`);
+    const dirs = ancestors(name);
+    for (let attempt = 0; ; attempt++) {
+      const rows = await this.#query<{ name: string; kind: NameRow['kind'] }>(PARENTS, [
+        dirs,
+        name,
+      ]);
+      const kinds = new Map(rows.map((row) => [row.name, row.kind]));
+      if (kinds.get(name) === 'd') throw new ConflictError('This name is a directory');
+      if (dirs.some((dir) => kinds.get(dir) === 'f')) {
+        throw new ConflictError('A parent of this name is a file');
       }
+      if (dirs.every((dir) => kinds.get(dir) === 'd')) return;
+      // Removed, or committed, while the statement ran: again.
+      if (attempt >= 10)
+        throw new Error(`cannot make the directories of ${name}: they keep changing`);
     }
   }
 
@@ -692,17 +724,18 @@ function timedClient(metrics: EngineMetrics): typeof pg.Client {
 
 /**
  * Takes `name`'s row lock in the transaction of `client`: the existing row FOR UPDATE, or a
- * placeholder row inserted for a name that has none (see the class comment).
+ * placeholder row inserted for a name that has none (see the class comment); true for a
+ * placeholder.
  */
-async function lockName(client: pg.PoolClient, name: string): Promise<void> {
+async function lockName(client: pg.PoolClient, name: string): Promise<boolean> {
   for (let attempt = 0; attempt < 100; attempt++) {
     const inserted = await client.query(
       `INSERT INTO names (name, kind) VALUES ($1, 'p') ON CONFLICT (name) DO NOTHING`,
       [name],
     );
-    if (inserted.rowCount === 1) return;
+    if (inserted.rowCount === 1) return true;
     const locked = await client.query('SELECT 1 FROM names WHERE name = $1 FOR UPDATE', [name]);
-    if (locked.rowCount === 1) return;
+    if (locked.rowCount === 1) return false;
     // The row we waited for was deleted (a remove committed): insert again.
   }
   throw new Error(`cannot lock name ${name}: its row keeps changing`);
