@@ -39,7 +39,7 @@ function program(): Command {
     'append JSON logs to FILE instead of stdout; reopened on SIGHUP (--log-file FILE too)',
   );
   const scaleOut = scaleOutOptions(
-    'scale-out (preview): keep names, versions and reference counts in PostgreSQL at URL (postgres://USER[:PASSWORD]@HOST:PORT/DB; the PG* variables work too), schema created or migrated at start; every ft-server with the same --db and blobs is one store. Blobs go to --blobs, or to DIR/blobs/ with -d DIR',
+    'scale-out: keep names, versions and reference counts in PostgreSQL at URL (postgres://USER[:PASSWORD]@HOST:PORT/DB; the PG* variables work too), schema created or migrated at start; every ft-server with the same --db and blobs is one store. Blobs go to --blobs, or to DIR/blobs/ with -d DIR',
   );
   return toolProgram('ft-server', {
     packageJson: new URL('../package.json', import.meta.url),

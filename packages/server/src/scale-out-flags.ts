@@ -39,7 +39,7 @@ export function scaleOutOptions(
     db: new Option('--db <URL>', dbDescription).env('FT_DB'),
     blobs: new Option(
       '--blobs <s3://BUCKET[/PREFIX]>',
-      `scale-out (preview), needs --db: keep blobs in an S3-compatible bucket (${bucket === 'created' ? 'created if missing' : 'a missing one is refused'}), under PREFIX; credentials and region from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION (or the AWS profile)`,
+      `scale-out, needs --db: keep blobs in an S3-compatible bucket (${bucket === 'created' ? 'created if missing' : 'a missing one is refused'}), under PREFIX; credentials and region from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION (or the AWS profile)`,
     )
       .env('FT_BLOBS')
       .argParser(bucketUrl),
