@@ -138,9 +138,11 @@ export async function procStatusKiB(
   return m ? Number(m[1]) : undefined;
 }
 
+/** Clock ticks a second in /proc's CPU times (USER_HZ on Linux). */
+const USER_HZ = 100;
+
 /** CPU seconds (user + system) used so far by every process, by its command name. */
 async function cpuByCommand(): Promise<Map<string, Map<number, number>>> {
-  const ticks = 100; // USER_HZ on Linux
   const out = new Map<string, Map<number, number>>();
   const pids = (await readdir('/proc')).filter((d) => /^\d+$/.test(d));
   await Promise.all(
@@ -151,7 +153,7 @@ async function cpuByCommand(): Promise<Map<string, Map<number, number>>> {
       const close = text.lastIndexOf(')');
       const comm = text.slice(open + 1, close);
       const fields = text.slice(close + 2).split(' ');
-      const seconds = (Number(fields[11]) + Number(fields[12])) / ticks;
+      const seconds = (Number(fields[11]) + Number(fields[12])) / USER_HZ;
       if (!out.has(comm)) out.set(comm, new Map());
       out.get(comm)!.set(Number(pid), seconds);
     }),
@@ -192,8 +194,7 @@ export async function cpuShares<T, K extends string>(
  * kernel; idle, I/O wait and time stolen by the hypervisor do not count).
  */
 async function machineBusySeconds(): Promise<number> {
-  const ticks = 100; // USER_HZ on Linux
   const line = (await readFile('/proc/stat', 'utf8')).split('\n', 1)[0]!;
   const [user, nice, system, , , irq, softirq] = line.trim().split(/\s+/).slice(1).map(Number);
-  return (user! + nice! + system! + irq! + softirq!) / ticks;
+  return (user! + nice! + system! + irq! + softirq!) / USER_HZ;
 }

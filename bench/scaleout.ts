@@ -379,6 +379,12 @@ export async function benchScaleOut(ctx: BenchContext): Promise<Section> {
         (k) => [k, []],
       ),
     );
+    /** `fn`'s result; the CPU of each group and of the whole machine meanwhile go to `run`. */
+    const withCpu = async <T>(run: string, fn: () => Promise<T>): Promise<T> => {
+      const { result, shares, machine } = await cpuShares(CPU_GROUPS, fn);
+      cpu.get(run)!.push({ ...shares, [MACHINE]: machine });
+      return result;
+    };
     /** Names per lookup statement during the 1-process GET runs (from its /metrics). */
     const namesPerLook: number[] = [];
     const perPut: number[] = [];
@@ -416,11 +422,10 @@ export async function benchScaleOut(ctx: BenchContext): Promise<Section> {
           getResults.get(setup)!.push(summed(both));
         } else {
           const before = await lookupCounts(one.url);
-          const { result, shares, machine } = await cpuShares(CPU_GROUPS, () =>
+          const result = await withCpu('GET, scale-out, 1 process', () =>
             get(one.url, c, cfg.durationS),
           );
           getResults.get(setup)!.push(result);
-          cpu.get('GET, scale-out, 1 process')!.push({ ...shares, [MACHINE]: machine });
           const after = await lookupCounts(one.url);
           namesPerLook.push((after.names - before.names) / (after.statements - before.statements));
         }
@@ -437,17 +442,15 @@ export async function benchScaleOut(ctx: BenchContext): Promise<Section> {
         const slice = (k: number): string => sliceFiles[round * 4 + k]!;
         if (setup === 'local') putResults.get(setup)!.push(await put(local.url, c, slice(0)));
         else if (setup === 'scale-out, 2 processes') {
-          const { result, shares, machine } = await cpuShares(CPU_GROUPS, () =>
+          const result = await withCpu('PUT, scale-out, 2 processes', () =>
             Promise.all([put(one.url, c / 2, slice(2)), put(two.url, c / 2, slice(3))]),
           );
           putResults.get(setup)!.push(summed(result));
-          cpu.get('PUT, scale-out, 2 processes')!.push({ ...shares, [MACHINE]: machine });
         } else {
-          const { result, shares, machine } = await cpuShares(CPU_GROUPS, () =>
+          const result = await withCpu('PUT, scale-out, 1 process', () =>
             put(one.url, c, slice(1)),
           );
           putResults.get(setup)!.push(result);
-          cpu.get('PUT, scale-out, 1 process')!.push({ ...shares, [MACHINE]: machine });
         }
       }
 

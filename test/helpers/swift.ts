@@ -156,8 +156,8 @@ ${PLAIN_FILTERS.map(([name, egg]) => `[filter:${name}]\nuse = egg:swift#${egg}\n
 /**
  * One Swift 2.30 node in a temp dir, as ENGINES.md describes it: a ring per server kind
  * (one device), account, container and object servers, a memcached of its own, and a proxy
- * whose pipeline has s3api before tempauth. Ready when every server accepts connections and the proxy's healthcheck
- * answers OK (about 5 s here).
+ * whose pipeline has s3api before tempauth. Ready when every server accepts connections and
+ * the proxy's healthcheck answers OK (about 5 s here).
  */
 export async function startSwift(): Promise<SwiftEngine> {
   const dir = await tempDir('ft-swift-');
