@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { DigestFilter, ReadCaches, type EntryLookup } from '@filetracker/server';
+import {
+  DigestFilter,
+  ReadCaches,
+  SDK_LOG_INTERVAL_MS,
+  sdkLogger,
+  type EntryLookup,
+} from '@filetracker/server';
 
 const digest = (n: number): string => n.toString(16).padStart(64, '0');
 const entry = (version: number) => ({
@@ -145,5 +151,81 @@ describe('DigestFilter', () => {
     await assert.rejects(filter.build(100));
     assert.equal(filter.capacity, 8);
     assert.equal(filter.mayHold(digest(1)), true);
+  });
+});
+
+describe("sdkLogger: the S3 client's own lines", () => {
+  const streaming = 'An error was encountered in a non-retryable streaming request.';
+  /** The SDK's record of a failed command, as its logger middleware passes it. */
+  const failed = (command: string, key: string, error: Error, status?: number) => ({
+    clientName: 'S3Client',
+    commandName: `${command}Command`,
+    input: { Bucket: 'b', Key: key },
+    error: Object.assign(error, { $metadata: { httpStatusCode: status } }),
+    metadata: { httpStatusCode: status },
+  });
+  function logger(): {
+    lines: { details: Record<string, unknown>; message: string }[];
+    clock: { t: number };
+    sdk: ReturnType<typeof sdkLogger>;
+  } {
+    const lines: { details: Record<string, unknown>; message: string }[] = [];
+    const clock = { t: 1_000_000 };
+    const sdk = sdkLogger(
+      (details, message) => lines.push({ details, message }),
+      () => clock.t,
+    );
+    return { lines, clock, sdk };
+  }
+
+  test('an outage is a line a minute per command and error, however many keys fail', () => {
+    const { lines, clock, sdk } = logger();
+    for (let i = 0; i < 1000; i++) {
+      const refused = () => new Error('connect ECONNREFUSED 127.0.0.1:9');
+      sdk.error(failed('GetObject', `blobs/${i}`, refused()));
+      sdk.error(failed('PutObject', `tmp/${i}`, refused()));
+      sdk.warn(streaming);
+      clock.t += 10;
+    }
+    assert.deepEqual(
+      lines.map((l) => l.message),
+      [
+        'object store client error: GetObject: Error: connect ECONNREFUSED 127.0.0.1:9',
+        'object store client error: PutObject: Error: connect ECONNREFUSED 127.0.0.1:9',
+        `object store client warning: ${streaming}`,
+      ],
+    );
+    assert.ok(
+      lines.every((l) => !JSON.stringify(l).includes('blobs/')),
+      'no key in a line',
+    );
+    // A minute on, the next of each says how many were left out.
+    clock.t += SDK_LOG_INTERVAL_MS;
+    sdk.warn(streaming);
+    assert.equal(lines.length, 4);
+    assert.equal(lines[3]!.details.repeated, 999);
+    assert.equal(lines[3]!.details.service, 'object store');
+  });
+
+  test('a 404 is not logged; debug and info are dropped', () => {
+    const { lines, sdk } = logger();
+    sdk.error(failed('HeadObject', 'blobs/x', new Error('NotFound'), 404));
+    sdk.info({ clientName: 'S3Client', commandName: 'GetObjectCommand', output: {} });
+    sdk.debug('retrying');
+    assert.deepEqual(lines, []);
+    sdk.error(failed('HeadObject', 'blobs/x', new Error('Service Unavailable'), 503));
+    assert.equal(lines.length, 1);
+  });
+
+  test('many other texts do not let a repeated one through again within its minute', () => {
+    const { lines, clock, sdk } = logger();
+    sdk.warn(streaming);
+    for (let i = 0; i < 1000; i++) {
+      clock.t += 1;
+      sdk.warn(`text ${i}`);
+      sdk.warn(streaming);
+    }
+    assert.equal(lines.filter((l) => l.message.includes(streaming)).length, 1);
+    assert.equal(lines.length, 1001);
   });
 });

@@ -1,4 +1,5 @@
 import { formatWithOptions } from 'node:util';
+import { RepeatFilter } from '../repeat-filter.js';
 
 type Log = (details: Record<string, unknown>, message: string) => void;
 
@@ -13,8 +14,6 @@ export interface SdkLogger {
 
 /** One line of the same text is logged at most this often; the repeats in between are counted. */
 export const SDK_LOG_INTERVAL_MS = 60_000;
-/** Texts remembered at most (their repeat counts are dropped beyond). */
-const MAX_TEXTS = 256;
 
 /**
  * A logger for the AWS SDK that sends its warnings and errors to `warn` as one structured
@@ -23,34 +22,51 @@ const MAX_TEXTS = 256;
  * non-retryable streaming request." on every failed upload, unstructured, a line per
  * request while the object store is down. Here a given text is logged at most once per
  * {@link SDK_LOG_INTERVAL_MS}; the next line of it says how many were left out.
+ *
+ * The SDK also logs every failed command as an object naming its input (the bucket and the
+ * key, different for each blob): that is logged as its command and error only ("GetObject:
+ * Error: connect ECONNREFUSED …"), so that an outage is one line a minute per command and
+ * error, not a line per request. A 404 is an answer the caller handles (a blob or bucket
+ * that is not there yet): not logged.
  */
 export function sdkLogger(warn: Log, now: () => number = Date.now): SdkLogger {
-  /** Per text: when it was last logged, and the repeats since. */
-  const seen = new Map<string, { at: number; repeated: number }>();
+  const repeats = new RepeatFilter(SDK_LOG_INTERVAL_MS, 256, now);
   const log =
     (level: 'warn' | 'error') =>
     (...content: unknown[]): void => {
-      const text = formatWithOptions({ breakLength: Infinity }, ...content)
-        .replace(/\s*\n\s*/g, ' ')
-        .trim();
-      const t = now();
-      const last = seen.get(text);
-      if (last !== undefined && t - last.at < SDK_LOG_INTERVAL_MS) {
-        last.repeated++;
-        return;
-      }
-      // Forget texts logged an interval ago and not repeated since (a repeated one keeps its
-      // count for its next line); a bound in case the SDK's texts vary.
-      for (const [key, entry] of seen) {
-        if (t - entry.at >= SDK_LOG_INTERVAL_MS && entry.repeated === 0) seen.delete(key);
-      }
-      if (seen.size >= MAX_TEXTS) seen.clear();
-      seen.set(text, { at: t, repeated: 0 });
+      const failed = failedCommand(content);
+      if (failed === null) return;
+      const text =
+        failed ??
+        formatWithOptions({ breakLength: Infinity }, ...content)
+          .replace(/\s*\n\s*/g, ' ')
+          .trim();
+      const repeated = repeats.admit(text);
+      if (repeated === undefined) return;
       warn(
-        { service: 'object store', level, sdk: text, repeated: last?.repeated ?? 0 },
+        { service: 'object store', level, sdk: text, repeated },
         `object store client ${level === 'error' ? 'error' : 'warning'}: ${text}`,
       );
     };
   const drop = (): void => {};
   return { trace: drop, debug: drop, info: drop, warn: log('warn'), error: log('error') };
+}
+
+/**
+ * The SDK's record of a failed command (`{ clientName, commandName, input, error, metadata }`)
+ * as "command: error" on one line; null for a 404 (not logged); undefined for anything else.
+ */
+function failedCommand(content: unknown[]): string | null | undefined {
+  const record = content.length === 1 ? content[0] : undefined;
+  if (typeof record !== 'object' || record === null) return undefined;
+  const { commandName, error } = record as { commandName?: unknown; error?: unknown };
+  if (typeof commandName !== 'string' || error === undefined) return undefined;
+  const status = (error as { $metadata?: { httpStatusCode?: unknown } } | null)?.$metadata
+    ?.httpStatusCode;
+  if (status === 404) return null;
+  const why =
+    error instanceof Error
+      ? `${error.name}: ${error.message}`
+      : formatWithOptions({ breakLength: Infinity }, error);
+  return `${commandName.replace(/Command$/, '')}: ${why.replace(/\s*\n\s*/g, ' ').trim()}`;
 }
