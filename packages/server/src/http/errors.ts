@@ -16,7 +16,8 @@ import { lingerAfterAnswer } from './linger.js';
  * request alike while it lasts: its stack is logged once a minute per reason, with how many
  * were held back (`repeated`); each request's own line still gives its reason.
  */
-export function errorHandler(logger: Logger, repeats = new RepeatFilter()) {
+export function errorHandler(logger: Logger) {
+  const repeats = new RepeatFilter();
   return async function handleErrors(ctx: Context, next: Next): Promise<void> {
     try {
       await next();

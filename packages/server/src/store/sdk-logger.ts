@@ -36,11 +36,7 @@ export function sdkLogger(warn: Log, now: () => number = Date.now): SdkLogger {
     (...content: unknown[]): void => {
       const failed = failedCommand(content);
       if (failed === null) return;
-      const text =
-        failed ??
-        formatWithOptions({ breakLength: Infinity }, ...content)
-          .replace(/\s*\n\s*/g, ' ')
-          .trim();
+      const text = failed ?? flat(formatWithOptions({ breakLength: Infinity }, ...content));
       const repeated = repeats.admit(text);
       if (repeated === undefined) return;
       warn(
@@ -68,5 +64,10 @@ function failedCommand(content: unknown[]): string | null | undefined {
     error instanceof Error
       ? `${error.name}: ${error.message}`
       : formatWithOptions({ breakLength: Infinity }, error);
-  return `${commandName.replace(/Command$/, '')}: ${why.replace(/\s*\n\s*/g, ' ').trim()}`;
+  return `${commandName.replace(/Command$/, '')}: ${flat(why)}`;
+}
+
+/** `text` on one line: each line break and the blanks around it become one space. */
+function flat(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ').trim();
 }
