@@ -217,7 +217,22 @@ describe('scale-out faults (real PostgreSQL and Swift)', { skip: noEngines }, ()
           ? true
           : undefined,
       30_000,
-    );
+    ).catch((err: unknown) => {
+      // What the requests since the restart got, and ft-server's last lines: the why.
+      const since = (list: Answer[]): string => {
+        const by = new Map<string, number>();
+        for (const a of list.filter((x) => x.at >= restartedAt)) {
+          const key = `${a.status} ${a.body.toString().trim().slice(0, 120)}`;
+          by.set(key, (by.get(key) ?? 0) + 1);
+        }
+        return JSON.stringify([...by]);
+      };
+      const tail = ft.proc.stdoutLines.slice(-15).join('\n');
+      throw new Error(
+        `${(err as Error).message}\nPUTs since: ${since(puts)}\nGETs since: ${since(gets)}\n` +
+          `unread ${unread.length}, reserve ${reserve.length}\nproxy: ${swift.proxyOutput()}\n${tail}`,
+      );
+    });
     running = false;
     await load;
 

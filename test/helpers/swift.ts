@@ -35,6 +35,8 @@ export interface SwiftEngine {
   /** Stops the proxy only (the object store "down"); startProxy() brings it back. */
   stopProxy(): Promise<void>;
   startProxy(): Promise<void>;
+  /** The last lines the proxy and the other servers printed (warnings and errors): why it failed. */
+  proxyOutput(): string;
   /** Stops every server and removes the temp dir. Idempotent. */
   close(): Promise<void>;
 }
@@ -59,7 +61,13 @@ export async function swiftForTest(): Promise<SwiftEngine> {
       `the suite's shared Swift (${SHARED_SWIFT_ENV}) is not stopped by a test: start a private one (startSwift)`,
     );
   };
-  return { endpoint, stopProxy: refuse, startProxy: refuse, close: async () => {} };
+  return {
+    endpoint,
+    stopProxy: refuse,
+    startProxy: refuse,
+    proxyOutput: () => '',
+    close: async () => {},
+  };
 }
 
 /** Why Swift cannot be started here (a missing program), or undefined. */
@@ -192,7 +200,11 @@ export async function startSwift(): Promise<SwiftEngine> {
   const servers: EngineProcess[] = [];
   let proxy: EngineProcess | undefined;
   const startProxy = async (): Promise<void> => {
-    const proc = spawnEngine('/usr/bin/swift-proxy-server', [path.join(dir, 'proxy-server.conf')]);
+    // --verbose: its warnings and errors on stderr too (there is no syslog here), for output().
+    const proc = spawnEngine('/usr/bin/swift-proxy-server', [
+      path.join(dir, 'proxy-server.conf'),
+      '--verbose',
+    ]);
     proxy = proc;
     await waitFor(
       async () => {
@@ -241,6 +253,7 @@ export async function startSwift(): Promise<SwiftEngine> {
     for (const kind of SERVERS) {
       const proc = spawnEngine(`/usr/bin/swift-${kind}-server`, [
         path.join(dir, `${kind}-server.conf`),
+        '--verbose',
       ]);
       servers.push(proc);
     }
@@ -260,5 +273,7 @@ export async function startSwift(): Promise<SwiftEngine> {
     await close();
     throw err;
   }
-  return { endpoint, stopProxy, startProxy, close };
+  const proxyOutput = (): string =>
+    [proxy, ...servers].map((p) => p?.output().slice(-2000) ?? '').join('\n---\n');
+  return { endpoint, stopProxy, startProxy, proxyOutput, close };
 }
