@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it, type TestContext } from 'node:test';
+import { gzipSync } from 'node:zlib';
 import { StallingRelay } from './helpers/fault-net.js';
 import {
   freshBucket,
@@ -11,7 +12,8 @@ import {
   type ScaleOutEngines,
   type ScaleOutServer,
 } from './helpers/scale-out.js';
-import { fileUrl, sleep, waitFor } from './helpers/store-traffic.js';
+import { queryValue } from './helpers/postgres.js';
+import { fileUrl, sha256, sleep, waitFor } from './helpers/store-traffic.js';
 import { startSwift } from './helpers/swift.js';
 
 // The scale-out backend's services failing under a running ft-server (issue 14, "Faults"):
@@ -59,8 +61,25 @@ async function timedFetch(url: string, init: RequestInit = {}, limitMs = 60_000)
   }
 }
 
-const put = (base: string, name: string, content: Buffer): Promise<Answer> =>
-  timedFetch(fileUrl(base, name, V), { method: 'PUT', body: content });
+/**
+ * `PUT /files/<name>`: plain, or as the Python client sends it (`gzip`: the body gzipped,
+ * with Logical-Size and SHA256-Checksum), which ft-server reads whole and commits with one
+ * object PUT inside the database transaction.
+ */
+const put = (base: string, name: string, content: Buffer, gzip = false): Promise<Answer> =>
+  timedFetch(fileUrl(base, name, V), {
+    method: 'PUT',
+    ...(gzip
+      ? {
+          body: gzipSync(content),
+          headers: {
+            'Content-Encoding': 'gzip',
+            'Logical-Size': String(content.length),
+            'SHA256-Checksum': sha256(content),
+          },
+        }
+      : { body: content }),
+  });
 const get = (base: string, name: string): Promise<Answer> => timedFetch(fileUrl(base, name));
 
 /** Asserts a 503 that names `service` in one line, with BACKEND_UNAVAILABLE. */
@@ -147,6 +166,17 @@ describe('scale-out faults (real PostgreSQL and Swift)', { skip: noEngines }, ()
       '6',
     ]);
     const acked = await seed(ft.url, '/load/seed', 64);
+    /** Connections ft-server has opened to its database so far (PostgreSQL's own count). */
+    const sessions = async (): Promise<number> => {
+      await sleep(1_500); // a backend reports its statistics within a second
+      return Number(
+        await queryValue(
+          db,
+          'SELECT sessions FROM pg_stat_database WHERE datname = current_database()',
+        ),
+      );
+    };
+    const sessionsBefore = await sessions();
     /** Acknowledged names no reader has read yet: their blobs are not in ft-server's cache. */
     const unread = [...acked.keys()];
     /**
@@ -165,7 +195,8 @@ describe('scale-out faults (real PostgreSQL and Swift)', { skip: noEngines }, ()
       for (let n = 0; running; n++) {
         const name = `/load/w${w}/f${n}`;
         const body = content();
-        const answer = await put(ft.url, name, body);
+        // Half the writers upload as the Python client does.
+        const answer = await put(ft.url, name, body, w % 2 === 0);
         puts.push(answer);
         if (answer.status === 200) {
           acked.set(name, body);
@@ -240,8 +271,14 @@ describe('scale-out faults (real PostgreSQL and Swift)', { skip: noEngines }, ()
     const slowest = Math.max(...answers.map((a) => a.ms));
     const count = (list: Answer[], status: number, from = 0, to = Infinity): number =>
       list.filter((a) => a.status === status && a.at >= from && a.at < to).length;
+    /** When the first request of `list` sent after the restart that succeeded ended. */
+    const resumed = (list: Answer[]): number =>
+      Math.min(
+        ...list.filter((a) => a.status === 200 && a.at >= restartedAt).map((a) => a.at + a.ms),
+      ) - restartedAt;
     t.diagnostic(
-      `PUT 200/503: ${count(puts, 200)}/${count(puts, 503)}, GET 200/503: ${count(gets, 200)}/${count(gets, 503)}, slowest ${Math.round(slowest)} ms`,
+      `PUT 200/503: ${count(puts, 200)}/${count(puts, 503)}, GET 200/503: ${count(gets, 200)}/${count(gets, 503)}, slowest ${Math.round(slowest)} ms; ` +
+        `first PUT and GET 200 ${Math.round(resumed(puts))} and ${Math.round(resumed(gets))} ms after the restart`,
     );
     for (const answer of answers) {
       if (answer.status !== 200) assertUnavailable(answer, /^object store\b/, 'a failed request');
@@ -257,6 +294,11 @@ describe('scale-out faults (real PostgreSQL and Swift)', { skip: noEngines }, ()
     assert.ok(count(gets, 200, restartedAt) > 0, 'GETs of uncached blobs succeed after it');
     assert.equal((await timedFetch(`${ft.url}/healthz`)).status, 200);
     await assertAllReadBack(ft.url, acked);
+    // An upload the object store failed rolls its transaction back on a healthy database
+    // connection and keeps it: an outage of one service does not churn the other's.
+    const opened = (await sessions()) - sessionsBefore - 1; // -1: queryValue's own
+    t.diagnostic(`database connections opened during the load: ${opened}`);
+    assert.ok(opened <= 12, `database connections opened: ${opened} (a pool of 6)`);
 
     // The metrics: every family present, requests timed, errors counted while down.
     const later = await metricsOf(ft.url);

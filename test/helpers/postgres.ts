@@ -82,6 +82,20 @@ function psql(port: number, command: string): Promise<unknown> {
   ]);
 }
 
+/** The first column of the first row `sql` returns on the database at `url` (psql -tA). */
+export async function queryValue(url: string, sql: string): Promise<string> {
+  const { stdout } = await run(`${BIN}/psql`, [
+    '-tAX',
+    '-v',
+    'ON_ERROR_STOP=1',
+    '-d',
+    url,
+    '-c',
+    sql,
+  ]);
+  return String(stdout).split('\n')[0]!;
+}
+
 const databaseUrl = (port: number, name: string): string =>
   `postgres://${ROLE}@127.0.0.1:${port}/${name}`;
 

@@ -102,6 +102,13 @@ interface NameTransaction {
   placeholder: boolean;
   /** Set once the transaction has ended: late calls from its context use the pool. */
   ended: boolean;
+  /**
+   * A statement on this connection failed because of the connection itself (lost, or
+   * silent past the read timeout): it is dropped, not asked to roll back. Only its own
+   * statements set this: a failure of the object store inside the transaction leaves a
+   * healthy connection to roll back and keep.
+   */
+  lost: boolean;
 }
 
 type NameRow = { kind: 'f' | 'd' | 'p'; digest: string | null; version: string | null };
@@ -299,12 +306,13 @@ export class PgMetadataStore implements MetadataStore {
   ): Promise<R[]> {
     const tx = this.#tx.getStore();
     const query = typeof text === 'string' ? { text, values } : { ...text, values };
+    const onTx = tx !== undefined && !tx.ended;
     try {
-      const result =
-        tx && !tx.ended ? await tx.client.query<R>(query) : await this.pool.query<R>(query);
+      const result = onTx ? await tx.client.query<R>(query) : await this.pool.query<R>(query);
       this.#down = undefined;
       return result.rows;
     } catch (err) {
+      if (onTx && isConnectionFailure(err)) tx.lost = true;
       throw this.#failure(err);
     }
   }
@@ -373,23 +381,32 @@ export class PgMetadataStore implements MetadataStore {
     } catch (err) {
       throw this.#failure(err);
     }
-    const tx: NameTransaction = { client, name, placeholder: false, ended: false };
+    const tx: NameTransaction = { client, name, placeholder: false, ended: false, lost: false };
+    /** One of withName's own statements; a connection failure marks the connection lost. */
+    const own = async <T>(statement: Promise<T>): Promise<T> => {
+      try {
+        return await statement;
+      } catch (err) {
+        if (isConnectionFailure(err)) tx.lost = true;
+        throw err;
+      }
+    };
     let broken: unknown;
     try {
-      await client.query('BEGIN');
-      tx.placeholder = await lockName(client, name);
+      await own(client.query('BEGIN'));
+      tx.placeholder = await own(lockName(client, name));
       const result = await this.#tx.run(tx, fn);
       // A placeholder left by a writer that changed nothing is never committed.
       if (tx.placeholder) {
-        await client.query(`DELETE FROM names WHERE name = $1 AND kind = 'p'`, [name]);
+        await own(client.query(`DELETE FROM names WHERE name = $1 AND kind = 'p'`, [name]));
       }
-      await client.query('COMMIT');
+      await own(client.query('COMMIT'));
       this.#down = undefined;
       return result;
     } catch (err) {
       // A lost or silent connection is dropped (the server rolls back), not asked again:
       // a ROLLBACK queued behind a hung statement would double the wait.
-      if (isConnectionFailure(err) || isConnectionFailure((err as Error).cause)) broken = err;
+      if (tx.lost) broken = err;
       else await client.query('ROLLBACK').catch((rollbackErr: unknown) => (broken = rollbackErr));
       throw this.#failure(err);
     } finally {
