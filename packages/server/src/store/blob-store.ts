@@ -64,7 +64,9 @@ export interface BlobSizes {
  *   reader sees no blob or the whole blob, never part of one. Committing a digest that is
  *   stored already leaves one blob with that content. A crash during commit leaves either
  *   the whole blob or none.
- * - **discard** drops a staged blob (commit not called, or failed); idempotent.
+ * - **discard** drops a staged blob (commit not called, or failed); idempotent. It never
+ *   rejects: a staged copy it cannot remove (the service down) is left, as a crash would
+ *   leave it, for removeStaleStaging; the caller's answer is what failed before.
  * - **open** gives a handle on the whole gzip, or null for a digest not stored. The bytes of
  *   an open handle stay readable even if the blob is removed meanwhile (in a bucket: a
  *   blob up to 1 MiB is read whole at open; a larger one lasts the sweeper's grace period).

@@ -298,7 +298,7 @@ export class S3BlobStore implements BlobStore {
     // The staging copy is no longer needed: deleted after the answer, not before (the
     // caller holds the name's and the digest's row locks); one a failure or a crash leaves
     // is the sweeper's.
-    void this.discard(blob).catch(() => {});
+    void this.discard(blob);
   }
 
   async discard(blob: StagedBlob): Promise<void> {
@@ -307,12 +307,11 @@ export class S3BlobStore implements BlobStore {
       this.#inMemory.delete(blob.location);
       return;
     }
-    try {
-      // Deleting a key that is not there succeeds: idempotent.
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: blob.location }));
-    } catch (err) {
-      throw unavailable('discard', err);
-    }
+    // Deleting a key that is not there succeeds: idempotent. One the service fails to
+    // delete is a stale staging key for the sweeper (the failure is in the metrics).
+    await this.client
+      .send(new DeleteObjectCommand({ Bucket: this.bucket, Key: blob.location }))
+      .catch(() => {});
   }
 
   async open(digest: string): Promise<BlobHandle | null> {

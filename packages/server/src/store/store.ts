@@ -228,8 +228,7 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
           ? 'absent'
           : await this.metadata.read(components);
         if (typeof existing === 'object' && existing.version > version) {
-          // Kept whatever the discard meets (a copy left staged is the sweeper's).
-          await this.blobs.discard(blob).catch(() => {});
+          await this.blobs.discard(blob);
           return kept(existing, blob.receivedBytes);
         }
         const clearTombstone = admit ? await admit(name, version, existing) : false;
@@ -240,10 +239,8 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
       });
     } catch (err) {
       // Whatever failed after the body was read (a full disk, a conflict), its staged copy
-      // goes; once committed it is no longer staged and this does nothing. The answer is
-      // the first failure: a copy the discard cannot remove too (the object store down) is
-      // the sweeper's (stale staging keys).
-      if (staged !== undefined) await this.blobs.discard(staged).catch(() => {});
+      // goes; once committed it is no longer staged and this does nothing.
+      if (staged !== undefined) await this.blobs.discard(staged);
       throw await this.#writeFailure(err);
     } finally {
       if (pinned !== undefined) await this.metadata.unpin(pinned);
