@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it, type TestContext } from 'node:test';
-import { gzipSync } from 'node:zlib';
 import { StallingRelay } from './helpers/fault-net.js';
 import {
   freshBucket,
@@ -13,7 +12,7 @@ import {
   type ScaleOutServer,
 } from './helpers/scale-out.js';
 import { queryValue } from './helpers/postgres.js';
-import { fileUrl, sha256, sleep, waitFor } from './helpers/store-traffic.js';
+import { fileUrl, putBody, sleep, waitFor } from './helpers/store-traffic.js';
 import { startSwift } from './helpers/swift.js';
 
 // The scale-out backend's services failing under a running ft-server (issue 14, "Faults"):
@@ -69,16 +68,7 @@ async function timedFetch(url: string, init: RequestInit = {}, limitMs = 60_000)
 const put = (base: string, name: string, content: Buffer, gzip = false): Promise<Answer> =>
   timedFetch(fileUrl(base, name, V), {
     method: 'PUT',
-    ...(gzip
-      ? {
-          body: gzipSync(content),
-          headers: {
-            'Content-Encoding': 'gzip',
-            'Logical-Size': String(content.length),
-            'SHA256-Checksum': sha256(content),
-          },
-        }
-      : { body: content }),
+    ...putBody(content, gzip ? 'gzip-hints' : 'plain'),
   });
 const get = (base: string, name: string): Promise<Answer> => timedFetch(fileUrl(base, name));
 
@@ -261,7 +251,7 @@ describe('scale-out faults (real PostgreSQL and Swift)', { skip: noEngines }, ()
       const tail = ft.proc.stdoutLines.slice(-15).join('\n');
       throw new Error(
         `${(err as Error).message}\nPUTs since: ${since(puts)}\nGETs since: ${since(gets)}\n` +
-          `unread ${unread.length}, reserve ${reserve.length}\nproxy: ${swift.proxyOutput()}\n${tail}`,
+          `unread ${unread.length}, reserve ${reserve.length}\nswift: ${swift.output()}\n${tail}`,
       );
     });
     running = false;

@@ -65,22 +65,9 @@ async function createDatabaseOn(port: number): Promise<string> {
   return name;
 }
 
-function psql(port: number, command: string): Promise<unknown> {
-  return run(`${BIN}/psql`, [
-    '-h',
-    '127.0.0.1',
-    '-p',
-    String(port),
-    '-U',
-    ROLE,
-    '-d',
-    'postgres',
-    '-v',
-    'ON_ERROR_STOP=1',
-    '-c',
-    command,
-  ]);
-}
+/** Runs `command` on the `postgres` database of the cluster at 127.0.0.1:`port`. */
+const psql = (port: number, command: string): Promise<string> =>
+  queryValue(databaseUrl(port, 'postgres'), command);
 
 /** The first column of the first row `sql` returns on the database at `url` (psql -tA). */
 export async function queryValue(url: string, sql: string): Promise<string> {

@@ -41,15 +41,11 @@ export interface PutResult {
   version: number | undefined;
 }
 
-/** `PUT /files/<name>` with `content` sent as `mode` says (default: as the Python client). */
-export async function putFile(
-  base: string,
-  name: string,
+/** The body and headers of a PUT of `content` sent as `mode` says. */
+export function putBody(
   content: Buffer,
-  version: number,
-  mode: PutMode = 'gzip-hints',
-  extraHeaders: Record<string, string> = {},
-): Promise<PutResult> {
+  mode: PutMode,
+): { body: Buffer; headers: Record<string, string> } {
   const headers: Record<string, string> = {};
   let body = content;
   if (mode === 'gzip-hints' || mode === 'gzip') {
@@ -60,6 +56,19 @@ export async function putFile(
   if (mode === 'gzip-hints' || mode === 'plain-checksum') {
     headers['SHA256-Checksum'] = sha256(content);
   }
+  return { body, headers };
+}
+
+/** `PUT /files/<name>` with `content` sent as `mode` says (default: as the Python client). */
+export async function putFile(
+  base: string,
+  name: string,
+  content: Buffer,
+  version: number,
+  mode: PutMode = 'gzip-hints',
+  extraHeaders: Record<string, string> = {},
+): Promise<PutResult> {
+  const { body, headers } = putBody(content, mode);
   const res = await fetch(fileUrl(base, name, version), {
     method: 'PUT',
     headers: { ...headers, ...extraHeaders },

@@ -36,7 +36,7 @@ export interface SwiftEngine {
   stopProxy(): Promise<void>;
   startProxy(): Promise<void>;
   /** The last lines the proxy and the other servers printed (warnings and errors): why it failed. */
-  proxyOutput(): string;
+  output(): string;
   /** Stops every server and removes the temp dir. Idempotent. */
   close(): Promise<void>;
 }
@@ -65,7 +65,7 @@ export async function swiftForTest(): Promise<SwiftEngine> {
     endpoint,
     stopProxy: refuse,
     startProxy: refuse,
-    proxyOutput: () => '',
+    output: () => '',
     close: async () => {},
   };
 }
@@ -273,7 +273,7 @@ export async function startSwift(): Promise<SwiftEngine> {
     await close();
     throw err;
   }
-  const proxyOutput = (): string =>
+  const output = (): string =>
     [proxy, ...servers].map((p) => p?.output().slice(-2000) ?? '').join('\n---\n');
-  return { endpoint, stopProxy, startProxy, proxyOutput, close };
+  return { endpoint, stopProxy, startProxy, output, close };
 }
