@@ -137,6 +137,21 @@ test('-d DIR -p 0 serves a store in DIR on a free port and SIGTERM stops it with
   assert.deepEqual((await checkStore(dir)).problems, []);
 });
 
+test('--workers 4 without --db is accepted and ignored: one process serves, and a log line says why', async (t) => {
+  const s = scope(t);
+  const dir = await s.dir();
+  const p = await s.serve(['-d', dir, '-p', '0', '--workers', '4']);
+  await stillServes(p.url);
+  const lines = p.lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+  const ignored = lines.find((l) => String(l.msg).startsWith('--workers is ignored without --db'));
+  assert.ok(ignored, p.lines.join('\n'));
+  assert.equal(String(ignored.workers), '4');
+  const listening = lines.find((l) => l.msg === 'listening')!;
+  assert.equal(listening.workers, undefined, 'no worker processes');
+  assert.equal(listening.pid, p.child.pid, 'the process started serves');
+  assert.equal(await stopWithin(p, 'SIGTERM'), 0);
+});
+
 test('FILETRACKER_DIR is the store when -d is absent, and -d wins over it', async (t) => {
   const s = scope(t);
   const dir = await s.dir();

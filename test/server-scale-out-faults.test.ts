@@ -384,6 +384,57 @@ describe('scale-out faults (real PostgreSQL and Swift)', { skip: noEngines }, ()
     return { ft: await serveScaleOut(t, args), relay };
   }
 
+  it('the object store answering errors (500 InternalError to every request): 503 naming it at once, not a 500; /healthz says it; service resumes', async (t) => {
+    const { ft, relay } = await relayed(t, 'object store');
+    const files = await seed(ft.url, '/failing', 4);
+    const names = [...files.keys()];
+    const before = await metricsOf(ft.url);
+
+    relay.answerWith(
+      500,
+      '<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>' +
+        '<Message>We encountered an internal error. Please try again.</Message></Error>',
+    );
+    t.after(() => relay.pass());
+    const [plainPut, gzipPut, firstGet, health] = await Promise.all([
+      put(ft.url, '/failing/new', content()),
+      put(ft.url, '/failing/gz', content(), true),
+      get(ft.url, names[0]!),
+      timedFetch(`${ft.url}/healthz`),
+    ]);
+    const secondGet = await get(ft.url, names[1]!);
+    t.diagnostic(
+      `answers after ${[plainPut, gzipPut, firstGet, health, secondGet].map((a) => Math.round(a.ms)).join(', ')} ms`,
+    );
+    assertUnavailable(plainPut, /^object store\b/, 'PUT');
+    assertUnavailable(gzipPut, /^object store\b/, 'PUT as the Python client sends it');
+    assertUnavailable(firstGet, /^object store\b/, 'GET of an uncached blob');
+    assertUnavailable(secondGet, /^object store\b/, 'GET of an uncached blob');
+    assertUnavailable(health, /^object store\b/, '/healthz');
+    for (const answer of [plainPut, gzipPut, firstGet, secondGet, health]) {
+      assert.ok(answer.ms < OBJECT_STORE_BOUND_MS, `answered in ${Math.round(answer.ms)} ms`);
+    }
+    const during = await metricsOf(ft.url);
+    assert.ok(
+      metric(during, 'ft_object_store_errors_total', { kind: 'server' }) >
+        metric(before, 'ft_object_store_errors_total', { kind: 'server' }),
+      'ft_object_store_errors_total{kind="server"} went up',
+    );
+
+    relay.pass();
+    await waitFor(
+      'ft-server to serve again',
+      async () => ((await get(ft.url, names[1]!)).status === 200 ? true : undefined),
+      30_000,
+    );
+    assert.equal(ft.proc.child.exitCode, null, 'ft-server was not restarted');
+    const after = content();
+    assert.equal((await put(ft.url, '/failing/new', after)).status, 200);
+    files.set('/failing/new', after);
+    await assertAllReadBack(ft.url, files);
+    assert.equal((await timedFetch(`${ft.url}/healthz`)).status, 200);
+  });
+
   for (const [service, bound, reason] of [
     ['object store', OBJECT_STORE_BOUND_MS, /^object store\b/],
     ['database', DB_BOUND_MS, /^database\b/],

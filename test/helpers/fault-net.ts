@@ -145,6 +145,8 @@ export class StallingRelay {
   /** Chunks held while stalled, with where each goes, in order. */
   #held: { to: net.Socket; chunk: Buffer }[] = [];
   #stalled = false;
+  /** While set, each request is answered with this HTTP response instead of relayed. */
+  #answer: string | undefined;
 
   private constructor(server: net.Server) {
     this.#server = server;
@@ -167,6 +169,12 @@ export class StallingRelay {
   }
 
   #relay(client: net.Socket, targetPort: number): void {
+    if (this.#answer !== undefined) {
+      const answer = this.#answer;
+      client.on('error', () => {});
+      client.once('data', () => client.end(answer));
+      return;
+    }
     const upstream = net.connect({ host: '127.0.0.1', port: targetPort });
     const pair = { client, upstream };
     this.#pairs.add(pair);
@@ -185,6 +193,27 @@ export class StallingRelay {
       socket.on('error', end);
       socket.on('close', end);
     }
+  }
+
+  /**
+   * From now on every HTTP request is answered `status` with `body` by the relay itself (a
+   * gateway whose service fails: it is up and answers, with errors): open connections are
+   * closed, each new one gets the answer to its first request and is closed. {@link pass}
+   * ends it.
+   */
+  answerWith(status: number, body: string): void {
+    this.#answer =
+      `HTTP/1.1 ${status} Error\r\nContent-Type: application/xml\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
+    for (const { client, upstream } of this.#pairs) {
+      client.destroy();
+      upstream.destroy();
+    }
+  }
+
+  /** Relays again after {@link answerWith}. */
+  pass(): void {
+    this.#answer = undefined;
   }
 
   /** From now on nothing passes (connections stay open; new ones are accepted). */
