@@ -138,6 +138,30 @@ async function assertAllReadBack(base: string, files: Map<string, Buffer>): Prom
   }
 }
 
+/**
+ * After a fault has ended: the same ft-server process serves `name` again within 30 s,
+ * takes a new upload to `newName`, reads every one of `files` back byte-exact, and /healthz
+ * answers 200.
+ */
+async function assertResumes(
+  ft: ScaleOutServer,
+  files: Map<string, Buffer>,
+  name: string,
+  newName: string,
+): Promise<void> {
+  await waitFor(
+    'ft-server to serve again',
+    async () => ((await get(ft.url, name)).status === 200 ? true : undefined),
+    30_000,
+  );
+  assert.equal(ft.proc.child.exitCode, null, 'ft-server was not restarted');
+  const after = content();
+  assert.equal((await put(ft.url, newName, after)).status, 200);
+  files.set(newName, after);
+  await assertAllReadBack(ft.url, files);
+  assert.equal((await timedFetch(`${ft.url}/healthz`)).status, 200);
+}
+
 describe('scale-out faults (real PostgreSQL and Swift)', { skip: noEngines }, () => {
   let engines: ScaleOutEngines;
   before(async () => {
@@ -422,17 +446,7 @@ describe('scale-out faults (real PostgreSQL and Swift)', { skip: noEngines }, ()
     );
 
     relay.pass();
-    await waitFor(
-      'ft-server to serve again',
-      async () => ((await get(ft.url, names[1]!)).status === 200 ? true : undefined),
-      30_000,
-    );
-    assert.equal(ft.proc.child.exitCode, null, 'ft-server was not restarted');
-    const after = content();
-    assert.equal((await put(ft.url, '/failing/new', after)).status, 200);
-    files.set('/failing/new', after);
-    await assertAllReadBack(ft.url, files);
-    assert.equal((await timedFetch(`${ft.url}/healthz`)).status, 200);
+    await assertResumes(ft, files, names[1]!, '/failing/new');
   });
 
   for (const [service, bound, reason] of [
@@ -473,17 +487,7 @@ describe('scale-out faults (real PostgreSQL and Swift)', { skip: noEngines }, ()
       );
 
       relay.resume();
-      await waitFor(
-        'ft-server to serve again',
-        async () => ((await get(ft.url, names[0]!)).status === 200 ? true : undefined),
-        30_000,
-      );
-      assert.equal(ft.proc.child.exitCode, null, 'ft-server was not restarted');
-      const after = content();
-      assert.equal((await put(ft.url, '/silent/new', after)).status, 200);
-      files.set('/silent/new', after);
-      await assertAllReadBack(ft.url, files);
-      assert.equal((await timedFetch(`${ft.url}/healthz`)).status, 200);
+      await assertResumes(ft, files, names[0]!, '/silent/new');
     });
   }
 });
