@@ -449,6 +449,41 @@ describe('scale-out faults (real PostgreSQL and Swift)', { skip: noEngines }, ()
     await assertResumes(ft, files, names[1]!, '/failing/new');
   });
 
+  it('the database answering errors (read-only, as a standby is): writes answer 503 naming it, not a 500; reads go on; writes resume', async (t) => {
+    const db = await engines.postgres.createDatabase();
+    const ft = await serveScaleOut(t, scaleOutArgs(engines, db, freshBucket()));
+    const files = await seed(ft.url, '/readonly', 4);
+    const name = new URL(db).pathname.slice(1);
+    /** Its cluster's `postgres` database: the setting is changed from outside the database. */
+    const admin = db.replace(/\/[^/]*$/, '/postgres');
+    /** Ends ft-server's connections, so that its next ones get the database's new setting. */
+    const reconnect = (): Promise<string> =>
+      queryValue(
+        db,
+        `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()`,
+      );
+    await queryValue(admin, `ALTER DATABASE ${name} SET default_transaction_read_only = on`);
+    t.after(() => queryValue(admin, `ALTER DATABASE ${name} RESET default_transaction_read_only`));
+    await reconnect();
+
+    const refused = [
+      await put(ft.url, '/readonly/new', content()),
+      await put(ft.url, '/readonly/gz', content(), true),
+    ];
+    for (const answer of refused)
+      assertUnavailable(answer, /^database\b/, 'PUT to a read-only database');
+    const deleted = await timedFetch(fileUrl(ft.url, [...files.keys()][0]!, V + 1), {
+      method: 'DELETE',
+    });
+    assertUnavailable(deleted, /^database\b/, 'DELETE on a read-only database');
+    await assertAllReadBack(ft.url, files);
+
+    await queryValue(admin, `ALTER DATABASE ${name} RESET default_transaction_read_only`);
+    await reconnect();
+    await assertResumes(ft, files, [...files.keys()][0]!, '/readonly/new');
+  });
+
   for (const [service, bound, reason] of [
     ['object store', OBJECT_STORE_BOUND_MS, /^object store\b/],
     ['database', DB_BOUND_MS, /^database\b/],

@@ -43,8 +43,11 @@ export interface PgMetadataOptions {
   warn?: ((details: Record<string, unknown>, message: string) => void) | undefined;
 }
 
-/** SQLSTATE classes and codes that mean "the database is not there (now)", not a bug. */
-const UNAVAILABLE_STATES = /^(08|53|57P|58)|^(55P03|57014|40001|40P01)$/;
+/**
+ * SQLSTATE classes and codes that mean "the database is not there (now)", not a bug; 25006:
+ * it takes no writes (a standby, or `default_transaction_read_only` set by an operator).
+ */
+const UNAVAILABLE_STATES = /^(08|53|57P|58)|^(55P03|57014|40001|40P01|25006)$/;
 
 /** The client's own timeouts: no answer in time (a hung server or network). */
 const CLIENT_TIMEOUT =
