@@ -27,7 +27,7 @@ export function httpRequest(
   options: {
     method?: string;
     headers?: Record<string, string>;
-    body?: string;
+    body?: string | Buffer;
     timeoutMs?: number;
   } = {},
 ): Promise<HttpAnswer> {

@@ -6,7 +6,6 @@ import Router from '@koa/router';
 import { pino, type Logger } from 'pino';
 import { logResponseError } from '@filetracker/http-telemetry';
 import {
-  BadRequestError,
   ENDPOINT_METHODS,
   FallbackError,
   HEADER,
@@ -18,13 +17,7 @@ import {
   acceptsGzip,
   checkMethod,
   errorAnswer,
-  formatHttpDate,
-  headerValue,
-  isGzipEncoding,
   listCutoff,
-  parseChecksumHeader,
-  parseHttpDate,
-  parseLogicalSizeHeader,
   parseRequestPath,
   type RequestTarget,
 } from '@filetracker/shared-protocol';
@@ -33,7 +26,8 @@ import { readAhead, sendFile } from '@filetracker/runtime';
 import { MigrationMode } from '../store/migration.js';
 import type { OpenedFile, Store } from '../store/store-api.js';
 import { failedLooks } from './failed-looks.js';
-import { errorHandler } from './errors.js';
+import { ErrorAnswers, errorHandler } from './errors.js';
+import { putAnswerHeaders, putRequestOf, requiredVersion } from './put-first.js';
 import { fallbackVersion } from './fallback.js';
 import { FallbackProbe } from './fallback-probe.js';
 import { MergedListing, type Listing } from './merged-list.js';
@@ -62,6 +56,8 @@ export interface AppOptions {
   telemetry?: Telemetry;
   /** The largest file a PUT may store, uncompressed; {@link DEFAULT_MAX_FILE_BYTES} if absent. */
   maxFileBytes?: number;
+  /** How failed requests are answered and logged; one is made from `logger` when absent. */
+  errors?: ErrorAnswers;
   /** A worker of `--workers N`: `/status` and `/metrics` summed over all workers. */
   workerSums?: WorkerSums | undefined;
 }
@@ -86,15 +82,6 @@ type Ctx = Context & { state: State };
  * system calls per GiB sixteen-fold (memory stays bounded: see sendFile and readAhead).
  */
 const LARGE_READ_BYTES = 1024 * 1024;
-
-function requiredVersion(ctx: Context): number {
-  const raw = ctx.query[LAST_MODIFIED_PARAM];
-  const value = Array.isArray(raw) ? raw[0] : raw;
-  if (value === undefined || value === '') {
-    throw new BadRequestError('MISSING_DATE', '"?last_modified=" is required');
-  }
-  return parseHttpDate(value);
-}
 
 /**
  * Builds the Koa app over a store; listening is main.ts's job (STYLE.md). With a
@@ -250,29 +237,19 @@ export function createApp(backing: Store, options: AppOptions = {}): Koa {
     }
   });
 
+  // Reached in migration mode; otherwise PUTs are stored in front of Koa (put-first.ts).
   router.put('/files', async (ctx) => {
     const { components } = ctx.state.target;
-    const version = requiredVersion(ctx);
-    const result = await store.put({
-      components,
-      version,
-      body: ctx.req,
-      bodyLength: ctx.request.length,
-      // An absent header is undefined; an empty one is a malformed value (400).
-      gzip: isGzipEncoding(headerValue(ctx.req.headers, HEADER.contentEncoding)),
-      checksum: parseChecksumHeader(headerValue(ctx.req.headers, HEADER.checksum)),
-      logicalSize: parseLogicalSizeHeader(headerValue(ctx.req.headers, HEADER.logicalSize)),
-      maxLogicalSize: maxFileBytes,
-    });
+    const version = requiredVersion(ctx.query[LAST_MODIFIED_PARAM]);
+    const result = await store.put(putRequestOf(ctx.req, components, version, maxFileBytes));
     ctx.state.bodyBytesIn = result.receivedBytes;
-    ctx.set(HEADER.lastModified, formatHttpDate(result.version));
-    ctx.type = MEDIA_TYPE.text;
+    ctx.set(putAnswerHeaders(result.version));
     ctx.body = '';
   });
 
   router.delete('/files', async (ctx) => {
     const { components } = ctx.state.target;
-    const version = requiredVersion(ctx);
+    const version = requiredVersion(ctx.query[LAST_MODIFIED_PARAM]);
     const result = await store.delete(components, version);
     if (!result.found) throw new NotFoundError('File not found');
     ctx.type = MEDIA_TYPE.text;
@@ -292,7 +269,7 @@ export function createApp(backing: Store, options: AppOptions = {}): Koa {
   });
 
   app.use(requestLogger(telemetry));
-  app.use(errorHandler(logger));
+  app.use(errorHandler(options.errors ?? new ErrorAnswers(logger)));
   // A browser's GET / gets the operator's page; everything else is the protocol's.
   app.use(operatorPage());
   app.use(async (ctx: Ctx, next: Next) => {

@@ -10,13 +10,16 @@ import {
   parseRequestPath,
 } from '@filetracker/shared-protocol';
 import type { FileEntry, Store } from '../store/store-api.js';
-import { createApp, type AppOptions } from './app.js';
+import { DEFAULT_MAX_FILE_BYTES, createApp, type AppOptions } from './app.js';
+import { ErrorAnswers } from './errors.js';
 import { failedLooks } from './failed-looks.js';
 import { fileHeaders, etagOf, matchesEtag } from './file-headers.js';
 import { Telemetry } from './metrics.js';
+import { putFirst } from './put-first.js';
 
 /**
- * The request listener: a GET/HEAD of a file whose entry and gzip are both in memory,
+ * The request listener: a PUT of a file is stored in front of Koa (put-first.ts; not in
+ * migration mode), and a GET/HEAD of a file whose entry and gzip are both in memory,
  * from a client that accepts gzip (every Python client does), is answered in front of Koa
  * (memoryFirstListener) with the same headers as the Koa route. On a store that keeps no
  * names in memory (scale-out), the entry is looked up first (one database look, batched
@@ -26,8 +29,9 @@ import { Telemetry } from './metrics.js';
 export function createRequestListener(store: Store, options: AppOptions = {}): RequestListener {
   const telemetry =
     options.telemetry ?? new Telemetry(options.logger ?? pino({ level: 'silent' }), store);
-  const koa = createApp(store, { ...options, telemetry }).callback();
-  return memoryFirstListener(
+  const errors = options.errors ?? new ErrorAnswers(options.logger ?? pino({ level: 'silent' }));
+  const koa = createApp(store, { ...options, telemetry, errors }).callback();
+  const listener = memoryFirstListener(
     (req, path) => answerFromMemory(req, path, store),
     (req, url, status, bodyBytes, ms) =>
       telemetry.record({
@@ -41,6 +45,17 @@ export function createRequestListener(store: Store, options: AppOptions = {}): R
       }),
     koa,
   );
+  // Migration mode's PUTs ask the fallback about tombstones first: the Koa route does.
+  if (options.fallbackUrl !== undefined) return listener;
+  const putHere = putFirst(
+    store,
+    telemetry,
+    errors,
+    options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES,
+  );
+  return (req, res) => {
+    if (!putHere(req, res)) listener(req, res);
+  };
 }
 
 /** The two answers a file in memory can get: its content (200) and 304 Not Modified. */
