@@ -6,6 +6,7 @@ import {
   nowVersion,
   parseHttpDate,
 } from '@filetracker/shared-protocol';
+import { between, pick, prng } from './helpers/fault-prng.js';
 
 const HOUR = 3600;
 
@@ -174,6 +175,63 @@ describe('formatHttpDate', () => {
       versions.push(-2e9 + Math.floor((x / 2 ** 31) * 2.5e11));
     }
     for (const v of versions) assert.equal(parseHttpDate(formatHttpDate(v)), v, String(v));
+  });
+});
+
+describe('parseHttpDate: the common forms read as the general parser reads them', () => {
+  it('IMF-fixdate and numeric zones, in range and rolled over, equal their spelling that only the general parser reads', () => {
+    const rand = prng(19);
+    const days = ['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun'];
+    const months = [
+      'Jan',
+      'Feb',
+      'Mar',
+      'Apr',
+      'May',
+      'Jun',
+      'Jul',
+      'Aug',
+      'Sep',
+      'Oct',
+      'Nov',
+      'Dec',
+    ];
+    const two = (n: number): string => String(n).padStart(2, '0');
+    let read = 0;
+    for (let i = 0; i < 5000; i++) {
+      // Edges often: the first and last days, 24:00, leap seconds, years near 100, and
+      // fields out of range (day 0 or 32, hour 25, minute 60, second 62), which both refuse.
+      const day =
+        between(rand, 0, 4) === 0 ? pick(rand, [0, 1, 29, 30, 31, 32]) : between(rand, 1, 28);
+      const hh = between(rand, 0, 4) === 0 ? pick(rand, [0, 23, 24, 25]) : between(rand, 0, 23);
+      const mi = between(rand, 0, 9) === 0 ? 60 : between(rand, 0, 59);
+      const ss = between(rand, 0, 4) === 0 ? pick(rand, [0, 59, 60, 61, 62]) : between(rand, 0, 59);
+      const year =
+        between(rand, 0, 9) === 0
+          ? pick(rand, [99, 100, 101, 1900, 9999])
+          : between(rand, 1000, 2500);
+      const zone =
+        between(rand, 0, 2) === 0
+          ? 'GMT'
+          : pick(rand, ['+', '-']) + String(between(rand, 0, 9999)).padStart(4, '0');
+      const month = pick(rand, months);
+      const date = `${two(day)} ${month} ${String(year).padStart(4, '0')} ${two(hh)}:${two(mi)}:${two(ss)} ${zone}`;
+      const common = `${pick(rand, days)}, ${date}`;
+      // Two spaces and a month in lower case: not the common form, the same date.
+      const general = `${pick(rand, days)},  ${date.replace(month, month.toLowerCase())}`;
+      const outcome = (v: string): number | string => {
+        try {
+          return parseHttpDate(v);
+        } catch (err) {
+          return (err as FiletrackerError).code;
+        }
+      };
+      const expected = outcome(general);
+      assert.equal(outcome(common), expected, common);
+      if (typeof expected === 'number') read++;
+    }
+    // Most of them are dates, and some are refused.
+    assert.ok(read > 3500 && read < 5000, `${read} of 5000 read`);
   });
 });
 

@@ -60,8 +60,53 @@ function toInt(s: string, value: string): number {
   return Number(s);
 }
 
+/**
+ * The two forms that nearly every date on the wire takes: IMF-fixdate (`Wed, 25 Nov 2026
+ * 10:15:08 GMT`, ours and HTTP's) and the Python client's `formatdate()` (the same with a
+ * numeric zone, `-0000`). Every PUT and DELETE parses one, and the general parser below
+ * took about 13 us of a small PUT's main-thread CPU (issue 19); this takes about 1.
+ */
+const COMMON_DATE =
+  /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d\d) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4}) (\d\d):(\d\d):(\d\d) (GMT|[+-]\d{4})$/;
+const MONTH_OF: Record<string, number> = {
+  Jan: 0,
+  Feb: 1,
+  Mar: 2,
+  Apr: 3,
+  May: 4,
+  Jun: 5,
+  Jul: 6,
+  Aug: 7,
+  Sep: 8,
+  Oct: 9,
+  Nov: 10,
+  Dec: 11,
+};
+
+/**
+ * A date in one of the {@link COMMON_DATE} forms, read to the same second as the general
+ * parser reads it (fields rolled over alike: day 31 of a short month, 24:00:00, a leap
+ * second); undefined for anything else, out-of-range fields included, which the general
+ * parser then reads or refuses.
+ */
+function parseCommonDate(value: string): number | undefined {
+  const m = COMMON_DATE.exec(value);
+  if (m === null) return undefined;
+  const [day, year, hh, mi, ss] = [m[1], m[3], m[4], m[5], m[6]].map(Number) as number[];
+  if (day! < 1 || day! > 31 || hh! > 24 || mi! > 59 || ss! > 61 || year! < 100) return undefined;
+  const zone = m[7]!;
+  const offset = zone === 'GMT' ? 0 : Number(zone);
+  const abs = Math.abs(offset);
+  const offsetSeconds = Math.sign(offset) * (Math.floor(abs / 100) * 3600 + (abs % 100) * 60);
+  // Date.UTC reads years 0-99 as 1900-1999: those went to the general parser.
+  const ms = Date.UTC(year!, MONTH_OF[m[2]!]!, day, hh, mi, ss);
+  return Math.floor(ms / 1000) - offsetSeconds;
+}
+
 /** Parses an RFC 2822-ish date into whole seconds since the epoch; throws a 400 error. */
 export function parseHttpDate(value: string): number {
+  const common = parseCommonDate(value);
+  if (common !== undefined) return common;
   let data = value
     .trim()
     .split(/\s+/)
