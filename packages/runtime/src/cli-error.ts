@@ -22,7 +22,21 @@ export const EXIT_STATUS = {
  * message says what failed and what to do (STYLE.md "Errors"); `code` (UPPER_SNAKE) is
  * for programs and tests, the message is not.
  */
+/** Marks every CliError, whichever copy of this module made it (see hasInstance). */
+const CLI_ERROR = Symbol.for('@filetracker/runtime CliError');
+
 export class CliError extends Error {
+  /**
+   * `instanceof CliError` holds for an error made by another copy of this module:
+   * ft-migrate runs bundled (scripts/bundle-migrate.mjs), and the `--into` code it loads
+   * lazily throws this package's own.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (this !== CliError) return Function.prototype[Symbol.hasInstance].call(this, value);
+    return typeof value === 'object' && value !== null && CLI_ERROR in value;
+  }
+
+  readonly [CLI_ERROR] = true;
   readonly code: string;
 
   constructor(code: string, message: string, options?: { cause?: unknown }) {

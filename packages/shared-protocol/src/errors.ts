@@ -42,7 +42,22 @@ export interface FiletrackerErrorOptions {
  * The one error type of the protocol: a code, the HTTP status it maps to and a one-line
  * reason. The server maps it to a response; the client raises it from a response.
  */
+/** Marks every FiletrackerError, whichever copy of this module made it (see hasInstance). */
+const FILETRACKER_ERROR = Symbol.for('@filetracker/shared-protocol FiletrackerError');
+
 export class FiletrackerError extends Error {
+  /**
+   * `instanceof FiletrackerError` holds for an error made by another copy of this module:
+   * ft-migrate runs bundled (scripts/bundle-migrate.mjs), with its own copy, while its
+   * `--into` store and its 2.x client load this package's own. A subclass (`instanceof
+   * NotFoundError`) is checked as usual, within one copy.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (this !== FiletrackerError) return Function.prototype[Symbol.hasInstance].call(this, value);
+    return typeof value === 'object' && value !== null && FILETRACKER_ERROR in value;
+  }
+
+  readonly [FILETRACKER_ERROR] = true;
   readonly code: FiletrackerErrorCode;
   readonly status: number;
   readonly headers: Record<string, string>;
