@@ -63,7 +63,9 @@ async function commands() {
       const source = await readFile(file, 'utf8');
       const shebang = /^#!.*\bnode((?:[ \t]+-\S+)*)[ \t]*$/m.exec(source.split('\n')[0]);
       const nodeFlags = shebang?.[1]?.trim().split(/\s+/).filter(Boolean) ?? [];
-      const entry = /from '(\.\.\/dist\/[^']+)'/.exec(source)?.[1];
+      // The first dist/ module it loads: `from '../dist/main.js'`, or ft-migrate's bundle,
+      // `import('../dist/ft-migrate.bundle.mjs')`.
+      const entry = /(?:from |import\()'(\.\.\/dist\/[^']+)'/.exec(source)?.[1];
       found.push({
         name,
         file,
