@@ -1,22 +1,25 @@
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { FiletrackerClient } from '@filetracker/shared-protocol';
 import { makeFtRoot, runMigrate, smallTreeFiles } from './helpers/migrate-tree.js';
 import { startServer } from './helpers/server.js';
 
 /**
  * A module hook (node --import) that says on stderr which of the modules we watch the
- * process loads: got's, and the uploader's (proof that the hook ran at all).
+ * process loads: got's, and the uploader's (proof that the hook ran at all): the bundle
+ * that holds it (scripts/bundle-migrate.mjs), or dist/uploader.js without one.
  */
 const WATCH_HOOK = `
 import { register } from 'node:module';
 register('data:text/javascript,' + encodeURIComponent(\`
 export async function load(url, context, next) {
   if (url.includes('/node_modules/got/')) process.stderr.write('LOADED got ' + url + '\\\\n');
-  if (url.endsWith('/migrate/dist/uploader.js')) process.stderr.write('LOADED uploader\\\\n');
+  if (url.endsWith('/migrate/dist/ft-migrate.bundle.mjs') || url.endsWith('/migrate/dist/uploader.js')) {
+    process.stderr.write('LOADED uploader ' + url + '\\\\n');
+  }
   return next(url, context);
 }\`));
 `;
@@ -36,6 +39,13 @@ test('ft-migrate uploads through node:http and the got-free /wire entry alone: a
   assert.equal(run.code, 0, run.stderr);
   assert.match(run.stderr, /LOADED uploader/);
   assert.doesNotMatch(run.stderr, /LOADED got/);
+  // Nor does the bundle hold got's code, which the hook would not see load.
+  const bundle = /LOADED uploader (\S+ft-migrate\.bundle\.mjs)/.exec(run.stderr)?.[1];
+  if (bundle !== undefined) {
+    const text = await readFile(fileURLToPath(bundle), 'utf8');
+    assert.ok(text.length > 10_000, 'the bundle was read');
+    assert.equal(text.includes('/node_modules/got/'), false, 'got is not bundled');
+  }
 
   // What it sent is what the got client reads back: the PUTs went out as the wire says.
   const client = new FiletrackerClient(server.url);
