@@ -27,9 +27,9 @@ import { putFirst } from './put-first.js';
  * any doubt (a miss, a path the grammar rejects), goes to Koa unchanged.
  */
 export function createRequestListener(store: Store, options: AppOptions = {}): RequestListener {
-  const telemetry =
-    options.telemetry ?? new Telemetry(options.logger ?? pino({ level: 'silent' }), store);
-  const errors = options.errors ?? new ErrorAnswers(options.logger ?? pino({ level: 'silent' }));
+  const logger = options.logger ?? pino({ level: 'silent' });
+  const telemetry = options.telemetry ?? new Telemetry(logger, store);
+  const errors = options.errors ?? new ErrorAnswers(logger);
   const koa = createApp(store, { ...options, telemetry, errors }).callback();
   const listener = memoryFirstListener(
     (req, path) => answerFromMemory(req, path, store),
