@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { gzipSync } from 'node:zlib';
@@ -164,6 +165,35 @@ function comparable(line: Record<string, unknown>): Record<string, unknown> {
   return rest;
 }
 
+/** PUTs the server has counted in its metrics, whatever their status. */
+async function putsCounted(server: RunningProcess): Promise<number> {
+  const metrics = await send('GET', server.url, '/metrics', {});
+  let count = 0;
+  for (const line of metrics.body.toString('utf8').split('\n')) {
+    if (line.startsWith('ft_http_requests_total{') && line.includes('method="PUT"')) {
+      count += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  }
+  return count;
+}
+
+/** Sends a PUT's head and half its body, then goes away without waiting for an answer. */
+async function abandonedPut(base: string, urlPath: string): Promise<void> {
+  const { hostname, port } = new URL(base);
+  const socket = net.connect(Number(port), hostname);
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  const head = Object.entries({ ...clientHeaders(), 'Content-Length': String(gz.length) })
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('');
+  socket.write(`PUT ${urlPath} HTTP/1.1\r\nHost: ${hostname}:${port}\r\n${head}\r\n`);
+  socket.write(gz.subarray(0, gz.length >> 1));
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  socket.destroy();
+}
+
 async function dirFor(t: TestContext, prefix: string): Promise<string> {
   const dir = await tempDir(prefix);
   t.after(() => rm(dir, { recursive: true, force: true }));
@@ -206,6 +236,16 @@ test('a PUT is answered and logged alike in front of Koa and by its Koa route (m
     );
   }
 
+  // A client that leaves mid-body gets no answer; the line says what it would have been.
+  for (const server of [plain, migrating]) await abandonedPut(server.url, '/files/gone' + q(T));
+  for (const server of [plain, migrating]) {
+    const deadline = Date.now() + 10_000;
+    while ((await putsCounted(server)) < CASES.length + 1) {
+      assert.ok(Date.now() < deadline, 'the abandoned PUT was counted');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
   // What the stored names read back as: the same sizes and versions on each.
   for (const name of ['a/b', 'a/c', 'plain.txt', 'd%20e/f%25g.in', 'twice']) {
     const [fromFast, fromKoa] = await Promise.all(
@@ -224,9 +264,12 @@ test('a PUT is answered and logged alike in front of Koa and by its Koa route (m
   const [fastLines, koaLines] = [requestLines(plain), requestLines(migrating)].map((lines) =>
     lines.filter((l) => l.method === 'PUT').map(comparable),
   );
-  assert.equal(fastLines!.length, CASES.length, JSON.stringify(fastLines));
+  assert.equal(fastLines!.length, CASES.length + 1, JSON.stringify(fastLines));
   for (const [i, c] of CASES.entries()) {
     assert.deepEqual(fastLines![i], koaLines![i], c.label);
     assert.equal(fastLines![i]!.status, c.status, c.label);
   }
+  const [fastGone, koaGone] = [fastLines!.at(-1), koaLines!.at(-1)];
+  assert.deepEqual(fastGone, koaGone, 'abandoned mid-body');
+  assert.equal(fastGone!.status, 400, JSON.stringify(fastGone));
 });

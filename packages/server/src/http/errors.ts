@@ -31,6 +31,9 @@ export class ErrorAnswers {
    * Logs `err` if it is ours and returns the answer to send, with the connection set to
    * close after it when the body was not read in full (see lingerAfterAnswer). Undefined
    * when no answer can go out (headers sent, or the client gone): the socket is destroyed.
+   * A client gone before any answer leaves the response with the answer's status and
+   * headers, never sent, so that the request's log line and metrics say what it would have
+   * been answered (a PUT abandoned mid-body: 400 INCOMPLETE_BODY), on either path.
    */
   answer(
     err: unknown,
@@ -49,6 +52,10 @@ export class ErrorAnswers {
       }
     }
     if (res.headersSent || !writable(res)) {
+      if (!res.headersSent) {
+        res.statusCode = answer.status;
+        for (const [header, value] of Object.entries(answer.headers)) res.setHeader(header, value);
+      }
       req.socket.destroy();
       return undefined;
     }

@@ -2,7 +2,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   BadRequestError,
   HEADER,
-  errorAnswer,
   LAST_MODIFIED_PARAM,
   MEDIA_TYPE,
   answerReason,
@@ -101,8 +100,8 @@ export function putFirst(
     } catch (err) {
       const failed = errors.answer(err, req, res, 'PUT', url);
       if (failed === undefined) {
-        // The client is gone: the line says what it would have been answered.
-        status = errorAnswer(err).status;
+        // The client is gone: the line says what it would have been answered (see answer).
+        status = res.statusCode;
       } else {
         status = failed.status;
         bodyBytesOut = Buffer.byteLength(failed.body);

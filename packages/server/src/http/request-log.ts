@@ -51,7 +51,13 @@ export function requestLogger(telemetry: Telemetry) {
     const started = process.hrtime.bigint();
     const body = countBody(ctx.res);
     const path = ctx.originalUrl;
-    ctx.res.once('close', () => {
+    // Recorded once the response is closed (a streamed body is sent after the middleware
+    // returns) and the middleware has returned: a client that leaves mid-request closes the
+    // response at once, before the store's work fails and the error is answered (unsent,
+    // see ErrorAnswers), and the line must say that answer, not Koa's default 404.
+    let pending = 2;
+    const record = (): void => {
+      if (--pending > 0) return;
       const status = ctx.status;
       const bodyless = ctx.method === 'HEAD' || status === 204 || status === 304;
       telemetry.record({
@@ -64,7 +70,12 @@ export function requestLogger(telemetry: Telemetry) {
         ms: Number(process.hrtime.bigint() - started) / 1e6,
         error: answerReason(status, ctx.res),
       });
-    });
-    await next();
+    };
+    ctx.res.once('close', record);
+    try {
+      await next();
+    } finally {
+      record();
+    }
   };
 }
