@@ -8,6 +8,7 @@ import { getEventListeners } from 'node:events';
 import net from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { HttpUploader } from '@filetracker/migrate';
+import { waitFor } from './helpers/fault-net.js';
 
 const VERSION = 1_600_000_000;
 const LAST_MODIFIED = new Date(VERSION * 1000).toUTCString();
@@ -23,8 +24,6 @@ interface RawServer {
   received: Received[];
   connections: number;
   closed: number;
-  /** Resolves once `count` connections have closed. */
-  closedCount(count: number): Promise<void>;
 }
 
 /**
@@ -41,14 +40,6 @@ async function rawServer(
     received: [],
     connections: 0,
     closed: 0,
-    closedCount: (count) =>
-      new Promise((resolve) => {
-        const check = (): void => {
-          if (state.closed >= count) resolve();
-          else setTimeout(check, 10);
-        };
-        check();
-      }),
   };
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
@@ -203,9 +194,7 @@ test('HttpUploader: aborting the signal ends every request in flight, with one l
     uploader.put(`/f/${i}.txt`, Buffer.from(`file ${i}\n`), { version: VERSION, signal }),
   );
   const settled = Promise.allSettled(uploads);
-  while (server.received.length < uploads.length) {
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+  assert.ok(await waitFor(() => server.received.length === uploads.length, 10_000));
   assert.equal(getEventListeners(signal, 'abort').length, 1);
 
   controller.abort();
@@ -216,7 +205,7 @@ test('HttpUploader: aborting the signal ends every request in flight, with one l
     assert.equal(err.code, 'ABORT_ERR');
   }
   // Every connection was closed: nothing is left waiting for the answers.
-  await server.closedCount(uploads.length);
+  assert.ok(await waitFor(() => server.closed === uploads.length, 10_000));
   assert.equal(server.connections, uploads.length);
 
   // A signal aborted already sends nothing.

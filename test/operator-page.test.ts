@@ -14,6 +14,7 @@ import { encodeName, formatHttpDate } from '@filetracker/shared-protocol';
 import type { Page } from 'playwright-core';
 import { browserMissing, openBrowser, type TestBrowser } from './helpers/browser.js';
 import { httpRequest } from './helpers/legacy-static.js';
+import { metrics } from './helpers/server-http.js';
 import { makeFtRoot, runMigrate } from './helpers/migrate-tree.js';
 import { startProcess, startServer, tempDir, type RunningProcess } from './helpers/server.js';
 
@@ -42,29 +43,6 @@ async function get(base: string, name: string, method = 'GET'): Promise<number> 
   const res = await fetch(base + '/files' + encodeName(name), { method, redirect: 'manual' });
   await res.arrayBuffer();
   return res.status;
-}
-
-/** /metrics as samples: name, labels, value. */
-async function metrics(
-  base: string,
-): Promise<(name: string, where?: Record<string, string>) => number> {
-  const res = await httpRequest(base, '/metrics');
-  assert.equal(res.status, 200);
-  const samples: { name: string; labels: Record<string, string>; value: number }[] = [];
-  for (const line of res.body.toString().split('\n')) {
-    const m = /^(\w+)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m) continue;
-    const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)) labels[l[1]!] = l[2]!;
-    samples.push({ name: m[1]!, labels, value: Number(m[3]) });
-  }
-  return (name, where = {}) => {
-    const found = samples.filter(
-      (s) => s.name === name && Object.entries(where).every(([k, v]) => s.labels[k] === v),
-    );
-    assert.ok(found.length > 0, `/metrics has no ${name} ${JSON.stringify(where)}`);
-    return found.reduce((total, s) => total + s.value, 0);
-  };
 }
 
 async function text(page: Page, selector: string): Promise<string> {

@@ -7,6 +7,8 @@ import { test, type TestContext } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { formatHttpDate } from '@filetracker/shared-protocol';
 import { httpRequest, startLegacy, type HttpAnswer } from './helpers/legacy-static.js';
+import { waitFor } from './helpers/migrate-tree.js';
+import { metrics } from './helpers/server-http.js';
 import { startProcess, tempDir, type RunningProcess } from './helpers/server.js';
 
 /*
@@ -165,18 +167,6 @@ function comparable(line: Record<string, unknown>): Record<string, unknown> {
   return rest;
 }
 
-/** PUTs the server has counted in its metrics, whatever their status. */
-async function putsCounted(server: RunningProcess): Promise<number> {
-  const metrics = await send('GET', server.url, '/metrics', {});
-  let count = 0;
-  for (const line of metrics.body.toString('utf8').split('\n')) {
-    if (line.startsWith('ft_http_requests_total{') && line.includes('method="PUT"')) {
-      count += Number(line.slice(line.lastIndexOf(' ') + 1));
-    }
-  }
-  return count;
-}
-
 /** Sends a PUT's head and half its body, then goes away without waiting for an answer. */
 async function abandonedPut(base: string, urlPath: string): Promise<void> {
   const { hostname, port } = new URL(base);
@@ -239,11 +229,13 @@ test('a PUT is answered and logged alike in front of Koa and by its Koa route (m
   // A client that leaves mid-body gets no answer; the line says what it would have been.
   for (const server of [plain, migrating]) await abandonedPut(server.url, '/files/gone' + q(T));
   for (const server of [plain, migrating]) {
-    const deadline = Date.now() + 10_000;
-    while ((await putsCounted(server)) < CASES.length + 1) {
-      assert.ok(Date.now() < deadline, 'the abandoned PUT was counted');
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    const putsCounted = async (): Promise<number> =>
+      (await metrics(server.url))('ft_http_requests_total', { method: 'PUT' });
+    await waitFor(
+      async () => (await putsCounted()) > CASES.length,
+      10_000,
+      'the abandoned PUT counted',
+    );
   }
 
   // What the stored names read back as: the same sizes and versions on each.

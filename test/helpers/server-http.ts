@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 
@@ -294,4 +295,27 @@ export function rawHead(
   const lines = [`${method} ${path} HTTP/1.1`, `Host: 127.0.0.1:${port}`, 'Connection: close'];
   for (const [k, v] of Object.entries(extra)) lines.push(`${k}: ${v}`);
   return lines.join('\r\n') + '\r\n\r\n';
+}
+
+/** /metrics as samples: name, labels, value. */
+export async function metrics(
+  base: string,
+): Promise<(name: string, where?: Record<string, string>) => number> {
+  const res = await httpRequest(base, '/metrics');
+  assert.equal(res.status, 200);
+  const samples: { name: string; labels: Record<string, string>; value: number }[] = [];
+  for (const line of res.body.toString().split('\n')) {
+    const m = /^(\w+)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m) continue;
+    const labels: Record<string, string> = {};
+    for (const l of (m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)) labels[l[1]!] = l[2]!;
+    samples.push({ name: m[1]!, labels, value: Number(m[3]) });
+  }
+  return (name, where = {}) => {
+    const found = samples.filter(
+      (s) => s.name === name && Object.entries(where).every(([k, v]) => s.labels[k] === v),
+    );
+    assert.ok(found.length > 0, `/metrics has no ${name} ${JSON.stringify(where)}`);
+    return found.reduce((total, s) => total + s.value, 0);
+  };
 }
