@@ -77,6 +77,18 @@ describe('ReadCaches: the staleness rule', () => {
     assert.equal(caches.takeAbsent('/dir'), false);
   });
 
+  test('at most 10,000 names are noted absent: the oldest note goes first', async () => {
+    const caches = new ReadCaches();
+    for (let i = 0; i <= 10_000; i++) await caches.lookup(`/n${i}`, async () => 'absent', true);
+    assert.equal(caches.takeAbsent('/n0'), false, 'the oldest note was dropped');
+    assert.equal(caches.takeAbsent('/n1'), true);
+    assert.equal(caches.takeAbsent('/n10000'), true);
+    // Taking the only note left, then noting again: the set is still in use.
+    for (let i = 2; i < 10_000; i++) assert.equal(caches.takeAbsent(`/n${i}`), true);
+    await caches.lookup('/again', async () => 'absent', true);
+    assert.equal(caches.takeAbsent('/again'), true);
+  });
+
   test('peek answers only when both the entry and its blob are in memory', () => {
     const caches = new ReadCaches();
     caches.set('/p', entry(3));
