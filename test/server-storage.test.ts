@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { lstat, readFile, readdir, readlink, rm, stat } from 'node:fs/promises';
+import { lstat, readFile, readdir, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { gunzipSync, gzipSync } from 'node:zlib';
@@ -571,5 +571,28 @@ test('a PUT refused with 409 (a parent is a file, or the name is a directory) st
   assert.deepEqual(await blobSet(srv), blobsBefore);
   assert.deepEqual(await tmpEntries(srv), []);
   assert.equal((await getFile(srv.url, '/file')).body.toString(), 'f');
+  await assertClean(srv);
+});
+
+test('an upload whose blob cannot be renamed into blobs/ fails and leaves nothing: its record, written meanwhile, is undone', async (t) => {
+  const srv = await server(t);
+  const data = sample(5_000);
+  const digest = sha256(data);
+  // A file where the blob's directory goes: the blob's rename fails (ENOTDIR), while its
+  // record, written at the same time, lands.
+  const blocker = path.join(srv.dir, 'blobs', digest.slice(0, 2));
+  await writeFile(blocker, 'in the way');
+  const failed = await putFile(srv.url, '/blocked', data, V);
+  assert.ok(failed.status >= 500, `status ${failed.status}`);
+  assert.equal(await srv.store.metadata.db.getBlob(digest), undefined, 'no record left');
+  assert.equal((await getFile(srv.url, '/blocked')).status, 404);
+  assert.equal(await lstat(linkFile(srv, '/blocked')).catch(() => null), null);
+  assert.deepEqual(await tmpEntries(srv), []);
+
+  await rm(blocker);
+  assert.deepEqual(await blobSet(srv), []);
+  assert.equal((await putFile(srv.url, '/blocked', data, V)).status, 200);
+  assert.equal((await srv.store.metadata.db.getBlob(digest))?.refs, 1);
+  assert.ok((await getFile(srv.url, '/blocked')).body.equals(data));
   await assertClean(srv);
 });

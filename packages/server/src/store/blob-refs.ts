@@ -170,9 +170,15 @@ export class BlobRefs {
 
   /**
    * Adds one reference to `blob`'s digest, durably. If the blob is not stored yet, the staged
-   * one is committed first (a record never names a blob that a power cut could take); if it
-   * is, the staged copy is discarded (identical content is stored once), unless the
-   * record's file is missing, which the staged copy then replaces.
+   * one is committed and its record written at once, each durable (a directory fsync, a
+   * synced batch) while the other is made: the two flushes overlap instead of one waiting
+   * for the other. Until both are done nothing links the blob (the caller links after this
+   * resolves), and a crash in between can leave a record whose file never arrived, with no
+   * name on it; a later upload of that content finds the file missing ({@link #ensureFile}:
+   * every use of a record checks the file) and stores it, and ft-recover drops the record.
+   * If only one of the two succeeds it is undone, so a failed upload leaves neither. If the
+   * blob is stored, the staged copy is discarded (identical content is stored once), unless
+   * the record's file is missing, which the staged copy then replaces.
    */
   acquire(blob: StagedBlob): Promise<{ dedup: boolean; record: BlobRecord }> {
     const { digest } = blob;
@@ -187,14 +193,18 @@ export class BlobRefs {
       if (blob.location === undefined) {
         throw new Error(`blob ${digest} vanished while pinned`);
       }
-      await this.#blobs.commit(blob);
       const created = { refs: 1, logicalSize: blob.logicalSize, storedSize: blob.storedSize };
-      try {
-        await this.#write(digest, created, true);
-      } catch (err) {
-        // No record, no blob: a full disk must not leave an orphan behind.
-        await this.#blobs.remove(digest).catch(() => {});
-        throw err;
+      const [committed, written] = await Promise.allSettled([
+        this.#blobs.commit(blob),
+        this.#write(digest, created, true),
+      ]);
+      const failed = [committed, written].find((r) => r.status === 'rejected');
+      if (failed !== undefined) {
+        // Neither without the other: a full disk must leave no orphan and no record of a
+        // file that is not there. (An undo that fails too leaves what ft-recover repairs.)
+        if (written.status === 'fulfilled') await this.#write(digest, undefined).catch(() => {});
+        if (committed.status === 'fulfilled') await this.#blobs.remove(digest).catch(() => {});
+        throw failed.reason;
       }
       this.#events?.blobCountChanged(1, blob.storedSize);
       return { dedup: false, record: created };

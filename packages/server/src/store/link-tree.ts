@@ -28,17 +28,25 @@ function surelyKept(version: number): boolean {
  * make: a new symlink to `target` is made in `tmpDir` with `times` (its mtime is the
  * version), then `swap` renames it over the old link, so a reader sees the old link or the
  * new one, never neither. Whatever fails, nothing is left behind in `tmpDir`.
+ *
+ * `ready`: what must be done before the link is in place (its blob and its reference made
+ * durable), made meanwhile. The symlink in `tmpDir` is no name yet, so it is made while
+ * `ready` runs, and `swap` waits for both; if `ready` fails, its error is thrown and
+ * nothing is swapped.
  */
 export async function replaceLink(
   tmpDir: string,
   target: string,
   times: { mtime: Date; atime: Date },
   swap: (staged: string) => Promise<void>,
+  ready?: Promise<unknown>,
 ): Promise<void> {
   const tmp = tmpFile(tmpDir, 'link');
-  await symlink(target, tmp);
+  const made = symlink(target, tmp).then(() => lutimes(tmp, times.atime, times.mtime));
+  const [before, link] = await Promise.allSettled([ready, made]);
   try {
-    await lutimes(tmp, times.atime, times.mtime);
+    if (before.status === 'rejected') throw before.reason;
+    if (link.status === 'rejected') throw link.reason;
     await swap(tmp);
   } catch (err) {
     await unlink(tmp).catch(() => {});
@@ -131,16 +139,29 @@ export class LinkTree {
     }
   }
 
-  /** Points `name` at `digest` with `version`, atomically. 409 if the path is in the way. */
-  async replace(components: readonly string[], digest: string, version: number): Promise<void> {
+  /**
+   * Points `name` at `digest` with `version`, atomically, once `ready` (see
+   * {@link replaceLink}) has resolved. 409 if the path is in the way.
+   */
+  async replace(
+    components: readonly string[],
+    digest: string,
+    version: number,
+    ready?: Promise<unknown>,
+  ): Promise<void> {
     // A Date, not seconds: Node takes a negative number of seconds for "now", and versions
     // before 1970 are real.
     const when = new Date(version * 1000);
     const target = linkTarget(components, digest);
-    await replaceLink(this.#layout.tmp, target, { mtime: when, atime: when }, (staged) =>
-      this.#swapIn(staged, components, version).catch((err: unknown) => {
-        throw inTheWay(err);
-      }),
+    await replaceLink(
+      this.#layout.tmp,
+      target,
+      { mtime: when, atime: when },
+      (staged) =>
+        this.#swapIn(staged, components, version).catch((err: unknown) => {
+          throw inTheWay(err);
+        }),
+      ready,
     );
   }
 

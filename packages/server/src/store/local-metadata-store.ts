@@ -38,12 +38,16 @@ export interface LocalMetadataOptions {
  * database `meta/`, and writes of a name are serialized by a keyed mutex (the database's
  * LOCK file keeps other processes out: DESIGN.md invariant 5).
  *
- * A commit is ordered for durability rather than made in one transaction: the blob is
- * committed, its reference written (synced), then the link renamed into place (its
- * directory fsynced) — from that moment the change has happened — and only then the old
- * blob's reference dropped and the tombstone cleared. A crash in between leaves a count too
- * high or an orphan blob, which ft-recover repairs (invariant 4); that bookkeeping failing
- * (a full disk) is logged, never turned into an error for a write that was applied.
+ * A commit is ordered for durability rather than made in one transaction: the blob
+ * committed (its directory fsynced) and its reference written (synced), while the new link
+ * is made in `ft-tmp/`; then the link renamed into place (its directory fsynced) — from
+ * that moment the change has happened — and only then the old blob's reference dropped and
+ * the tombstone cleared. The first three run at once, as none is visible to a reader, nor
+ * needed after a crash, without the rename that waits for them: a PUT's chain of durable
+ * steps is its staged write, then the blob's and record's flushes side by side, then the
+ * link's. A crash in between leaves a count too high, an orphan blob or a record of a blob
+ * that never arrived, which ft-recover repairs (invariant 4); that bookkeeping failing (a
+ * full disk) is logged, never turned into an error for a write that was applied.
  */
 export class LocalMetadataStore implements MetadataStore {
   readonly db: MetaDb;
@@ -113,18 +117,22 @@ export class LocalMetadataStore implements MetadataStore {
     const { components, blob, previous } = change;
     const held = typeof previous === 'object' ? previous : undefined;
     const sameBlob = held?.digest === blob.digest;
-    let result: CommitResult;
-    if (sameBlob) {
-      // The blob is stored again from this body if it went missing.
-      result = { dedup: false, sizes: await this.#refs.keep(blob) };
-    } else {
-      const acquired = await this.#refs.acquire(blob);
-      result = { dedup: acquired.dedup, sizes: acquired.record };
-    }
+    let result: CommitResult | undefined;
+    // The reference (and the blob, if new) made durable while the link is made beside it.
+    const refs = sameBlob
+      ? this.#refs.keep(blob).then((sizes) => {
+          // The blob is stored again from this body if it went missing.
+          result = { dedup: false, sizes };
+        })
+      : this.#refs.acquire(blob).then((acquired) => {
+          result = { dedup: acquired.dedup, sizes: acquired.record };
+        });
+    refs.catch(() => {}); // thrown below, by replace or here
     try {
-      await this.#links.replace(components, blob.digest, change.version);
+      await this.#links.replace(components, blob.digest, change.version, refs);
     } catch (err) {
-      if (!sameBlob) await this.#refs.release(blob.digest);
+      await refs.catch(() => {});
+      if (!sameBlob && result !== undefined) await this.#refs.release(blob.digest);
       throw err;
     }
     // The link is in place: the change has happened. What follows is bookkeeping whose
@@ -139,7 +147,7 @@ export class LocalMetadataStore implements MetadataStore {
         'bookkeeping after a write failed; run ft-recover when convenient',
       );
     }
-    return result;
+    return result!;
   }
 
   async remove(components: readonly string[], previous: NameRecord): Promise<void> {
