@@ -92,8 +92,10 @@ async function migratorByTreeSize(ctx: BenchContext, section: Section): Promise<
     `**ft-migrate on trees of ${counts.join(' and ')} files** (64-512 bytes each, 100 per ` +
       'directory) with its defaults (state file, -j default), uploading to a fresh ' +
       'ft-server; tree and store on tmpfs (/dev/shm) in full mode when there is one, as the ' +
-      'migrator\u2019s memory does not depend on the disk. Peak RSS is getrusage\u2019s ' +
-      'ru_maxrss of the ft-migrate process, written at its exit by a `node --import` hook; ' +
+      'migrator\u2019s memory does not depend on the disk. Peak RSS is VmHWM from ' +
+      '/proc/self/status of the ft-migrate process, read at its exit by a `node --import` ' +
+      'hook (not getrusage\u2019s ru_maxrss, which on Linux keeps the high-water mark of ' +
+      'the bench process it was forked from); ' +
       'node gets the flags of the bin\u2019s `#!` line, as npm\u2019s and pnpm\u2019s shims ' +
       'pass them.',
   );

@@ -113,3 +113,29 @@ test(
     assert.deepEqual(await processesUsing(tmp), [], 'processes left running');
   },
 );
+
+test("the bench's peak-RSS hook reports the process's own peak, not the larger parent's it was forked from", async (t) => {
+  const tmp = await mkdtemp(path.join(tmpdir(), 'ft-rss-hook-'));
+  t.after(() => rm(tmp, { recursive: true, force: true }));
+  const out = path.join(tmp, 'rss.json');
+  // A parent far bigger than the child: Linux keeps the parent's high-water mark in the
+  // child's ru_maxrss across the exec.
+  const ballastMiB = 200;
+  const parent = `
+    const ballast = Buffer.alloc(${ballastMiB} * 1024 * 1024, 1);
+    const r = require('node:child_process').spawnSync(process.execPath,
+      ['--import', ${JSON.stringify(path.join(REPO_ROOT, 'bench/dist/child/rss-hook.js'))}, '-e', '0'],
+      { env: { ...process.env, BENCH_RSS_OUT: ${JSON.stringify(out)} }, stdio: 'inherit' });
+    if (r.status !== 0 || ballast[0] !== 1) process.exit(1);
+  `;
+  const code = await new Promise<number | null>((resolve) => {
+    spawn(process.execPath, ['-e', parent], { stdio: 'inherit' }).once('close', resolve);
+  });
+  assert.equal(code, 0);
+  const { maxRssKiB } = JSON.parse(await readFile(out, 'utf8')) as { maxRssKiB: number };
+  assert.ok(maxRssKiB > 10 * 1024, `a node process uses more than 10 MiB (${maxRssKiB} KiB)`);
+  assert.ok(
+    maxRssKiB < ballastMiB * 1024,
+    `the child's peak (${maxRssKiB} KiB) includes the parent's ${ballastMiB} MiB`,
+  );
+});
