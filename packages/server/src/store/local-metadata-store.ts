@@ -117,24 +117,23 @@ export class LocalMetadataStore implements MetadataStore {
     const { components, blob, previous } = change;
     const held = typeof previous === 'object' ? previous : undefined;
     const sameBlob = held?.digest === blob.digest;
-    let result: CommitResult | undefined;
     // The reference (and the blob, if new) made durable while the link is made beside it.
-    const refs = sameBlob
-      ? this.#refs.keep(blob).then((sizes) => {
-          // The blob is stored again from this body if it went missing.
-          result = { dedup: false, sizes };
-        })
-      : this.#refs.acquire(blob).then((acquired) => {
-          result = { dedup: acquired.dedup, sizes: acquired.record };
-        });
+    const refs: Promise<CommitResult> = sameBlob
+      ? // The blob is stored again from this body if it went missing.
+        this.#refs.keep(blob).then((sizes) => ({ dedup: false, sizes }))
+      : this.#refs.acquire(blob).then(({ dedup, record }) => ({ dedup, sizes: record }));
     refs.catch(() => {}); // thrown below, by replace or here
     try {
       await this.#links.replace(components, blob.digest, change.version, refs);
     } catch (err) {
-      await refs.catch(() => {});
-      if (!sameBlob && result !== undefined) await this.#refs.release(blob.digest);
+      const acquired = await refs.then(
+        () => true,
+        () => false,
+      );
+      if (!sameBlob && acquired) await this.#refs.release(blob.digest);
       throw err;
     }
+    const result = await refs;
     // The link is in place: the change has happened. What follows is bookkeeping whose
     // failure (a full disk) must not turn an applied write into an error answer; a
     // drifted refcount is what ft-recover repairs.
@@ -147,7 +146,7 @@ export class LocalMetadataStore implements MetadataStore {
         'bookkeeping after a write failed; run ft-recover when convenient',
       );
     }
-    return result!;
+    return result;
   }
 
   async remove(components: readonly string[], previous: NameRecord): Promise<void> {
