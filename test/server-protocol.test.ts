@@ -439,6 +439,33 @@ function protocolSuite(backend: Backend): void {
       assert.equal(versionOf(get), V + 100);
     });
 
+    it('PUT of an older version of a name not in memory keeps the newer file whatever the body, leaving nothing behind', async () => {
+      await putOk(ft, '/ver/cold/good', 'newer content', V + 100, { gzip: true });
+      await putOk(ft, '/ver/cold/bad', 'newer content', V + 100, { gzip: true });
+      // A fresh process looks each name up (while it reads a small body) instead of knowing it.
+      ft = await ft.restart();
+      const good = await putOk(ft, '/ver/cold/good', 'older content', V, { gzip: true });
+      assert.equal(versionOf(good), V + 100);
+      // A body that fails its claims is answered alike: the newer version stands.
+      const bad = await httpRequest(ft.url, `/files/ver/cold/bad?${lm(V)}`, {
+        method: 'PUT',
+        headers: {
+          'Content-Encoding': 'gzip',
+          'SHA256-Checksum': sha256(Buffer.from('something else')),
+          'Logical-Size': 'older content'.length,
+        },
+        body: gzipSync('older content'),
+      });
+      assert.equal(bad.status, 200, bad.body.toString());
+      assert.equal(versionOf(bad), V + 100);
+      for (const name of ['/ver/cold/good', '/ver/cold/bad']) {
+        const get = await getFile(ft, name);
+        assert.equal(get.body.toString(), 'newer content');
+        assert.equal(versionOf(get), V + 100);
+      }
+      assert.deepEqual(await ft.view.tmpEntries(), []);
+    });
+
     it('DELETE with an older date keeps the file and is 200', async () => {
       await putOk(ft, '/ver/keep', 'still here', V + 10);
       const res = await deleteFile(ft, '/ver/keep', V);

@@ -94,8 +94,10 @@ export interface LockedName {
  *   `openFile`, `peek`, `list`) sees the old file or the new one, whole, never a 404 in
  *   between and never a mix of two versions (invariant 2). Readers take no lock and never
  *   wait for a writer; writes of one name are serialized, writes of different names are not.
- * - **Versions.** A stored version newer than a request's wins: the put answers it without
- *   reading the body, the delete keeps the name. An equal or older one is replaced.
+ * - **Versions.** A stored version newer than a request's wins: the put answers it (without
+ *   reading the body when the newer version is known first; a small body may be read, and
+ *   is then thrown away whatever it held), the delete keeps the name. An equal or older one
+ *   is replaced.
  * - **Durable when answered.** Once `put` or `delete` resolves, the change survives a crash
  *   or power cut. A crash before may leave the old name or the new one (never a name
  *   without its content), and leftovers (an unnamed blob, a reference count too high) that

@@ -201,27 +201,53 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
 
   /**
    * Stores a version of a name: DESIGN.md's write sequence, step by step. A stored version
-   * newer than the request wins and the body is not read; an equal or older one is replaced.
-   * `admit`: migration mode's say (see {@link PutAdmission}).
+   * newer than the request wins; an equal or older one is replaced. The body is not read
+   * when the newer version is known first (the name in memory, or a body of unknown or
+   * large size, looked up before it is read); a small body (up to {@link LOOK_ALONGSIDE_BYTES},
+   * with its length told) is read and staged while the name is looked up, and then thrown
+   * away, whatever it held (a body that fails its claims too): the answer is the newer
+   * version, as ever. `admit`: migration mode's say (see {@link PutAdmission}).
    */
   async put(req: PutRequest, admit?: PutAdmission): Promise<PutResult> {
     const { components, version } = req;
     const name = this.#storableName(components);
     const guarded = this.#guard?.beforeWrite();
     if (guarded) await guarded.catch(this.#refuseWrite);
-    // 1. A newer version stored: answered without reading the body.
-    const current =
-      this.#caches.entry(name) ??
-      (await this.#caches.lookup(name, () => this.#load(components), true));
-    if (typeof current === 'object' && current.version > version) return kept(current, 0);
+    // 1. A newer version stored: answered without reading the body, when known first.
+    let looking: EntryLookup | Promise<EntryLookup> =
+      this.#caches.entry(name) ?? this.#caches.lookup(name, () => this.#load(components), true);
+    if (
+      looking instanceof Promise &&
+      !(req.bodyLength !== undefined && req.bodyLength <= LOOK_ALONGSIDE_BYTES)
+    ) {
+      looking = await looking;
+    }
+    if (!(looking instanceof Promise)) {
+      if (typeof looking === 'object' && looking.version > version) return kept(looking, 0);
+    } else {
+      // Awaited below; should a step before that fail, its rejection must not go unhandled.
+      looking.catch(() => {});
+    }
+    const lookedUp = looking;
     let pinned: string | undefined;
     let staged: StagedBlob | undefined;
     try {
       // 2. Content claimed and stored already: held, and the body only verified.
       pinned = await this.#pinClaimed(req.checksum);
       // 3. The body read, verified against the claims and staged (durable).
-      staged = await this.blobs.stage(req.body, stageOptions(req, pinned === undefined));
+      try {
+        staged = await this.blobs.stage(req.body, stageOptions(req, pinned === undefined));
+      } catch (err) {
+        const current = await lookedUp;
+        if (typeof current === 'object' && current.version > version) return kept(current, 0);
+        throw err;
+      }
       const blob = staged;
+      const current = await lookedUp;
+      if (typeof current === 'object' && current.version > version) {
+        await this.blobs.discard(blob);
+        return kept(current, blob.receivedBytes);
+      }
       // 4. Under the name's lock: the version looked at again, then one change of the name.
       return await this.metadata.withName(name, async () => {
         const existing = this.#caches.takeAbsent(name)
@@ -380,6 +406,14 @@ function errorCode(err: unknown): string {
 }
 
 /** A PUT answered with the newer version the name holds: nothing stored. */
+/**
+ * A body up to this size, its length told, is read and staged while its name is looked up
+ * (see {@link PortStore.put}): the look (a thread-pool trip, or a database round trip) then
+ * costs an upload no time of its own. Reading it when the name turns out to hold a newer
+ * version costs next to nothing at this size; a larger body is not read before the look.
+ */
+const LOOK_ALONGSIDE_BYTES = 64 * 1024;
+
 function kept(held: { version: number }, receivedBytes: number): PutResult {
   return {
     version: held.version,
