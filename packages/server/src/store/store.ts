@@ -405,7 +405,6 @@ function errorCode(err: unknown): string {
   return (err as NodeJS.ErrnoException).code ?? 'error';
 }
 
-/** A PUT answered with the newer version the name holds: nothing stored. */
 /**
  * A body up to this size, its length told, is read and staged while its name is looked up
  * (see {@link PortStore.put}): the look (a thread-pool trip, or a database round trip) then
@@ -414,6 +413,7 @@ function errorCode(err: unknown): string {
  */
 const LOOK_ALONGSIDE_BYTES = 64 * 1024;
 
+/** A PUT answered with the newer version the name holds: nothing stored. */
 function kept(held: { version: number }, receivedBytes: number): PutResult {
   return {
     version: held.version,
