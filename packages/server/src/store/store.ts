@@ -214,21 +214,13 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
     const guarded = this.#guard?.beforeWrite();
     if (guarded) await guarded.catch(this.#refuseWrite);
     // 1. A newer version stored: answered without reading the body, when known first.
-    let looking: EntryLookup | Promise<EntryLookup> =
+    const looking =
       this.#caches.entry(name) ?? this.#caches.lookup(name, () => this.#load(components), true);
-    if (
-      looking instanceof Promise &&
-      !(req.bodyLength !== undefined && req.bodyLength <= LOOK_ALONGSIDE_BYTES)
-    ) {
-      looking = await looking;
-    }
-    if (!(looking instanceof Promise)) {
-      if (typeof looking === 'object' && looking.version > version) return kept(looking, 0);
-    } else {
-      // Awaited below; should a step before that fail, its rejection must not go unhandled.
-      looking.catch(() => {});
-    }
-    const lookedUp = looking;
+    const readAlongside = req.bodyLength !== undefined && req.bodyLength <= LOOK_ALONGSIDE_BYTES;
+    const looked = looking instanceof Promise && !readAlongside ? await looking : looking;
+    if (holdsNewer(looked, version)) return kept(looked, 0);
+    // Awaited below; should a step before that fail, its rejection must not go unhandled.
+    if (looked instanceof Promise) looked.catch(() => {});
     let pinned: string | undefined;
     let staged: StagedBlob | undefined;
     try {
@@ -238,13 +230,13 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
       try {
         staged = await this.blobs.stage(req.body, stageOptions(req, pinned === undefined));
       } catch (err) {
-        const current = await lookedUp;
-        if (typeof current === 'object' && current.version > version) return kept(current, 0);
+        const current = await looked;
+        if (holdsNewer(current, version)) return kept(current, 0);
         throw err;
       }
       const blob = staged;
-      const current = await lookedUp;
-      if (typeof current === 'object' && current.version > version) {
+      const current = await looked;
+      if (holdsNewer(current, version)) {
         await this.blobs.discard(blob);
         return kept(current, blob.receivedBytes);
       }
@@ -253,7 +245,7 @@ export class PortStore<M extends MetadataStore = MetadataStore> implements Store
         const existing = this.#caches.takeAbsent(name)
           ? 'absent'
           : await this.metadata.read(components);
-        if (typeof existing === 'object' && existing.version > version) {
+        if (holdsNewer(existing, version)) {
           await this.blobs.discard(blob);
           return kept(existing, blob.receivedBytes);
         }
@@ -412,6 +404,14 @@ function errorCode(err: unknown): string {
  * version costs next to nothing at this size; a larger body is not read before the look.
  */
 const LOOK_ALONGSIDE_BYTES = 64 * 1024;
+
+/** Whether a name's look found it holding a version newer than `version`. */
+function holdsNewer<T extends { version: number }>(
+  found: T | string | Promise<unknown>,
+  version: number,
+): found is T {
+  return typeof found === 'object' && !(found instanceof Promise) && found.version > version;
+}
 
 /** A PUT answered with the newer version the name holds: nothing stored. */
 function kept(held: { version: number }, receivedBytes: number): PutResult {
