@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
   DigestFilter,
+  KeyedMutex,
   ReadCaches,
   SDK_LOG_INTERVAL_MS,
   sdkLogger,
@@ -99,6 +100,81 @@ describe('ReadCaches: the staleness rule', () => {
     assert.ok(caches.peek('/p'), 'a different object than the cached entry changes nothing');
     caches.forget('/p');
     assert.equal(caches.peek('/p'), undefined);
+  });
+});
+
+describe('KeyedMutex', () => {
+  /** A callback the test ends by hand, noting when it starts. */
+  function held(log: string[], label: string) {
+    let end!: (fail?: Error) => void;
+    const ended = new Promise<void>((resolve, reject) => {
+      end = (fail) => (fail ? reject(fail) : resolve());
+    });
+    return {
+      fn: async () => {
+        log.push(`${label} starts`);
+        await ended;
+        log.push(`${label} ends`);
+        return label;
+      },
+      end,
+    };
+  }
+
+  test('one callback at a time per key, in the order asked; other keys go on meanwhile', async () => {
+    const mutex = new KeyedMutex();
+    const log: string[] = [];
+    const [a1, a2, a3, b1] = ['a1', 'a2', 'a3', 'b1'].map((label) => held(log, label));
+    const runs = [
+      mutex.run('a', a1!.fn),
+      mutex.run('a', a2!.fn),
+      mutex.run('a', a3!.fn),
+      mutex.run('b', b1!.fn),
+    ];
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(log, ['a1 starts', 'b1 starts'], 'a2 and a3 wait for a1; b1 does not');
+    a1!.end();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(log.slice(2), ['a1 ends', 'a2 starts']);
+    a2!.end();
+    a3!.end();
+    b1!.end();
+    assert.deepEqual(await Promise.all(runs), ['a1', 'a2', 'a3', 'b1']);
+    assert.deepEqual(
+      log.filter((line) => line.startsWith('a')),
+      ['a1 starts', 'a1 ends', 'a2 starts', 'a2 ends', 'a3 starts', 'a3 ends'],
+      'a3, ended before it started, still waited for a2',
+    );
+  });
+
+  test('a callback that throws passes its error on and lets the next one run', async () => {
+    const mutex = new KeyedMutex();
+    const log: string[] = [];
+    const first = held(log, 'first');
+    const second = held(log, 'second');
+    const failing = mutex.run('k', first.fn);
+    const next = mutex.run('k', second.fn);
+    first.end(new Error('disk full'));
+    await assert.rejects(failing, /disk full/);
+    second.end();
+    assert.equal(await next, 'second');
+    assert.deepEqual(log, ['first starts', 'second starts', 'second ends']);
+  });
+
+  test('a key nobody holds any more runs its next callback at once, as a new key does', async () => {
+    const mutex = new KeyedMutex();
+    await mutex.run('k', async () => {});
+    await assert.rejects(
+      mutex.run('k', async () => {
+        throw new Error('no');
+      }),
+    );
+    let started = false;
+    const run = mutex.run('k', async () => {
+      started = true;
+    });
+    assert.equal(started, true, 'started in the same tick: nothing left queued under the key');
+    await run;
   });
 });
 

@@ -53,6 +53,7 @@ export {
 } from './store/sweeper.js';
 export { DigestFilter } from './store/digest-filter.js';
 export { ReadCaches, type EntryLookup } from './store/read-caches.js';
+export { KeyedMutex } from './store/keyed-mutex.js';
 export { sdkLogger, SDK_LOG_INTERVAL_MS } from './store/sdk-logger.js';
 export {
   storeLayout,
