@@ -81,3 +81,46 @@ test('runs until stopped', async () => {
     );
   },
 );
+
+test('the suite runner names each failed test again after the summary, with its suites and message', async (t) => {
+  const dir = await tempDir('ft-run-suite-');
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const fixture = path.join(dir, 'fails.test.mjs');
+  await writeFile(
+    fixture,
+    `import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+describe('the outer suite', () => {
+  describe('an inner suite', () => {
+    test('passes', () => {});
+    test('compares', () => assert.equal(1 + 1, 3, 'one and one are not three'));
+  });
+  test('throws', () => { throw new Error('first line\\nsecond line'); });
+});
+test('passes too', () => {});
+`,
+  );
+  const env: NodeJS.ProcessEnv = { ...process.env, FT_TEST_SHARED_ENGINES: '0' };
+  delete env.NODE_TEST_CONTEXT;
+  const runner = spawnBin('test/dist/run-suite.js', [fixture], { env });
+  t.after(() => void runner.kill());
+  const { code } = await exitWithin(runner, 60_000);
+  assert.equal(code, 1, runner.stderr());
+
+  // node:test's own summary first (TAP, since the output is not a terminal), then the list.
+  const out = runner.stdoutLines.join('\n');
+  assert.match(out, /^# pass 2$/m);
+  assert.match(out, /^# fail 2$/m, 'the two tests: node:test counts suites apart');
+  const file = path.relative(process.cwd(), fixture);
+  const listed = runner.stderr().slice(runner.stderr().indexOf('run-suite: 2 tests failed:'));
+  assert.deepEqual(listed.split('\n').slice(0, 7), [
+    'run-suite: 2 tests failed:',
+    `  ${file}: the outer suite > an inner suite > compares`,
+    '      one and one are not three',
+    '      2 !== 3',
+    `  ${file}: the outer suite > throws`,
+    '      first line',
+    '      second line',
+  ]);
+  assert.doesNotMatch(runner.stderr(), /passes/);
+});

@@ -5,10 +5,17 @@
 // error of its own. Each engine-using file started its own pair before (20-40 s each on an
 // idle machine, minutes under load); each test still gets a database and a bucket of its
 // own. Without an engine installed, the run is unchanged: those tests skip and say why.
+// FT_TEST_SHARED_ENGINES=0 starts no shared engine (see SHARED_OFF_ENV).
+// After node:test's summary it names each failed test again, with its message: a CI log
+// keeps only the end of a run, and a failure in its middle was lost with the rest.
 //
 //   node test/dist/run-suite.js --test-concurrency=2 test/dist/*.test.js
 import { spawn, type ChildProcess } from 'node:child_process';
-import { constants } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { constants, tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { formatFailures } from './failures-reporter.js';
 import {
   SHARED_POSTGRES_ENV,
   postgresMissing,
@@ -16,6 +23,12 @@ import {
   type PostgresEngine,
 } from './helpers/postgres.js';
 import { SHARED_SWIFT_ENV, startSwift, swiftMissing, type SwiftEngine } from './helpers/swift.js';
+
+/**
+ * `FT_TEST_SHARED_ENGINES=0` starts none: each test file that needs an engine starts its own
+ * (or skips), as when run without this runner. For running a few files that need none.
+ */
+const SHARED_OFF_ENV = 'FT_TEST_SHARED_ENGINES';
 
 /** Two test files use the shared cluster at once, each with several pools. */
 const MAX_CONNECTIONS = 400;
@@ -48,8 +61,30 @@ function stopEngines(): Promise<void> {
   return stopping;
 }
 
+/** Where the failures reporter writes, when the runner added it (see `testArgs`). */
+let failuresDir: string | undefined;
+
+/** Names each failed test again, after the run's summary. */
+function reportFailures(): void {
+  if (!failuresDir) return;
+  let output = '';
+  try {
+    output = readFileSync(path.join(failuresDir, 'failures.jsonl'), 'utf8');
+  } catch {
+    // no failure was written (the reporter makes the file at its first line), or no run
+  }
+  const [head, ...rest] = formatFailures(output);
+  if (head !== undefined) {
+    say(head);
+    for (const line of rest) console.error(line);
+  }
+  rmSync(failuresDir, { recursive: true, force: true });
+  failuresDir = undefined;
+}
+
 /** Stops the engines, then exits with `code`. */
 async function finish(code: number): Promise<never> {
+  reportFailures();
   await stopEngines();
   process.exit(code);
 }
@@ -82,7 +117,11 @@ for (const event of ['uncaughtException', 'unhandledRejection'] as const) {
  */
 async function startUp(): Promise<NodeJS.ProcessEnv> {
   const started = performance.now();
-  const [noPostgres, noSwift] = await Promise.all([postgresMissing(), swiftMissing()]);
+  const off =
+    process.env[SHARED_OFF_ENV] === '0' ? `${SHARED_OFF_ENV}=0 in the environment` : undefined;
+  const [noPostgres, noSwift] = off
+    ? [off, off]
+    : await Promise.all([postgresMissing(), swiftMissing()]);
   const settled = Promise.allSettled([
     noPostgres ? undefined : startPostgres({ maxConnections: MAX_CONNECTIONS }),
     noSwift ? undefined : startSwift(),
@@ -113,10 +152,28 @@ async function startUp(): Promise<NodeJS.ProcessEnv> {
   return env;
 }
 
+/**
+ * node --test's arguments: ours, and unless they choose reporters, node's usual one (spec on
+ * a terminal, TAP otherwise) on standard output beside the failures reporter on a file.
+ */
+function testArgs(): string[] {
+  const args = process.argv.slice(2);
+  if (args.some((a) => a.startsWith('--test-reporter'))) return args;
+  failuresDir = mkdtempSync(path.join(tmpdir(), 'ft-run-suite-'));
+  const reporter = fileURLToPath(new URL('./failures-reporter.js', import.meta.url));
+  return [
+    ...['--test-reporter', process.stdout.isTTY ? 'spec' : 'tap'],
+    ...['--test-reporter-destination', 'stdout'],
+    ...['--test-reporter', reporter],
+    ...['--test-reporter-destination', path.join(failuresDir, 'failures.jsonl')],
+    ...args,
+  ];
+}
+
 async function main(): Promise<void> {
   const env = await startUp();
   if (stopping) return; // a signal or an error came first: finish() exits
-  child = spawn(process.execPath, ['--test', ...process.argv.slice(2)], {
+  child = spawn(process.execPath, ['--test', ...testArgs()], {
     stdio: 'inherit',
     env,
   });
