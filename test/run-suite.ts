@@ -71,7 +71,7 @@ function reportFailures(): void {
   try {
     output = readFileSync(path.join(failuresDir, 'failures.jsonl'), 'utf8');
   } catch {
-    // no failure was written (the reporter makes the file at its first line), or no run
+    // no file: the tests never started
   }
   const [head, ...rest] = formatFailures(output);
   if (head !== undefined) {
