@@ -3,6 +3,7 @@
 // run's summary. A CI log keeps only the end of a long run; without this the name of a test
 // that failed among a thousand was cut off with the rest of the middle.
 import { relative } from 'node:path';
+import type { TestEvent } from 'node:test/reporters';
 
 /** What the runner prints of a failure. */
 export interface Failure {
@@ -15,16 +16,6 @@ export interface Failure {
   message: string;
   /** node:test's kind of failure: `subtestsFailed` is a suite failed by its tests alone. */
   kind?: string;
-}
-
-interface FailEvent {
-  type: string;
-  data: {
-    name: string;
-    nesting: number;
-    file?: string;
-    details?: { error?: unknown };
-  };
 }
 
 const MAX_LINES = 6;
@@ -50,13 +41,13 @@ function messageOf(error: unknown): string {
 }
 
 export default async function* failuresReporter(
-  source: AsyncIterable<FailEvent>,
+  source: AsyncIterable<TestEvent>,
 ): AsyncGenerator<string> {
   for await (const event of source) {
     if (event.type !== 'test:fail') continue;
     const { name, nesting, file, details } = event.data;
-    const error = details?.error;
-    const kind = (error as { failureType?: unknown } | undefined)?.failureType;
+    const { error } = details;
+    const kind = (error as { failureType?: unknown }).failureType;
     const failure: Failure = {
       ...(file === undefined ? {} : { file: relative(process.cwd(), file) }),
       name,
@@ -74,7 +65,8 @@ export default async function* failuresReporter(
  * its tests' and names them no better), and its message. Empty when nothing failed.
  */
 export function formatFailures(output: string): string[] {
-  const byFile = new Map<string, { path: string[]; top: number; message: string }[]>();
+  /** A failed test: `path` is its name after those of the suites found around it so far. */
+  const byFile = new Map<string, { path: string[]; nesting: number; message: string }[]>();
   for (const line of output.split('\n')) {
     if (line.trim() === '') continue;
     let f: Failure;
@@ -88,16 +80,16 @@ export function formatFailures(output: string): string[] {
     if (!failed) byFile.set(file, (failed = []));
     if (f.kind === 'subtestsFailed') {
       for (const leaf of failed) {
-        if (leaf.top === f.nesting + 1) {
-          leaf.path.unshift(f.name);
-          leaf.top = f.nesting;
-        }
+        // The suite just around the outermost name found so far.
+        if (leaf.nesting - leaf.path.length === f.nesting) leaf.path.unshift(f.name);
       }
     } else {
-      failed.push({ path: [f.name], top: f.nesting, message: f.message });
+      failed.push({ path: [f.name], nesting: f.nesting, message: f.message });
     }
   }
-  const leaves = [...byFile].flatMap(([file, failed]) => failed.map((leaf) => ({ file, ...leaf })));
+  const leaves = [...byFile].flatMap(([file, failed]) =>
+    failed.map(({ path, message }) => ({ file, path, message })),
+  );
   if (leaves.length === 0) return [];
   return [
     `${leaves.length} ${leaves.length === 1 ? 'test' : 'tests'} failed:`,
