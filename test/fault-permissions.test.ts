@@ -15,7 +15,14 @@ import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { encodeName, formatHttpDate } from '@filetracker/shared-protocol';
 import { openStore } from '@filetracker/server';
-import { RECOVER_BIN, runBin, SERVER_BIN, sha256 } from './helpers/recover-store.js';
+import {
+  RECOVER_BIN,
+  asUser,
+  runBin,
+  SERVER_BIN,
+  sha256,
+  type OtherUser,
+} from './helpers/recover-store.js';
 import { httpRequest, type HttpResult } from './helpers/server-http.js';
 import { snapshotStore, tmpEntries, waitUntil } from './helpers/server-store.js';
 import { REPO_ROOT, startProcess, tempDir, type RunningProcess } from './helpers/server.js';
@@ -23,7 +30,7 @@ import { REPO_ROOT, startProcess, tempDir, type RunningProcess } from './helpers
 const run = promisify(execFile);
 const VERSION = 1_700_000_000;
 /** `nobody` on Debian and most others; any uid that owns nothing of the store will do. */
-const OTHER_USER = { uid: 65534, gid: 65534 };
+const OTHER_USER: OtherUser = { uid: 65534, gid: 65534 };
 
 const fileQuery = (name: string): string =>
   `/files${encodeName(name)}?last_modified=${encodeURIComponent(formatHttpDate(VERSION))}`;
@@ -205,40 +212,50 @@ test('in an immutable links/ a PUT of a new name and a DELETE are 503 STORE_NOT_
 
 /**
  * A store made by root, as a first run of ft-server or ft-recover as root leaves it, that
- * `OTHER_USER` can reach but not write; undefined (the test skipped) when not root, or when
- * `OTHER_USER` cannot read `bin`.
+ * `OTHER_USER` can reach but not write, and that user as it can load `bin`: itself, or
+ * with the capability to read anything when the repository is not readable to it (a clone
+ * under a mode-700 temp dir). Undefined (the test skipped) when not root, or when neither
+ * can load `bin`.
  */
-async function rootOwnedStore(t: TestContext, bin: string): Promise<string | undefined> {
+async function rootOwnedStore(
+  t: TestContext,
+  bin: string,
+): Promise<{ dir: string; user: OtherUser } | undefined> {
   if (process.getuid?.() !== 0) {
     const reason = 'needs root, to run ft-server as another user than the store owner';
     t.diagnostic(reason);
     t.skip(reason);
     return undefined;
   }
-  // The repository itself must be readable by that user (a clone under a mode-700 temp
-  // dir is not): else the CLI cannot even be loaded, which says nothing about the store.
-  const probe = await run(
-    process.execPath,
-    [
-      '-e',
-      'require("fs").accessSync(process.argv[1], require("fs").constants.R_OK)',
-      path.join(REPO_ROOT, bin),
-    ],
-    { ...OTHER_USER, timeout: 10_000 },
-  ).then(
-    () => undefined,
-    (err: Error) => err.message.split('\n')[0],
-  );
-  if (probe !== undefined) {
-    const reason = `uid ${OTHER_USER.uid} cannot read ${bin} (the repository's directory mode): ${probe}`;
-    t.diagnostic(reason);
-    t.skip(reason);
-    return undefined;
+  const canRead = (user: OtherUser): Promise<string | undefined> => {
+    const probe = asUser(
+      [
+        '-e',
+        'require("fs").accessSync(process.argv[1], require("fs").constants.R_OK)',
+        path.join(REPO_ROOT, bin),
+      ],
+      user,
+    );
+    return run(probe.command, probe.args, { ...probe.options, timeout: 10_000 }).then(
+      () => undefined,
+      (err: Error) => err.message.split('\n')[0],
+    );
+  };
+  let user: OtherUser = OTHER_USER;
+  if ((await canRead(user)) !== undefined) {
+    user = { ...OTHER_USER, readAnything: true };
+    const probe = await canRead(user);
+    if (probe !== undefined) {
+      const reason = `uid ${OTHER_USER.uid} cannot read ${bin}, even through setpriv: ${probe}`;
+      t.diagnostic(reason);
+      t.skip(reason);
+      return undefined;
+    }
   }
   const dir = await scratch(t);
   await chmod(dir, 0o755);
   await (await openStore(dir)).close();
-  return dir;
+  return { dir, user };
 }
 
 for (const [program, bin, args] of [
@@ -246,10 +263,11 @@ for (const [program, bin, args] of [
   ['ft-recover', RECOVER_BIN, (dir: string) => [dir]],
 ] as const) {
   test(`${program} run as another user than the store's owner exits 1 with one line naming meta/LOCK, "permission denied" and a chown -R hint`, async (t) => {
-    const dir = await rootOwnedStore(t, bin);
-    if (dir === undefined) return;
+    const store = await rootOwnedStore(t, bin);
+    if (store === undefined) return;
+    const { dir, user } = store;
     const entries = await readdir(dir);
-    const res = await runBin(bin, args(dir), 20_000, OTHER_USER);
+    const res = await runBin(bin, args(dir), 20_000, user);
     t.diagnostic(res.stderr.trim());
     assert.equal(res.code, 1);
     assert.ok(oneLine(res.stderr), `stderr: ${JSON.stringify(res.stderr)}`);

@@ -27,16 +27,52 @@ export interface RunResult {
 }
 
 /** Runs a bin of this repo to its end (killed after `timeoutMs`), as `user` if given (root only). */
+/**
+ * Another user to run a program as. `readAnything`: through util-linux's `setpriv`, with
+ * the one capability CAP_DAC_READ_SEARCH (read any file, search any directory, write
+ * nothing more), for a repository that user cannot read, as a clone under a mode-700 temp
+ * dir is; what it may write is the user's alone.
+ */
+export interface OtherUser {
+  uid: number;
+  gid: number;
+  readAnything?: boolean;
+}
+
+/** The command, arguments and spawn options that run `node ...nodeArgs` as `user`. */
+export function asUser(
+  nodeArgs: string[],
+  user?: OtherUser,
+): { command: string; args: string[]; options: { uid?: number; gid?: number } } {
+  if (!user) return { command: process.execPath, args: nodeArgs, options: {} };
+  const { uid, gid, readAnything } = user;
+  if (!readAnything) return { command: process.execPath, args: nodeArgs, options: { uid, gid } };
+  return {
+    command: 'setpriv',
+    args: [
+      `--reuid=${uid}`,
+      `--regid=${gid}`,
+      '--clear-groups',
+      '--inh-caps=+dac_read_search',
+      '--ambient-caps=+dac_read_search',
+      process.execPath,
+      ...nodeArgs,
+    ],
+    options: {},
+  };
+}
+
 export function runBin(
   bin: string,
   args: string[],
   timeoutMs = 20_000,
-  user?: { uid: number; gid: number },
+  user?: OtherUser,
 ): Promise<RunResult> {
   const started = Date.now();
-  const child = spawn(process.execPath, [path.join(REPO_ROOT, bin), ...args], {
+  const run = asUser([path.join(REPO_ROOT, bin), ...args], user);
+  const child = spawn(run.command, run.args, {
     stdio: ['ignore', 'pipe', 'pipe'],
-    ...user,
+    ...run.options,
   });
   let stdout = '';
   let stderr = '';
