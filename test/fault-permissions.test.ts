@@ -229,11 +229,7 @@ async function rootOwnedStore(
   }
   const canRead = (user: OtherUser): Promise<string | undefined> => {
     const probe = asUser(
-      [
-        '-e',
-        'require("fs").accessSync(process.argv[1], require("fs").constants.R_OK)',
-        path.join(REPO_ROOT, bin),
-      ],
+      ['-e', 'require("fs").readFileSync(process.argv[1])', path.join(REPO_ROOT, bin)],
       user,
     );
     return run(probe.command, probe.args, { ...probe.options, timeout: 10_000 }).then(
