@@ -101,15 +101,64 @@ export function blobStoreContract(
           [plain({ expectedLogicalSize: 3 }), content, 'SIZE_MISMATCH', 400],
           [plain({ maxLogicalSize: 4 }), content, 'FILE_TOO_LARGE', 413],
           [plain({ gzip: true }), content, 'BAD_GZIP', 400],
+          [
+            plain({ gzip: true, expectedDigest: '0'.repeat(64) }),
+            gzipSync(content),
+            'CHECKSUM_MISMATCH',
+            400,
+          ],
         ];
-        for (const [options, data, code, status] of refusals) {
-          await assert.rejects(blobs.stage(body(data), options), (err: Error) => {
-            assert.equal((err as { code?: string }).code, code);
-            assert.equal((err as { status?: number }).status, status);
-            return true;
-          });
+        // Streamed, and given whole (a Buffer): refused alike.
+        for (const given of [body, (data: Buffer): Buffer => data]) {
+          for (const [options, data, code, status] of refusals) {
+            await assert.rejects(blobs.stage(given(data), options), (err: Error) => {
+              assert.equal((err as { code?: string }).code, code);
+              assert.equal((err as { status?: number }).status, status);
+              return true;
+            });
+          }
         }
         assert.deepEqual(await all(blobs.digests()), []);
+      }),
+    );
+
+    test(
+      'a body given whole (a Buffer) is staged as the same bytes streamed are',
+      withStore(async (blobs) => {
+        const text = (bytes: number): Buffer =>
+          Buffer.from('0123456789 whole body\n'.repeat(Math.ceil(bytes / 22)).slice(0, bytes));
+        // Plain: hashed and gzipped in one call each; past 64 KiB gzipped on the thread
+        // pool; past 1 MiB streamed from memory. Gzip: read whole up to 64 KiB, else streamed.
+        const plainBodies = [text(1000), text(100 * 1024), text(1024 * 1024 + 1)];
+        const cases: [Buffer, StageOptions, Buffer][] = [
+          ...plainBodies.map((c): [Buffer, StageOptions, Buffer] => [c, plain(), c]),
+          ...[text(3000), text(3 * 1024 * 1024)].map((c): [Buffer, StageOptions, Buffer] => {
+            const gz = gzipSync(c, { level: 1 });
+            return [gz, plain({ gzip: true, bodyLength: gz.length }), c];
+          }),
+        ];
+        for (const [data, options, content] of cases) {
+          const what = `${options.gzip ? 'gzip' : 'plain'} body of ${data.length} bytes`;
+          const streamed = await blobs.stage(body(data), options);
+          await blobs.discard(streamed);
+          const whole = await blobs.stage(data, options);
+          assert.equal(whole.digest, sha256(content), what);
+          assert.equal(whole.logicalSize, content.length, what);
+          assert.equal(whole.receivedBytes, data.length, what);
+          assert.equal(whole.digest, streamed.digest, what);
+          assert.equal(whole.receivedBytes, streamed.receivedBytes, what);
+          assert.notEqual(whole.location, undefined, what);
+          assert.equal(await blobs.has(whole.digest), false, `${what}: not before commit`);
+          await blobs.commit(whole);
+          const handle = (await blobs.open(whole.digest))!;
+          const gz = await handle.readFile();
+          await handle.close();
+          assert.equal(gz.length, whole.storedSize, what);
+          assert.deepEqual(gunzipSync(gz), content, what);
+          if (options.gzip) assert.deepEqual(gz, data, `${what}: stored as it came`);
+        }
+        const digests = cases.map(([, , content]) => sha256(content)).sort();
+        assert.deepEqual((await all(blobs.digests())).sort(), digests);
       }),
     );
 
@@ -117,14 +166,17 @@ export function blobStoreContract(
       'with write false a body is only verified: nothing is staged',
       withStore(async (blobs) => {
         const content = Buffer.from('verified only');
-        const staged = await blobs.stage(
-          body(content),
-          plain({ write: false, expectedDigest: sha256(content) }),
-        );
-        assert.equal(staged.digest, sha256(content));
-        assert.equal(staged.location, undefined);
-        await assert.rejects(blobs.commit(staged), TypeError);
-        await blobs.discard(staged);
+        // Streamed, and given whole (a Buffer: then only hashed).
+        for (const given of [body(content), content]) {
+          const staged = await blobs.stage(
+            given,
+            plain({ write: false, expectedDigest: sha256(content) }),
+          );
+          assert.equal(staged.digest, sha256(content));
+          assert.equal(staged.location, undefined);
+          await assert.rejects(blobs.commit(staged), TypeError);
+          await blobs.discard(staged);
+        }
         assert.deepEqual(await all(blobs.digests()), []);
       }),
     );

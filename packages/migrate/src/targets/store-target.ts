@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { createGunzip, gzip, gzipSync } from 'node:zlib';
+import { createGunzip } from 'node:zlib';
 import { CliError, readAhead } from '@filetracker/runtime';
 import {
   FiletrackerError,
@@ -37,15 +37,11 @@ import type { MigrateClient } from '../migrator.js';
  * shared-protocol), and a small file takes two.
  */
 const stat = promisify(fs.stat);
-const gzipAsync = promisify(gzip);
 function readFile(file: string, signal?: AbortSignal): Promise<Buffer> {
   return new Promise((resolve, reject) =>
     fs.readFile(file, { signal }, (err, data) => (err ? reject(err) : resolve(data))),
   );
 }
-
-/** Up to this size a file is gzipped on the calling thread (as the HTTP client does). */
-const GZIP_INLINE_BYTES = 64 * 1024;
 
 /** Reads of a large blob for `--verify=digest` (as ft-server reads one to inflate it). */
 const LARGE_READ_BYTES = 1024 * 1024;
@@ -105,7 +101,7 @@ export class StoreClient implements MigrateClient {
     const { data } = stored;
     const body: PutBody = stored.gzip
       ? {
-          body: Buffer.isBuffer(data) ? Readable.from([data]) : data,
+          body: data,
           gzip: true,
           checksum: stored.digest,
           logicalSize: stored.logicalSize,
@@ -147,39 +143,47 @@ export class StoreClient implements MigrateClient {
   ): Promise<{ version: number }> {
     const store = this.#store;
     if (!store) throw new TypeError('no store to write to (a dry run or a verify writes nothing)');
-    // Ctrl-C stops the body: a put that has not read it all fails as incomplete and the
-    // store keeps nothing of it; one that has read it finishes.
+    const request = { components: splitName(name), version, ...put };
+    const { body } = put;
+    // A body in memory is stored in moments: the put is left to finish.
+    if (Buffer.isBuffer(body)) {
+      signal?.throwIfAborted();
+      return store.put(request, this.#admit);
+    }
+    // Ctrl-C stops a streamed body: a put that has not read it all fails as incomplete
+    // and the store keeps nothing of it; one that has read it finishes.
     const stop = (): void => {
-      put.body.destroy(signal?.reason instanceof Error ? signal.reason : undefined);
+      body.destroy(signal?.reason instanceof Error ? signal.reason : undefined);
     };
     // The store reads the body with listeners of its own, which see its errors; this one
     // only keeps an error that comes when none is left (Ctrl-C as the put answers, or
     // before it began) from crashing the process as an unhandled 'error' event.
-    put.body.on('error', () => {});
+    body.on('error', () => {});
     try {
       signal?.throwIfAborted();
       signal?.addEventListener('abort', stop, { once: true });
-      return await store.put({ components: splitName(name), version, ...put }, this.#admit);
+      return await store.put(request, this.#admit);
     } finally {
       signal?.removeEventListener('abort', stop);
       // A newer version stored is answered without reading the body: close the file.
-      if (!put.body.readableEnded) put.body.destroy();
+      if (!body.readableEnded) body.destroy();
     }
   }
 }
 
 /**
- * The put of a local file, a buffer or a stream. A file below the client's in-memory limit
- * is read, gzipped and hashed here, so the store can skip content it has (dedup before a
- * write) and verifies the claims as it would an upload's; a larger one is streamed plain
- * and the store gzips it (at `--gzip-level`) while hashing it: one read of the file, where
- * the HTTP client reads it twice to claim its digest first.
+ * The put of a local file, a buffer or a stream, plain: the store gzips it (at
+ * `--gzip-level`) while hashing it. A file below the client's in-memory limit is read whole
+ * and handed over as it is, with its digest claimed, so the store skips content it has
+ * (dedup before a write: then it only hashes it, to verify the claim) and otherwise hashes
+ * and gzips it in one call each: no stream, and no gzip made here that the store would
+ * inflate and hash again to verify it (issue 15). A larger one is streamed: one read of
+ * the file, where the HTTP client reads it twice to claim its digest first.
  */
 async function bodyOf(
   source: string | Buffer | NodeJS.ReadableStream,
-  options: { signal?: AbortSignal | undefined; gzipLevel?: number | undefined },
+  options: { signal?: AbortSignal | undefined },
 ): Promise<PutBody> {
-  const level = options.gzipLevel ?? 6;
   if (typeof source === 'string') {
     const info = await stat(source);
     if (info.size >= SMALL_FILE_BYTES) {
@@ -192,16 +196,12 @@ async function bodyOf(
       source instanceof Readable ? source : Readable.from(source as AsyncIterable<Buffer>);
     return { body, gzip: false };
   }
-  const gz =
-    source.length <= GZIP_INLINE_BYTES
-      ? gzipSync(source, { level })
-      : await gzipAsync(source, { level });
   return {
-    body: Readable.from([gz]),
-    gzip: true,
+    body: source,
+    gzip: false,
     checksum: createHash('sha256').update(source).digest('hex'),
     logicalSize: source.length,
-    bodyLength: gz.length,
+    bodyLength: source.length,
   };
 }
 

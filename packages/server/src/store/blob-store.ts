@@ -58,7 +58,9 @@ export interface BlobSizes {
  * - **stage** reads the body to its end while hashing and counting it, and refuses it with a
  *   4xx error (BadRequestError, FileTooLargeError) when it is not what the options claim, or
  *   with InsufficientStorageError when the store is full. A refused or failed stage leaves
- *   nothing behind; a staged blob is invisible to `open` and `digests` until committed.
+ *   nothing behind; a staged blob is invisible to `open` and `digests` until committed. A
+ *   body given whole (a Buffer, see {@link StageBody}) is staged exactly as the same bytes
+ *   streamed would be: the same blob, digest and sizes, the same refusals.
  * - **commit** makes a staged blob readable under its digest and durable: once it resolves,
  *   the blob survives a crash or a power cut, so a name may be pointed at it. Atomic: a
  *   reader sees no blob or the whole blob, never part of one. Committing a digest that is
@@ -82,8 +84,17 @@ export interface BlobSizes {
  * - **checkWritable** makes and removes a small staged object the way an upload does, and
  *   rejects with the file-system or service error when it cannot.
  */
+/**
+ * An upload's body: streamed, or given whole by a caller in this process that holds it in
+ * memory already (`ft-migrate --into`, which has read a small file whole). A whole body
+ * goes through no stream: a plain one is hashed and gzipped by the store itself in one
+ * call each, with nothing to inflate again to verify, where the same bytes gzipped by the
+ * caller are inflated and hashed again as any upload's claims are (issue 15).
+ */
+export type StageBody = Readable | Buffer;
+
 export interface BlobStore {
-  stage(body: Readable, options: StageOptions): Promise<StagedBlob>;
+  stage(body: StageBody, options: StageOptions): Promise<StagedBlob>;
   commit(blob: StagedBlob): Promise<void>;
   discard(blob: StagedBlob): Promise<void>;
   open(digest: string): Promise<BlobHandle | null>;

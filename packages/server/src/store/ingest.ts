@@ -2,14 +2,15 @@ import { createHash } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { Readable, Transform, Writable, finished, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip, createGzip, gunzipSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { createGunzip, createGzip, gunzipSync, gzip, gzipSync } from 'node:zlib';
 import {
   BadRequestError,
   FileTooLargeError,
   FiletrackerError,
   InsufficientStorageError,
 } from '@filetracker/shared-protocol/wire';
-import type { StageOptions, StagedBlob } from './blob-store.js';
+import type { StageBody, StageOptions, StagedBlob } from './blob-store.js';
 import { unlink, writeDurably } from './fs-calls.js';
 import { tmpFile } from './layout.js';
 
@@ -157,8 +158,13 @@ const discard = (): Writable =>
     },
   });
 
-/** Maps a failure while reading a body or writing a blob to the error a client sees. */
-function classify(err: unknown, body: Readable): unknown {
+const gzipAsync = promisify(gzip);
+
+/**
+ * Maps a failure while reading a body or writing a blob to the error a client sees;
+ * `body` undefined: a body given whole, which cannot fail.
+ */
+function classify(err: unknown, body: Readable | undefined): unknown {
   if (err instanceof FiletrackerError) return err;
   const code = (err as NodeJS.ErrnoException).code;
   if (code === 'ENOSPC' || code === 'EDQUOT') {
@@ -168,7 +174,8 @@ function classify(err: unknown, body: Readable): unknown {
   // body, though pipeline() has destroyed it by now: the store answers 503 for it.
   if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return err;
   // The client went away or its connection timed out: the body is short.
-  const failedBody = body.errored !== null || (body.destroyed && !body.readableEnded);
+  const failedBody =
+    body !== undefined && (body.errored !== null || (body.destroyed && !body.readableEnded));
   if (code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || failedBody) {
     return new BadRequestError('INCOMPLETE_BODY', 'Request body ended early', err);
   }
@@ -181,16 +188,52 @@ function classify(err: unknown, body: Readable): unknown {
  * is bounded by stream buffers whatever the size. On any failure the temp file is removed.
  */
 export async function ingest(
-  body: Readable,
+  body: StageBody,
   options: IngestOptions,
   target: IngestTarget,
 ): Promise<IngestResult> {
+  if (Buffer.isBuffer(body)) return ingestBuffer(body, options, target);
   checkDeclaredSize(options);
   const { bodyLength } = options;
   if (options.gzip && bodyLength && bodyLength <= WHOLE_BODY_BYTES) {
     return ingestWhole(body, options, target);
   }
   return ingestStream(body, options, target);
+}
+
+/**
+ * {@link ingest} of a body given whole (see StageBody): what the same bytes streamed
+ * would give, through no stream. A gzip one up to {@link WHOLE_BODY_BYTES} is verified as
+ * a small upload's is ({@link ingestGzip}); a plain one up to {@link WHOLE_INFLATED_BYTES}
+ * is hashed, checked and gzipped here, in one call each (a larger one on the thread pool,
+ * so the event loop is not held for long), and written with one write: the digest is the
+ * store's own, so there is nothing to inflate again, and a dedup hit (`write: false`) is
+ * only hashed. Larger bodies are streamed from memory.
+ */
+async function ingestBuffer(
+  body: Buffer,
+  options: IngestOptions,
+  target: IngestTarget,
+): Promise<IngestResult> {
+  checkDeclaredSize({ ...options, bodyLength: body.length });
+  if (options.gzip) {
+    if (body.length <= WHOLE_BODY_BYTES) return ingestGzip(body, undefined, options, target);
+  } else if (body.length <= WHOLE_INFLATED_BYTES) {
+    const result: IngestResult = {
+      digest: createHash('sha256').update(body).digest('hex'),
+      logicalSize: body.length,
+      storedSize: 0,
+      receivedBytes: body.length,
+      location: undefined,
+    };
+    checkClaims(result, options);
+    if (!options.write) return result;
+    const level = target.gzipLevel;
+    const gz =
+      body.length <= WHOLE_BODY_BYTES ? gzipSync(body, { level }) : await gzipAsync(body, { level });
+    return stageWhole(gz, { ...result, storedSize: gz.length }, undefined, target);
+  }
+  return ingestStream(Readable.from([body]), options, target);
 }
 
 /**
@@ -218,7 +261,16 @@ async function ingestWhole(
   } catch (err) {
     throw classify(err, body);
   }
-  const gz = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+  return ingestGzip(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), body, options, target);
+}
+
+/** {@link ingestWhole} once the gzip is read (`body`: where from, if streamed). */
+async function ingestGzip(
+  gz: Buffer,
+  body: Readable | undefined,
+  options: IngestOptions,
+  target: IngestTarget,
+): Promise<IngestResult> {
   let plain: Buffer;
   try {
     plain = gunzipSync(gz, { maxOutputLength: WHOLE_INFLATED_BYTES });
@@ -237,6 +289,16 @@ async function ingestWhole(
   };
   checkClaims(result, options);
   if (!options.write) return result;
+  return stageWhole(gz, result, body, target);
+}
+
+/** Stages a verified gzip held whole: kept in memory (`inMemory`) or written with one write. */
+async function stageWhole(
+  gz: Buffer,
+  result: IngestResult,
+  body: Readable | undefined,
+  target: IngestTarget,
+): Promise<IngestResult> {
   if (target.inMemory) return { ...result, buffer: gz };
   const tmpPath = tmpFile(target.tmpDir, 'upload');
   try {

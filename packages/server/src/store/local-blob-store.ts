@@ -1,8 +1,14 @@
 import { constants as fsConstants } from 'node:fs';
 import { open, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
-import type { BlobHandle, BlobSizes, BlobStore, StageOptions, StagedBlob } from './blob-store.js';
+import type {
+  BlobHandle,
+  BlobSizes,
+  BlobStore,
+  StageBody,
+  StageOptions,
+  StagedBlob,
+} from './blob-store.js';
 import type { DirSync } from './dir-sync.js';
 import { lstat, unlink, writeDurably } from './fs-calls.js';
 import { inflateBlob } from './inflate.js';
@@ -32,7 +38,7 @@ export class LocalBlobStore implements BlobStore {
     this.#target = { tmpDir: layout.tmp, gzipLevel };
   }
 
-  stage(body: Readable, options: StageOptions): Promise<StagedBlob> {
+  stage(body: StageBody, options: StageOptions): Promise<StagedBlob> {
     return ingest(body, options, this.#target);
   }
 

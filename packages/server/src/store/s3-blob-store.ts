@@ -19,7 +19,14 @@ import {
 } from '@aws-sdk/client-s3';
 import { byteCountOfStream } from '@filetracker/runtime';
 import { BackendUnavailableError } from '@filetracker/shared-protocol';
-import type { BlobHandle, BlobSizes, BlobStore, StageOptions, StagedBlob } from './blob-store.js';
+import type {
+  BlobHandle,
+  BlobSizes,
+  BlobStore,
+  StageBody,
+  StageOptions,
+  StagedBlob,
+} from './blob-store.js';
 import type { EngineMetrics, ObjectStoreErrorKind } from './engine-metrics.js';
 import { unlink } from './fs-calls.js';
 import { ingest, type IngestTarget } from './ingest.js';
@@ -225,7 +232,7 @@ export class S3BlobStore implements BlobStore {
     return `${this.#prefix}staging/${kind}-${randomBytes(12).toString('hex')}`;
   }
 
-  async stage(body: Readable, options: StageOptions): Promise<StagedBlob> {
+  async stage(body: StageBody, options: StageOptions): Promise<StagedBlob> {
     const { buffer, ...verified } = await ingest(body, options, this.#target);
     if (buffer !== undefined) {
       // Kept here until commit uploads it straight to its digest's key (see #inMemory).

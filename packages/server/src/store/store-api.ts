@@ -1,10 +1,9 @@
-import type { Readable } from 'node:stream';
 import type { Registry } from 'prom-client';
 import type {
   BackendUnavailableError,
   StoreNotWritableError,
 } from '@filetracker/shared-protocol/wire';
-import type { BlobHandle } from './blob-store.js';
+import type { BlobHandle, StageBody } from './blob-store.js';
 import type { NameLookup, NameRecord } from './metadata-store.js';
 import type { FileEntry } from './read-caches.js';
 import type { StoreStats } from './store-metrics.js';
@@ -22,7 +21,8 @@ export interface OpenedFile extends FileEntry {
 export interface PutRequest {
   components: string[];
   version: number;
-  body: Readable;
+  /** Streamed, or whole in memory (see {@link StageBody}). */
+  body: StageBody;
   /** The body's Content-Length, when it declared one. */
   bodyLength?: number | undefined;
   gzip: boolean;
