@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readFile, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { HOLDER_FILE } from '@filetracker/server';
 import { FiletrackerClient } from '@filetracker/shared-protocol';
 import type { MigrationSummary } from '@filetracker/migrate';
@@ -94,6 +96,42 @@ test('--into DIR imports a 1.x tree offline; ft-server then serves every file by
   assert.match(dry.stdout, new RegExp(`^would upload /${files[0]!.name} `, 'm'));
   assert.equal((await readReport(path.join(ftRoot, 'report.json'))).wouldUpload.files, 1);
   assert.deepEqual(await storeFiles(store), before);
+});
+
+test('--into stores each blob at --gzip-level: small files gzipped whole, a large one streamed', async (t) => {
+  // Text that gzips very differently at levels 1 and 9; one file past the 1 MiB that
+  // ft-migrate reads whole.
+  const line = (i: number): string => `${i} ${(i * 7919) % 104729} ${'ab'.repeat(i % 13)}\n`;
+  const text = (lines: number): Buffer =>
+    Buffer.from(Array.from({ length: lines }, (_, i) => line(i)).join(''));
+  const files: TreeFile[] = [
+    { name: 'small.txt', content: text(2000), mtime: 1_500_000_000.5 },
+    { name: 'large.txt', content: text(150_000), mtime: 1_500_000_001.5 },
+  ];
+  assert.ok(files[1]!.content.length > 1024 * 1024);
+  const ftRoot = await makeFtRoot(t, files);
+  const blobsAt = async (level: number): Promise<Map<string, Buffer>> => {
+    const store = path.join(path.dirname(ftRoot), `store-${level}`);
+    const args = ['./files', '--into', store, '--no-state', '--gzip-level', String(level)];
+    const run = await runMigrate(args, { cwd: ftRoot });
+    assert.equal(run.code, 0, run.stderr);
+    const blobs = new Map<string, Buffer>();
+    for (const file of files) {
+      const digest = createHash('sha256').update(file.content).digest('hex');
+      blobs.set(file.name, await readFile(path.join(store, 'blobs', digest.slice(0, 2), digest)));
+    }
+    return blobs;
+  };
+  const [fast, small] = [await blobsAt(1), await blobsAt(9)];
+  for (const file of files) {
+    const [one, nine] = [fast.get(file.name)!, small.get(file.name)!];
+    assert.deepEqual(gunzipSync(one), file.content, `${file.name} at level 1`);
+    assert.deepEqual(gunzipSync(nine), file.content, `${file.name} at level 9`);
+    assert.ok(nine.length < one.length, `${file.name}: ${nine.length} vs ${one.length}`);
+  }
+  // A small file is gzipped in one call: byte for byte zlib's own at that level.
+  assert.deepEqual(fast.get('small.txt'), gzipSync(files[0]!.content, { level: 1 }));
+  assert.deepEqual(small.get('small.txt'), gzipSync(files[0]!.content, { level: 9 }));
 });
 
 test('--into keeps a newer version the store holds, as a PUT does: skipped as server-newer, the store unchanged', async (t) => {
