@@ -1,5 +1,15 @@
 import assert from 'node:assert/strict';
-import { appendFile, readFile, readdir, rm, unlink, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import {
+  appendFile,
+  mkdir,
+  readFile,
+  readdir,
+  rm,
+  symlink,
+  unlink,
+  writeFile,
+} from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, test, type TestContext } from 'node:test';
@@ -193,6 +203,63 @@ describe('Migrator', () => {
     const summary = await runChecked(migrator(root, client, { concurrency: 1 }));
     assert.equal(summary.uploaded.files, 1);
     assert.equal(summary.skipped.byReason.vanished, 5);
+  });
+
+  test('a file replaced after the walk saw it is taken for what it is then, and nothing is left open', async (t) => {
+    // One directory: the walker has queued every entry before the first upload starts, as
+    // regular files (their directory entries' type); the first upload (whichever file the
+    // directory lists first) replaces the others.
+    const files = smallTreeFiles(6).map((f, i) => ({ ...f, name: `one/f${i}` }));
+    const root = await makeTree(t, files);
+    const at = (name: string): string => path.join(root, name);
+    const large = Buffer.alloc(1024 * 1024 + 5, 'x');
+    const sources = new Map<string, unknown>();
+    const roles = new Map<string, string>();
+    let first: string | undefined;
+    const client = new FakeClient(async (name) => {
+      if (first !== undefined) return;
+      first = name;
+      const others = files.map((f) => `/${f.name}`).filter((n) => n !== name);
+      const [link, fifo, dir, big, gone] = others.map((n) => at(n));
+      await unlink(link!);
+      await symlink(at(name), link!);
+      await unlink(fifo!);
+      execFileSync('mkfifo', [fifo!]);
+      await unlink(dir!);
+      await mkdir(dir!);
+      await writeFile(big!, large);
+      await unlink(gone!);
+      ['symlink', 'special', 'special', 'large', 'vanished'].forEach((role, i) =>
+        roles.set(others[i]!, role),
+      );
+    });
+    const put = client.put.bind(client);
+    client.put = (name, source, options) => {
+      sources.set(name, source);
+      return put(name, source, options);
+    };
+    const fds = async (): Promise<number> => (await readdir('/proc/self/fd')).length;
+    const before = await fds();
+    const summary = await runChecked(migrator(root, client, { concurrency: 1 }));
+    const outcomes = [
+      ...summary.skippedFiles.map((f) => [f.name, f.reason]),
+      ...summary.failures.map((f) => [f.name, f.code]),
+    ].sort();
+    const expected = [...roles].filter(([, role]) => role !== 'large').sort();
+    assert.deepEqual(outcomes, expected);
+    assert.equal(summary.uploaded.files, 2);
+    // The small file read whole, the large one streamed by the client from its path.
+    const big = [...roles].find(([, role]) => role === 'large')![0];
+    const small = files.find((f) => `/${f.name}` === first)!;
+    assert.deepEqual(sources.get(first!), small.content);
+    assert.equal(sources.get(big), at(big));
+    assert.equal(await fds(), before, 'every descriptor opened was closed');
+
+    // Again, every file done by the resume state: opened, found done, closed.
+    const done = { has: () => true, record: () => {} };
+    const again = await runChecked(migrator(root, new FakeClient(), { state: done }));
+    assert.equal(again.skipped.byReason['already-done'], 2);
+    assert.equal(await fds(), before, 'every descriptor opened was closed, again');
   });
 
   test('with checkServer (--no-state) a HEAD skips files the server has at this version or newer', async (t) => {

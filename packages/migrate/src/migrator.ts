@@ -23,7 +23,7 @@ import {
 import { BoundedQueue } from './bounded-queue.js';
 import { excludeMatcher } from './exclude.js';
 import { formatVersion } from './format.js';
-import { readSmallFile } from './local-file.js';
+import { closeQuietly, openSmallFile, readSmallFile } from './local-file.js';
 import { backoffMs, describeError, errorCode, isTransient } from './retry.js';
 import { walkSource, type SourceEntry } from './source.js';
 import type { CopyEntry, CopySource } from './sources/copy-source.js';
@@ -508,7 +508,12 @@ export class Migrator extends EventEmitter<MigratorEvents> {
       await this.#copy(entry, entry.copy);
       return;
     }
-    const info = await this.#inspect(entry);
+    // A regular file to upload is opened first, its stat taken on the descriptor (see
+    // openSmallFile); anything else, or a file that is not small or not what the walk
+    // saw any more, is looked at by its lstat.
+    const opened =
+      this.#mode === 'upload' && entry.regular ? await openSmallFile(entry.path) : undefined;
+    const info = opened?.info ?? (await this.#inspect(entry));
     if (info === undefined) return;
     const file: LocalFile = {
       path: entry.path,
@@ -518,7 +523,7 @@ export class Migrator extends EventEmitter<MigratorEvents> {
     };
     try {
       if (this.#mode === 'verify') await this.#verify(file);
-      else await this.#upload(file, info);
+      else await this.#upload(file, info, opened?.fd);
     } catch (err) {
       if (this.#controller.signal.aborted) {
         this.#skip(file, 'interrupted', 'the run was interrupted');
@@ -663,7 +668,26 @@ export class Migrator extends EventEmitter<MigratorEvents> {
     return false;
   }
 
-  async #upload(file: LocalFile, before: Stats): Promise<void> {
+  /** `opened`: the small file's descriptor (see openSmallFile), closed here in any case. */
+  async #upload(file: LocalFile, before: Stats, opened?: number): Promise<void> {
+    let unread = opened;
+    try {
+      await this.#uploadOpened(file, before, () => {
+        const fd = unread;
+        unread = undefined;
+        return fd;
+      });
+    } finally {
+      if (unread !== undefined) closeQuietly(unread);
+    }
+  }
+
+  /** {@link #upload}; `take` hands over the small file's open descriptor, if any. */
+  async #uploadOpened(
+    file: LocalFile,
+    before: Stats,
+    take: () => number | undefined,
+  ): Promise<void> {
     if (await this.#finishedBefore(file)) return;
     if (this.#mode === 'dry-run') {
       this.#done(file);
@@ -671,11 +695,11 @@ export class Migrator extends EventEmitter<MigratorEvents> {
     }
     let stored: number;
     try {
-      // Read once, before the first attempt: a small file's bytes (two thread-pool calls,
-      // see local-file.ts), a larger one streamed from its path by the client.
+      // Read once, before the first attempt: a small file's bytes (one or two thread-pool
+      // calls, see local-file.ts), a larger one streamed from its path by the client.
       const source =
         file.size < SMALL_FILE_BYTES
-          ? await readSmallFile(file.path, file.size, this.#followSymlinks)
+          ? await readSmallFile(file.path, file.size, this.#followSymlinks, take())
           : file.path;
       stored = await this.#retrying(file, (signal) =>
         this.#client.put(file.name, source, {

@@ -25,6 +25,11 @@ export interface SourceEntry {
   /** A directory that was not entered (excluded, or its name is not UTF-8). */
   directory?: boolean;
   /**
+   * A regular file by its directory entry's type, as the walk saw it (it may be something
+   * else by the time it is read): the migrator opens it before taking its stat.
+   */
+  regular?: boolean;
+  /**
    * A file of a filetracker 2.x source (`--from`, `--from-store`): `path` then says where
    * it is (its URL, or its link), and this reads it (see sources/copy-source.ts).
    */
@@ -72,6 +77,7 @@ export async function* walkSource(
         : notUtf8(entry, entry.nameBytes, prefix);
     if (excludedBy !== undefined) source.excludedBy = excludedBy;
     if (directory) source.directory = true;
+    else if (entry.dirent.isFile()) source.regular = true;
     yield source;
   }
 }
