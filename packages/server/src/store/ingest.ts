@@ -230,7 +230,9 @@ async function ingestBuffer(
     if (!options.write) return result;
     const level = target.gzipLevel;
     const gz =
-      body.length <= WHOLE_BODY_BYTES ? gzipSync(body, { level }) : await gzipAsync(body, { level });
+      body.length <= WHOLE_BODY_BYTES
+        ? gzipSync(body, { level })
+        : await gzipAsync(body, { level });
     return stageWhole(gz, { ...result, storedSize: gz.length }, undefined, target);
   }
   return ingestStream(Readable.from([body]), options, target);
@@ -261,7 +263,12 @@ async function ingestWhole(
   } catch (err) {
     throw classify(err, body);
   }
-  return ingestGzip(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), body, options, target);
+  return ingestGzip(
+    chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks),
+    body,
+    options,
+    target,
+  );
 }
 
 /** {@link ingestWhole} once the gzip is read (`body`: where from, if streamed). */
