@@ -10,7 +10,7 @@ import { tempDir } from './lifecycle.js';
 import { emptySection, type Section, type Table } from './report.js';
 import { run } from './proc.js';
 import { BINS, shebangFlags, startFtServer } from './servers.js';
-import { MiB, median, num, ratio, withRounds } from './stats.js';
+import { MiB, median, num, ratio, ratios, withRounds } from './stats.js';
 import { runPutLimit } from './put-small.js';
 import { runWrk, writeWrkScripts } from './wrk.js';
 
@@ -82,32 +82,23 @@ async function migrateOnce(
 
 /**
  * ft-server's own PUT rate for the small tree's bodies over wrk with `jobs` connections,
- * into a fresh server: the row beside ft-migrate's `fps`, and the target of issue 15
- * (ft-migrate costs almost nothing beside the server: >= 0.7x). Without wrk, the target
- * is listed as not measured.
+ * into a fresh server: the figure beside ft-migrate's files/s for the target of issue 15
+ * (ft-migrate costs almost nothing beside the server: >= 0.7x). Undefined without wrk.
  */
 async function serverPutRate(
   ctx: BenchContext,
-  into: Section,
   pool: { index: string; bodies: string },
   work: string,
   jobs: number,
-  fps: number,
-): Promise<string[]> {
-  const what = `ft-migrate / ft-server PUT over wrk files/s, small tree, -j ${jobs}`;
+  tag: string,
+): Promise<{ reqPerS: number; errors: number } | undefined> {
   const wrk = ctx.tools.wrk;
-  if (!wrk) {
-    ctx.log(`migrate: no wrk, so no ft-server PUT rate at -j ${jobs}`);
-    into.targets.push({ what, ratio: NaN, target: 0.7 });
-    return [String(jobs), num(fps), '', '', ''];
-  }
+  if (!wrk) return undefined;
   const scripts = await writeWrkScripts(work);
   const store = await tempDir('migrate-wrk-store');
-  const ft = await startFtServer(store, path.join(work, `server-wrk-j${jobs}.log`));
-  let reqPerS: number;
-  let errors: number;
+  const ft = await startFtServer(store, path.join(work, `server-wrk-${tag}.log`));
   try {
-    ctx.log(`migrate: ft-server PUT rate over wrk, ${jobs} connections`);
+    ctx.log(`migrate: ft-server PUT rate over wrk, ${jobs} connections (${tag})`);
     const r = await runWrk(wrk, {
       url: ft.url,
       script: scripts.put,
@@ -115,13 +106,10 @@ async function serverPutRate(
       connections: jobs,
       durationS: ctx.config.put.durationS,
     });
-    reqPerS = r.reqPerS;
-    errors = r.errors;
+    return { reqPerS: r.reqPerS, errors: r.errors };
   } finally {
     await ft.stop();
   }
-  into.targets.push({ what, ratio: fps / reqPerS, target: 0.7 });
-  return [String(jobs), num(fps), num(reqPerS), ratio(fps / reqPerS), String(errors)];
 }
 
 /**
@@ -209,6 +197,11 @@ export async function benchMigrate(ctx: BenchContext): Promise<Section> {
       'at the same -j (the same figure as the HTTP row\u2019s, one run of the script with ' +
       'async calls on libuv\u2019s default pool, not the best of Small-file PUT\u2019s sweep). ' +
       'Target: >= 0.7x of it.',
+    `On the small tree, ${config.rounds} round(s) at each -j: in each, one after another, ` +
+      'the bare store script, ft-migrate into ft-server, ft-server over wrk (at the -j ' +
+      'values compared with it) and ft-migrate --into. A ratio is taken between figures of ' +
+      'one round, and the median of the rounds\u2019 ratios is the figure and the verdict: ' +
+      'the machine\u2019s speed drifts between runs minutes apart by more than the margins.',
   );
   const notReady = await migrateNotReady();
   if (notReady) {
@@ -257,52 +250,89 @@ export async function benchMigrate(ctx: BenchContext): Promise<Section> {
   const smallList = path.join(work, 'small.list');
   await writeFile(smallList, names.map((n) => `${path.join(small, n)}\n`).join(''));
   const smallPipe = await pipelines('small tree', { listFile: smallList }, names.length);
+  const pipe = smallPipe.get(defLevel) ?? NaN;
+  const rounds = config.rounds;
   for (const j of jobs) {
-    const limitFps = (
-      await runPutLimit({
-        ...pool,
-        concurrency: j,
-        count: names.length,
-        durationS: config.put.durationS,
-      })
-    ).filesPerS;
-    const r = await migrateOnce(ctx, small, work, `small-j${j}`, j);
-    const fps = names.length / (r.ms / 1000);
-    if (cfg.wrkJobs.includes(j))
-      serverRows.push(await serverPutRate(ctx, section, pool, work, j, fps));
-    // Offline import (issue 15, item 2): the same tree with --into a fresh store, no server.
-    ctx.log(`migrate: small-into-j${j}`);
-    const into = await runMigrate(
-      small,
-      { into: await tempDir('migrate-into-store') },
-      work,
-      `small-into-j${j}`,
-      j,
-    );
-    const intoFps = names.length / (into.ms / 1000);
+    // Each round runs the four side by side, one after another: the bare store script,
+    // ft-migrate into ft-server, ft-server over wrk, and ft-migrate --into. A ratio is
+    // only taken within a round; the table and the targets give the median of the rounds.
+    const limits: number[] = [];
+    const viaHttp: MigrateRun[] = [];
+    const viaWrk: { reqPerS: number; errors: number }[] = [];
+    const intos: MigrateRun[] = [];
+    const withWrk = cfg.wrkJobs.includes(j);
+    for (let round = 1; round <= rounds; round++) {
+      const tag = rounds > 1 ? `j${j}-r${round}` : `j${j}`;
+      limits.push(
+        (
+          await runPutLimit({
+            ...pool,
+            concurrency: j,
+            count: names.length,
+            durationS: config.put.durationS,
+          })
+        ).filesPerS,
+      );
+      viaHttp.push(await migrateOnce(ctx, small, work, `small-${tag}`, j));
+      const rate = withWrk ? await serverPutRate(ctx, pool, work, j, tag) : undefined;
+      if (rate) viaWrk.push(rate);
+      // Offline import (issue 15, item 2): the same tree with --into a fresh store, no server.
+      ctx.log(`migrate: small-into-${tag}`);
+      const into = await runMigrate(
+        small,
+        { into: await tempDir('migrate-into-store') },
+        work,
+        `small-into-${tag}`,
+        j,
+      );
+      intos.push(into);
+    }
+    const filesPerS = (runs: MigrateRun[]): number[] =>
+      runs.map((r) => names.length / (r.ms / 1000));
+    const httpFps = filesPerS(viaHttp);
+    const intoFps = filesPerS(intos);
     section.targets.push({
       what: `ft-migrate --into / bare store script files/s, small tree, -j ${j}`,
-      ratio: intoFps / limitFps,
+      ratio: median(ratios(intoFps, limits)),
       target: 0.7,
     });
-    const pipe = smallPipe.get(defLevel) ?? NaN;
-    const row = (what: string, run: MigrateRun, filesPerS: number): string[] => {
-      const mibs = smallBytes / MiB / (run.ms / 1000);
+    if (withWrk) {
+      const what = `ft-migrate / ft-server PUT over wrk files/s, small tree, -j ${j}`;
+      if (viaWrk.length === 0) {
+        ctx.log(`migrate: no wrk, so no ft-server PUT rate at -j ${j}`);
+        section.targets.push({ what, ratio: NaN, target: 0.7 });
+        serverRows.push([String(j), withRounds(httpFps), '', '', '']);
+      } else {
+        const wrkRates = viaWrk.map((w) => w.reqPerS);
+        const vsWrk = median(ratios(httpFps, wrkRates));
+        section.targets.push({ what, ratio: vsWrk, target: 0.7 });
+        serverRows.push([
+          String(j),
+          withRounds(httpFps),
+          withRounds(wrkRates),
+          ratio(vsWrk),
+          viaWrk.map((w) => String(w.errors)).join(', '),
+        ]);
+      }
+    }
+    const row = (what: string, runs: MigrateRun[], fps: number[]): string[] => {
+      const mibs = runs.map((r) => smallBytes / MiB / (r.ms / 1000));
+      const outcomes = [...new Set(runs.map((r) => `${r.uploadedFiles}/${r.failedFiles}`))];
       return [
         what,
-        num(filesPerS),
-        num(limitFps),
-        ratio(filesPerS / limitFps),
-        num(mibs),
-        ratio(mibs / pipe),
-        num(run.maxRssKiB / 1024),
-        `${run.uploadedFiles}/${run.failedFiles}`,
+        withRounds(fps),
+        withRounds(limits),
+        ratio(median(ratios(fps, limits))),
+        num(median(mibs)),
+        ratio(median(mibs) / pipe),
+        num(Math.max(...runs.map((r) => r.maxRssKiB)) / 1024),
+        outcomes.join(', '),
       ];
     };
     const def = j === defJobs ? ' (default)' : '';
     rows.push(
-      row(`${cfg.smallFiles} small, -j ${j}${def}`, r, fps),
-      row(`${cfg.smallFiles} small, --into DIR, -j ${j}${def}`, into, intoFps),
+      row(`${cfg.smallFiles} small, -j ${j}${def}`, viaHttp, httpFps),
+      row(`${cfg.smallFiles} small, --into DIR, -j ${j}${def}`, intos, intoFps),
     );
   }
 
@@ -332,7 +362,12 @@ export async function benchMigrate(ctx: BenchContext): Promise<Section> {
     ]);
   }
   section.tables.push({
-    caption: 'ft-migrate runs (one each)',
+    caption:
+      config.rounds > 1
+        ? `ft-migrate runs (small tree: median of ${config.rounds} rounds, each run in ` +
+          'parentheses, ratios the median of the per-round ratios, peak RSS the highest; ' +
+          'large files: one run each)'
+        : 'ft-migrate runs (one each)',
     head: [
       'tree, -j',
       'files/s',
