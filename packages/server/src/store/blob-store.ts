@@ -50,6 +50,15 @@ export interface BlobSizes {
 }
 
 /**
+ * An upload's body: streamed, or given whole by a caller in this process that holds it in
+ * memory already (`ft-migrate --into`, which has read a small file whole). A whole body
+ * goes through no stream: a plain one is hashed and gzipped by the store itself in one
+ * call each, with nothing to inflate again to verify, where the same bytes gzipped by the
+ * caller are inflated and hashed again as any upload's claims are (issue 15).
+ */
+export type StageBody = Readable | Buffer;
+
+/**
  * The blob port: content-addressed gzip blobs, immutable once committed. It knows nothing of
  * names, versions or reference counts (the {@link MetadataStore}'s), and decides nothing
  * about when a blob may go: its caller does.
@@ -84,15 +93,6 @@ export interface BlobSizes {
  * - **checkWritable** makes and removes a small staged object the way an upload does, and
  *   rejects with the file-system or service error when it cannot.
  */
-/**
- * An upload's body: streamed, or given whole by a caller in this process that holds it in
- * memory already (`ft-migrate --into`, which has read a small file whole). A whole body
- * goes through no stream: a plain one is hashed and gzipped by the store itself in one
- * call each, with nothing to inflate again to verify, where the same bytes gzipped by the
- * caller are inflated and hashed again as any upload's claims are (issue 15).
- */
-export type StageBody = Readable | Buffer;
-
 export interface BlobStore {
   stage(body: StageBody, options: StageOptions): Promise<StagedBlob>;
   commit(blob: StagedBlob): Promise<void>;
