@@ -31,8 +31,21 @@ export function variantName(v: LimitVariant): string {
     : `sync calls in ${v.threads} worker threads`;
 }
 
+/**
+ * The variants the bare store script is swept over at `concurrency` files at once: each
+ * call style with each of `threads`, but no more threads than files in flight.
+ */
+export function limitVariants(threads: readonly number[], concurrency: number): LimitVariant[] {
+  return threads
+    .filter((n) => n <= concurrency)
+    .flatMap((n) => [
+      { style: 'async' as const, threads: n },
+      { style: 'sync' as const, threads: n },
+    ]);
+}
+
 /** The run with the most files/s. */
-function bestOf(runs: readonly LimitRun[]): LimitRun {
+export function bestOf(runs: readonly LimitRun[]): LimitRun {
   return runs.reduce((a, b) => (b.filesPerS > a.filesPerS ? b : a));
 }
 
@@ -78,13 +91,7 @@ export async function benchPutSmall(ctx: BenchContext): Promise<Section> {
   const { config, tools } = ctx;
   const cfg = config.put;
   const section = emptySection('Small-file PUT');
-  const variants = (c: number): LimitVariant[] =>
-    cfg.limitThreads
-      .filter((n) => n <= c)
-      .flatMap((threads) => [
-        { style: 'async' as const, threads },
-        { style: 'sync' as const, threads },
-      ]);
+  const variants = (c: number): LimitVariant[] => limitVariants(cfg.limitThreads, c);
   const sweepCount = cfg.connections.reduce((a, c) => a + variants(c).length, 0);
   const sweepExtraS = (sweepCount - cfg.connections.length) * cfg.durationS;
   const threadList = cfg.limitThreads.join(', ');
