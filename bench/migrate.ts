@@ -11,7 +11,7 @@ import { emptySection, type Section, type Table } from './report.js';
 import { run } from './proc.js';
 import { BINS, shebangFlags, startFtServer } from './servers.js';
 import { MiB, median, num, ratio, ratios, withRounds } from './stats.js';
-import { bestOf, limitVariants, runPutLimit, variantName, type LimitRun } from './put-small.js';
+import { bestOf, runLimitAtBest, variantName, type LimitRun } from './put-small.js';
 import { runWrk, writeWrkScripts } from './wrk.js';
 
 /** ft-migrate's -j when none is given: read from its --help (the source of truth). */
@@ -261,7 +261,7 @@ export async function benchMigrate(ctx: BenchContext): Promise<Section> {
     // ft-migrate into ft-server, ft-server over wrk, and ft-migrate --into. A ratio is
     // only taken within a round; the table and the targets give the median of the rounds.
     const limits: number[] = [];
-    let sweep: LimitRun[] = [];
+    const sweep: LimitRun[] = [];
     const viaHttp: MigrateRun[] = [];
     const viaWrk: { reqPerS: number; errors: number }[] = [];
     const intos: MigrateRun[] = [];
@@ -270,20 +270,13 @@ export async function benchMigrate(ctx: BenchContext): Promise<Section> {
       const tag = rounds > 1 ? `j${j}-r${round}` : `j${j}`;
       // The bare script at its best: round 1 sweeps its variants, later rounds run the
       // fastest of round 1.
-      const tried =
-        round === 1 ? limitVariants(config.put.limitThreads, j) : [bestOf(sweep).variant];
-      const runs: LimitRun[] = [];
-      for (const v of tried) {
-        ctx.log(`migrate: ${tag}, bare store script, ${variantName(v)}`);
-        runs.push(
-          await runPutLimit(
-            { ...pool, concurrency: j, count: names.length, durationS: config.put.durationS },
-            v,
-          ),
-        );
-      }
-      if (round === 1) sweep = runs;
-      limits.push(bestOf(runs).filesPerS);
+      const limit = await runLimitAtBest(
+        { ...pool, concurrency: j, count: names.length, durationS: config.put.durationS },
+        config.put.limitThreads,
+        sweep,
+        (v) => ctx.log(`migrate: ${tag}, bare store script, ${variantName(v)}`),
+      );
+      limits.push(limit.filesPerS);
       viaHttp.push(await migrateOnce(ctx, small, work, `small-${tag}`, j));
       const rate = withWrk ? await serverPutRate(ctx, pool, work, j, tag) : undefined;
       if (rate) viaWrk.push(rate);

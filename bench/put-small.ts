@@ -35,7 +35,7 @@ export function variantName(v: LimitVariant): string {
  * The variants the bare store script is swept over at `concurrency` files at once: each
  * call style with each of `threads`, but no more threads than files in flight.
  */
-export function limitVariants(threads: readonly number[], concurrency: number): LimitVariant[] {
+function limitVariants(threads: readonly number[], concurrency: number): LimitVariant[] {
   return threads
     .filter((n) => n <= concurrency)
     .flatMap((n) => [
@@ -79,6 +79,28 @@ export async function runPutLimit(
     p50Ms: out.p50Ms,
     p99Ms: out.p99Ms,
   };
+}
+
+/**
+ * One round of the bare store script at its best: while `sweep` is empty (round 1), every
+ * variant of {@link limitVariants} in turn, kept in `sweep`; afterwards only the fastest
+ * of `sweep`. Returns the round's fastest run; `log` is told each variant before it runs.
+ */
+export async function runLimitAtBest(
+  args: { index: string; bodies: string; concurrency: number; count: number; durationS: number },
+  threads: readonly number[],
+  sweep: LimitRun[],
+  log: (variant: LimitVariant) => void,
+): Promise<LimitRun> {
+  const first = sweep.length === 0;
+  const tried = first ? limitVariants(threads, args.concurrency) : [bestOf(sweep).variant];
+  const runs: LimitRun[] = [];
+  for (const v of tried) {
+    log(v);
+    runs.push(await runPutLimit(args, v));
+  }
+  if (first) sweep.push(...runs);
+  return bestOf(runs);
 }
 
 /**
@@ -188,22 +210,17 @@ export async function benchPutSmall(ctx: BenchContext): Promise<Section> {
           }
         },
         async (): Promise<void> => {
-          // Round 1 sweeps the variants; the others run round 1's fastest.
-          const tried = round === 0 ? variants(c) : [bestOf(r.sweep).variant];
-          const runs: LimitRun[] = [];
-          for (const v of tried) {
-            ctx.log(
-              `put-small: round ${round + 1}, ${c} at once, bare store script, ${variantName(v)}`,
-            );
-            runs.push(
-              await runPutLimit(
-                { ...pool, concurrency: c, count: cfg.pool, durationS: cfg.durationS },
-                v,
-              ),
-            );
-          }
-          if (round === 0) r.sweep.push(...runs);
-          r.limit.push(bestOf(runs));
+          r.limit.push(
+            await runLimitAtBest(
+              { ...pool, concurrency: c, count: cfg.pool, durationS: cfg.durationS },
+              cfg.limitThreads,
+              r.sweep,
+              (v) =>
+                ctx.log(
+                  `put-small: round ${round + 1}, ${c} at once, bare store script, ${variantName(v)}`,
+                ),
+            ),
+          );
         },
       ];
       if (round % 2 === 1) steps.reverse();
