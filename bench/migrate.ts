@@ -14,6 +14,13 @@ import { MiB, median, num, ratio, ratios, withRounds } from './stats.js';
 import { bestOf, runLimitAtBest, variantName, type LimitRun } from './put-small.js';
 import { runWrk, writeWrkScripts } from './wrk.js';
 
+/** One run of child/store-put.ts. */
+interface StorePutRun {
+  files: number;
+  ms: number;
+  mainCpuMs: number;
+}
+
 /** ft-migrate's -j when none is given: read from its --help (the source of truth). */
 async function defaultJobs(): Promise<number | undefined> {
   const r = await run(process.execPath, [BINS.migrate, '--help']);
@@ -199,10 +206,15 @@ export async function benchMigrate(ctx: BenchContext): Promise<Section> {
       '(no server: ft-migrate opens the store with ft-server\u2019s store code), at the ' +
       'same -j values, timed the same way; its files/s beside the bare store script\u2019s ' +
       'at its best at the same -j (the same figure as the HTTP row\u2019s). Target: >= 0.7x ' +
-      'of it.',
+      'of it. Beside it, the store\u2019s own put path: a script (its own process) calls ' +
+      'ft-server\u2019s `Store.put` for each of the same gzip bodies, digest and size ' +
+      'claimed as a client claims them, -j at once, into a fresh store: the verify, ' +
+      'durable write, renames, directory fsyncs, LevelDB reference count and link of a ' +
+      'PUT or of --into, with no HTTP and no 1.x file read, hashed or gzipped. Its ' +
+      'files/s is what --into would reach if its own work cost nothing.',
     `On the small tree, ${config.rounds} round(s) at each -j: in each, one after another, ` +
       'the bare store script, ft-migrate into ft-server, ft-server over wrk (at the -j ' +
-      'values compared with it) and ft-migrate --into. A ratio is taken between figures of ' +
+      'values compared with it), ft-migrate --into and Store.put in-process. A ratio is taken between figures of ' +
       'one round, and the median of the rounds\u2019 ratios is the figure and the verdict: ' +
       'the machine\u2019s speed drifts between runs minutes apart by more than the margins.',
   );
@@ -229,6 +241,7 @@ export async function benchMigrate(ctx: BenchContext): Promise<Section> {
   const levelRows: string[][] = [];
   const serverRows: string[][] = [];
   const sweepRows: string[][] = [];
+  const storeRows: string[][] = [];
   /** MiB/s of the pipeline at each level over `files`, with a row per level. */
   const pipelines = async (
     what: string,
@@ -257,14 +270,16 @@ export async function benchMigrate(ctx: BenchContext): Promise<Section> {
   const pipe = smallPipe.get(defLevel) ?? NaN;
   const rounds = config.rounds;
   for (const j of jobs) {
-    // Each round runs the four side by side, one after another: the bare store script,
-    // ft-migrate into ft-server, ft-server over wrk, and ft-migrate --into. A ratio is
-    // only taken within a round; the table and the targets give the median of the rounds.
+    // Each round runs the five side by side, one after another: the bare store script,
+    // ft-migrate into ft-server, ft-server over wrk, ft-migrate --into and Store.put
+    // in-process. A ratio is only taken within a round; the tables and the targets give
+    // the median of the rounds.
     const limits: number[] = [];
     const sweep: LimitRun[] = [];
     const viaHttp: MigrateRun[] = [];
     const viaWrk: { reqPerS: number; errors: number }[] = [];
     const intos: MigrateRun[] = [];
+    const storePuts: StorePutRun[] = [];
     const withWrk = cfg.wrkJobs.includes(j);
     for (let round = 1; round <= rounds; round++) {
       const tag = rounds > 1 ? `j${j}-r${round}` : `j${j}`;
@@ -290,6 +305,18 @@ export async function benchMigrate(ctx: BenchContext): Promise<Section> {
         j,
       );
       intos.push(into);
+      // The store's own put path on the same bodies: the part of --into that is not
+      // ft-migrate's.
+      ctx.log(`migrate: ${tag}, Store.put in-process`);
+      storePuts.push(
+        await runChild<StorePutRun>('store-put', {
+          dir: await tempDir('migrate-store-put'),
+          ...pool,
+          concurrency: j,
+          count: names.length,
+          version: VERSION,
+        }),
+      );
     }
     const filesPerS = (runs: MigrateRun[]): number[] =>
       runs.map((r) => names.length / (r.ms / 1000));
@@ -333,6 +360,17 @@ export async function benchMigrate(ctx: BenchContext): Promise<Section> {
         outcomes.join(', '),
       ];
     };
+    const storeFps = storePuts.map((r) => r.files / (r.ms / 1000));
+    storeRows.push([
+      String(j),
+      withRounds(limits),
+      withRounds(storeFps),
+      ratio(median(ratios(storeFps, limits))),
+      num(median(storePuts.map((r) => (r.mainCpuMs * 1000) / r.files))),
+      withRounds(intoFps),
+      ratio(median(ratios(intoFps, limits))),
+      ratio(median(ratios(intoFps, storeFps))),
+    ]);
     const fastest = bestOf(sweep);
     for (const r of sweep) {
       sweepRows.push([
@@ -401,6 +439,22 @@ export async function benchMigrate(ctx: BenchContext): Promise<Section> {
       rows: serverRows,
     });
   }
+  section.tables.push({
+    caption:
+      '--into against the store\u2019s own put path (Store.put in-process on the same gzip ' +
+      'bodies: no HTTP, no 1.x files) and the bare store script at its best, small tree',
+    head: [
+      '-j',
+      'bare store script files/s',
+      'Store.put files/s',
+      'Store.put vs bare',
+      'Store.put main-thread CPU us/file',
+      '--into files/s',
+      '--into vs bare',
+      '--into vs Store.put',
+    ],
+    rows: storeRows,
+  });
   section.tables.push({
     caption: 'The bare store script in round 1, small tree, by -j (its limit: the fastest)',
     head: ['-j', 'call style, threads', 'files/s', ''],
