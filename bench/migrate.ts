@@ -214,8 +214,9 @@ export async function benchMigrate(ctx: BenchContext): Promise<Section> {
       'files/s is what --into would reach if its own work cost nothing.',
     `On the small tree, ${config.rounds} round(s) at each -j: in each, one after another, ` +
       'the bare store script, ft-migrate into ft-server, ft-server over wrk (at the -j ' +
-      'values compared with it), ft-migrate --into and Store.put in-process. A ratio is taken between figures of ' +
-      'one round, and the median of the rounds\u2019 ratios is the figure and the verdict: ' +
+      'values compared with it), ft-migrate --into and Store.put in-process. A ratio is ' +
+      'taken between figures of one round, and the median of the rounds\u2019 ratios is ' +
+      'the figure and the verdict: ' +
       'the machine\u2019s speed drifts between runs minutes apart by more than the margins.',
   );
   const notReady = await migrateNotReady();

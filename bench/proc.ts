@@ -141,6 +141,15 @@ export async function procStatusKiB(
 /** Clock ticks a second in /proc's CPU times (USER_HZ on Linux). */
 const USER_HZ = 100;
 
+/**
+ * CPU seconds (user + system) in a /proc/PID/stat or /proc/PID/task/TID/stat line: fields
+ * 14 and 15, counted after the command name (which may hold spaces and parentheses).
+ */
+export function statCpuSeconds(text: string): number {
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / USER_HZ;
+}
+
 /** CPU seconds (user + system) used so far by every process, by its command name. */
 async function cpuByCommand(): Promise<Map<string, Map<number, number>>> {
   const out = new Map<string, Map<number, number>>();
@@ -149,11 +158,8 @@ async function cpuByCommand(): Promise<Map<string, Map<number, number>>> {
     pids.map(async (pid) => {
       const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
       if (text === undefined) return;
-      const open = text.indexOf('(');
-      const close = text.lastIndexOf(')');
-      const comm = text.slice(open + 1, close);
-      const fields = text.slice(close + 2).split(' ');
-      const seconds = (Number(fields[11]) + Number(fields[12])) / USER_HZ;
+      const comm = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
+      const seconds = statCpuSeconds(text);
       if (!out.has(comm)) out.set(comm, new Map());
       out.get(comm)!.set(Number(pid), seconds);
     }),

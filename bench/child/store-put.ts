@@ -15,16 +15,14 @@
 import { readFileSync } from 'node:fs';
 import { openStore } from '@filetracker/server/local-store';
 import { readPool, type PoolFiles } from '../pool.js';
+import { statCpuSeconds } from '../proc.js';
 
 /** The pool's files, and the run: `concurrency` puts at once of its first `count` bodies. */
 type Args = PoolFiles & { dir: string; concurrency: number; count: number; version: number };
 
 /** CPU time (user + system) of this process's main thread so far, in ms (Linux). */
 function mainThreadCpuMs(): number {
-  const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
-  // The fields after the command name (which may hold spaces): utime and stime are 14, 15.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  return statCpuSeconds(readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8')) * 1000;
 }
 
 const args = JSON.parse(process.argv[2] ?? '{}') as Args;
